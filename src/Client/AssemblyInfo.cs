@@ -1,0 +1,5 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Collab.Server.Tests")]
+[assembly: InternalsVisibleTo("Collab.Integration.Tests")]
+[assembly: InternalsVisibleTo("Collab.LoadTest")]

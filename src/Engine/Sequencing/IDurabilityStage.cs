@@ -1,0 +1,39 @@
+namespace Collab.Engine.Sequencing;
+
+/// <summary>
+/// Where sequenced ops become durable before they are acknowledged and published.
+/// The embedded store, PostgreSQL and (in a cluster) the owner's bus all plug in behind it.
+/// </summary>
+/// <remarks>
+/// Contract: the sequencer may call <see cref="CommitAsync"/> again before an earlier call has
+/// completed (pipelining); the stage commits one document's ops in call order and completes the
+/// calls in that order. A transient failure (database down) is retried inside the stage with
+/// backoff, so the call simply stays pending; the call fails only with
+/// <see cref="VersionConflictException"/> (another writer owns a version: fencing) or
+/// <see cref="OperationCanceledException"/> (shutdown / the document was closed).
+/// </remarks>
+public interface IDurabilityStage
+{
+    ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken);
+}
+
+/// <summary>Reads committed ops older than the sequencer's in-memory window (resuming clients, old base versions).</summary>
+public interface IHistorySource
+{
+    /// <summary>Ops with afterVersion &lt; version &lt;= toVersion, in version order.</summary>
+    ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken);
+}
+
+/// <summary>The op log already holds this (doc id, version): another sequencer wrote it. The document must stop sequencing and reload.</summary>
+public sealed class VersionConflictException : Exception
+{
+    public VersionConflictException(string docId, long version)
+        : base($"Version {version} of document '{docId}' was already written by another sequencer.")
+    {
+        DocId = docId;
+        Version = version;
+    }
+
+    public string DocId { get; }
+    public long Version { get; }
+}

@@ -1,0 +1,43 @@
+using Collab.Engine.Sequencing;
+
+namespace Collab.Server.Storage;
+
+/// <summary>
+/// The op log and snapshot store behind the group-commit stage. Implementations: the embedded
+/// SQLite store (single node, default) and PostgreSQL. Every implementation passes the shared
+/// conformance suite in tests (OpStoreConformance).
+/// </summary>
+public interface IOpStore : IAsyncDisposable
+{
+    /// <summary>Creates or upgrades the schema (versioned, idempotent migrations).</summary>
+    ValueTask InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Appends a batch from any number of documents in one transaction. A (doc id, version) that
+    /// already exists fences that document: its records are left out and it is reported in
+    /// <see cref="AppendResult.ConflictedDocs"/>; every other document's records are committed.
+    /// Throws on infrastructure failure (nothing committed), never commits partially otherwise.
+    /// </summary>
+    ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken);
+
+    /// <summary>The latest snapshot (or null) and every op after it, in version order; null when the document has never been written.</summary>
+    ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken);
+
+    /// <summary>Ops with afterVersion &lt; version &lt;= toVersion, in version order, at most <paramref name="limit"/>.</summary>
+    ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Stores a snapshot; an older snapshot than the latest stored is ignored.</summary>
+    ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken);
+
+    /// <summary>Deletes ops older than the retention that are covered by a snapshot. Returns rows removed.</summary>
+    ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken);
+}
+
+/// <summary>Outcome of a group append.</summary>
+public sealed record AppendResult(IReadOnlyCollection<string> ConflictedDocs)
+{
+    public static readonly AppendResult Ok = new(Array.Empty<string>());
+}
+
+/// <summary>What a document loads from: its latest snapshot (if any) and the ops after it.</summary>
+public sealed record DocumentLoad(SnapshotRecord? Snapshot, IReadOnlyList<OpRecord> Ops);

@@ -1,0 +1,63 @@
+using System.Net;
+
+namespace Collab.Server.Transport;
+
+/// <summary>What the application sees of an upgrade request (headers it may need for auth and routing).</summary>
+public sealed class HandshakeRequest
+{
+    public required string Path { get; init; }
+    public required string Query { get; init; }
+    public string? Origin { get; init; }
+    public string? Authorization { get; init; }
+    /// <summary>Sec-WebSocket-Protocol values offered by the client, in order.</summary>
+    public IReadOnlyList<string> SubProtocols { get; init; } = Array.Empty<string>();
+    public IPEndPoint? RemoteEndPoint { get; init; }
+}
+
+/// <summary>The application's answer to a handshake.</summary>
+public readonly record struct HandshakeDecision(int StatusCode, string? SubProtocol, object? State, string? Reason)
+{
+    public bool Accepted => StatusCode == 101;
+
+    public static HandshakeDecision Accept(string? subProtocol = null, object? state = null) => new(101, subProtocol, state, null);
+
+    public static HandshakeDecision Reject(int statusCode, string reason) => new(statusCode, null, null, reason);
+}
+
+/// <summary>Why a connection ended: recorded once, counted in metrics.</summary>
+public enum ConnectionEndReason
+{
+    ClientClosed,
+    ServerClosed,
+    ServerShutdown,
+    ProtocolError,
+    InvalidPayload,
+    MessageTooBig,
+    PolicyViolation,
+    SlowConsumer,
+    IdleTimeout,
+    HandshakeTimeout,
+    HandshakeRejected,
+    ConnectionReset,
+    InternalError,
+}
+
+/// <summary>The application's handle on one open WebSocket.</summary>
+public interface IWebSocketConnection
+{
+    long Id { get; }
+    IPEndPoint? RemoteEndPoint { get; }
+
+    /// <summary>Cancelled when the connection ends.</summary>
+    CancellationToken Closed { get; }
+
+    /// <summary>
+    /// Queues a message framed once for many recipients (see <see cref="OutboundMessage"/>).
+    /// Returns false when the connection is closed or over its outbound bound; in the latter case the
+    /// transport closes it as a slow consumer.
+    /// </summary>
+    bool TrySend(OutboundMessage message);
+
+    /// <summary>Starts the close handshake with an RFC 6455 status code (or an application code 4000-4999).</summary>
+    void Close(ushort statusCode, string reason);
+}
