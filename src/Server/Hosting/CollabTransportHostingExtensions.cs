@@ -1,0 +1,113 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Collab.Server.Transport;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Collab.Server.Hosting;
+
+/// <summary>
+/// Wiring for Program.cs:
+/// <code>
+/// var options = TransportOptions.FromConfiguration(builder.Configuration);
+/// builder.Services.AddSingleton&lt;IWebSocketApplication, MyApplication&gt;();
+/// builder.Services.AddCollabTransport(options);
+/// builder.WebHost.ConfigureCollabKestrel(options);
+/// </code>
+/// </summary>
+public static class CollabTransportHostingExtensions
+{
+    /// <summary>
+    /// Registers the transport: options, connection registry and heartbeat, metrics, readiness
+    /// (<see cref="IReadinessCheck"/> registry with the transport's own check), probes and the graceful
+    /// drain. The application must be registered separately as <see cref="IWebSocketApplication"/>.
+    /// </summary>
+    public static IServiceCollection AddCollabTransport(this IServiceCollection services, TransportOptions options)
+    {
+        options.Validate();
+        services.AddSingleton(options);
+        services.AddSingleton(sp => new ConnectionRegistry(options));
+        services.AddSingleton(sp => new TransportReadinessCheck(sp.GetRequiredService<ConnectionRegistry>(), options));
+        services.AddSingleton<IReadinessCheck>(sp => sp.GetRequiredService<TransportReadinessCheck>());
+        services.AddSingleton(sp => new ReadinessRegistry(sp.GetServices<IReadinessCheck>()));
+        services.AddSingleton(sp => new ProbeEndpoints(sp.GetRequiredService<ReadinessRegistry>()));
+        services.AddSingleton(sp => new TransportServices(
+            options,
+            sp.GetRequiredService<IWebSocketApplication>(),
+            sp.GetRequiredService<ConnectionRegistry>(),
+            sp.GetRequiredService<ProbeEndpoints>().Routes,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Transport")));
+        services.AddSingleton<CollabConnectionHandler>();
+        services.AddHostedService<TransportLifetimeService>();
+
+        // The host must not cut the drain short: give it the transport's deadline plus a margin.
+        services.Configure<HostOptions>(host =>
+        {
+            TimeSpan needed = options.ShutdownTimeout + TimeSpan.FromSeconds(5);
+            if (host.ShutdownTimeout < needed)
+            {
+                host.ShutdownTimeout = needed;
+            }
+        });
+        return services;
+    }
+
+    /// <summary>
+    /// Makes Kestrel listen on <see cref="TransportOptions.Port"/> with our connection handler (behind
+    /// TLS when a certificate is configured). HTTP/1.1 only: the handler speaks HTTP/1.1 itself, and
+    /// ALPN must not offer h2 to browsers.
+    /// </summary>
+    public static IWebHostBuilder ConfigureCollabKestrel(this IWebHostBuilder builder, TransportOptions options)
+    {
+        options.Validate();
+        X509Certificate2? certificate = options.UseTls ? LoadCertificate(options) : null;
+        return builder.UseKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            if (string.IsNullOrEmpty(options.ListenAddress))
+            {
+                kestrel.ListenAnyIP(options.Port, Configure);
+            }
+            else
+            {
+                kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.Port, Configure);
+            }
+        });
+
+        void Configure(ListenOptions listen)
+        {
+            listen.Protocols = HttpProtocols.Http1;
+            if (certificate is not null)
+            {
+                listen.UseHttps(certificate);
+            }
+
+            listen.UseConnectionHandler<CollabConnectionHandler>();
+        }
+    }
+
+    /// <summary>Loads a PFX/PKCS#12 file, or a PEM certificate with its PEM key.</summary>
+    public static X509Certificate2 LoadCertificate(TransportOptions options)
+    {
+        string path = options.CertificatePath ?? throw new TransportConfigurationException("No certificate configured.");
+        try
+        {
+            if (!string.IsNullOrEmpty(options.CertificateKeyPath))
+            {
+                return string.IsNullOrEmpty(options.CertificatePassword)
+                    ? X509Certificate2.CreateFromPemFile(path, options.CertificateKeyPath)
+                    : X509Certificate2.CreateFromEncryptedPemFile(path, options.CertificatePassword, options.CertificateKeyPath);
+            }
+
+            return X509CertificateLoader.LoadPkcs12FromFile(path, options.CertificatePassword);
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            throw new TransportConfigurationException($"Cannot load certificate '{path}': {ex.Message}");
+        }
+    }
+}

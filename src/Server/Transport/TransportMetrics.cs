@@ -1,0 +1,146 @@
+using Prometheus;
+
+namespace Collab.Server.Transport;
+
+/// <summary>Why a request was refused before (or instead of) the WebSocket upgrade.</summary>
+internal enum HandshakeFailure
+{
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    UpgradeRequired,
+    UnsupportedVersion,
+    OriginForbidden,
+    HeadersTooLarge,
+    ApplicationRejected,
+    Timeout,
+}
+
+/// <summary>Why an otherwise valid upgrade was refused for capacity reasons (answered 503).</summary>
+internal enum ConnectionRejection
+{
+    MaxConnections,
+    ShuttingDown,
+}
+
+/// <summary>
+/// The transport's Prometheus metrics (prometheus-net default registry, so every server instance in a
+/// process shares them). Labelled children are resolved once here: hot paths index arrays and never
+/// allocate label arrays. Per-message counters are updated once per read or write batch, not per frame.
+/// </summary>
+internal sealed class TransportMetrics
+{
+    private static readonly Lazy<TransportMetrics> s_instance = new(() => new TransportMetrics());
+
+    private readonly Counter.Child[] _closed;
+    private readonly Counter.Child[] _handshakeFailures;
+    private readonly Counter.Child[] _rejected;
+    private readonly Counter.Child _protocolError;
+    private readonly Counter.Child _invalidPayload;
+    private readonly Counter.Child _messageTooBig;
+
+    private TransportMetrics()
+    {
+        ConnectionsOpen = Metrics.CreateGauge("collab_ws_connections_open", "WebSocket connections currently open.");
+        ConnectionsTotal = Metrics.CreateCounter("collab_ws_connections_total", "WebSocket connections accepted (101 sent).");
+        TcpConnectionsOpen = Metrics.CreateGauge("collab_tcp_connections_open", "TCP connections currently handled (any phase).");
+
+        Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Valid upgrade requests refused with 503.", "reason");
+        _rejected = Children(rejected, Enum.GetValues<ConnectionRejection>(), Snake);
+
+        Counter handshake = Metrics.CreateCounter("collab_ws_handshake_failures_total", "Requests to the WebSocket endpoint (or unknown paths) answered with an HTTP error, or that timed out.", "reason");
+        _handshakeFailures = Children(handshake, Enum.GetValues<HandshakeFailure>(), Snake);
+
+        Counter closed = Metrics.CreateCounter("collab_ws_connections_closed_total", "WebSocket connections ended, by the one recorded reason.", "reason");
+        _closed = Children(closed, Enum.GetValues<ConnectionEndReason>(), Snake);
+
+        FramesReceived = Metrics.CreateCounter("collab_ws_frames_received_total", "Frames received (data and control).");
+        FramesSent = Metrics.CreateCounter("collab_ws_frames_sent_total", "Frames written to sockets.");
+        MessagesReceived = Metrics.CreateCounter("collab_ws_messages_received_total", "Complete messages delivered to the application.");
+        BytesReceived = Metrics.CreateCounter("collab_ws_bytes_received_total", "Frame bytes (headers and payload) received after the handshake.");
+        BytesSent = Metrics.CreateCounter("collab_ws_bytes_sent_total", "Frame bytes (headers and payload) written to sockets.");
+        Flushes = Metrics.CreateCounter("collab_ws_flushes_total", "Socket pipe flushes; frames_sent / flushes is the write coalescing factor.");
+        SlowConsumerCloses = Metrics.CreateCounter("collab_ws_slow_consumer_closes_total", "Connections closed (1008) because their outbound queue passed the bound.");
+        PingsSent = Metrics.CreateCounter("collab_ws_pings_sent_total", "Keep-alive pings sent to idle connections.");
+        PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
+        Counter violations = Metrics.CreateCounter("collab_ws_protocol_violations_total", "Connections failed for breaking RFC 6455, by close code.", "code");
+        _protocolError = violations.WithLabels("1002");
+        _invalidPayload = violations.WithLabels("1007");
+        _messageTooBig = violations.WithLabels("1009");
+        HttpRequests = Metrics.CreateCounter("collab_http_requests_total", "Plain HTTP requests served on the transport port, by endpoint.", "endpoint");
+    }
+
+    public static TransportMetrics Instance => s_instance.Value;
+
+    public Gauge ConnectionsOpen { get; }
+
+    public Gauge TcpConnectionsOpen { get; }
+
+    public Counter ConnectionsTotal { get; }
+
+    public Counter FramesReceived { get; }
+
+    public Counter FramesSent { get; }
+
+    public Counter MessagesReceived { get; }
+
+    public Counter BytesReceived { get; }
+
+    public Counter BytesSent { get; }
+
+    public Counter Flushes { get; }
+
+    public Counter SlowConsumerCloses { get; }
+
+    public Counter PingsSent { get; }
+
+    public Counter PongsMissed { get; }
+
+
+    public Counter HttpRequests { get; }
+
+    public Counter.Child Closed(ConnectionEndReason reason) => _closed[(int)reason];
+
+    public Counter.Child HandshakeFailed(HandshakeFailure reason) => _handshakeFailures[(int)reason];
+
+    public Counter.Child Rejected(ConnectionRejection reason) => _rejected[(int)reason];
+
+    /// <summary>The violation counter for a failure close code (1002, 1007 or 1009).</summary>
+    public Counter.Child Violation(ushort closeCode) => closeCode switch
+    {
+        WebSocketCloseCodes.InvalidPayload => _invalidPayload,
+        WebSocketCloseCodes.MessageTooBig => _messageTooBig,
+        _ => _protocolError,
+    };
+
+    /// <summary>PascalCase enum name to the snake_case label value Prometheus conventions expect.</summary>
+    internal static string Snake<T>(T value)
+        where T : struct, Enum
+    {
+        string name = value.ToString();
+        var builder = new System.Text.StringBuilder(name.Length + 4);
+        for (int i = 0; i < name.Length; i++)
+        {
+            if (char.IsUpper(name[i]) && i > 0)
+            {
+                builder.Append('_');
+            }
+
+            builder.Append(char.ToLowerInvariant(name[i]));
+        }
+
+        return builder.ToString();
+    }
+
+    private static Counter.Child[] Children<T>(Counter counter, T[] values, Func<T, string> label)
+        where T : struct, Enum
+    {
+        var children = new Counter.Child[values.Length];
+        foreach (T value in values)
+        {
+            children[Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture)] = counter.WithLabels(label(value));
+        }
+
+        return children;
+    }
+}

@@ -1,0 +1,184 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+
+namespace Collab.Server.Transport;
+
+/// <summary>Every tunable of the network layer in one place. Validated once at startup by <see cref="Validate"/>.</summary>
+public sealed class TransportOptions
+{
+    /// <summary>The configuration section bound by <see cref="FromConfiguration"/> (environment: <c>Transport__MaxConnections</c> etc.).</summary>
+    public const string SectionName = "Transport";
+
+    /// <summary>TCP port for WebSocket and the HTTP probes. Default 8080; <c>--port</c> or <c>COLLAB_PORT</c>. 0 picks a free port (tests).</summary>
+    public int Port { get; set; } = 8080;
+
+    /// <summary>Address to bind; null or empty binds every interface (IPv6 dual-stack where available).</summary>
+    public string? ListenAddress { get; set; }
+
+    /// <summary>Request path of the WebSocket endpoint.</summary>
+    public string WebSocketPath { get; set; } = "/ws";
+
+    /// <summary>Largest message (all fragments together) a client may send; larger ones close with 1009.</summary>
+    public int MaxMessageBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// Most concurrently open WebSocket connections; further upgrades are answered 503 before the
+    /// handshake completes. The default stays under the 20,000 open files a process may hold here.
+    /// </summary>
+    public int MaxConnections { get; set; } = 19_000;
+
+    /// <summary>Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A connection silent for this long is pinged; see <see cref="MaxMissedPongs"/>.</summary>
+    public TimeSpan PingInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Pings left unanswered (no pong and no other frame for a whole interval each) before the connection is closed with 1001.</summary>
+    public int MaxMissedPongs { get; set; } = 2;
+
+    /// <summary>Bound on framed bytes queued for one connection and not yet handed to its socket; past it the connection is closed with 1008 as a slow consumer.</summary>
+    public int MaxOutboundBytesPerConnection { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Origins allowed to open a WebSocket (e.g. <c>https://app.example.com</c>, compared case-insensitively). Empty allows any; a request without Origin (not a browser) is always allowed.</summary>
+    public IList<string> AllowedOrigins { get; set; } = new List<string>();
+
+    /// <summary>Certificate for wss:// (PFX, or PEM with <see cref="CertificateKeyPath"/>). Null serves plain ws://.</summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>PEM private key file when <see cref="CertificatePath"/> is a PEM certificate.</summary>
+    public string? CertificateKeyPath { get; set; }
+
+    /// <summary>Password of a PFX certificate (or of an encrypted PEM key).</summary>
+    public string? CertificatePassword { get; set; }
+
+    /// <summary>How long to wait for the client's Close reply (and our Close frame's flush) before dropping the TCP connection.</summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>On shutdown, how long connections get to finish the 1001 close handshake and flush before they are aborted.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Largest request head (request line and headers) accepted; larger ones get 431.</summary>
+    public int MaxRequestHeaderBytes { get; set; } = 8 * 1024;
+
+    /// <summary>Granularity of the timer that enforces every deadline (handshake, ping, close). Lowered in tests.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether wss:// is served.</summary>
+    public bool UseTls => !string.IsNullOrEmpty(CertificatePath);
+
+    /// <summary>
+    /// Builds options from configuration: the <c>Transport</c> section, then the port from <c>--port</c>
+    /// (command-line key <c>port</c>) or else the <c>COLLAB_PORT</c> environment variable.
+    /// </summary>
+    public static TransportOptions FromConfiguration(IConfiguration configuration)
+    {
+        var options = new TransportOptions();
+        configuration.GetSection(SectionName).Bind(options);
+        string? port = configuration["port"] ?? configuration["COLLAB_PORT"];
+        if (!string.IsNullOrWhiteSpace(port))
+        {
+            if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
+            {
+                throw new TransportConfigurationException($"Port '{port}' is not a number.");
+            }
+
+            options.Port = value;
+        }
+
+        return options;
+    }
+
+    /// <summary>Throws <see cref="TransportConfigurationException"/> listing every invalid setting.</summary>
+    public void Validate()
+    {
+        var errors = new List<string>();
+        if (Port is < 0 or > 65535)
+        {
+            errors.Add($"Port must be 0-65535 (was {Port}).");
+        }
+
+        if (string.IsNullOrEmpty(WebSocketPath) || WebSocketPath[0] != '/')
+        {
+            errors.Add("WebSocketPath must start with '/'.");
+        }
+        else if (WebSocketPath is "/healthz" or "/readyz" or "/metrics")
+        {
+            errors.Add($"WebSocketPath '{WebSocketPath}' collides with a probe endpoint.");
+        }
+
+        if (MaxMessageBytes <= 0)
+        {
+            errors.Add("MaxMessageBytes must be positive.");
+        }
+
+        if (MaxConnections <= 0)
+        {
+            errors.Add("MaxConnections must be positive.");
+        }
+
+        Positive(HandshakeTimeout, nameof(HandshakeTimeout), errors);
+        Positive(PingInterval, nameof(PingInterval), errors);
+        Positive(CloseTimeout, nameof(CloseTimeout), errors);
+        Positive(ShutdownTimeout, nameof(ShutdownTimeout), errors);
+        Positive(HeartbeatInterval, nameof(HeartbeatInterval), errors);
+        if (MaxMissedPongs <= 0)
+        {
+            errors.Add("MaxMissedPongs must be positive.");
+        }
+
+        if (MaxOutboundBytesPerConnection < 1024)
+        {
+            errors.Add("MaxOutboundBytesPerConnection must be at least 1024.");
+        }
+
+        if (MaxRequestHeaderBytes < 256)
+        {
+            errors.Add("MaxRequestHeaderBytes must be at least 256.");
+        }
+
+        foreach (string origin in AllowedOrigins)
+        {
+            if (!Uri.TryCreate(origin, UriKind.Absolute, out Uri? uri) || uri.AbsolutePath != "/" || origin.EndsWith('/'))
+            {
+                errors.Add($"AllowedOrigins entry '{origin}' is not an origin like https://host[:port].");
+            }
+        }
+
+        if (UseTls && !File.Exists(CertificatePath))
+        {
+            errors.Add($"CertificatePath '{CertificatePath}' does not exist.");
+        }
+
+        if (!string.IsNullOrEmpty(CertificateKeyPath) && !File.Exists(CertificateKeyPath))
+        {
+            errors.Add($"CertificateKeyPath '{CertificateKeyPath}' does not exist.");
+        }
+
+        if (!string.IsNullOrEmpty(ListenAddress) && !System.Net.IPAddress.TryParse(ListenAddress, out _))
+        {
+            errors.Add($"ListenAddress '{ListenAddress}' is not an IP address.");
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new TransportConfigurationException(string.Join(" ", errors));
+        }
+    }
+
+    private static void Positive(TimeSpan value, string name, List<string> errors)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"{name} must be positive.");
+        }
+    }
+}
+
+/// <summary>Invalid transport configuration, detected at startup.</summary>
+public sealed class TransportConfigurationException : Exception
+{
+    public TransportConfigurationException(string message)
+        : base(message)
+    {
+    }
+}
