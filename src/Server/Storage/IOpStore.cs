@@ -18,6 +18,13 @@ public interface IOpStore : IAsyncDisposable
     /// <see cref="AppendResult.ConflictedDocs"/>; every other document's records are committed.
     /// Throws on infrastructure failure (nothing committed), never commits partially otherwise.
     /// </summary>
+    /// <remarks>
+    /// A record whose (doc id, version) already exists with the same client id and client seq is the
+    /// same op committed by an earlier attempt whose acknowledgement was lost (connection dropped during
+    /// COMMIT): it counts as committed, so retrying a batch is idempotent. One document's records must be
+    /// in ascending version order. The list is only read during the call; the caller may reuse it afterwards.
+    /// Records are validated first (<see cref="ArgumentException"/>, nothing written).
+    /// </remarks>
     ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken);
 
     /// <summary>The latest snapshot (or null) and every op after it, in version order; null when the document has never been written.</summary>
@@ -26,10 +33,16 @@ public interface IOpStore : IAsyncDisposable
     /// <summary>Ops with afterVersion &lt; version &lt;= toVersion, in version order, at most <paramref name="limit"/>.</summary>
     ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken);
 
-    /// <summary>Stores a snapshot; an older snapshot than the latest stored is ignored.</summary>
+    /// <summary>
+    /// Stores a snapshot; one not newer than the latest stored is ignored. Only the newest few
+    /// (<see cref="StorageOptions.SnapshotsToKeep"/>) are kept per document.
+    /// </summary>
     ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken);
 
-    /// <summary>Deletes ops older than the retention that are covered by a snapshot. Returns rows removed.</summary>
+    /// <summary>
+    /// Deletes ops older than the retention (by op timestamp) whose version is at or below their
+    /// document's latest snapshot, so <see cref="LoadAsync"/> stays complete. Returns rows removed.
+    /// </summary>
     ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken);
 }
 

@@ -1,0 +1,596 @@
+using System.Globalization;
+using Collab.Engine.Sequencing;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Collab.Server.Storage;
+
+/// <summary>
+/// The embedded single-node op store: one SQLite file in WAL mode with <c>synchronous=FULL</c>, so a commit that
+/// returned is on disk (survives kill -9 and power loss). All writes go through one connection, one transaction per
+/// batch with prepared statements reused across batches; reads use separate pooled read-only connections, which WAL
+/// lets run concurrently with the writer.
+/// </summary>
+/// <remarks>
+/// Microsoft.Data.Sqlite executes synchronously even behind its async methods, so a call blocks its thread for the
+/// statement (and the fsync on commit). The group-commit stage calls <see cref="AppendAsync"/> from one loop, so this
+/// costs one thread, not one per document.
+/// </remarks>
+public sealed class SqliteOpStore : IOpStore
+{
+    /// <summary>SQLITE_CONSTRAINT_PRIMARYKEY: the (doc_id, version) fence.</summary>
+    private const int SqliteConstraintPrimaryKey = 1555;
+
+    private const int PruneDocsPerTransaction = 256;
+
+    private static readonly Migration[] Migrations =
+    [
+        new(1, "op log, documents and snapshots", """
+            CREATE TABLE documents (
+                id         TEXT    NOT NULL PRIMARY KEY,
+                created_ms INTEGER NOT NULL,
+                metadata   TEXT    NOT NULL DEFAULT '{}'
+            ) WITHOUT ROWID;
+
+            CREATE TABLE ops (
+                doc_id     TEXT    NOT NULL,
+                version    INTEGER NOT NULL,
+                client_id  TEXT    NOT NULL,
+                client_seq INTEGER NOT NULL,
+                author     TEXT,
+                op         BLOB    NOT NULL,
+                ts_ms      INTEGER NOT NULL,
+                PRIMARY KEY (doc_id, version)
+            ) WITHOUT ROWID;
+
+            CREATE TABLE snapshots (
+                doc_id  TEXT    NOT NULL,
+                version INTEGER NOT NULL,
+                content BLOB    NOT NULL,
+                meta    BLOB    NOT NULL,
+                ts_ms   INTEGER NOT NULL,
+                PRIMARY KEY (doc_id, version)
+            ) WITHOUT ROWID;
+            """),
+    ];
+
+    private readonly string _path;
+    private readonly string _writerConnectionString;
+    private readonly string _readerConnectionString;
+    private readonly int _busyTimeoutMs;
+    private readonly int _snapshotsToKeep;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+
+    // Writer state, guarded by _writeLock. Reopened after an infrastructure failure (the connection may be unusable).
+    private SqliteConnection? _writer;
+    private SqliteCommand? _insertOp;
+    private SqliteCommand? _insertDocument;
+    private SqliteCommand? _selectExisting;
+    private bool _disposed;
+
+    /// <summary>Creates the store for <see cref="StorageOptions.SqlitePath"/>; call <see cref="InitializeAsync"/> before use.</summary>
+    public SqliteOpStore(StorageOptions options, ILogger<SqliteOpStore>? logger = null, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _path = Path.GetFullPath(options.SqlitePath);
+        _busyTimeoutMs = (int)Math.Min(int.MaxValue, options.SqliteBusyTimeout.TotalMilliseconds);
+        _snapshotsToKeep = options.SnapshotsToKeep;
+        _logger = logger ?? NullLogger<SqliteOpStore>.Instance;
+        _time = timeProvider ?? TimeProvider.System;
+
+        // Microsoft.Data.Sqlite retries SQLITE_BUSY itself until the command timeout, so the busy timeout is also
+        // the command timeout (whole seconds, at least one).
+        var timeoutSeconds = Math.Max(1, (int)Math.Ceiling(options.SqliteBusyTimeout.TotalSeconds));
+        _writerConnectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = _path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = false,
+            DefaultTimeout = timeoutSeconds,
+        }.ToString();
+        _readerConnectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = _path,
+            Mode = SqliteOpenMode.ReadOnly,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = timeoutSeconds,
+        }.ToString();
+    }
+
+    /// <summary>Full path of the database file.</summary>
+    public string DatabasePath => _path;
+
+    /// <inheritdoc />
+    public async ValueTask InitializeAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var writer = EnsureWriter();
+            Migrate(writer);
+        }
+        catch
+        {
+            ResetWriter();
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        StorageValidation.ValidateBatch(batch);
+        if (batch.Count == 0)
+            return AppendResult.Ok;
+
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var writer = EnsureWriter();
+
+            BatchExclusions? exclusions = null;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var transaction = writer.BeginTransaction(deferred: false);
+                _insertOp!.Transaction = transaction;
+                _insertDocument!.Transaction = transaction;
+                var failedAt = -1;
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var record = batch[i];
+                    if (exclusions is not null && exclusions.Skip(record))
+                        continue;
+                    if (!TryInsert(record))
+                    {
+                        failedAt = i;
+                        break;
+                    }
+                }
+
+                if (failedAt < 0)
+                {
+                    transaction.Commit();
+                    return BatchExclusions.ToResult(exclusions);
+                }
+
+                // A (doc, version) already exists. Roll back, look up every record of the batch that exists (not just
+                // the first clash), fence the documents another writer got to, skip records an earlier attempt of ours
+                // committed, and write the rest again. Each round excludes something more, so this terminates.
+                transaction.Rollback();
+                exclusions ??= new BatchExclusions();
+                ClassifyExisting(batch, exclusions);
+                if (!exclusions.TakeProgress())
+                    exclusions.ExcludeDuplicatesWithinBatch(batch);
+                if (!exclusions.TakeProgress())
+                {
+                    throw new InvalidOperationException(
+                        $"SQLite reported a primary-key violation for document '{batch[failedAt].DocId}' version {batch[failedAt].Version}, but no such row exists.");
+                }
+
+                if (exclusions.Conflicted.Count > 0)
+                    _logger.LogWarning("Version conflict in the op log: {Count} document(s) fenced, first '{DocId}'", exclusions.Conflicted.Count, exclusions.Conflicted[0]);
+            }
+        }
+        catch (Exception ex) when (ex is not ArgumentException and not OperationCanceledException)
+        {
+            // I/O error, disk full, lock timeout: the connection may be unusable; the next call opens a fresh one.
+            ResetWriter();
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateDocId(docId);
+        await using var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false);
+
+        // One read transaction: the snapshot and the ops after it come from the same WAL snapshot, so a concurrent
+        // snapshot write plus prune cannot remove ops between the two reads.
+        using var transaction = connection.BeginTransaction(deferred: true);
+        SnapshotRecord? snapshot = null;
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = transaction;
+            command.CommandText = "SELECT version, content, meta, ts_ms FROM snapshots WHERE doc_id = $doc ORDER BY version DESC LIMIT 1";
+            command.Parameters.AddWithValue("$doc", docId);
+            using var reader = command.ExecuteReader();
+            if (reader.Read())
+            {
+                snapshot = new SnapshotRecord(
+                    docId,
+                    reader.GetInt64(0),
+                    StorageValidation.DecodeText((byte[])reader.GetValue(1)),
+                    (byte[])reader.GetValue(2),
+                    reader.GetInt64(3));
+            }
+        }
+
+        var ops = ReadOps(connection, transaction, docId, snapshot?.Version ?? 0, long.MaxValue, int.MaxValue);
+        transaction.Commit();
+        return snapshot is null && ops.Count == 0 ? null : new DocumentLoad(snapshot, ops);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateDocId(docId);
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        if (limit == 0 || toVersion <= afterVersion)
+            return Array.Empty<OpRecord>();
+        await using var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false);
+        return ReadOps(connection, transaction: null, docId, afterVersion, toVersion, limit);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateSnapshot(snapshot);
+        var content = StorageValidation.EncodeText(snapshot.Text);
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var writer = EnsureWriter();
+            using var transaction = writer.BeginTransaction(deferred: false);
+            using var command = writer.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = """
+                INSERT INTO snapshots (doc_id, version, content, meta, ts_ms)
+                SELECT $doc, $version, $content, $meta, $ts
+                WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE doc_id = $doc AND version >= $version)
+                """;
+            command.Parameters.AddWithValue("$doc", snapshot.DocId);
+            command.Parameters.AddWithValue("$version", snapshot.Version);
+            command.Parameters.Add("$content", SqliteType.Blob).Value = content;
+            command.Parameters.Add("$meta", SqliteType.Blob).Value = StorageValidation.AsArray(snapshot.Meta);
+            command.Parameters.AddWithValue("$ts", snapshot.TimestampMs);
+            if (command.ExecuteNonQuery() == 0)
+            {
+                transaction.Rollback();
+                return;
+            }
+
+            command.Parameters.Clear();
+            command.CommandText = """
+                DELETE FROM snapshots WHERE doc_id = $doc AND version <
+                    (SELECT version FROM snapshots WHERE doc_id = $doc ORDER BY version DESC LIMIT 1 OFFSET $keep)
+                """;
+            command.Parameters.AddWithValue("$doc", snapshot.DocId);
+            command.Parameters.AddWithValue("$keep", _snapshotsToKeep - 1);
+            command.ExecuteNonQuery();
+
+            command.Parameters.Clear();
+            command.CommandText = "INSERT OR IGNORE INTO documents (id, created_ms) VALUES ($doc, $ts)";
+            command.Parameters.AddWithValue("$doc", snapshot.DocId);
+            command.Parameters.AddWithValue("$ts", snapshot.TimestampMs);
+            command.ExecuteNonQuery();
+            transaction.Commit();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            ResetWriter();
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(retention, TimeSpan.Zero);
+        var cutoffMs = (_time.GetUtcNow() - retention).ToUnixTimeMilliseconds();
+
+        // Which documents have a snapshot, and up to which version it covers: read once, then delete per document in
+        // short transactions so group commits interleave with a long prune instead of waiting behind it.
+        var covered = new List<(string DocId, long Version)>();
+        await using (var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false))
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT doc_id, max(version) FROM snapshots GROUP BY doc_id";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+                covered.Add((reader.GetString(0), reader.GetInt64(1)));
+        }
+
+        long removed = 0;
+        for (var start = 0; start < covered.Count; start += PruneDocsPerTransaction)
+        {
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                var writer = EnsureWriter();
+                using var transaction = writer.BeginTransaction(deferred: false);
+                using var command = writer.CreateCommand();
+                command.Transaction = transaction;
+                command.CommandText = "DELETE FROM ops WHERE doc_id = $doc AND version <= $version AND ts_ms < $cutoff";
+                var doc = command.Parameters.Add("$doc", SqliteType.Text);
+                var version = command.Parameters.Add("$version", SqliteType.Integer);
+                command.Parameters.AddWithValue("$cutoff", cutoffMs);
+                var end = Math.Min(covered.Count, start + PruneDocsPerTransaction);
+                for (var i = start; i < end; i++)
+                {
+                    doc.Value = covered[i].DocId;
+                    version.Value = covered[i].Version;
+                    removed += command.ExecuteNonQuery();
+                }
+
+                transaction.Commit();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                ResetWriter();
+                throw;
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+
+        if (removed > 0)
+            _logger.LogInformation("Pruned {Removed} ops older than {Retention} covered by snapshots from {Path}", removed, retention, _path);
+        return removed;
+    }
+
+    /// <summary>Closes the writer and releases pooled reader connections (the file can be opened again afterwards).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            ResetWriter();
+            using var probe = new SqliteConnection(_readerConnectionString);
+            SqliteConnection.ClearPool(probe);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Reads a pragma on the writer connection (tests check the durability settings).</summary>
+    internal async ValueTask<string?> ReadWriterPragmaAsync(string pragma, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var command = EnsureWriter().CreateCommand();
+            command.CommandText = "PRAGMA " + pragma;
+            return Convert.ToString(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private bool TryInsert(in OpRecord record)
+    {
+        if (record.Version == 1)
+        {
+            // The first op creates the document's row; later ops never need to touch it.
+            var p = _insertDocument!.Parameters;
+            p[0].Value = record.DocId;
+            p[1].Value = record.TimestampMs;
+            _insertDocument.ExecuteNonQuery();
+        }
+
+        var parameters = _insertOp!.Parameters;
+        parameters[0].Value = record.DocId;
+        parameters[1].Value = record.Version;
+        parameters[2].Value = record.ClientId;
+        parameters[3].Value = record.ClientSeq;
+        parameters[4].Value = (object?)record.Author ?? DBNull.Value;
+        parameters[5].Value = StorageValidation.AsArray(record.Op);
+        parameters[6].Value = record.TimestampMs;
+        try
+        {
+            _insertOp.ExecuteNonQuery();
+            return true;
+        }
+        catch (SqliteException ex) when (ex.SqliteExtendedErrorCode == SqliteConstraintPrimaryKey)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Reports every record of the batch that already exists (outside any transaction: the writer holds none now).</summary>
+    private void ClassifyExisting(IReadOnlyList<OpRecord> batch, BatchExclusions exclusions)
+    {
+        var select = _selectExisting!;
+        select.Transaction = null;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var record = batch[i];
+            if (exclusions.IsExcluded(record.DocId))
+                continue;
+            select.Parameters[0].Value = record.DocId;
+            select.Parameters[1].Value = record.Version;
+            using var reader = select.ExecuteReader();
+            if (reader.Read())
+                exclusions.ObserveExisting(record, reader.GetString(0), reader.GetInt64(1));
+        }
+    }
+
+    private static List<OpRecord> ReadOps(SqliteConnection connection, SqliteTransaction? transaction, string docId, long afterVersion, long toVersion, int limit)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            SELECT version, client_id, client_seq, author, op, ts_ms FROM ops
+            WHERE doc_id = $doc AND version > $after AND version <= $to
+            ORDER BY version LIMIT $limit
+            """;
+        command.Parameters.AddWithValue("$doc", docId);
+        command.Parameters.AddWithValue("$after", afterVersion);
+        command.Parameters.AddWithValue("$to", toVersion);
+        command.Parameters.AddWithValue("$limit", limit);
+        var ops = new List<OpRecord>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            ops.Add(new OpRecord(
+                docId,
+                reader.GetInt64(0),
+                reader.GetString(1),
+                reader.GetInt64(2),
+                reader.IsDBNull(3) ? null : reader.GetString(3),
+                (byte[])reader.GetValue(4),
+                reader.GetInt64(5)));
+        }
+
+        return ops;
+    }
+
+    private async ValueTask<SqliteConnection> OpenReaderAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var connection = new SqliteConnection(_readerConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private SqliteConnection EnsureWriter()
+    {
+        if (_writer is not null)
+            return _writer;
+
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        var connection = new SqliteConnection(_writerConnectionString);
+        try
+        {
+            connection.Open();
+            using (var pragma = connection.CreateCommand())
+            {
+                // WAL: readers never block the writer. synchronous=FULL: every commit fsyncs the WAL, so an acknowledged
+                // op survives power loss (NORMAL would only survive a process crash).
+                pragma.CommandText = "PRAGMA journal_mode=WAL";
+                var mode = Convert.ToString(pragma.ExecuteScalar(), CultureInfo.InvariantCulture);
+                if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
+                    throw new StorageSchemaException($"SQLite refused WAL mode for '{_path}' (journal_mode={mode}).");
+                pragma.CommandText = $"PRAGMA synchronous=FULL; PRAGMA busy_timeout={_busyTimeoutMs}; PRAGMA foreign_keys=OFF;";
+                pragma.ExecuteNonQuery();
+            }
+
+            _insertOp = connection.CreateCommand();
+            _insertOp.CommandText = """
+                INSERT INTO ops (doc_id, version, client_id, client_seq, author, op, ts_ms)
+                VALUES ($doc, $version, $client, $seq, $author, $op, $ts)
+                """;
+            _insertOp.Parameters.Add("$doc", SqliteType.Text);
+            _insertOp.Parameters.Add("$version", SqliteType.Integer);
+            _insertOp.Parameters.Add("$client", SqliteType.Text);
+            _insertOp.Parameters.Add("$seq", SqliteType.Integer);
+            _insertOp.Parameters.Add("$author", SqliteType.Text);
+            _insertOp.Parameters.Add("$op", SqliteType.Blob);
+            _insertOp.Parameters.Add("$ts", SqliteType.Integer);
+
+            _insertDocument = connection.CreateCommand();
+            _insertDocument.CommandText = "INSERT OR IGNORE INTO documents (id, created_ms) VALUES ($doc, $ts)";
+            _insertDocument.Parameters.Add("$doc", SqliteType.Text);
+            _insertDocument.Parameters.Add("$ts", SqliteType.Integer);
+
+            _selectExisting = connection.CreateCommand();
+            _selectExisting.CommandText = "SELECT client_id, client_seq FROM ops WHERE doc_id = $doc AND version = $version";
+            _selectExisting.Parameters.Add("$doc", SqliteType.Text);
+            _selectExisting.Parameters.Add("$version", SqliteType.Integer);
+
+            _writer = connection;
+            return connection;
+        }
+        catch
+        {
+            DisposeCommands();
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    private void Migrate(SqliteConnection writer)
+    {
+        using (var create = writer.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY, description TEXT NOT NULL, applied_ms INTEGER NOT NULL)";
+            create.ExecuteNonQuery();
+        }
+
+        foreach (var migration in Migrations)
+        {
+            // BEGIN IMMEDIATE takes the write lock first, so two processes opening the same file cannot both apply
+            // a migration: the second waits, then sees it recorded.
+            using var transaction = writer.BeginTransaction(deferred: false);
+            using var command = writer.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = "SELECT coalesce(max(version), 0) FROM schema_version";
+            var current = Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+            if (current > Migrations[^1].Version)
+                StorageSchemaException.ThrowNewerSchema("SQLite", current, Migrations[^1].Version);
+            if (current >= migration.Version)
+            {
+                transaction.Rollback();
+                continue;
+            }
+
+            command.CommandText = migration.Sql;
+            command.ExecuteNonQuery();
+            command.CommandText = "INSERT INTO schema_version (version, description, applied_ms) VALUES ($v, $d, $t)";
+            command.Parameters.AddWithValue("$v", migration.Version);
+            command.Parameters.AddWithValue("$d", migration.Description);
+            command.Parameters.AddWithValue("$t", _time.GetUtcNow().ToUnixTimeMilliseconds());
+            command.ExecuteNonQuery();
+            transaction.Commit();
+            _logger.LogInformation("Applied SQLite migration {Version} ({Description}) to {Path}", migration.Version, migration.Description, _path);
+        }
+    }
+
+    private void ResetWriter()
+    {
+        DisposeCommands();
+        _writer?.Dispose();
+        _writer = null;
+    }
+
+    private void DisposeCommands()
+    {
+        _insertOp?.Dispose();
+        _insertDocument?.Dispose();
+        _selectExisting?.Dispose();
+        _insertOp = _insertDocument = _selectExisting = null;
+    }
+
+    private sealed record Migration(int Version, string Description, string Sql);
+}
