@@ -484,7 +484,7 @@ public sealed class CollabClient : IAsyncDisposable
             if (!disposed)
             {
                 _session = session;
-                generation = ++_sessionGeneration;
+                _sessionGeneration++;
                 _state = CollabConnectionState.Connected;
                 Volatile.Write(ref _clientId, session.Welcome.ClientId);
             }
