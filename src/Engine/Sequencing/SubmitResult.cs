@@ -1,0 +1,95 @@
+namespace Collab.Engine.Sequencing;
+
+/// <summary>Outcome of <see cref="DocumentSequencer{TSnapshot, TOp}.SubmitAsync"/>. Mapped one-to-one onto wire codes by the server.</summary>
+public enum SubmitStatus : byte
+{
+    /// <summary>Sequenced at <see cref="SubmitResult.Version"/> and durably committed.</summary>
+    Acked = 0,
+
+    /// <summary>This (client id, client seq) was sequenced before, at <see cref="SubmitResult.Version"/> (committed); it was not applied again.</summary>
+    Duplicate,
+
+    /// <summary>The op is malformed or the submission's fields are invalid. Not retryable: the client's state is wrong.</summary>
+    InvalidOp,
+
+    /// <summary>After transformation the op does not fit the document (wrong length). Not retryable.</summary>
+    OpDoesNotFit,
+
+    /// <summary>The base version is newer than the document. Not retryable: the client must resync.</summary>
+    VersionFromFuture,
+
+    /// <summary>The ops between the base version and now are no longer available. Not retryable: the client must resync.</summary>
+    VersionTooOld,
+
+    /// <summary>Too many submissions are pending for this document. Retry after a delay.</summary>
+    Overloaded,
+
+    /// <summary>Another sequencer owns the document (a commit hit a version conflict). Retry: the server reloads the document.</summary>
+    Fenced,
+
+    /// <summary>The sequencer was closed (disposed or faulted) before the op was acknowledged. Retry: the op is deduplicated if it was in fact committed.</summary>
+    Closed,
+
+    /// <summary>
+    /// The client seq is lower than the last one this client had sequenced, but not equal to it, so the sequencer cannot tell
+    /// which version it got (only the latest is remembered) and will not apply an op out of the client's order. Not retryable:
+    /// a client seq must never be reused, a client that lost its counter must use a new client id.
+    /// </summary>
+    SeqAlreadyUsed,
+
+    /// <summary>The op would grow the document past <see cref="SequencerOptions.MaxDocumentLength"/>. Not retryable.</summary>
+    DocTooLarge,
+
+    /// <summary>
+    /// The sequencer no longer remembers this client (evicted from the dedupe state) and the op's base version is old enough
+    /// that it may already have been sequenced, so it cannot be applied safely. Not retryable: the client must resync
+    /// (reload the document and look for its op in the history).
+    /// </summary>
+    DedupeExpired,
+
+    /// <summary>The history needed to transform the op could not be read (storage error). Retry after a delay.</summary>
+    Unavailable,
+}
+
+/// <summary>Outcome of one submission: status, the op's version when it was sequenced, and a human-readable reason otherwise.</summary>
+public readonly struct SubmitResult : IEquatable<SubmitResult>
+{
+    internal SubmitResult(SubmitStatus status, long version, string? message)
+    {
+        Status = status;
+        Version = version;
+        Message = message;
+    }
+
+    public SubmitStatus Status { get; }
+
+    /// <summary>For <see cref="SubmitStatus.Acked"/> and <see cref="SubmitStatus.Duplicate"/>: the op's version. Otherwise the document's committed version when the submission was rejected (a hint), or 0.</summary>
+    public long Version { get; }
+
+    /// <summary>Why the submission was rejected; null when it succeeded.</summary>
+    public string? Message { get; }
+
+    /// <summary>The op is (now or earlier) durably part of the document.</summary>
+    public bool IsSuccess => Status is SubmitStatus.Acked or SubmitStatus.Duplicate;
+
+    /// <summary>Sending the same submission again later can succeed.</summary>
+    public bool IsRetryable => Status is SubmitStatus.Overloaded or SubmitStatus.Fenced or SubmitStatus.Closed or SubmitStatus.Unavailable;
+
+    internal static SubmitResult Acked(long version) => new(SubmitStatus.Acked, version, null);
+
+    internal static SubmitResult Duplicate(long version) => new(SubmitStatus.Duplicate, version, null);
+
+    internal static SubmitResult Error(SubmitStatus status, long version, string message) => new(status, version, message);
+
+    public bool Equals(SubmitResult other) => Status == other.Status && Version == other.Version && Message == other.Message;
+
+    public override bool Equals(object? obj) => obj is SubmitResult other && Equals(other);
+
+    public override int GetHashCode() => HashCode.Combine(Status, Version, Message);
+
+    public static bool operator ==(SubmitResult left, SubmitResult right) => left.Equals(right);
+
+    public static bool operator !=(SubmitResult left, SubmitResult right) => !left.Equals(right);
+
+    public override string ToString() => Message is null ? $"{Status} v{Version}" : $"{Status} v{Version}: {Message}";
+}
