@@ -1,6 +1,7 @@
 using System.Buffers;
 using Collab.Client.Internal;
 using Collab.Engine;
+using Collab.Engine.Client;
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Google.Protobuf;
@@ -27,7 +28,7 @@ public sealed class CollabDocument : IAsyncDisposable
     private readonly ArrayBufferWriter<byte> _encodeBuffer = new(256);
     private readonly Dictionary<string, RemotePresence> _remotePresence = new(StringComparer.Ordinal);
     private List<TaskCompletionSource>? _syncWaiters;
-    private TextClientState? _state;
+    private OtClientState<Rope, TextOp>? _state;
 
     // The server's text at _state.Version (local text minus pending ops): the base for snapshot rebases.
     private Rope _serverText = Rope.Empty;
@@ -42,10 +43,12 @@ public sealed class CollabDocument : IAsyncDisposable
     private long _catchUpTarget;
     private int _retryAttempt;
 
-    // The in-flight op's identity and last transmission. _inflightSentClientId is null while it was never sent.
+    // The in-flight op's identity and last transmission. _inflightSeq is this client's global seq (OtClientState counts
+    // per document; the wire seq must never repeat for the client id). _inflightSentClientId is null while it was never sent.
     private ulong _inflightSeq;
+    private long _inflightStateSeq;
     private string? _inflightSentClientId;
-    private long _inflightSentGeneration = -1;
+    private bool _inflightSentOnSession;
     private long _inflightSentBase;
     private ByteString _inflightSentBytes = ByteString.Empty;
     private bool _resendAfterCatchUp;
@@ -173,7 +176,7 @@ public sealed class CollabDocument : IAsyncDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_closed, this);
-            TextClientState state = _state ?? throw new InvalidOperationException("The document is not open.");
+            OtClientState<Rope, TextOp> state = _state ?? throw new InvalidOperationException("The document is not open.");
             TextType.Validate(op, state.Snapshot.Length);
             if (op.IsNoop)
             {
@@ -185,15 +188,9 @@ public sealed class CollabDocument : IAsyncDisposable
                 throw new ArgumentException($"The op encodes to more than the server's limit of {maxOpBytes} bytes; split it.", nameof(op));
             }
 
-            bool nowInFlight = state.ApplyLocal(op);
+            state.ApplyLocal(op);
             MovePresences(op, remoteIsOwn: false, localIsOwn: true);
-            if (nowInFlight)
-            {
-                _inflightSeq = _client.NextClientSeq();
-                _inflightSentClientId = null;
-                _inflightSentGeneration = -1;
-                TrySendInFlight();
-            }
+            AfterInflightMayHaveChanged();
         }
     }
 
@@ -303,8 +300,11 @@ public sealed class CollabDocument : IAsyncDisposable
             _session = session;
             _generation = generation;
             _retryAttempt = 0;
-            // A server that did not resume our id cannot deduplicate the in-flight op: look for it in the catch-up first.
-            _resendAfterCatchUp = _inflightSentClientId is not null && _inflightSentClientId != session.Welcome.ClientId;
+            _inflightSentOnSession = false;
+            _state?.OnReconnect();
+            // A server that did not resume our id cannot deduplicate under the old one: the replica keeps recognising its
+            // own ops by the old id through the catch-up, then moves to the new id (CheckCatchUp).
+            _resendAfterCatchUp = _state is not null && _state.ClientId != session.Welcome.ClientId;
             Subscribe();
         }
     }
@@ -356,7 +356,7 @@ public sealed class CollabDocument : IAsyncDisposable
             if (_phase == Phase.Opening)
             {
                 Rope text = Rope.FromString(snapshot.Text);
-                _state = new TextClientState(text, snapshot.Version);
+                _state = NewState(session.Welcome.ClientId, text, snapshot.Version);
                 _serverText = text;
                 _phase = Phase.Live;
                 _retryAttempt = 0;
@@ -372,7 +372,7 @@ public sealed class CollabDocument : IAsyncDisposable
             }
 
             InflightFate fate = _resyncFate;
-            if (fate == InflightFate.Unknown && state.InFlight is not null && _inflightSentClientId == _session!.Welcome.ClientId)
+            if (fate == InflightFate.Unknown && state.HasInflight && _inflightSentClientId == _session!.Welcome.ClientId)
             {
                 // Ask the server: the resend is deduplicated if the op is in, and refused as too old if not.
                 _phase = Phase.Probing;
@@ -447,7 +447,7 @@ public sealed class CollabDocument : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (!IsCurrent(session) || _state is not { } state || state.InFlight is null || ack.ClientSeq != _inflightSeq)
+            if (!IsCurrent(session) || _state is not { } state || !state.HasInflight || ack.ClientSeq != _inflightSeq)
             {
                 // Not the in-flight op: the duplicate Ack of a resend whose op was already recognised in the ops.
                 return;
@@ -501,21 +501,19 @@ public sealed class CollabDocument : IAsyncDisposable
                 return;
             }
 
+            // Positions refer to the server text at presence.Version; move them through later server ops and our pending edits.
             int length = state.Snapshot.Length;
-            int anchor = (int)Math.Clamp(presence.Selection.Anchor, 0, length);
-            int head = (int)Math.Clamp(presence.Selection.Head, 0, length);
-            if (presence.Version == state.Version)
+            int anchor = (int)Math.Clamp(presence.Selection.Anchor, 0, int.MaxValue);
+            int head = (int)Math.Clamp(presence.Selection.Head, 0, int.MaxValue);
+            if (state.TryTransformRemoteCursor(presence.Version, anchor, presence.ClientId, out int localAnchor)
+                && state.TryTransformRemoteCursor(presence.Version, head, presence.ClientId, out int localHead))
             {
-                // Positions refer to the server text; our pending edits sit on top of it locally.
-                foreach (TextOp pending in PendingOps(state))
-                {
-                    anchor = TextType.TransformCursor(anchor, pending, isOwnOp: false);
-                    head = TextType.TransformCursor(head, pending, isOwnOp: false);
-                }
-
-                anchor = Math.Min(anchor, length);
-                head = Math.Min(head, length);
+                anchor = localAnchor;
+                head = localHead;
             }
+
+            anchor = Math.Min(anchor, length);
+            head = Math.Min(head, length);
 
             var remote = new RemotePresence(presence.ClientId, anchor, head, presence.UserData.Memory);
             _remotePresence[presence.ClientId] = remote;
@@ -567,7 +565,7 @@ public sealed class CollabDocument : IAsyncDisposable
                 return;
             }
 
-            if (error.ClientSeq != 0 && error.ClientSeq == _inflightSeq && _state?.InFlight is not null && _phase == Phase.Live)
+            if (error.ClientSeq != 0 && error.ClientSeq == _inflightSeq && _state is { HasInflight: true } && _phase == Phase.Live)
             {
                 OnSubmitError(error);
                 return;
@@ -648,7 +646,8 @@ public sealed class CollabDocument : IAsyncDisposable
         {
             ScheduleRetry(() =>
             {
-                _inflightSentGeneration = -1;
+                _inflightSentOnSession = false;
+                _state!.OnReconnect();
                 TrySendInFlight();
             });
             return;
@@ -687,7 +686,7 @@ public sealed class CollabDocument : IAsyncDisposable
     /// <summary>Applies a batch of sequenced ops in version order; returns <see langword="false"/> when it stopped to recover.</summary>
     private bool ApplyOps(IList<SequencedOp> ops)
     {
-        TextClientState state = _state!;
+        OtClientState<Rope, TextOp> state = _state!;
         foreach (SequencedOp op in ops)
         {
             if (op.Version <= state.Version)
@@ -702,24 +701,32 @@ public sealed class CollabDocument : IAsyncDisposable
                 return false;
             }
 
-            if (state.InFlight is not null && _inflightSentClientId is not null && op.ClientId == _inflightSentClientId && op.ClientSeq == _inflightSeq)
+            if (state.HasInflight && _inflightSentClientId is not null && op.ClientId == _inflightSentClientId && op.ClientSeq == _inflightSeq)
             {
                 // Our own op, sequenced before the connection dropped: this is its Ack.
                 Acknowledge(op.Version);
                 continue;
             }
 
-            TextOp applied;
+            if (op.ClientId == state.ClientId)
+            {
+                // Our id on an op that is not ours in flight: the id is shared with another replica; ours cannot be trusted.
+                BeginResync(InflightFate.Unknown, $"op {op.Version} carries this client's id but is not its op in flight");
+                return false;
+            }
+
             TextOp remote;
+            TextOp applied;
             try
             {
                 remote = TextOpCodec.Decode(op.Op.Span);
                 TextType.Validate(remote, _serverText.Length);
-                applied = state.ApplyRemote(remote, op.Version);
+                state.OnRemoteOp(op.Version, remote, op.ClientId, (long)op.ClientSeq, out applied);
             }
             catch (OtException ex)
             {
-                BeginResync(InflightFate.Unknown, $"op {op.Version} does not apply: {ex.Message}");
+                // Undecodable or does not fit: the replica cannot follow the stream any more.
+                BeginResync(InflightFate.Unknown, $"op {op.Version} cannot be applied: {ex.Message}");
                 return false;
             }
 
@@ -734,56 +741,121 @@ public sealed class CollabDocument : IAsyncDisposable
 
     private void Acknowledge(long version)
     {
-        TextClientState state = _state!;
-        _serverText = TextType.Apply(_serverText, state.InFlight!.Value);
+        OtClientState<Rope, TextOp> state = _state!;
+        _serverText = TextType.Apply(_serverText, PeekInFlight());
         _retryAttempt = 0;
-        _inflightSentClientId = null;
-        _inflightSentGeneration = -1;
-        if (state.Acknowledge(version))
+        state.OnAck(version);
+        AfterInflightMayHaveChanged();
+        AfterPendingChanged();
+    }
+
+    /// <summary>Gives a new in-flight op (a local edit, or the buffer promoted by an ack) its global seq and sends it.</summary>
+    private void AfterInflightMayHaveChanged()
+    {
+        OtClientState<Rope, TextOp> state = _state!;
+        if (!state.HasInflight || state.InflightSeq == _inflightStateSeq)
         {
-            _inflightSeq = _client.NextClientSeq();
-            TrySendInFlight();
+            return;
         }
 
-        AfterPendingChanged();
+        _inflightStateSeq = state.InflightSeq;
+        _inflightSeq = _client.NextClientSeq();
+        _inflightSentClientId = null;
+        _inflightSentOnSession = false;
+        TrySendInFlight();
     }
 
     /// <summary>Sends the in-flight op unless it already went out on this connection or the subscription is not live.</summary>
     private void TrySendInFlight()
     {
         if (_phase != Phase.Live || _session is not { } session || _resendAfterCatchUp
-            || _state is not { InFlight: { } op } state || _inflightSentGeneration == _generation)
+            || _state is not { } state || !state.TryTakeOutgoing(out OutgoingOp<TextOp> outgoing))
         {
             return;
         }
 
-        ByteString bytes = Encode(op);
-        var submit = new Submit { DocId = DocId, ClientSeq = _inflightSeq, BaseVersion = state.Version, Op = bytes };
+        ByteString bytes = Encode(outgoing.Op);
+        var submit = new Submit { DocId = DocId, ClientSeq = _inflightSeq, BaseVersion = outgoing.BaseVersion, Op = bytes };
         if (session.TrySend(new ClientMessage { Submit = submit }))
         {
             _inflightSentClientId = session.Welcome.ClientId;
-            _inflightSentGeneration = _generation;
-            _inflightSentBase = state.Version;
+            _inflightSentOnSession = true;
+            _inflightSentBase = outgoing.BaseVersion;
             _inflightSentBytes = bytes;
         }
     }
 
-    /// <summary>After catch-up under a new client id: the old op is not in the history, so send it under a new seq.</summary>
+    /// <summary>
+    /// The in-flight op as it stands (transformed past every server op since it was made). OtClientState hands it out only
+    /// through TryTakeOutgoing, which marks it sent; re-arm it when it has not gone out on this connection yet.
+    /// </summary>
+    private TextOp PeekInFlight()
+    {
+        OtClientState<Rope, TextOp> state = _state!;
+        state.OnReconnect();
+        state.TryTakeOutgoing(out OutgoingOp<TextOp> outgoing);
+        if (!_inflightSentOnSession)
+        {
+            state.OnReconnect();
+        }
+
+        return outgoing.Op;
+    }
+
+    private OtClientState<Rope, TextOp> NewState(string clientId, Rope text, long version)
+    {
+        _inflightStateSeq = 0;
+        return new OtClientState<Rope, TextOp>(TextType.Instance, clientId, text, version);
+    }
+
+    /// <summary>
+    /// Replaces the replica's state by one under <paramref name="clientId"/> at (<paramref name="text"/>, <paramref name="version"/>)
+    /// with <paramref name="pending"/> re-applied as a local edit (it becomes the in-flight op, with a new seq).
+    /// </summary>
+    private void RebuildState(string clientId, Rope text, long version, TextOp pending)
+    {
+        OtClientState<Rope, TextOp> state = NewState(clientId, text, version);
+        _state = state;
+        _serverText = text;
+        _inflightSentClientId = null;
+        _inflightSentOnSession = false;
+        if (!pending.IsNoop)
+        {
+            state.ApplyLocal(pending);
+        }
+
+        AfterInflightMayHaveChanged();
+    }
+
+    /// <summary>All pending local edits as one op on top of the server text (in flight composed with the buffer).</summary>
+    private TextOp PendingAsOneOp()
+    {
+        OtClientState<Rope, TextOp> state = _state!;
+        if (!state.HasInflight)
+        {
+            return TextOp.Empty;
+        }
+
+        TextOp inflight = PeekInFlight();
+        return state.HasBuffer ? TextType.Compose(inflight, BufferOp(inflight)) : inflight;
+    }
+
+    /// <summary>
+    /// The buffered edits, as the change from (server text + in-flight op) to the local text. OtClientState does not hand
+    /// the buffer out; the diff has the same effect, which is all a rebase needs.
+    /// </summary>
+    private TextOp BufferOp(TextOp inflight) => TextDiff.Between(TextType.Apply(_serverText, inflight).ToString(), _state!.Snapshot.ToString());
+
+    /// <summary>After catch-up under a new client id: the old op is not in the history, so move the pending edits to the new id.</summary>
     private void CheckCatchUp()
     {
-        if (!_resendAfterCatchUp || _phase != Phase.Live || _state!.Version < _catchUpTarget)
+        if (!_resendAfterCatchUp || _phase != Phase.Live || _session is not { } session || _state!.Version < _catchUpTarget)
         {
             return;
         }
 
         _resendAfterCatchUp = false;
-        if (_state.InFlight is not null)
-        {
-            _inflightSeq = _client.NextClientSeq();
-            _inflightSentClientId = null;
-            _inflightSentGeneration = -1;
-            TrySendInFlight();
-        }
+        RebuildState(session.Welcome.ClientId, _serverText, _state.Version, PendingAsOneOp());
     }
 
     private void AfterResubscribed()
@@ -868,49 +940,41 @@ public sealed class CollabDocument : IAsyncDisposable
     /// <summary>Rebases the surviving local edits onto <paramref name="snapshot"/> (docs/PROTOCOL.md section 7.3).</summary>
     private void CompleteResync(Snapshot snapshot, InflightFate fate)
     {
-        TextClientState state = _state!;
-        TextOp? inflight = state.InFlight;
-        TextOp? buffer = state.Buffer;
+        OtClientState<Rope, TextOp> state = _state!;
+        Rope before = state.Snapshot;
         Rope basis = _serverText;
-        TextOp? pending;
-        if (fate == InflightFate.NotIncluded)
+        TextOp pending = TextOp.Empty;
+        if (state.HasInflight)
         {
-            pending = inflight is { } f ? (buffer is { } b ? TextType.Compose(f, b) : f) : null;
-        }
-        else
-        {
-            basis = inflight is { } f ? TextType.Apply(basis, f) : basis;
-            pending = buffer;
+            TextOp inflight = PeekInFlight();
+            if (fate == InflightFate.NotIncluded)
+            {
+                pending = state.HasBuffer ? TextType.Compose(inflight, BufferOp(inflight)) : inflight;
+            }
+            else
+            {
+                // In the snapshot already, or rejected for good: only the buffered edits survive.
+                basis = TextType.Apply(basis, inflight);
+                pending = state.HasBuffer ? TextDiff.Between(basis.ToString(), before.ToString()) : TextOp.Empty;
+            }
         }
 
         string target = snapshot.Text;
-        TextOp rebased = TextOp.Empty;
-        if (pending is { } p)
-        {
-            TextOp serverChanges = TextDiff.Between(basis.ToString(), target);
-            rebased = TextType.Transform(p, serverChanges, TransformSide.Left);
-        }
+        TextOp rebased = pending.IsNoop
+            ? TextOp.Empty
+            : TextType.Transform(pending, TextDiff.Between(basis.ToString(), target), TransformSide.Left);
 
-        Rope before = state.Snapshot;
-        Rope text = Rope.FromString(target);
-        state.Reset(text, snapshot.Version);
-        _serverText = text;
         _needsSnapshot = false;
         _resyncFate = InflightFate.Unknown;
-        _inflightSentClientId = null;
-        _inflightSentGeneration = -1;
         _resendAfterCatchUp = false;
         _phase = Phase.Live;
         _retryAttempt = 0;
-        if (!rebased.IsNoop)
-        {
-            state.ApplyLocal(rebased);
-            _inflightSeq = _client.NextClientSeq();
-        }
+        RebuildState(_session!.Welcome.ClientId, Rope.FromString(target), snapshot.Version, rebased);
 
-        TextOp change = TextDiff.Between(before.ToString(), state.Snapshot.ToString());
+        Rope after = _state!.Snapshot;
+        TextOp change = TextDiff.Between(before.ToString(), after.ToString());
         MovePresences(change, remoteIsOwn: false, localIsOwn: false);
-        var args = new DocumentChangedEventArgs(change, snapshot.Version, state.Snapshot, clientId: null, author: null, isResync: true);
+        var args = new DocumentChangedEventArgs(change, snapshot.Version, after, clientId: null, author: null, isResync: true);
         _client.Events.Post(() => Changed?.Invoke(this, args));
         AfterResubscribed();
         AfterPendingChanged();
@@ -983,19 +1047,6 @@ public sealed class CollabDocument : IAsyncDisposable
     }
 
     // ---- helpers
-
-    private static IEnumerable<TextOp> PendingOps(TextClientState state)
-    {
-        if (state.InFlight is { } inflight)
-        {
-            yield return inflight;
-        }
-
-        if (state.Buffer is { } buffer)
-        {
-            yield return buffer;
-        }
-    }
 
     private ByteString Encode(TextOp op)
     {
