@@ -1,0 +1,73 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Net.WebSockets;
+using Collab.Protocol.V1;
+
+namespace Collab.Client;
+
+/// <summary>Base of every exception the SDK throws for a protocol or connection failure.</summary>
+public abstract class CollabException : Exception
+{
+    private protected CollabException(string message, Exception? inner) : base(message, inner)
+    {
+    }
+}
+
+/// <summary>The server answered a request with an Error message.</summary>
+public sealed class CollabServerException : CollabException
+{
+    /// <summary>Creates the exception from the error's fields.</summary>
+    public CollabServerException(ErrorCode code, string message, bool retryable, string? docId)
+        : base($"{code}: {message}", null)
+    {
+        Code = code;
+        Retryable = retryable;
+        DocId = docId;
+    }
+
+    /// <summary>The wire error code.</summary>
+    public ErrorCode Code { get; }
+
+    /// <summary>The server's hint that the same request may succeed later.</summary>
+    public bool Retryable { get; }
+
+    /// <summary>The document concerned, if any.</summary>
+    public string? DocId { get; }
+}
+
+/// <summary>A connection could not be established, or was lost for good.</summary>
+public sealed class CollabConnectionException : CollabException
+{
+    /// <summary>Creates the exception.</summary>
+    public CollabConnectionException(string message, Exception? inner = null, WebSocketCloseStatus? closeStatus = null, int? httpStatusCode = null)
+        : base(message, inner)
+    {
+        CloseStatus = closeStatus;
+        HttpStatusCode = httpStatusCode;
+    }
+
+    /// <summary>The WebSocket close code the server sent, if it closed the connection.</summary>
+    public WebSocketCloseStatus? CloseStatus { get; }
+
+    /// <summary>The HTTP status of a rejected upgrade request (401, 403, 503, ...), if that is how it failed.</summary>
+    public int? HttpStatusCode { get; }
+}
+
+/// <summary>Throw helpers: keep the throwing paths out of hot methods.</summary>
+internal static class ThrowHelper
+{
+    [DoesNotReturn]
+    public static void ThrowConnection(string message, Exception? inner = null, WebSocketCloseStatus? closeStatus = null, int? httpStatusCode = null)
+        => throw new CollabConnectionException(message, inner, closeStatus, httpStatusCode);
+
+    [DoesNotReturn]
+    public static void ThrowServer(Error error)
+        => throw new CollabServerException(error.Code, error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId);
+
+    [DoesNotReturn]
+    public static void ThrowProtocolViolation(string message)
+        => throw new WebSocketException(WebSocketError.InvalidMessageType, message);
+
+    [DoesNotReturn]
+    public static void ThrowMessageTooLarge(int limit)
+        => throw new WebSocketException(WebSocketError.Faulted, $"A server message exceeds the {limit}-byte limit.");
+}
