@@ -1,0 +1,23 @@
+# Collab server image. Multi-stage: build with the SDK, run on the ASP.NET Core runtime.
+# Build: docker build -t collab .    Run: docker run -p 8080:8080 -v collab-data:/data collab
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY global.json Directory.Build.props Directory.Packages.props Collab.sln ./
+COPY src/ src/
+RUN dotnet publish src/Server/Collab.Server.csproj -c Release -o /app --nologo
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0
+WORKDIR /app
+COPY --from=build /app ./
+# Non-root user; the embedded store lives on a volume.
+RUN useradd --system --uid 10001 collab && mkdir -p /data && chown collab /data
+USER collab
+ENV COLLAB_PORT=8080 \
+    Collab__Storage__DataDirectory=/data \
+    DOTNET_gcServer=0
+EXPOSE 8080
+VOLUME ["/data"]
+# SIGTERM starts a graceful drain (close 1001 to clients, flush the op log) within ShutdownTimeout.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=2s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/${COLLAB_PORT} && printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '200' <&3"]
+ENTRYPOINT ["dotnet", "Collab.Server.dll"]

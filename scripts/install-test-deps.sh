@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian 12 machine that has the .NET 10 SDK:
+# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js + npm (for the `ws`
+# conformance client). Idempotent: a machine that already has everything is left alone.
+set -euo pipefail
+
+need=()
+command -v initdb >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Debian installs the PostgreSQL binaries outside PATH; the test harness looks on PATH first.
+if ! command -v initdb >/dev/null 2>&1 && [ -x /usr/lib/postgresql/15/bin/initdb ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  for b in initdb pg_ctl postgres; do $SUDO ln -sf "/usr/lib/postgresql/15/bin/$b" "/usr/local/bin/$b"; done
+fi
+
+# Node packages for the independent WebSocket client used by the transport conformance tests.
+if [ -f tests/Server/node/package-lock.json ]; then
+  (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,157 @@
+using Collab.Engine.Sequencing;
+using Collab.Server.Hosting;
+using Collab.Server.Sessions;
+using Collab.Server.Storage;
+using Collab.Server.Transport;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Collab.Server;
+
+/// <summary>
+/// The composition root: binds every options class from configuration, wires storage → sequencers →
+/// sessions → transport, and orders start-up and shutdown (drain the connections first, then flush the
+/// op log). Program.cs and in-process tests both build the server here.
+/// </summary>
+public static class CollabServerHost
+{
+    /// <summary>Command-line shortcuts for the settings people change most.</summary>
+    private static readonly Dictionary<string, string> s_switches = new(StringComparer.Ordinal)
+    {
+        ["--port"] = "port",
+        ["--data-dir"] = "Storage:DataDirectory",
+        ["--postgres"] = "Storage:PostgresConnectionString",
+        ["--node-id"] = "Node:NodeId",
+    };
+
+    /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
+    public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)
+    {
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
+        builder.Configuration.AddInMemoryCollection(EnvironmentShortcuts());
+        builder.Configuration.AddCommandLine(args, s_switches);
+        configure?.Invoke(builder.Configuration);
+        IConfiguration config = builder.Configuration;
+
+        var transport = TransportOptions.FromConfiguration(config);
+        var storage = new StorageOptions();
+        config.GetSection(StorageOptions.SectionName).Bind(storage);
+        if (!string.IsNullOrEmpty(storage.PostgresConnectionString) && config[$"{StorageOptions.SectionName}:Provider"] is null)
+        {
+            storage.Provider = StorageProvider.Postgres; // --postgres alone selects PostgreSQL
+        }
+
+        storage.Validate();
+        var documents = new DocumentOptions();
+        config.GetSection(DocumentOptions.Section).Bind(documents);
+        documents.Validate();
+        var node = new NodeOptions();
+        config.GetSection(NodeOptions.Section).Bind(node);
+        node.Validate();
+
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
+
+        IServiceCollection services = builder.Services;
+        services.AddSingleton(storage);
+        services.AddSingleton(documents);
+        services.AddSingleton(node);
+        services.AddSingleton(sp => OpStoreFactory.Create(storage, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton(sp => new GroupCommitStage(
+            sp.GetRequiredService<IOpStore>(), storage, sp.GetRequiredService<ILogger<GroupCommitStage>>(), new StorageMetrics()));
+        services.AddSingleton<IHistorySource>(sp => new StoreHistorySource(sp.GetRequiredService<IOpStore>()));
+        services.AddSingleton(sp => new DocumentRegistry(
+            sp.GetRequiredService<IOpStore>(),
+            sp.GetRequiredService<GroupCommitStage>(),
+            sp.GetRequiredService<IHistorySource>(),
+            documents,
+            storage.SnapshotEveryOps,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions")));
+        services.AddSingleton(sp => new SessionServices(sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes));
+        services.AddSingleton<IWebSocketApplication>(sp => new CollabApplication(sp.GetRequiredService<SessionServices>()));
+        services.AddSingleton<IReadinessCheck>(sp => new StorageReadinessCheck(sp.GetRequiredService<GroupCommitStage>()));
+
+        // Hosted services stop in reverse order: the transport (registered last) drains the connections
+        // before storage flushes the op log and closes the documents.
+        services.AddHostedService<StorageLifetimeService>();
+        services.AddCollabTransport(transport);
+        builder.WebHost.ConfigureCollabKestrel(transport);
+
+        return builder.Build();
+    }
+
+    private static Dictionary<string, string?> EnvironmentShortcuts()
+    {
+        var values = new Dictionary<string, string?>(StringComparer.Ordinal);
+        if (Environment.GetEnvironmentVariable("COLLAB_DATA_DIR") is { Length: > 0 } dataDir)
+        {
+            values["Storage:DataDirectory"] = dataDir;
+        }
+
+        if (Environment.GetEnvironmentVariable("COLLAB_POSTGRES") is { Length: > 0 } postgres)
+        {
+            values["Storage:PostgresConnectionString"] = postgres;
+        }
+
+        return values;
+    }
+}
+
+/// <summary>/readyz is not ready while op-log commits are failing (the server then holds acks back).</summary>
+internal sealed class StorageReadinessCheck(GroupCommitStage stage) : IReadinessCheck
+{
+    public string Name => "storage";
+
+    public ReadinessResult Check() => stage.IsHealthy ? ReadinessResult.Ready : ReadinessResult.NotReady("op-log commits are failing; retrying");
+}
+
+/// <summary>
+/// Opens the op store (migrations) before the first connection is accepted, retrying while the database
+/// is unreachable; on shutdown closes every document (final snapshots) and flushes the group commit.
+/// </summary>
+internal sealed partial class StorageLifetimeService(
+    IOpStore store,
+    GroupCommitStage stage,
+    DocumentRegistry documents,
+    StorageOptions options,
+    ILogger<StorageLifetimeService> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        TimeSpan delay = options.RetryInitialDelay;
+        while (true)
+        {
+            try
+            {
+                await store.InitializeAsync(cancellationToken).ConfigureAwait(false);
+                LogStoreReady(options.Provider, options.Provider == StorageProvider.Sqlite ? Path.GetFullPath(options.SqlitePath) : "PostgreSQL");
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && ex is not StorageSchemaException)
+            {
+                LogStoreUnavailable(delay, ex);
+                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.RetryMaxDelay.Ticks));
+            }
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await documents.DisposeAsync().ConfigureAwait(false);
+        await stage.DisposeAsync().ConfigureAwait(false);
+        await store.DisposeAsync().ConfigureAwait(false);
+    }
+
+    [LoggerMessage(1000, LogLevel.Information, "Op store ready: {Provider} ({Location})")]
+    private partial void LogStoreReady(StorageProvider provider, string location);
+
+    [LoggerMessage(1001, LogLevel.Warning, "Op store unavailable; retrying in {Delay}")]
+    private partial void LogStoreUnavailable(TimeSpan delay, Exception exception);
+}

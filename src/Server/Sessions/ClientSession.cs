@@ -1,0 +1,557 @@
+using System.Buffers;
+using System.Diagnostics;
+using Collab.Engine;
+using Collab.Engine.Sequencing;
+using Collab.Engine.Text;
+using Collab.Protocol.V1;
+using Collab.Server.Transport;
+using Google.Protobuf;
+
+namespace Collab.Server.Sessions;
+
+/// <summary>
+/// The protocol state of one WebSocket connection: Hello first, then any number of document
+/// subscriptions, submits and presence updates. Messages are handled one at a time in arrival order
+/// (the transport reads the next one when the returned task completes), but a submit does not hold
+/// up the connection while it commits: its ack comes from the document hub, in version order.
+/// Bad input gets an error with a code; only persistent abuse closes the connection.
+/// </summary>
+internal sealed class ClientSession : IWebSocketSession
+{
+    /// <summary>Protocol errors tolerated on one connection before it is closed as abusive.</summary>
+    private const int MaxProtocolErrors = 32;
+
+    private readonly IWebSocketConnection _connection;
+    private readonly SessionServices _services;
+    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly object _gate = new();
+    private string? _clientId;
+    private int _protocolErrors;
+    private volatile bool _closed;
+
+    public ClientSession(IWebSocketConnection connection, SessionServices services, string? userId)
+    {
+        _connection = connection;
+        _services = services;
+        UserId = userId;
+    }
+
+    public string ClientId => _clientId ?? throw new InvalidOperationException("No Hello yet.");
+
+    /// <summary>The authenticated user (recorded as each op's author), or null on an anonymous server.</summary>
+    public string? UserId { get; }
+
+    public bool IsClosed => _closed;
+
+    public long ConnectionId => _connection.Id;
+
+    // ------------------------------------------------------------------ transport seam
+
+    public ValueTask OnMessageAsync(ReadOnlySequence<byte> payload, bool isText)
+    {
+        if (isText)
+        {
+            return ProtocolError(ErrorCode.BadMessage, "Collab messages are binary protobuf frames; text frames are not part of the protocol.", 0);
+        }
+
+        ClientMessage message;
+        try
+        {
+            message = ClientMessage.Parser.ParseFrom(payload);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            return ProtocolError(ErrorCode.BadMessage, "The message is not a valid ClientMessage: " + ex.Message, 0);
+        }
+
+        SessionMetrics.MessagesReceived.WithLabels(KindLabel(message.BodyCase)).Inc();
+        if (_clientId is null && message.BodyCase != ClientMessage.BodyOneofCase.Hello)
+        {
+            SendError(ErrorCode.NotHello, "The first message on a connection must be Hello.", message.RequestId);
+            Abort("no Hello");
+            return ValueTask.CompletedTask;
+        }
+
+        try
+        {
+            switch (message.BodyCase)
+            {
+                case ClientMessage.BodyOneofCase.Hello:
+                    OnHello(message.Hello, message.RequestId);
+                    return ValueTask.CompletedTask;
+                case ClientMessage.BodyOneofCase.Subscribe:
+                    return OnSubscribeAsync(message.Subscribe, message.RequestId);
+                case ClientMessage.BodyOneofCase.Unsubscribe:
+                    return OnUnsubscribeAsync(message.Unsubscribe, message.RequestId);
+                case ClientMessage.BodyOneofCase.Submit:
+                    OnSubmit(message.Submit, message.RequestId);
+                    return ValueTask.CompletedTask;
+                case ClientMessage.BodyOneofCase.Presence:
+                    return OnPresenceAsync(message.Presence, message.RequestId);
+                case ClientMessage.BodyOneofCase.Ping:
+                    SendOwned(ServerFrames.Build(new ServerMessage { RequestId = message.RequestId, Pong = new Pong { Nonce = message.Ping.Nonce } }));
+                    return ValueTask.CompletedTask;
+                case ClientMessage.BodyOneofCase.FetchOps:
+                    return OnFetchOpsAsync(message.FetchOps, message.RequestId);
+                case ClientMessage.BodyOneofCase.Reauth:
+                    return OnReauthenticate(message.Reauth, message.RequestId);
+                default:
+                    return ProtocolError(ErrorCode.UnknownMessage, "Unknown message kind (a newer protocol?); it was ignored.", message.RequestId);
+            }
+        }
+        catch (Exception ex)
+        {
+            _services.Log.MessageFailed(_connection.Id, ex);
+            SendError(ErrorCode.Internal, "The server failed to handle the message.", message.RequestId);
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    public void OnClosed(ConnectionEndReason reason)
+    {
+        List<Subscription> subscriptions;
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _closed = true;
+            subscriptions = [.. _subscriptions.Values];
+            _subscriptions.Clear();
+        }
+
+        if (_clientId is not null)
+        {
+            SessionMetrics.Sessions.Dec();
+        }
+
+        foreach (Subscription sub in subscriptions)
+        {
+            _ = DetachAndReleaseAsync(sub);
+        }
+    }
+
+    // ------------------------------------------------------------------ handlers
+
+    private void OnHello(Hello hello, ulong requestId)
+    {
+        if (_clientId is not null)
+        {
+            SendError(ErrorCode.BadMessage, "Hello was already received on this connection.", requestId);
+            return;
+        }
+
+        if (hello.ProtocolVersion != (uint)ProtocolVersion.Current)
+        {
+            SendError(ErrorCode.ProtocolVersion, $"Protocol version {hello.ProtocolVersion} is not supported; this server speaks {(int)ProtocolVersion.Current}.", requestId);
+            Abort("unsupported protocol version");
+            return;
+        }
+
+        bool resumed = hello.ClientId.Length > 0;
+        if (resumed && !Sessions.ClientId.IsValid(hello.ClientId))
+        {
+            SendError(ErrorCode.BadMessage, "client_id must be 1-64 characters of [A-Za-z0-9_-].", requestId);
+            Abort("invalid client id");
+            return;
+        }
+
+        _clientId = resumed ? hello.ClientId : Sessions.ClientId.New();
+        SessionMetrics.Sessions.Inc();
+        _services.Log.Hello(_connection.Id, _clientId, resumed);
+        SendOwned(ServerFrames.Build(new ServerMessage
+        {
+            RequestId = requestId,
+            Welcome = new Welcome
+            {
+                ProtocolVersion = (uint)ProtocolVersion.Current,
+                ServerId = _services.NodeId,
+                ClientId = _clientId,
+                Resumed = resumed,
+                MaxMessageBytes = (uint)_services.MaxMessageBytes,
+                MaxOpBytes = (uint)_services.Options.MaxOpBytes,
+            },
+        }));
+    }
+
+    private async ValueTask OnSubscribeAsync(Subscribe subscribe, ulong requestId)
+    {
+        string docId = subscribe.DocId;
+        if (!DocumentId.IsValid(docId))
+        {
+            await ProtocolError(ErrorCode.InvalidDocId, "doc_id must be 1-128 characters of [A-Za-z0-9._:/-] (not starting with '/' or '.', no '..').", requestId).ConfigureAwait(false);
+            return;
+        }
+
+        if (subscribe.FromVersion < 0 && !subscribe.Snapshot)
+        {
+            await ProtocolError(ErrorCode.BadMessage, "from_version must not be negative.", requestId, docId).ConfigureAwait(false);
+            return;
+        }
+
+        Subscription? previous;
+        lock (_gate)
+        {
+            _subscriptions.TryGetValue(docId, out previous);
+            if (previous is null && _subscriptions.Count >= _services.Options.MaxSubscriptionsPerConnection)
+            {
+                SendError(ErrorCode.TooManySubscriptions, $"A connection may subscribe to at most {_services.Options.MaxSubscriptionsPerConnection} documents.", requestId, docId);
+                return;
+            }
+        }
+
+        if (previous is not null)
+        {
+            // Subscribing again resynchronises: the old stream ends before the new one starts.
+            lock (_gate)
+            {
+                _subscriptions.Remove(docId);
+            }
+
+            await DetachAndReleaseAsync(previous).ConfigureAwait(false);
+        }
+
+        DocumentHub hub;
+        try
+        {
+            hub = await _services.Documents.AcquireAsync(docId, _connection.Closed).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            _services.Documents.Log.DocumentLoadFailed(docId, ex);
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' could not be opened right now; retry.", requestId, docId);
+            return;
+        }
+
+        var subscription = new Subscription(this, hub);
+        bool attached;
+        try
+        {
+            attached = await hub.SubscribeAsync(subscription, subscribe.Snapshot ? -1 : subscribe.FromVersion, subscribe.Snapshot, requestId, _connection.Closed).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            attached = false;
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' was closing; subscribe again.", requestId, docId);
+        }
+
+        if (!attached)
+        {
+            hub.ReleaseRef();
+            return;
+        }
+
+        bool closedMeanwhile;
+        lock (_gate)
+        {
+            closedMeanwhile = _closed;
+            if (!closedMeanwhile)
+            {
+                _subscriptions[docId] = subscription;
+            }
+        }
+
+        if (closedMeanwhile)
+        {
+            await DetachAndReleaseAsync(subscription).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask OnUnsubscribeAsync(Unsubscribe unsubscribe, ulong requestId)
+    {
+        Subscription? subscription;
+        lock (_gate)
+        {
+            _subscriptions.Remove(unsubscribe.DocId, out subscription);
+        }
+
+        if (subscription is not null)
+        {
+            await DetachAndReleaseAsync(subscription).ConfigureAwait(false);
+        }
+
+        SendOwned(ServerFrames.Unsubscribed(unsubscribe.DocId, requestId));
+    }
+
+    private void OnSubmit(Submit submit, ulong requestId)
+    {
+        SessionMetrics.OpsSubmitted.Inc();
+        string docId = submit.DocId;
+        long clientSeq = submit.ClientSeq > long.MaxValue ? 0 : (long)submit.ClientSeq;
+        Subscription? subscription = Find(docId);
+        if (subscription is null)
+        {
+            SendError(ErrorCode.NotSubscribed, $"Subscribe to document '{docId}' before submitting to it.", requestId, docId, clientSeq);
+            return;
+        }
+
+        if (clientSeq <= 0 || submit.BaseVersion < 0)
+        {
+            _ = ProtocolError(ErrorCode.BadMessage, "client_seq must be positive and base_version not negative.", requestId, docId, clientSeq);
+            return;
+        }
+
+        if (submit.Op.Length > _services.Options.MaxOpBytes)
+        {
+            SendError(ErrorCode.OpTooLarge, $"The op is {submit.Op.Length} bytes; the limit is {_services.Options.MaxOpBytes}.", requestId, docId, clientSeq);
+            return;
+        }
+
+        TextOp op;
+        try
+        {
+            op = TextOpCodec.Decode(submit.Op.Span);
+        }
+        catch (OtException ex)
+        {
+            SendError(ErrorCodes.FromOt(ex.Code), ex.Message, requestId, docId, clientSeq);
+            return;
+        }
+
+        long started = Stopwatch.GetTimestamp();
+        ValueTask<SubmitResult> pending = subscription.Hub.Sequencer.SubmitAsync(
+            new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, UserId));
+        if (pending.IsCompletedSuccessfully)
+        {
+            OnSubmitted(subscription, clientSeq, requestId, pending.Result, started);
+        }
+        else
+        {
+            _ = AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started);
+        }
+    }
+
+    private async Task AwaitSubmittedAsync(ValueTask<SubmitResult> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    {
+        SubmitResult result;
+        try
+        {
+            result = await pending.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _services.Log.MessageFailed(_connection.Id, ex);
+            SendError(ErrorCode.Unavailable, "The op could not be sequenced; resend it.", requestId, subscription.DocId, clientSeq);
+            return;
+        }
+
+        OnSubmitted(subscription, clientSeq, requestId, result, started);
+    }
+
+    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitResult result, long started)
+    {
+        switch (result.Status)
+        {
+            case SubmitStatus.Acked:
+                // The hub already queued the ack, in version order, when the op committed.
+                SessionMetrics.SubmitToAckSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                break;
+            case SubmitStatus.Duplicate:
+                SessionMetrics.DuplicateAcks.Inc();
+                _ = subscription.Hub.SendDuplicateAckAsync(subscription, clientSeq, result.Version, requestId);
+                break;
+            default:
+                SendError(ErrorCodes.FromSubmit(result.Status), result.Message ?? result.Status.ToString(), requestId, subscription.DocId, clientSeq);
+                break;
+        }
+    }
+
+    private async ValueTask OnPresenceAsync(PresenceUpdate update, ulong requestId)
+    {
+        Subscription? subscription = Find(update.DocId);
+        if (subscription is null)
+        {
+            SendError(ErrorCode.NotSubscribed, $"Subscribe to document '{update.DocId}' before sending presence for it.", requestId, update.DocId);
+            return;
+        }
+
+        if (update.UserData.Length > _services.Options.MaxPresenceUserDataBytes)
+        {
+            SendError(ErrorCode.BadMessage, $"Presence user_data is limited to {_services.Options.MaxPresenceUserDataBytes} bytes.", requestId, update.DocId);
+            return;
+        }
+
+        try
+        {
+            await subscription.Hub.UpdatePresenceAsync(subscription, update.BaseVersion, update.Selection, update.UserData).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The document closed under the update; presence is ephemeral and the client resubscribes.
+        }
+    }
+
+    private async ValueTask OnFetchOpsAsync(FetchOps fetch, ulong requestId)
+    {
+        Subscription? subscription = Find(fetch.DocId);
+        if (subscription is null)
+        {
+            SendError(ErrorCode.NotSubscribed, $"Subscribe to document '{fetch.DocId}' before reading its history.", requestId, fetch.DocId);
+            return;
+        }
+
+        long committed = subscription.Hub.Sequencer.CommittedVersion;
+        long to = fetch.ToVersion <= 0 ? committed : Math.Min(fetch.ToVersion, committed);
+        if (fetch.FromVersion < 0 || fetch.FromVersion > to)
+        {
+            SendError(fetch.FromVersion > committed ? ErrorCode.VersionFromFuture : ErrorCode.BadMessage,
+                $"Asked for ops after {fetch.FromVersion} up to {to} of a document at version {committed}.", requestId, fetch.DocId);
+            return;
+        }
+
+        to = Math.Min(to, fetch.FromVersion + _services.Options.MaxFetchOps);
+        IReadOnlyList<OpRecord> ops;
+        try
+        {
+            ops = await _services.Documents.History.ReadOpsAsync(fetch.DocId, fetch.FromVersion, to, _connection.Closed).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            _services.Documents.Log.HistoryReadFailed(fetch.DocId, fetch.FromVersion, ex);
+            SendError(ErrorCode.Unavailable, "The history could not be read right now; retry.", requestId, fetch.DocId);
+            return;
+        }
+
+        if (ops.Count != to - fetch.FromVersion)
+        {
+            SendError(ErrorCode.VersionTooOld, $"Ops after version {fetch.FromVersion} are no longer retained.", requestId, fetch.DocId);
+            return;
+        }
+
+        var array = new OpRecord[ops.Count];
+        for (int i = 0; i < array.Length; i++)
+        {
+            array[i] = ops[i];
+        }
+
+        SendOwned(ServerFrames.Ops(fetch.DocId, array, requestId));
+    }
+
+    private ValueTask OnReauthenticate(Reauthenticate reauth, ulong requestId)
+    {
+        // Anonymous server: a session carries no token, so there is nothing to refresh or re-check.
+        _ = reauth;
+        _ = requestId;
+        return ValueTask.CompletedTask;
+    }
+
+    // ------------------------------------------------------------------ hub callbacks
+
+    /// <summary>The document stopped sequencing on this node (fenced or faulted): make the client reconnect and resync.</summary>
+    internal void OnDocumentFailed(DocumentHub hub)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
+            {
+                _subscriptions.Remove(hub.DocId);
+                hub.ReleaseRef();
+            }
+        }
+
+        // Reconnecting resubscribes every document from the client's last version and resends its
+        // in-flight ops, which the new sequencer deduplicates: the one path already proven for restarts.
+        SendOwned(ServerFrames.Build(new ServerMessage
+        {
+            Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{hub.DocId}' moved" },
+        }));
+        _connection.Close(1012, "document moved; reconnect");
+    }
+
+    /// <summary>A subscription ended on the hub's side (history gone); forget it here.</summary>
+    internal void OnSubscriptionLost(Subscription subscription)
+    {
+        bool removed;
+        lock (_gate)
+        {
+            removed = _subscriptions.TryGetValue(subscription.DocId, out Subscription? current)
+                && ReferenceEquals(current, subscription)
+                && _subscriptions.Remove(subscription.DocId);
+        }
+
+        if (removed)
+        {
+            subscription.Hub.ReleaseRef();
+        }
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// <summary>Queues a shared frame (the caller keeps its reference).</summary>
+    internal void Send(OutboundMessage frame) => _connection.TrySend(frame);
+
+    private void SendOwned(OutboundMessage frame)
+    {
+        _connection.TrySend(frame);
+        frame.Dispose();
+    }
+
+    internal void SendError(ErrorCode code, string message, ulong requestId, string? docId = null, long clientSeq = 0)
+    {
+        SessionMetrics.Errors.WithLabels(code.ToString()).Inc();
+        SendOwned(ServerFrames.Error(code, message, requestId, docId, clientSeq));
+    }
+
+    /// <summary>Answers a malformed request; a connection that keeps sending them is closed (1008).</summary>
+    private ValueTask ProtocolError(ErrorCode code, string message, ulong requestId, string? docId = null, long clientSeq = 0)
+    {
+        SendError(code, message, requestId, docId, clientSeq);
+        if (Interlocked.Increment(ref _protocolErrors) > MaxProtocolErrors)
+        {
+            Abort($"more than {MaxProtocolErrors} malformed messages");
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    internal void Abort(string reason)
+    {
+        _services.Log.ProtocolAbuse(_connection.Id, reason);
+        _connection.Close(1008, reason);
+    }
+
+    internal void Close(ushort code, string reason) => _connection.Close(code, reason);
+
+    private Subscription? Find(string docId)
+    {
+        lock (_gate)
+        {
+            return _subscriptions.GetValueOrDefault(docId);
+        }
+    }
+
+    private static async Task DetachAndReleaseAsync(Subscription subscription)
+    {
+        try
+        {
+            await subscription.Hub.DetachAsync(subscription).ConfigureAwait(false);
+        }
+        finally
+        {
+            subscription.Hub.ReleaseRef();
+        }
+    }
+
+    private static string KindLabel(ClientMessage.BodyOneofCase kind) => kind switch
+    {
+        ClientMessage.BodyOneofCase.Hello => "hello",
+        ClientMessage.BodyOneofCase.Subscribe => "subscribe",
+        ClientMessage.BodyOneofCase.Unsubscribe => "unsubscribe",
+        ClientMessage.BodyOneofCase.Submit => "submit",
+        ClientMessage.BodyOneofCase.Presence => "presence",
+        ClientMessage.BodyOneofCase.Reauth => "reauth",
+        ClientMessage.BodyOneofCase.Ping => "ping",
+        ClientMessage.BodyOneofCase.FetchOps => "fetch_ops",
+        _ => "unknown",
+    };
+}

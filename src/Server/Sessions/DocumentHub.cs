@@ -1,0 +1,508 @@
+using Collab.Engine.Sequencing;
+using Collab.Engine.Text;
+using Collab.Protocol.V1;
+using Collab.Server.Transport;
+using Google.Protobuf;
+
+namespace Collab.Server.Sessions;
+
+/// <summary>
+/// A document open on this node: its sequencer plus the local subscribers. The hub is the sequencer's
+/// listener, so committed ops reach it on the sequencer's worker in version order; it frames each batch
+/// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
+/// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
+/// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
+/// </summary>
+internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
+{
+    private readonly DocumentRegistry _registry;
+    private readonly List<Subscription> _subscribers = [];
+    private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
+    private DocumentSequencer<Rope, TextOp>? _sequencer;
+    private long _batchStamp;
+    private int _refs;
+    private long _idleSinceMs;
+    private long _lastSnapshotVersion;
+    private int _snapshotQueued;
+
+    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion)
+    {
+        _registry = registry;
+        DocId = docId;
+        _lastSnapshotVersion = lastSnapshotVersion;
+        _idleSinceMs = registry.NowMs;
+    }
+
+    public string DocId { get; }
+
+    public DocumentSequencer<Rope, TextOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
+
+    internal void Attach(DocumentSequencer<Rope, TextOp> sequencer) => _sequencer = sequencer;
+
+    /// <summary>Subscriber count as seen from outside the worker (metrics, idle checks).</summary>
+    public int References => Volatile.Read(ref _refs);
+
+    public long LastSnapshotVersion => Volatile.Read(ref _lastSnapshotVersion);
+
+    // ------------------------------------------------------------------ life cycle (any thread)
+
+    /// <summary>Takes a reference for a subscription; false when the hub is closing (load it again).</summary>
+    public bool TryAddRef()
+    {
+        while (true)
+        {
+            int refs = Volatile.Read(ref _refs);
+            if (refs < 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _refs, refs + 1, refs) == refs)
+            {
+                return true;
+            }
+        }
+    }
+
+    public void ReleaseRef()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0)
+        {
+            Volatile.Write(ref _idleSinceMs, _registry.NowMs);
+        }
+    }
+
+    /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
+    public bool TryBeginClose(long nowMs, long idleMs)
+    {
+        if (Volatile.Read(ref _refs) != 0 || nowMs - Volatile.Read(ref _idleSinceMs) < idleMs || Sequencer.PendingCount != 0)
+        {
+            return false;
+        }
+
+        return Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
+    }
+
+    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer.</summary>
+    public async Task CloseAsync(CancellationToken abandon)
+    {
+        try
+        {
+            if (Sequencer.State == SequencerState.Active && Sequencer.CommittedVersion > LastSnapshotVersion)
+            {
+                await WriteSnapshotAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await Sequencer.CloseAsync(abandon).ConfigureAwait(false);
+        }
+    }
+
+    // ------------------------------------------------------------------ subscribe / unsubscribe
+
+    /// <summary>
+    /// Attaches <paramref name="subscription"/> with no gap and no duplicate: a snapshot at the committed
+    /// version, or the committed ops after <paramref name="fromVersion"/> (from memory, else from storage),
+    /// then live ops. Returns false (after sending the error) when the subscription was refused.
+    /// </summary>
+    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
+    {
+        AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
+        if (outcome.Status != AttachStatus.NeedsHistory)
+        {
+            return outcome.Status == AttachStatus.Attached;
+        }
+
+        // The window no longer holds fromVersion: read the gap from the op log while live frames park.
+        IReadOnlyList<OpRecord>? history = null;
+        try
+        {
+            history = await _registry.History.ReadOpsAsync(DocId, fromVersion, outcome.UpTo, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            _registry.Log.HistoryReadFailed(DocId, fromVersion, ex);
+        }
+        catch (OperationCanceledException)
+        {
+            history = null;
+        }
+
+        return await Sequencer.RunExclusiveAsync(view => FinishCatchUpOnWorker(subscription, history, fromVersion, outcome.UpTo, requestId)).ConfigureAwait(false);
+    }
+
+    /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
+    public async ValueTask DetachAsync(Subscription subscription)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(_ => DetachOnWorker(subscription)).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The document closed first; nothing is delivered to a closed hub's subscribers anyway.
+        }
+    }
+
+    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId)
+    {
+        if (sub.Session.IsClosed)
+        {
+            return new AttachOutcome(AttachStatus.Refused, 0);
+        }
+
+        if (!snapshot && fromVersion > view.Version)
+        {
+            sub.Session.SendError(ErrorCode.VersionFromFuture, $"Document '{DocId}' is at version {view.Version}; version {fromVersion} does not exist yet.", requestId, DocId);
+            return new AttachOutcome(AttachStatus.Refused, 0);
+        }
+
+        _subscribers.Add(sub);
+        _byClient[sub.ClientId] = sub;
+        SessionMetrics.Subscriptions.Inc();
+
+        AttachStatus status = AttachStatus.Attached;
+        if (snapshot || fromVersion < 0)
+        {
+            sub.SendOwned(ServerFrames.Snapshot(DocId, view.Version, view.Snapshot.ToString(), requestId));
+        }
+        else
+        {
+            sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+            if (view.TryGetOpsAfter(fromVersion, out IReadOnlyList<OpRecord> ops))
+            {
+                SendCatchUp(sub, ops);
+            }
+            else
+            {
+                sub.Park();
+                status = AttachStatus.NeedsHistory;
+            }
+        }
+
+        SendPresenceSnapshot(view, sub);
+        return new AttachOutcome(status, view.Version);
+    }
+
+    private bool FinishCatchUpOnWorker(Subscription sub, IReadOnlyList<OpRecord>? history, long fromVersion, long upTo, ulong requestId)
+    {
+        if (sub.Detached)
+        {
+            sub.DropParked();
+            return false;
+        }
+
+        if (history is null || history.Count != upTo - fromVersion || (history.Count > 0 && history[0].Version != fromVersion + 1))
+        {
+            // The log no longer has the gap (pruned) or could not be read: the client must start over from a snapshot.
+            sub.DropParked();
+            DetachOnWorker(sub);
+            sub.Session.OnSubscriptionLost(sub);
+            sub.Session.SendError(
+                history is null ? ErrorCode.Unavailable : ErrorCode.VersionTooOld,
+                history is null
+                    ? $"The history of document '{DocId}' could not be read; subscribe again."
+                    : $"Version {fromVersion} of document '{DocId}' is no longer in the history; subscribe with a snapshot.",
+                requestId,
+                DocId);
+            return false;
+        }
+
+        sub.Unpark(s => SendCatchUp(s, history));
+        return true;
+    }
+
+    private bool DetachOnWorker(Subscription sub)
+    {
+        if (sub.Detached)
+        {
+            return false;
+        }
+
+        sub.Detached = true;
+        sub.DropParked();
+        _subscribers.Remove(sub);
+        SessionMetrics.Subscriptions.Dec();
+        if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
+        {
+            _byClient.Remove(sub.ClientId);
+            if (_presence.Remove(sub.ClientId))
+            {
+                BroadcastPresence(sub.ClientId, Sequencer.CommittedVersion, null, ByteString.Empty, except: null);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Catch-up ops for one subscriber; its own ops become acks (it may have missed the ack when it disconnected).</summary>
+    private void SendCatchUp(Subscription sub, IReadOnlyList<OpRecord> ops)
+    {
+        int batch = _registry.Options.CatchUpBatchOps;
+        var run = new List<OpRecord>(Math.Min(batch, ops.Count));
+        foreach (OpRecord op in ops)
+        {
+            if (string.Equals(op.ClientId, sub.ClientId, StringComparison.Ordinal))
+            {
+                FlushRun(sub, run);
+                sub.SendOwned(ServerFrames.Ack(DocId, op.ClientSeq, op.Version, duplicate: false));
+                continue;
+            }
+
+            run.Add(op);
+            if (run.Count == batch)
+            {
+                FlushRun(sub, run);
+            }
+        }
+
+        FlushRun(sub, run);
+    }
+
+    private void FlushRun(Subscription sub, List<OpRecord> run)
+    {
+        if (run.Count > 0)
+        {
+            sub.SendOwned(ServerFrames.Ops(DocId, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(run)));
+            run.Clear();
+        }
+    }
+
+    // ------------------------------------------------------------------ sequencer listener (worker)
+
+    public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
+    {
+        ReadOnlySpan<OpRecord> records = batch.Records;
+        SessionMetrics.OpsCommitted.Inc(records.Length);
+        if (_subscribers.Count > 0)
+        {
+            Broadcast(records);
+        }
+
+        if (batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _registry.SnapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
+        {
+            _ = PeriodicSnapshotAsync();
+        }
+    }
+
+    private void Broadcast(ReadOnlySpan<OpRecord> records)
+    {
+        // Mark the subscribers that authored an op of this batch: they need acks in place of their ops.
+        long stamp = ++_batchStamp;
+        bool anyAuthor = false;
+        foreach (ref readonly OpRecord record in records)
+        {
+            if (_byClient.TryGetValue(record.ClientId, out Subscription? author))
+            {
+                author.AuthorStamp = stamp;
+                anyAuthor = true;
+            }
+        }
+
+        OutboundMessage? shared = null;
+        try
+        {
+            foreach (Subscription sub in _subscribers)
+            {
+                if (anyAuthor && sub.AuthorStamp == stamp)
+                {
+                    SendMixed(sub, records);
+                    continue;
+                }
+
+                shared ??= ServerFrames.Ops(DocId, records);
+                sub.Send(shared);
+            }
+        }
+        finally
+        {
+            shared?.Dispose();
+        }
+
+        if (shared is not null)
+        {
+            SessionMetrics.BroadcastFrames.Inc();
+        }
+    }
+
+    private void SendMixed(Subscription sub, ReadOnlySpan<OpRecord> records)
+    {
+        int runStart = 0;
+        for (int i = 0; i < records.Length; i++)
+        {
+            if (!string.Equals(records[i].ClientId, sub.ClientId, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            if (i > runStart)
+            {
+                sub.SendOwned(ServerFrames.Ops(DocId, records[runStart..i]));
+            }
+
+            sub.SendOwned(ServerFrames.Ack(DocId, records[i].ClientSeq, records[i].Version, duplicate: false));
+            runStart = i + 1;
+        }
+
+        if (runStart < records.Length)
+        {
+            sub.SendOwned(ServerFrames.Ops(DocId, records[runStart..]));
+        }
+    }
+
+    public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DropSubscribersOnWorker());
+
+    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DropSubscribersOnWorker());
+
+    private List<ClientSession> DropSubscribersOnWorker()
+    {
+        var sessions = new List<ClientSession>(_subscribers.Count);
+        foreach (Subscription sub in _subscribers)
+        {
+            sub.Detached = true;
+            sub.DropParked();
+            sessions.Add(sub.Session);
+            SessionMetrics.Subscriptions.Dec();
+        }
+
+        _subscribers.Clear();
+        _byClient.Clear();
+        _presence.Clear();
+        return sessions;
+    }
+
+    // ------------------------------------------------------------------ acks for resent ops
+
+    /// <summary>
+    /// Acks a resent op that had been sequenced before. Routed through the worker so the ack cannot
+    /// overtake ops that precede it (the original is committed by the time the sequencer reports it).
+    /// </summary>
+    public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(_ =>
+            {
+                sub.SendOwned(ServerFrames.Ack(DocId, clientSeq, version, duplicate: true, requestId));
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: the client resubscribes and resends, and is acked then.
+        }
+    }
+
+    // ------------------------------------------------------------------ presence
+
+    /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
+    public ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
+        Sequencer.RunExclusiveAsync(view =>
+        {
+            if (sub.Detached)
+            {
+                return false;
+            }
+
+            if (selection is null)
+            {
+                if (_presence.Remove(sub.ClientId))
+                {
+                    BroadcastPresence(sub.ClientId, view.Version, null, userData, except: sub);
+                }
+
+                return true;
+            }
+
+            if (!view.TryTransformSelection(baseVersion, ClampToInt(selection.Anchor), ClampToInt(selection.Head), sub.ClientId, out int anchor, out int head))
+            {
+                return false; // made against a version the window no longer holds: stale, the client sends a fresh one
+            }
+
+            var entry = new PresenceEntry(view.Version, anchor, head, userData);
+            _presence[sub.ClientId] = entry;
+            BroadcastPresence(sub.ClientId, view.Version, new Selection { Anchor = anchor, Head = head }, userData, except: sub);
+            return true;
+        });
+
+    private void SendPresenceSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
+    {
+        foreach ((string clientId, PresenceEntry entry) in _presence)
+        {
+            if (clientId == sub.ClientId || !view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+            {
+                continue;
+            }
+
+            sub.SendOwned(ServerFrames.Presence(DocId, clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData));
+        }
+    }
+
+    private void BroadcastPresence(string clientId, long version, Selection? selection, ByteString userData, Subscription? except)
+    {
+        if (_subscribers.Count == 0 || (_subscribers.Count == 1 && except is not null))
+        {
+            return;
+        }
+
+        using OutboundMessage frame = ServerFrames.Presence(DocId, clientId, version, selection, userData);
+        foreach (Subscription sub in _subscribers)
+        {
+            if (!ReferenceEquals(sub, except))
+            {
+                sub.Send(frame);
+            }
+        }
+    }
+
+    private static int ClampToInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
+
+    // ------------------------------------------------------------------ snapshots
+
+    private async Task PeriodicSnapshotAsync()
+    {
+        try
+        {
+            await WriteSnapshotAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // A failed snapshot loses nothing (the ops are in the log); the next one retries.
+            _registry.Log.SnapshotFailed(DocId, ex);
+        }
+        finally
+        {
+            Volatile.Write(ref _snapshotQueued, 0);
+        }
+    }
+
+    private async Task WriteSnapshotAsync()
+    {
+        SnapshotRecord snapshot = await Sequencer.RunExclusiveAsync(view => view.CreateSnapshotRecord()).ConfigureAwait(false);
+        if (snapshot.Version <= LastSnapshotVersion)
+        {
+            return;
+        }
+
+        await _registry.Store.WriteSnapshotAsync(snapshot, CancellationToken.None).ConfigureAwait(false);
+        SessionMetrics.SnapshotsWritten.Inc();
+        long current;
+        while ((current = Volatile.Read(ref _lastSnapshotVersion)) < snapshot.Version
+               && Interlocked.CompareExchange(ref _lastSnapshotVersion, snapshot.Version, current) != current)
+        {
+        }
+    }
+
+    private enum AttachStatus
+    {
+        Attached,
+        NeedsHistory,
+        Refused,
+    }
+
+    private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
+
+    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData);
+}

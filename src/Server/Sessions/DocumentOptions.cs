@@ -1,0 +1,62 @@
+namespace Collab.Server.Sessions;
+
+/// <summary>Per-document and per-session limits (configuration section "Collab:Documents").</summary>
+public sealed class DocumentOptions
+{
+    public const string Section = "Documents";
+
+    /// <summary>Largest encoded op a client may submit.</summary>
+    public int MaxOpBytes { get; set; } = 256 * 1024;
+
+    /// <summary>Largest document, in code points; an op that would grow past it is refused (DOC_TOO_LARGE).</summary>
+    public int MaxDocumentLength { get; set; } = 8 * 1024 * 1024;
+
+    /// <summary>Submissions queued for one document before callers get OVERLOADED (retryable).</summary>
+    public int MaxPendingSubmissions { get; set; } = 8192;
+
+    /// <summary>Sequenced ops kept in memory per document for transforms and resuming clients.</summary>
+    public int HistoryMaxOps { get; set; } = 10_000;
+
+    /// <summary>Bytes of sequenced ops kept in memory per document.</summary>
+    public int HistoryMaxBytes { get; set; } = 8 * 1024 * 1024;
+
+    /// <summary>Documents subscribed by one connection.</summary>
+    public int MaxSubscriptionsPerConnection { get; set; } = 1000;
+
+    /// <summary>A document with no subscribers closes (after a final snapshot) once idle this long.</summary>
+    public TimeSpan IdleCloseAfter { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Ops per Ops message when a resuming client catches up.</summary>
+    public int CatchUpBatchOps { get; set; } = 256;
+
+    /// <summary>Most ops one FetchOps answer carries (clients page through longer ranges).</summary>
+    public int MaxFetchOps { get; set; } = 10_000;
+
+    /// <summary>Largest presence user_data blob.</summary>
+    public int MaxPresenceUserDataBytes { get; set; } = 512;
+
+    public void Validate()
+    {
+        static void Positive(long v, string name)
+        {
+            if (v <= 0)
+            {
+                throw new InvalidOperationException($"{Section}:{name} must be positive (was {v}).");
+            }
+        }
+
+        Positive(MaxOpBytes, nameof(MaxOpBytes));
+        Positive(MaxDocumentLength, nameof(MaxDocumentLength));
+        Positive(MaxPendingSubmissions, nameof(MaxPendingSubmissions));
+        Positive(HistoryMaxOps, nameof(HistoryMaxOps));
+        Positive(HistoryMaxBytes, nameof(HistoryMaxBytes));
+        Positive(MaxSubscriptionsPerConnection, nameof(MaxSubscriptionsPerConnection));
+        Positive(CatchUpBatchOps, nameof(CatchUpBatchOps));
+        Positive(MaxFetchOps, nameof(MaxFetchOps));
+        Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));
+        if (IdleCloseAfter <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException($"{Section}:{nameof(IdleCloseAfter)} must be positive.");
+        }
+    }
+}

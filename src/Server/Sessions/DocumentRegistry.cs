@@ -1,0 +1,188 @@
+using System.Collections.Concurrent;
+using Collab.Engine.Sequencing;
+using Collab.Engine.Text;
+using Collab.Server.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Collab.Server.Sessions;
+
+/// <summary>
+/// The documents open on this node. A document opens on first use — one load from the store however
+/// many clients ask at once — and closes (after a final snapshot) once it has had no subscriber for
+/// <see cref="DocumentOptions.IdleCloseAfter"/>.
+/// </summary>
+internal sealed class DocumentRegistry : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, Lazy<Task<DocumentHub>>> _documents = new(StringComparer.Ordinal);
+    private readonly SequencerOptions _sequencerOptions;
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
+    private int _disposed;
+
+    public DocumentRegistry(
+        IOpStore store,
+        IDurabilityStage stage,
+        IHistorySource history,
+        DocumentOptions options,
+        int snapshotEveryOps,
+        ILogger logger,
+        TimeProvider? time = null)
+    {
+        Store = store;
+        Stage = stage;
+        History = history;
+        Options = options;
+        SnapshotEveryOps = snapshotEveryOps;
+        Log = new SessionLog(logger);
+        _time = time ?? TimeProvider.System;
+        _sequencerOptions = new SequencerOptions
+        {
+            MaxPendingSubmissions = options.MaxPendingSubmissions,
+            HistoryMaxOps = options.HistoryMaxOps,
+            HistoryMaxBytes = options.HistoryMaxBytes,
+            MaxDocumentLength = options.MaxDocumentLength,
+        };
+        _sequencerOptions.Validate();
+        TimeSpan sweep = TimeSpan.FromTicks(Math.Clamp(options.IdleCloseAfter.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(5).Ticks));
+        _sweeper = _time.CreateTimer(_ => CloseIdleDocuments(), null, sweep, sweep);
+    }
+
+    public IOpStore Store { get; }
+
+    public IDurabilityStage Stage { get; }
+
+    public IHistorySource History { get; }
+
+    public DocumentOptions Options { get; }
+
+    public int SnapshotEveryOps { get; }
+
+    public SessionLog Log { get; }
+
+    public long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public int OpenCount => _documents.Count;
+
+    /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
+    public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            Lazy<Task<DocumentHub>> entry = _documents.GetOrAdd(docId, static (id, self) => new Lazy<Task<DocumentHub>>(() => self.LoadAsync(id)), this);
+            DocumentHub hub;
+            try
+            {
+                hub = await entry.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                // A failed load is not cached: the next subscriber tries again (the store may be back).
+                _documents.TryRemove(KeyValuePair.Create(docId, entry));
+                throw;
+            }
+
+            if (hub.TryAddRef())
+            {
+                return hub;
+            }
+
+            // It is closing (idle or fenced): drop the stale entry and load afresh.
+            _documents.TryRemove(KeyValuePair.Create(docId, entry));
+        }
+    }
+
+    private async Task<DocumentHub> LoadAsync(string docId)
+    {
+        await Task.Yield(); // never run a load inside Lazy's lock
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        DocumentLoad? load = await Store.LoadAsync(docId, CancellationToken.None).ConfigureAwait(false);
+        DocumentState<Rope, TextOp> state = load is null
+            ? DocumentState.Empty(TextType.Instance, _sequencerOptions)
+            : DocumentState.Load(TextType.Instance, load.Snapshot, load.Ops, _sequencerOptions);
+
+        // A document reloaded after it was fenced may sequence again: the op log's key still fences it.
+        (Stage as GroupCommitStage)?.ClearFence(docId);
+
+        var hub = new DocumentHub(this, docId, load?.Snapshot?.Version ?? 0);
+        hub.Attach(new DocumentSequencer<Rope, TextOp>(docId, TextType.Instance, state, Stage, History, hub, _sequencerOptions, _time));
+        SessionMetrics.DocumentsOpen.Inc();
+        SessionMetrics.DocumentLoadSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        Log.DocumentOpened(docId, state.Version, load?.Ops.Count ?? 0);
+        return hub;
+    }
+
+    /// <summary>The hub's sequencer stopped (fenced by another writer, or faulted): forget it and make its clients resync.</summary>
+    internal void OnHubFailed(DocumentHub hub, Exception reason, List<ClientSession> sessions)
+    {
+        Log.DocumentFailed(hub.DocId, reason);
+        if (_documents.TryGetValue(hub.DocId, out Lazy<Task<DocumentHub>>? entry)
+            && entry.IsValueCreated && entry.Value.IsCompletedSuccessfully && ReferenceEquals(entry.Value.Result, hub))
+        {
+            _documents.TryRemove(KeyValuePair.Create(hub.DocId, entry));
+            SessionMetrics.DocumentsOpen.Dec();
+        }
+
+        foreach (ClientSession session in sessions)
+        {
+            session.OnDocumentFailed(hub);
+        }
+
+        _ = Task.Run(() => hub.Sequencer.CloseAsync(CancellationToken.None));
+    }
+
+    private void CloseIdleDocuments()
+    {
+        long now = NowMs;
+        long idleMs = (long)Options.IdleCloseAfter.TotalMilliseconds;
+        foreach ((string docId, Lazy<Task<DocumentHub>> entry) in _documents)
+        {
+            if (!entry.IsValueCreated || !entry.Value.IsCompletedSuccessfully)
+            {
+                continue;
+            }
+
+            DocumentHub hub = entry.Value.Result;
+            if (hub.TryBeginClose(now, idleMs) && _documents.TryRemove(KeyValuePair.Create(docId, entry)))
+            {
+                SessionMetrics.DocumentsOpen.Dec();
+                _ = CloseHubAsync(hub);
+            }
+        }
+    }
+
+    private async Task CloseHubAsync(DocumentHub hub)
+    {
+        try
+        {
+            await hub.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            Log.DocumentClosed(hub.DocId, hub.Sequencer.CommittedVersion);
+        }
+        catch (Exception ex)
+        {
+            Log.DocumentCloseFailed(hub.DocId, ex);
+        }
+    }
+
+    /// <summary>Closes every document: pending commits finish (or are abandoned after the storage shutdown timeout), final snapshots are written.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _sweeper.DisposeAsync().ConfigureAwait(false);
+        var closing = new List<Task>();
+        foreach ((_, Lazy<Task<DocumentHub>> entry) in _documents)
+        {
+            if (entry.IsValueCreated && entry.Value.IsCompletedSuccessfully)
+            {
+                closing.Add(CloseHubAsync(entry.Value.Result));
+            }
+        }
+
+        _documents.Clear();
+        await Task.WhenAll(closing).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,24 @@
+namespace Collab.Server.Sessions;
+
+/// <summary>What every session of this node shares.</summary>
+internal sealed class SessionServices
+{
+    public SessionServices(DocumentRegistry documents, DocumentOptions options, string nodeId, int maxMessageBytes)
+    {
+        Documents = documents;
+        Options = options;
+        NodeId = nodeId;
+        MaxMessageBytes = maxMessageBytes;
+        Log = documents.Log;
+    }
+
+    public DocumentRegistry Documents { get; }
+
+    public DocumentOptions Options { get; }
+
+    public string NodeId { get; }
+
+    public int MaxMessageBytes { get; }
+
+    public SessionLog Log { get; }
+}

@@ -1,0 +1,102 @@
+using Collab.Server.Transport;
+
+namespace Collab.Server.Sessions;
+
+/// <summary>
+/// One connection's subscription to one document. Every frame for it passes through <see cref="Send"/>
+/// on the document's sequencer worker, so the subscriber sees ops, acks and presence in version order.
+/// While a resuming subscriber catches up from storage its live frames are parked here, then flushed
+/// after the history, which keeps the stream gap-free without holding up the document.
+/// </summary>
+internal sealed class Subscription
+{
+    private List<OutboundMessage>? _parked;
+
+    public Subscription(ClientSession session, DocumentHub hub)
+    {
+        Session = session;
+        Hub = hub;
+    }
+
+    public ClientSession Session { get; }
+
+    public DocumentHub Hub { get; }
+
+    public string DocId => Hub.DocId;
+
+    public string ClientId => Session.ClientId;
+
+    /// <summary>Set by the hub while it walks a batch: this subscriber authored one of the batch's ops. Worker-only.</summary>
+    public long AuthorStamp { get; set; }
+
+    /// <summary>True once detached from the hub; frames are dropped from then on. Worker-only.</summary>
+    public bool Detached { get; set; }
+
+    public bool IsParked => _parked is not null;
+
+    /// <summary>Queues a frame for this subscriber (worker-only). The caller keeps its own reference.</summary>
+    public void Send(OutboundMessage frame)
+    {
+        if (Detached)
+        {
+            return;
+        }
+
+        if (_parked is not null)
+        {
+            frame.AddReference();
+            _parked.Add(frame);
+            return;
+        }
+
+        Session.Send(frame);
+    }
+
+    /// <summary>Queues a frame built for this subscriber alone and drops the builder's reference.</summary>
+    public void SendOwned(OutboundMessage frame)
+    {
+        Send(frame);
+        frame.Dispose();
+    }
+
+    public void Park() => _parked ??= new List<OutboundMessage>();
+
+    /// <summary>
+    /// Returns to live delivery: first <paramref name="sendHistory"/> writes the caught-up history (which
+    /// comes before everything parked), then the parked frames follow in order.
+    /// </summary>
+    public void Unpark(Action<Subscription> sendHistory)
+    {
+        List<OutboundMessage>? parked = _parked;
+        _parked = null;
+        sendHistory(this);
+        if (parked is null)
+        {
+            return;
+        }
+
+        foreach (OutboundMessage frame in parked)
+        {
+            if (!Detached)
+            {
+                Session.Send(frame);
+            }
+
+            frame.Release();
+        }
+    }
+
+    /// <summary>Drops parked frames (the subscription ended during catch-up).</summary>
+    public void DropParked()
+    {
+        List<OutboundMessage>? parked = _parked;
+        _parked = null;
+        if (parked is not null)
+        {
+            foreach (OutboundMessage frame in parked)
+            {
+                frame.Release();
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing what it needs first (PostgreSQL, nats-server, Node).
+# Usage: ./test.sh [extra dotnet test arguments, e.g. --filter FullyQualifiedName~Engine]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+./scripts/install-test-deps.sh
+
+# Each connection test holds thousands of sockets: raise the soft limit up to the hard cap.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet build Collab.sln -c Release -nologo -clp:ErrorsOnly
+
+results=artifacts/test-results
+rm -rf "$results"
+status=0
+dotnet test Collab.sln -c Release --no-build --logger "trx" --results-directory "$results" \
+  --logger "console;verbosity=normal" "$@" || status=$?
+
+# One plain closing line for CI, summed over every test project's TRX report.
+cat "$results"/*.trx 2>/dev/null | grep -o '<Counters [^>]*' | awk '
+  function attr(name,   m) { return match($0, name "=\"[0-9]+\"") ? substr($0, RSTART + length(name) + 2, RLENGTH - length(name) - 3) + 0 : 0 }
+  { p += attr("passed"); f += attr("failed") + attr("error") + attr("timeout"); s += attr("notExecuted") }
+  END { printf "%d passed, %d failed%s\n", p, f, (s ? ", " s " skipped" : "") }'
+exit $status
