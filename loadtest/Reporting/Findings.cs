@@ -1,0 +1,84 @@
+using System.Globalization;
+
+namespace Collab.LoadTest.Reporting;
+
+/// <summary>
+/// Turns the figures into sentences: the targets of the load-test issue (met or not), and whether the generator
+/// or the server was the limit, so a reader does not mistake a saturated generator for a slow server.
+/// </summary>
+internal static class Findings
+{
+    private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
+
+    public static void Add(RunReport report, LoadTestOptions options)
+    {
+        List<string> f = report.Findings;
+        RunSetup setup = report.Setup;
+        double generatorCapacity = 100.0 * Math.Max(1, setup.GeneratorProcessorCount);
+
+        foreach (StepReport step in report.Steps)
+        {
+            if (step.Generator.CpuPercent >= 0.85 * generatorCapacity || step.SendLag.P99 >= 5)
+            {
+                f.Add(string.Create(s_inv, $"{step.Name}: the generator was late or near saturation (CPU {step.Generator.CpuPercent:F0} % of {generatorCapacity:F0} %, scheduler lag p99 {step.SendLag.P99:F2} ms; lag with low CPU means the generator's core was busy with other processes): latencies there include generator delay."));
+            }
+
+            if (step.Server.CpuPercent >= 90)
+            {
+                f.Add(string.Create(s_inv, $"{step.Name}: the server used {step.Server.CpuPercent:F0} % CPU (100 % = one core): it was CPU-bound."));
+            }
+        }
+
+        StepReport? best = report.Steps.Where(static s => s.MeetsSlo).MaxBy(static s => s.AckedOpsPerSec);
+        if (report.Steps.Count > 0)
+        {
+            f.Add(best is null
+                ? string.Create(s_inv, $"No step met ack p99 < {options.SloP99Ms} ms with >= 99 % of offered ops acknowledged.")
+                : string.Create(s_inv, $"Highest step meeting ack p99 < {options.SloP99Ms} ms: {best.Name} = {best.AckedOpsPerSec:N0} acked ops/s (p99 {best.Ack.P99:F2} ms)."));
+        }
+
+        bool standardRooms = setup.Docs == 200 && setup.ClientsPerDoc == 5 && setup.WritersPerDoc == 5;
+        switch (options.Scenario)
+        {
+            case ScenarioKind.Small when standardRooms:
+                Target(f, "small rooms 200x5 >= 40,000 ops/s at ack p99 < 50 ms", best?.AckedOpsPerSec ?? 0, 40_000, "acked ops/s");
+                if (report.Steps.FirstOrDefault(static s => s.RatePerClient == 1) is { } light)
+                {
+                    bool met = light.Ack.P50 <= 0.1 && light.Ack.P99 <= 0.5;
+                    f.Add(string.Create(s_inv, $"target light load 200x5 at 1 op/s (ack p50 <= 0.1 ms, p99 <= 0.5 ms): p50 {light.Ack.P50:F3} ms, p99 {light.Ack.P99:F3} ms - {(met ? "met" : "NOT met")}."));
+                }
+
+                break;
+            case ScenarioKind.Durable when standardRooms:
+                Target(f, "durable (PostgreSQL) 200x5 >= 30,000 ops/s at ack p99 < 50 ms", best?.AckedOpsPerSec ?? 0, 30_000, "acked ops/s");
+                break;
+            case ScenarioKind.Big:
+                StepReport? fan = report.Steps.Where(static s => s.Broadcast.Count > 0).MaxBy(static s => s.AckedOpsPerSec);
+                if (fan is not null)
+                {
+                    bool met = fan.AckedOpsPerSec >= 2000 && fan.Broadcast.P99 < 50;
+                    f.Add(string.Create(s_inv, $"target big room >= 2,000 ops/s with broadcast p99 < 50 ms (>= 400k deliveries/s): {fan.AckedOpsPerSec:N0} ops/s, broadcast p99 {fan.Broadcast.P99:F2} ms, {fan.DeliveriesPerSec:N0} deliveries/s - {(met ? "met" : "NOT met")}."));
+                }
+
+                break;
+            case ScenarioKind.Idle when report.Idle is { } idle:
+                f.Add(string.Create(s_inv, $"target idle <= 4 KiB server RSS per connection (at 19k): {idle.ServerRssPerConnectionKb:F2} KiB at {idle.Connections:N0} connections - {(idle.ServerRssPerConnectionKb <= 4 ? "met" : "NOT met")}{(idle.Connections < 19_000 ? " (fewer connections than the target's 19k)" : string.Empty)}."));
+                break;
+            default:
+                break;
+        }
+
+        if (report.Convergence is { Converged: false } c)
+        {
+            f.Add(string.Create(s_inv, $"Convergence FAILED: {c.DocsChecked - c.DocsConverged} of {c.DocsChecked} documents differ between clients and server (see convergence examples)."));
+        }
+
+        if (report.Connect is { Failed: > 0 } connect)
+        {
+            f.Add(string.Create(s_inv, $"{connect.Failed:N0} of {connect.Requested:N0} connections failed to open."));
+        }
+    }
+
+    private static void Target(List<string> findings, string name, double value, double goal, string unit) =>
+        findings.Add(string.Create(s_inv, $"target {name}: {value:N0} {unit} - {(value >= goal ? "met" : "NOT met")}."));
+}

@@ -1,0 +1,111 @@
+using Collab.LoadTest.Client;
+using Collab.LoadTest.Hosting;
+using Collab.LoadTest.Metrics;
+
+namespace Collab.LoadTest.Scheduling;
+
+/// <summary>
+/// The open-loop schedule: writer k submits at start + phase_k + n·interval for n = 0, 1, ... whatever the server
+/// does, each op stamped with that scheduled time (so a slow server shows up as latency, never as fewer ops: no
+/// coordinated omission). One dedicated thread serves every writer from a priority queue keyed by due time and
+/// sleeps until the next due time on an absolute CLOCK_MONOTONIC deadline, so ops leave on time at low rates too.
+/// </summary>
+internal sealed class OpenLoopScheduler
+{
+    private readonly IReadOnlyList<LightClient> _writers;
+    private readonly long _interval;
+    private readonly long _start;
+    private readonly long _end;
+    private readonly LatencyMetric _lag;
+    private readonly MeasurementWindow _window;
+    private readonly Random _random;
+    private volatile bool _stop;
+    private Thread? _thread;
+
+    /// <param name="writers">Clients that submit.</param>
+    /// <param name="ratePerClient">Ops per second per writer.</param>
+    /// <param name="start">Timestamp of the first possible op.</param>
+    /// <param name="end">No op is scheduled at or after this timestamp.</param>
+    /// <param name="lag">Records how late the thread handed each op over (the generator's own delay).</param>
+    /// <param name="window">Decides which lag values belong to the step.</param>
+    /// <param name="seed">Seeds the random phases.</param>
+    public OpenLoopScheduler(IReadOnlyList<LightClient> writers, double ratePerClient, long start, long end, LatencyMetric lag, MeasurementWindow window, int seed)
+    {
+        if (ratePerClient <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ratePerClient), "The rate must be positive.");
+        }
+
+        _writers = writers;
+        _interval = Math.Max(1, Clock.FromSeconds(1.0 / ratePerClient));
+        _start = start;
+        _end = end;
+        _lag = lag;
+        _window = window;
+        _random = new Random(seed);
+    }
+
+    /// <summary>Ops handed to clients so far.</summary>
+    public long Scheduled { get; private set; }
+
+    public void Start()
+    {
+        _thread = new Thread(Run) { Name = "open-loop scheduler", IsBackground = true, Priority = ThreadPriority.AboveNormal };
+        _thread.Start();
+    }
+
+    /// <summary>Stops early (cancellation) and waits for the thread.</summary>
+    public void Stop()
+    {
+        _stop = true;
+        _thread?.Join();
+    }
+
+    /// <summary>Waits until the schedule ran out.</summary>
+    public void Join() => _thread?.Join();
+
+    private void Run()
+    {
+        Native.SetTightTimerSlack();
+        var queue = new PriorityQueue<LightClient, long>(_writers.Count);
+        foreach (LightClient writer in _writers)
+        {
+            // A random phase in [0, interval) spreads the writers evenly, as independent users would be.
+            queue.Enqueue(writer, _start + (long)(_random.NextDouble() * _interval));
+        }
+
+        long scheduled = 0;
+        while (!_stop)
+        {
+            long now = Clock.Now;
+            if (now >= _end || queue.Count == 0)
+            {
+                break;
+            }
+
+            int handled = 0;
+            while (queue.TryPeek(out LightClient? writer, out long due) && due <= now)
+            {
+                queue.Dequeue();
+                if (due < _end)
+                {
+                    writer.OnScheduled(due);
+                    _lag.Record(Clock.ToMicros(Clock.Now - due), _window.Contains(due));
+                    scheduled++;
+                    queue.Enqueue(writer, due + _interval);
+                }
+
+                if (++handled % 64 == 0)
+                {
+                    now = Clock.Now;
+                }
+            }
+
+            long next = queue.TryPeek(out _, out long nextDue) ? Math.Min(nextDue, _end) : _end;
+            // Wake at least every 100 ms to notice Stop().
+            Native.SleepUntil(Math.Min(next, Clock.Now + Clock.FromSeconds(0.1)));
+        }
+
+        Scheduled = scheduled;
+    }
+}
