@@ -273,9 +273,9 @@ internal sealed class LightClient
         {
             socket.LingerState = new LingerOption(true, 0);
         }
-        catch (SocketException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
-            // Already reset by the peer: disposing is all that is left.
+            // Already reset by the peer or closed by the receive loop: disposing is all that is left.
         }
 
         socket.Dispose();
@@ -311,9 +311,9 @@ internal sealed class LightClient
             {
                 socket.Shutdown(SocketShutdown.Both);
             }
-            catch (SocketException)
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
-                // The peer is gone already.
+                // The peer is gone already, or the receive loop disposed the socket as it ended.
             }
 
             socket.Dispose();
@@ -436,16 +436,23 @@ internal sealed class LightClient
 
                     break;
                 case WsOpcode.Close:
+                    bool serverInitiated;
                     lock (_gate)
                     {
-                        if (generation == _generation)
+                        // Our own Close() moved the generation on: this is the server's answer to it, not news.
+                        serverInitiated = generation == _generation;
+                        if (serverInitiated)
                         {
                             SendFrameLocked(WsOpcode.Close, payload.Length >= 2 ? payload[..2] : []);
                         }
                     }
 
                     closed = true;
-                    _ctx.Errors.Add("server-close", payload.Length >= 2 ? $"close {(payload[0] << 8) | payload[1]} {Encoding.UTF8.GetString(payload[2..])}" : "close");
+                    if (serverInitiated)
+                    {
+                        _ctx.Errors.Add("server-close", payload.Length >= 2 ? $"close {(payload[0] << 8) | payload[1]} {Encoding.UTF8.GetString(payload[2..])}" : "close");
+                    }
+
                     return 0;
                 default:
                     break; // Pong: nothing to do.
@@ -1076,7 +1083,17 @@ internal sealed class LightClient
         {
             while (!frame.IsEmpty)
             {
-                int sent = socket.Send(frame, SocketFlags.None, out SocketError error);
+                int sent;
+                SocketError error;
+                try
+                {
+                    sent = socket.Send(frame, SocketFlags.None, out error);
+                }
+                catch (ObjectDisposedException)
+                {
+                    return; // Dropped under us (storm): the receive loop reconnects and pending ops are resent.
+                }
+
                 if (error == SocketError.Success)
                 {
                     frame = frame[sent..];

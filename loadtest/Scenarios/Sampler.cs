@@ -29,7 +29,14 @@ internal sealed class Sampler : IAsyncDisposable
         _origin = Clock.Now;
     }
 
-    public volatile string Phase = "connect";
+    private volatile string _phase = "connect";
+
+    /// <summary>What the run is doing (shown in the progress and used to shade the chart's measured windows).</summary>
+    public string Phase
+    {
+        get => _phase;
+        set => _phase = value;
+    }
 
     public List<Sample> Samples { get; } = [];
 
@@ -61,7 +68,7 @@ internal sealed class Sampler : IAsyncDisposable
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         CounterSnapshot previous = _ctx.Counters.Snapshot();
         ProcessSample generator = ProcessStats.Self();
-        ServerPoint server = await _probe.SampleAsync(cancellationToken).ConfigureAwait(false);
+        ServerPoint server = _probe.Latest(cancellationToken);
         long last = Clock.Now;
         while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -70,7 +77,7 @@ internal sealed class Sampler : IAsyncDisposable
             CounterSnapshot counters = _ctx.Counters.Snapshot();
             CounterSnapshot delta = counters - previous;
             ProcessSample self = ProcessStats.Self();
-            ServerPoint point = await _probe.SampleAsync(cancellationToken).ConfigureAwait(false);
+            ServerPoint point = _probe.Latest(cancellationToken);
             LatencySummary ack = _ctx.AckLatency.TakeInterval();
             LatencySummary broadcast = _ctx.BroadcastLatency.TakeInterval();
             var sample = new Sample(

@@ -4,7 +4,10 @@ using Collab.LoadTest.Reporting;
 
 namespace Collab.LoadTest.Scenarios;
 
-/// <summary>Server-side state at one instant, summed over every server of the run.</summary>
+/// <summary>
+/// Server-side state at one instant, over every server of the run: CPU and memory (from /proc for spawned servers,
+/// at <see cref="Timestamp"/>), and each server's last /metrics scrape (each with its own timestamp).
+/// </summary>
 internal sealed record ServerPoint(long Timestamp, double CpuSeconds, double RssBytes, double PeakRssBytes, MetricsSnapshot[] Metrics)
 {
     /// <summary>A metric summed over the servers that reported it (NaN when none did).</summary>
@@ -25,21 +28,80 @@ internal sealed record ServerPoint(long Timestamp, double CpuSeconds, double Rss
 }
 
 /// <summary>
-/// Reads the servers: CPU and memory from /proc for servers the tool spawned (exact, and available even if
-/// /metrics is slow), otherwise from the process_* metrics; everything else from /metrics.
+/// Reads the servers: CPU and memory from /proc for servers the tool spawned (exact, and available even when
+/// /metrics is slow), otherwise from the process_* metrics; everything else from /metrics. A loaded server can
+/// take seconds to answer a scrape, so the per-second sampler never waits for one (<see cref="Latest"/>); step
+/// boundaries do (<see cref="SampleAsync"/>), and rates use each scrape's own arrival time.
 /// </summary>
-internal sealed class ServerProbe(IReadOnlyList<ServerProcess> spawned, MetricsScraper scraper)
+internal sealed class ServerProbe
 {
+    private readonly IReadOnlyList<ServerProcess> _spawned;
+    private readonly MetricsScraper _scraper;
+    private MetricsSnapshot[] _latest;
+    private int _scraping;
+
+    public ServerProbe(IReadOnlyList<ServerProcess> spawned, MetricsScraper scraper)
+    {
+        _spawned = spawned;
+        _scraper = scraper;
+        _latest = [.. scraper.MetricsUris.Select(static _ => MetricsSnapshot.Empty)];
+    }
+
+    /// <summary>A fresh scrape of every server.</summary>
     public async Task<ServerPoint> SampleAsync(CancellationToken cancellationToken)
     {
-        MetricsSnapshot[] metrics = await scraper.ScrapeAsync(cancellationToken).ConfigureAwait(false);
-        long now = Clock.Now;
-        double cpu = 0;
-        double rss = 0;
-        double peak = 0;
-        if (spawned.Count > 0)
+        MetricsSnapshot[] metrics = await _scraper.ScrapeAsync(cancellationToken).ConfigureAwait(false);
+        Remember(metrics);
+        return Point(metrics);
+    }
+
+    /// <summary>/proc now and the most recent scrapes; starts a new scrape in the background unless one is running.</summary>
+    public ServerPoint Latest(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _scraping, 1) == 0)
         {
-            foreach (ServerProcess server in spawned)
+            _ = RefreshAsync(cancellationToken);
+        }
+
+        return Point(Volatile.Read(ref _latest));
+    }
+
+    /// <summary>The server figures between two points (rates per second; 100 % CPU = one core).</summary>
+    public static ServerReport Between(ServerPoint start, ServerPoint end)
+    {
+        double seconds = Math.Max(1e-9, Clock.ToSeconds(end.Timestamp - start.Timestamp));
+        double Rate(string name) => SumOverServers(start, end, (a, b) =>
+        {
+            double dt = Clock.ToSeconds(b.Timestamp - a.Timestamp);
+            return dt > 0 ? (b.Get(name) - a.Get(name)) / dt : double.NaN;
+        });
+        double Delta(string name) => SumOverServers(start, end, (a, b) => b.Get(name) - a.Get(name));
+        double Ratio(double numerator, double denominator) => denominator > 0 ? numerator / denominator : double.NaN;
+        return new ServerReport
+        {
+            CpuPercent = Round(100 * (end.CpuSeconds - start.CpuSeconds) / seconds, 1),
+            RssMb = Round(end.RssBytes / (1024 * 1024), 1),
+            PeakRssMb = Round(end.PeakRssBytes / (1024 * 1024), 1),
+            CommittedOpsPerSec = Round(Rate("collab_ops_committed_total"), 1),
+            FramesSentPerSec = Round(Rate("collab_ws_frames_sent_total"), 1),
+            FramesPerFlush = Round(Ratio(Delta("collab_ws_frames_sent_total"), Delta("collab_ws_flushes_total")), 2),
+            OpsPerStorageBatch = Round(Ratio(Delta("collab_storage_ops_total"), Delta("collab_storage_batches_total")), 2),
+            StorageCommitMeanMs = Round(1000 * Ratio(Delta("collab_storage_commit_seconds_sum"), Delta("collab_storage_commit_seconds_count")), 3),
+            SubmitAckMeanMs = Round(1000 * Ratio(Delta("collab_submit_ack_seconds_sum"), Delta("collab_submit_ack_seconds_count")), 3),
+            ConnectionsOpen = end.Sum("collab_ws_connections_open"),
+            ErrorsSent = Delta("collab_errors_sent_total"),
+        };
+    }
+
+    private ServerPoint Point(MetricsSnapshot[] metrics)
+    {
+        long now = Clock.Now;
+        if (_spawned.Count > 0)
+        {
+            double cpu = 0;
+            double rss = 0;
+            double peak = 0;
+            foreach (ServerProcess server in _spawned)
             {
                 ProcessSample sample = server.Sample();
                 if (sample.IsValid)
@@ -49,42 +111,72 @@ internal sealed class ServerProbe(IReadOnlyList<ServerProcess> spawned, MetricsS
                     peak += sample.PeakRssBytes;
                 }
             }
-        }
-        else
-        {
-            cpu = double.NaN;
-            rss = double.NaN;
-            peak = double.NaN;
-            foreach (MetricsSnapshot snapshot in metrics)
-            {
-                cpu = Add(cpu, snapshot.Get("process_cpu_seconds_total"));
-                rss = Add(rss, snapshot.ResidentBytes);
-            }
+
+            return new ServerPoint(now, cpu, rss, peak, metrics);
         }
 
-        return new ServerPoint(now, cpu, rss, peak, metrics);
+        // Not ours: CPU and RSS from the servers' own process metrics, as of their scrapes.
+        double cpuSeconds = double.NaN;
+        double resident = double.NaN;
+        long stamp = 0;
+        foreach (MetricsSnapshot snapshot in metrics)
+        {
+            cpuSeconds = Add(cpuSeconds, snapshot.Get("process_cpu_seconds_total"));
+            resident = Add(resident, snapshot.ResidentBytes);
+            stamp = Math.Max(stamp, snapshot.Timestamp);
+        }
+
+        return new ServerPoint(stamp == 0 ? now : stamp, cpuSeconds, resident, double.NaN, metrics);
     }
 
-    /// <summary>The server figures between two points (rates over the elapsed time; 100 % CPU = one core).</summary>
-    public static ServerReport Between(ServerPoint start, ServerPoint end)
+    private async Task RefreshAsync(CancellationToken cancellationToken)
     {
-        double seconds = Math.Max(1e-9, Clock.ToSeconds(end.Timestamp - start.Timestamp));
-        double Delta(string name) => end.Sum(name) - start.Sum(name);
-        double Ratio(double numerator, double denominator) => denominator > 0 ? numerator / denominator : double.NaN;
-        return new ServerReport
+        try
         {
-            CpuPercent = Round(100 * (end.CpuSeconds - start.CpuSeconds) / seconds, 1),
-            RssMb = Round(end.RssBytes / (1024 * 1024), 1),
-            PeakRssMb = Round(end.PeakRssBytes / (1024 * 1024), 1),
-            CommittedOpsPerSec = Round(Delta("collab_ops_committed_total") / seconds, 1),
-            FramesSentPerSec = Round(Delta("collab_ws_frames_sent_total") / seconds, 1),
-            FramesPerFlush = Round(Ratio(Delta("collab_ws_frames_sent_total"), Delta("collab_ws_flushes_total")), 2),
-            OpsPerStorageBatch = Round(Ratio(Delta("collab_storage_ops_total"), Delta("collab_storage_batches_total")), 2),
-            StorageCommitMeanMs = Round(1000 * Ratio(Delta("collab_storage_commit_seconds_sum"), Delta("collab_storage_commit_seconds_count")), 3),
-            SubmitAckMeanMs = Round(1000 * Ratio(Delta("collab_submit_ack_seconds_sum"), Delta("collab_submit_ack_seconds_count")), 3),
-            ConnectionsOpen = end.Sum("collab_ws_connections_open"),
-            ErrorsSent = Delta("collab_errors_sent_total"),
-        };
+            Remember(await _scraper.ScrapeAsync(cancellationToken).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException)
+        {
+            // The run is ending.
+        }
+        finally
+        {
+            Volatile.Write(ref _scraping, 0);
+        }
+    }
+
+    /// <summary>Keeps the newest answer per server (a server that did not answer keeps its previous scrape).</summary>
+    private void Remember(MetricsSnapshot[] metrics)
+    {
+        lock (_spawned)
+        {
+            MetricsSnapshot[] merged = [.. _latest];
+            for (int i = 0; i < metrics.Length; i++)
+            {
+                if (!metrics[i].IsEmpty && metrics[i].Timestamp >= merged[i].Timestamp)
+                {
+                    merged[i] = metrics[i];
+                }
+            }
+
+            Volatile.Write(ref _latest, merged);
+        }
+    }
+
+    private static double SumOverServers(ServerPoint start, ServerPoint end, Func<MetricsSnapshot, MetricsSnapshot, double> value)
+    {
+        double total = double.NaN;
+        for (int i = 0; i < Math.Min(start.Metrics.Length, end.Metrics.Length); i++)
+        {
+            if (start.Metrics[i].IsEmpty || end.Metrics[i].IsEmpty)
+            {
+                continue;
+            }
+
+            total = Add(total, value(start.Metrics[i], end.Metrics[i]));
+        }
+
+        return total;
     }
 
     private static double Add(double total, double value) =>
