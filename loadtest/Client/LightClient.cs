@@ -56,7 +56,7 @@ internal sealed class ServerRefusedException(string message) : Exception(message
 /// state is guarded by one lock per client; sends are non-blocking writes under that lock, with an outbox
 /// flushed asynchronously if the socket buffer is ever full (a slow server never blocks the scheduler).
 /// </remarks>
-internal sealed class LightClient
+internal sealed class LightClient : Scheduling.IScheduleTarget
 {
     private const int InitialReceiveBuffer = 4096;
     private const int HeaderGap = WebSocketFraming.MaxClientHeaderLength;

@@ -75,7 +75,8 @@ internal sealed class ServerProbe
             double dt = Clock.ToSeconds(b.Timestamp - a.Timestamp);
             return dt > 0 ? (b.Get(name) - a.Get(name)) / dt : double.NaN;
         });
-        double Delta(string name) => SumOverServers(start, end, (a, b) => b.Get(name) - a.Get(name));
+        // A labelled counter has no series until its first event: absent at the start means zero.
+        double Delta(string name) => SumOverServers(start, end, (a, b) => b.Get(name) - (double.IsNaN(a.Get(name)) ? 0 : a.Get(name)));
         double Ratio(double numerator, double denominator) => denominator > 0 ? numerator / denominator : double.NaN;
         return new ServerReport
         {

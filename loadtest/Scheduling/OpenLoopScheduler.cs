@@ -1,8 +1,14 @@
-using Collab.LoadTest.Client;
 using Collab.LoadTest.Hosting;
 using Collab.LoadTest.Metrics;
 
 namespace Collab.LoadTest.Scheduling;
+
+/// <summary>Something the schedule drives: a simulated writer.</summary>
+internal interface IScheduleTarget
+{
+    /// <summary>An op is due; <paramref name="scheduled"/> is its scheduled timestamp (latency counts from it).</summary>
+    void OnScheduled(long scheduled);
+}
 
 /// <summary>
 /// The open-loop schedule: writer k submits at start + phase_k + n·interval for n = 0, 1, ... whatever the server
@@ -12,7 +18,7 @@ namespace Collab.LoadTest.Scheduling;
 /// </summary>
 internal sealed class OpenLoopScheduler
 {
-    private readonly IReadOnlyList<LightClient> _writers;
+    private readonly IReadOnlyList<IScheduleTarget> _writers;
     private readonly long _interval;
     private readonly long _start;
     private readonly long _end;
@@ -29,7 +35,7 @@ internal sealed class OpenLoopScheduler
     /// <param name="lag">Records how late the thread handed each op over (the generator's own delay).</param>
     /// <param name="window">Decides which lag values belong to the step.</param>
     /// <param name="seed">Seeds the random phases.</param>
-    public OpenLoopScheduler(IReadOnlyList<LightClient> writers, double ratePerClient, long start, long end, LatencyMetric lag, MeasurementWindow window, int seed)
+    public OpenLoopScheduler(IReadOnlyList<IScheduleTarget> writers, double ratePerClient, long start, long end, LatencyMetric lag, MeasurementWindow window, int seed)
     {
         if (ratePerClient <= 0)
         {
@@ -67,8 +73,8 @@ internal sealed class OpenLoopScheduler
     private void Run()
     {
         Native.SetTightTimerSlack();
-        var queue = new PriorityQueue<LightClient, long>(_writers.Count);
-        foreach (LightClient writer in _writers)
+        var queue = new PriorityQueue<IScheduleTarget, long>(_writers.Count);
+        foreach (IScheduleTarget writer in _writers)
         {
             // A random phase in [0, interval) spreads the writers evenly, as independent users would be.
             queue.Enqueue(writer, _start + (long)(_random.NextDouble() * _interval));
@@ -84,7 +90,7 @@ internal sealed class OpenLoopScheduler
             }
 
             int handled = 0;
-            while (queue.TryPeek(out LightClient? writer, out long due) && due <= now)
+            while (queue.TryPeek(out IScheduleTarget? writer, out long due) && due <= now)
             {
                 queue.Dequeue();
                 if (due < _end)

@@ -1,0 +1,140 @@
+using System.Text.RegularExpressions;
+using Collab.LoadTest;
+using Collab.LoadTest.Reporting;
+using Collab.LoadTest.Scenarios;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Collab.Server.Tests.LoadTest;
+
+/// <summary>The generator against a real server in this process: every op acknowledged, delivered and converged.</summary>
+public sealed partial class EndToEndTests
+{
+    [Fact]
+    public async Task Small_rooms_run_acknowledges_delivers_and_converges()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("small", server, "--docs", "3", "--clients", "3", "--rate", "20", "--duration", "1", "--warmup", "0.3", "--verify", "full");
+
+        StepReport step = Assert.Single(report.Steps);
+        Assert.Equal(180, step.TargetOpsPerSec);
+        Assert.True(step.Ack.Count > 0);
+        Assert.Equal(step.Ack.Count * 2, step.Broadcast.Count); // every op reaches the two other clients of its document
+        Assert.Equal(0, step.UnackedAfterDrain);
+        Assert.Equal(0, step.BroadcastsMissingAfterDrain);
+        Assert.Empty(step.Errors);
+        Assert.NotNull(report.Convergence);
+        Assert.True(report.Convergence.Converged, string.Join("; ", report.Convergence.Examples));
+        Assert.Equal(9, report.Convergence.ReplicasCompared);
+        Assert.True(report.TimeSeries.Count > 0);
+        Assert.Empty(report.Errors);
+    }
+
+    [Fact]
+    public async Task One_in_flight_clients_with_readers_converge_too()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("big", server, "--clients", "6", "--writers", "2", "--rate", "30", "--duration", "1", "--warmup", "0.2", "--submit", "one-in-flight");
+
+        StepReport step = Assert.Single(report.Steps);
+        Assert.Equal(2, step.Writers);
+        Assert.Equal(step.Ack.Count * 5, step.Broadcast.Count);
+        Assert.True(report.Convergence!.Converged, string.Join("; ", report.Convergence.Examples));
+        Assert.Equal(1, report.Convergence.ReplicasCompared);
+        Assert.Equal(6, report.Convergence.ClientsChecked);
+    }
+
+    [Fact]
+    public async Task Reconnect_storm_resumes_every_client_and_loses_nothing()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("storm", server, "--docs", "4", "--clients", "3", "--rate", "40", "--duration", "2", "--warmup", "0.2", "--storm-at", "0.5", "--reconnect-delay", "0");
+
+        Assert.NotNull(report.Storm);
+        Assert.Equal(12, report.Storm.ClientsDropped);
+        Assert.Equal(12, report.Storm.ClientsResumed);
+        StepReport step = Assert.Single(report.Steps);
+        Assert.Equal(12, step.Reconnects);
+        Assert.Equal(0, step.UnackedAfterDrain);
+        Assert.Equal(0, step.BroadcastsMissingAfterDrain);
+        Assert.True(report.Convergence!.Converged, string.Join("; ", report.Convergence.Examples));
+    }
+
+    [Fact]
+    public async Task Idle_run_reports_connections_and_server_memory()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("idle", server, "--connections", "50", "--duration", "0.5", "--warmup", "0", "--source-ips", "2");
+
+        Assert.NotNull(report.Idle);
+        Assert.Equal(50, report.Idle.Connections);
+        Assert.Equal(5, report.Idle.Documents);
+        Assert.Equal(50, report.Idle.ServerConnectionsOpen);
+        Assert.Empty(report.Steps);
+        Assert.Null(report.Convergence);
+    }
+
+    [Fact]
+    public async Task Unreachable_server_fails_every_connection_and_says_so()
+    {
+        RunReport report = await new ScenarioRunner(
+                LoadTestOptions.Parse(["small", "--url", "ws://127.0.0.1:1/ws", "--docs", "2", "--clients", "1", "--quiet"]),
+                TextWriter.Null)
+            .RunAsync("test", CancellationToken.None);
+
+        Assert.Equal(2, report.Connect!.Failed);
+        Assert.Equal(2, report.Errors["connect"]);
+        Assert.Contains(report.Findings, static f => f.Contains("No client could connect", StringComparison.Ordinal));
+    }
+
+    private static Task<RunReport> RunAsync(string scenario, InProcessServer server, params string[] args)
+    {
+        LoadTestOptions options = LoadTestOptions.Parse([scenario, "--url", server.WebSocketUri.ToString(), "--quiet", "--drain", "10", "--init-len", "8", .. args]);
+        return new ScenarioRunner(options, TextWriter.Null).RunAsync("test", CancellationToken.None);
+    }
+
+    /// <summary>The real server (SQLite store in a temp directory) on a free port in this process.</summary>
+    private sealed partial class InProcessServer : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+        private readonly string _dataDirectory;
+
+        private InProcessServer(WebApplication app, string dataDirectory, Uri uri)
+        {
+            _app = app;
+            _dataDirectory = dataDirectory;
+            WebSocketUri = uri;
+        }
+
+        public Uri WebSocketUri { get; }
+
+        public static async Task<InProcessServer> StartAsync()
+        {
+            string dataDirectory = Path.Combine(Path.GetTempPath(), "collab-lt-test-" + Guid.NewGuid().ToString("N")[..8]);
+            WebApplication app = CollabServerHost.Build(["--port", "0", "--data-dir", dataDirectory, "--Logging:LogLevel:Default=Warning"]);
+            await app.StartAsync();
+            string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            int port = int.Parse(PortPattern().Match(address).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            return new InProcessServer(app, dataDirectory, new Uri($"ws://127.0.0.1:{port}/ws"));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+            try
+            {
+                Directory.Delete(_dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // SQLite may still hold the WAL for a moment; the temp directory is harmless.
+            }
+        }
+
+        [GeneratedRegex(@":(\d+)/?$")]
+        private static partial Regex PortPattern();
+    }
+}

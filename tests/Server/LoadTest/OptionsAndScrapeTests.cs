@@ -1,0 +1,129 @@
+using Collab.LoadTest;
+using Collab.LoadTest.Client;
+using Collab.LoadTest.Hosting;
+
+namespace Collab.Server.Tests.LoadTest;
+
+public sealed class LoadTestOptionsTests
+{
+    [Fact]
+    public void Scenarios_start_from_the_shapes_of_the_issue()
+    {
+        LoadTestOptions small = LoadTestOptions.Parse(["small"]);
+        Assert.Equal((200, 5, 5), (small.Docs, small.ClientsPerDoc, small.EffectiveWriters));
+        Assert.Equal([1.0], small.Rates);
+        Assert.Equal((20.0, 5.0), (small.DurationSeconds, small.WarmupSeconds));
+        Assert.Equal(SubmitMode.Pipelined, small.Submit);
+        Assert.Equal(VerifyMode.Light, small.Verify);
+
+        LoadTestOptions big = LoadTestOptions.Parse(["big"]);
+        Assert.Equal((1, 200), (big.Docs, big.ClientsPerDoc));
+
+        LoadTestOptions idle = LoadTestOptions.Parse(["idle", "--connections", "19000"]);
+        Assert.Equal((1900, 10, 19000), (idle.Docs, idle.ClientsPerDoc, idle.Connections));
+        Assert.Equal(8, idle.EffectiveSourceAddresses);
+    }
+
+    [Fact]
+    public void Options_override_the_defaults()
+    {
+        LoadTestOptions o = LoadTestOptions.Parse([
+            "small", "--docs=5", "--clients", "2", "--rate", "1,2.5,10", "--duration", "3", "--warmup", "0",
+            "--submit", "one-in-flight", "--verify", "full", "--writers", "1", "--url", "ws://127.0.0.1:9000/ws", "--seed", "42",
+        ]);
+        Assert.Equal((5, 2, 1), (o.Docs, o.ClientsPerDoc, o.EffectiveWriters));
+        Assert.Equal([1.0, 2.5, 10.0], o.Rates);
+        Assert.Equal(SubmitMode.OneInFlight, o.Submit);
+        Assert.Equal(VerifyMode.Full, o.Verify);
+        Assert.Equal(new Uri("ws://127.0.0.1:9000/ws"), Assert.Single(o.Servers));
+        Assert.Equal(42, o.Seed);
+        Assert.Null(o.GeneratorCpus);
+    }
+
+    [Fact]
+    public void Spawn_server_pins_the_generator_to_cpu_1_unless_told_otherwise()
+    {
+        LoadTestOptions spawned = LoadTestOptions.Parse(["small", "--spawn-server"]);
+        Assert.Equal(Environment.ProcessorCount >= 2 ? "1" : null, spawned.GeneratorCpus);
+        Assert.Equal("0", spawned.ServerCpus);
+        LoadTestOptions unpinned = LoadTestOptions.Parse(["small", "--spawn-server", "--generator-cpus", "none", "--server-cpus", "none"]);
+        Assert.Null(unpinned.GeneratorCpus);
+        Assert.Null(unpinned.ServerCpus);
+    }
+
+    [Theory]
+    [InlineData("nope")]
+    [InlineData("small", "--bogus")]
+    [InlineData("small", "--docs")]
+    [InlineData("small", "--docs", "0")]
+    [InlineData("small", "--rate", "0")]
+    [InlineData("small", "--rate", "abc")]
+    [InlineData("small", "--url", "http://x/ws")]
+    [InlineData("small", "--url", "wss://x/ws")]
+    [InlineData("small", "--spawn-server", "--url", "ws://x/ws")]
+    [InlineData("small", "--postgres", "Host=x")]
+    [InlineData("cluster", "--url", "ws://x/ws")]
+    [InlineData("durable", "--spawn-server")]
+    [InlineData("idle", "--rate", "1")]
+    [InlineData("storm", "--rate", "1,2")]
+    [InlineData("storm", "--storm-at", "30")]
+    [InlineData("small", "--writers", "0")]
+    [InlineData("small", "--submit", "sometimes")]
+    [InlineData("small", "--source-ips", "300")]
+    public void Invalid_command_lines_are_refused_with_a_message(params string[] args)
+    {
+        var ex = Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(args));
+        Assert.False(ex.IsHelp);
+        Assert.False(string.IsNullOrWhiteSpace(ex.Message));
+    }
+
+    [Fact]
+    public void No_arguments_or_help_asks_for_the_usage()
+    {
+        Assert.True(Assert.Throws<OptionsException>(() => LoadTestOptions.Parse([])).IsHelp);
+        Assert.True(Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(["--help"])).IsHelp);
+    }
+
+    [Fact]
+    public void Cluster_spreads_over_every_listed_server()
+    {
+        LoadTestOptions o = LoadTestOptions.Parse(["cluster", "--servers", "ws://127.0.0.1:1/ws, ws://127.0.0.1:2/ws,ws://127.0.0.1:3/ws"]);
+        Assert.Equal(3, o.Servers.Count);
+    }
+}
+
+public sealed class MetricsScraperTests
+{
+    [Fact]
+    public void Prometheus_text_is_parsed_by_series_with_labels()
+    {
+        const string Text = """
+            # HELP collab_ops_committed_total Ops sequenced and durably committed.
+            # TYPE collab_ops_committed_total counter
+            collab_ops_committed_total 12345
+            collab_errors_sent_total{code="Overloaded"} 3
+            collab_errors_sent_total{code="Bad Message"} 4 1700000000000
+            process_cpu_seconds_total 1.5e+01
+            collab_storage_commit_seconds_bucket{le="+Inf"} 9
+            weird_value NaN
+            """;
+        Dictionary<string, double> values = MetricsScraper.Parse(Text);
+        Assert.Equal(12345, values["collab_ops_committed_total"]);
+        Assert.Equal(4, values["collab_errors_sent_total{code=\"Bad Message\"}"]);
+        Assert.Equal(15, values["process_cpu_seconds_total"]);
+        Assert.Equal(9, values["collab_storage_commit_seconds_bucket{le=\"+Inf\"}"]);
+        Assert.False(values.ContainsKey("weird_value"));
+
+        var snapshot = new MetricsSnapshot(1, values);
+        Assert.Equal(7, snapshot.Get("collab_errors_sent_total"));
+        Assert.Equal(12345, snapshot.Get("collab_ops_committed_total"));
+        Assert.True(double.IsNaN(snapshot.Get("collab_missing")));
+        Assert.True(double.IsNaN(snapshot.ResidentBytes));
+    }
+
+    [Fact]
+    public void Metrics_url_is_the_websocket_origin_with_the_metrics_path()
+    {
+        Assert.Equal(new Uri("http://10.0.0.1:8080/metrics"), MetricsScraper.MetricsUriFor(new Uri("ws://10.0.0.1:8080/ws?x=1")));
+    }
+}
