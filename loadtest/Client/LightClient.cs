@@ -391,6 +391,12 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
         {
             failure = ex;
         }
+        catch (Exception ex)
+        {
+            // A bug in the generator: the loop is fire-and-forget, so record it loudly rather than lose the client silently.
+            _ctx.Errors.Add("generator-bug", ex.ToString());
+            failure = ex;
+        }
 
         OnConnectionLost(socket, generation, failure);
     }
@@ -1002,7 +1008,8 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
             return;
         }
 
-        // The op was not sequenced (OVERLOADED, UNAVAILABLE, ...): it is dropped, counted as an error, never acked.
+        // The op was not sequenced (OVERLOADED, UNAVAILABLE, ...). A load generator does not retry it (that would
+        // change the offered load): it is dropped, counted under its error code, and never acknowledged.
         int count = _pending.Count;
         for (int i = 0; i < count; i++)
         {
@@ -1014,6 +1021,11 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
             }
 
             _pending.Enqueue(op);
+        }
+
+        if (_state == ClientState.Live && _ctx.Settings.SubmitMode == SubmitMode.OneInFlight && _pending.Count == 0 && _backlog.Count > 0)
+        {
+            SubmitNewLocked(_backlog.Dequeue());
         }
     }
 
