@@ -11,7 +11,7 @@ internal sealed class DocState
 {
     private const int HashRing = 4096;
 
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private readonly long[] _versions = new long[HashRing];
     private readonly ulong[] _hashes = new ulong[HashRing];
 

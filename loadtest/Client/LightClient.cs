@@ -66,7 +66,7 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
     private static readonly byte[] s_tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"u8.ToArray();
 
     private readonly RunContext _ctx;
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private readonly Queue<PendingOp> _pending = new();
     private readonly Queue<long> _backlog = new();
     private byte[] _scratch = new byte[256];
@@ -785,6 +785,11 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
         {
             _ctx.Errors.Add("op-mismatch", $"version {op.Version} differs between clients of {Doc.Id}");
             Fault ??= $"op mismatch at version {op.Version}";
+        }
+
+        if (Role == ClientRole.Checker)
+        {
+            return; // Not one of the receivers an op was registered for (it joins after the run).
         }
 
         if (!_ctx.Directory.TryFind(op.ClientId, out LightClient sender) || sender.Track is null)

@@ -78,7 +78,7 @@ internal static class ConsoleReport
         if (report.Convergence is { } c)
         {
             sb.AppendLine();
-            sb.AppendLine(string.Create(s_inv, $"convergence: {(c.Converged ? "OK" : "FAILED")} - {c.DocsConverged:N0}/{c.DocsChecked:N0} documents converged; {c.ClientsChecked:N0} clients checked (version, length, op hashes), {c.ReplicasCompared:N0} full-text replicas compared with the server snapshot"));
+            sb.AppendLine(string.Create(s_inv, $"convergence: {(c.Converged ? "OK" : c.Settled ? "FAILED" : "NOT REACHED (still draining)")} - {c.DocsConverged:N0}/{c.DocsChecked:N0} documents converged; {c.ClientsChecked:N0} clients checked (version, length, op hashes), {c.ReplicasCompared:N0} full-text replicas compared with the server snapshot"));
             if (!c.Converged)
             {
                 sb.AppendLine(string.Create(s_inv, $"             behind {c.ClientsBehind}, text mismatch {c.ClientsMismatched}, with pending ops {c.ClientsWithPendingOps}, faulted {c.ClientsFaulted}, snapshot failures {c.CheckerFailures}"));

@@ -70,7 +70,9 @@ internal static class Findings
 
         if (report.Convergence is { Converged: false } c)
         {
-            f.Add(string.Create(s_inv, $"Convergence FAILED: {c.DocsChecked - c.DocsConverged} of {c.DocsChecked} documents differ between clients and server (see convergence examples)."));
+            f.Add(c.Settled
+                ? string.Create(s_inv, $"Convergence FAILED: {c.DocsChecked - c.DocsConverged} of {c.DocsChecked} documents differ between clients and server although nothing was outstanding (see convergence examples).")
+                : string.Create(s_inv, $"Convergence not reached: the last drain ended with ops still unacknowledged or undelivered, so {c.DocsChecked - c.DocsConverged} of {c.DocsChecked} documents were still behind the server (lag after overload, not proven divergence; use a longer --drain to wait it out)."));
         }
 
         if (report.Connect is { Failed: > 0 } connect)

@@ -185,6 +185,12 @@ internal sealed record ConvergenceReport
 
     public List<string> Examples { get; init; } = [];
 
+    /// <summary>
+    /// Whether the last drain ended with nothing outstanding. If not, the check ran while ops were still in flight:
+    /// differences then show lag (a server that fell behind), not proven divergence.
+    /// </summary>
+    public bool Settled { get; init; }
+
     public bool Converged => DocsChecked > 0 && DocsConverged == DocsChecked && CheckerFailures == 0;
 }
 

@@ -220,7 +220,7 @@ internal sealed class Fleet
     /// Compares every client with the server: per document a fresh connection fetches the snapshot; every client
     /// must be at its version with its length and nothing pending, and every replica must hold its exact text.
     /// </summary>
-    public async Task<ConvergenceReport> CheckConvergenceAsync(CancellationToken cancellationToken)
+    public async Task<ConvergenceReport> CheckConvergenceAsync(bool settled, CancellationToken cancellationToken)
     {
         int converged = 0;
         int checkedClients = 0;
@@ -336,6 +336,7 @@ internal sealed class Fleet
             ClientsFaulted = faulted,
             CheckerFailures = checkerFailures,
             Examples = examples,
+            Settled = settled,
         };
     }
 }

@@ -137,7 +137,8 @@ internal sealed class ScenarioRunner
         }
 
         sampler.Phase = "check";
-        report.Convergence = await fleet.CheckConvergenceAsync(cancellationToken).ConfigureAwait(false);
+        bool settled = report.Steps.Count > 0 && report.Steps[^1] is { UnackedAfterDrain: 0, BacklogAfterDrain: 0, BroadcastsMissingAfterDrain: 0 };
+        report.Convergence = await fleet.CheckConvergenceAsync(settled, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<StepReport> RunStepAsync(RunContext ctx, Fleet fleet, ServerProbe probe, Sampler sampler, double rate, RunReport report, CancellationToken cancellationToken)

@@ -37,6 +37,7 @@ internal sealed class ServerProbe
 {
     private readonly IReadOnlyList<ServerProcess> _spawned;
     private readonly MetricsScraper _scraper;
+    private readonly Lock _merge = new();
     private MetricsSnapshot[] _latest;
     private int _scraping;
 
@@ -149,7 +150,7 @@ internal sealed class ServerProbe
     /// <summary>Keeps the newest answer per server (a server that did not answer keeps its previous scrape).</summary>
     private void Remember(MetricsSnapshot[] metrics)
     {
-        lock (_spawned)
+        lock (_merge)
         {
             MetricsSnapshot[] merged = [.. _latest];
             for (int i = 0; i < metrics.Length; i++)
