@@ -99,7 +99,7 @@ public sealed class TextErrorTests
     public void NegativeCursorIsInvalidLength()
     {
         AssertCode(OtErrorCode.InvalidLength, () => TextType.TransformCursor(-1, TextOp.Empty, isOwnOp: false));
-        AssertCode(OtErrorCode.InvalidLength, () => TextType.TransformSelection(0, -3, TextOp.Empty, isOwnOp: true));
+        AssertCode(OtErrorCode.InvalidLength, () => TextType.TransformCursor((0, -3), TextOp.Empty, isOwnOp: true));
     }
 
     [Fact]

@@ -198,7 +198,7 @@ public sealed class TextOpTests
     {
         _ = CursorDoc;
         Assert.Equal(expected, TextType.TransformCursor(cursor, Op(op), isOwnOp: false));
-        Assert.Equal((expected, expected), TextType.TransformSelection(cursor, cursor, Op(op), isOwnOp: false));
+        Assert.Equal((expected, expected), TextType.TransformCursor((cursor, cursor), Op(op), isOwnOp: false));
     }
 
     [Fact]
@@ -211,7 +211,7 @@ public sealed class TextOpTests
         // Own deletes and inserts elsewhere move it like anyone else's.
         Assert.Equal(25, TextType.TransformCursor(40, op, isOwnOp: true));
         // Anchor after the deleted code point ends after the own replacement; focus at 0 after the own "ab".
-        Assert.Equal((3, 2), TextType.TransformSelection(1, 0, Op("[\"ab\",{\"d\":1},\"c\"]"), isOwnOp: true));
+        Assert.Equal((3, 2), TextType.TransformCursor((1, 0), Op("[\"ab\",{\"d\":1},\"c\"]"), isOwnOp: true));
     }
 
     [Fact]
