@@ -947,15 +947,22 @@ public sealed class CollabDocument : IAsyncDisposable
         if (state.HasInflight)
         {
             TextOp inflight = PeekInFlight();
-            if (fate == InflightFate.NotIncluded)
+            TextOp buffer = state.HasBuffer ? BufferOp(inflight) : TextOp.Empty;
+            switch (fate)
             {
-                pending = state.HasBuffer ? TextType.Compose(inflight, BufferOp(inflight)) : inflight;
-            }
-            else
-            {
-                // In the snapshot already, or rejected for good: only the buffered edits survive.
-                basis = TextType.Apply(basis, inflight);
-                pending = state.HasBuffer ? TextDiff.Between(basis.ToString(), before.ToString()) : TextOp.Empty;
+                case InflightFate.NotIncluded:
+                    // Never sequenced: everything pending is still to be applied.
+                    pending = buffer.IsNoop ? inflight : TextType.Compose(inflight, buffer);
+                    break;
+                case InflightFate.Rejected:
+                    // Dropped for good: take it out of the buffer's context exactly (its inverse), keep the buffer.
+                    pending = buffer.IsNoop ? TextOp.Empty : TextType.Transform(buffer, TextType.Invert(inflight, _serverText), TransformSide.Left);
+                    break;
+                default:
+                    // Already in the snapshot: only the buffered edits are new.
+                    basis = TextType.Apply(basis, inflight);
+                    pending = buffer;
+                    break;
             }
         }
 

@@ -76,6 +76,13 @@ public sealed partial class Rope : IEquatable<Rope>
 
     internal int Height => _height;
 
+    // Structure, for tests that check sharing and fragmentation.
+    internal Rope? LeftChild => _left;
+
+    internal Rope? RightChild => _right;
+
+    internal int LeafCount => IsLeaf ? (_utf16Length == 0 ? 0 : 1) : _left.LeafCount + _right.LeafCount;
+
     /// <summary>
     /// Builds a rope holding <paramref name="text"/>; throws <see cref="OtException"/>
     /// (<see cref="OtErrorCode.InvalidText"/>) if it holds a lone surrogate and

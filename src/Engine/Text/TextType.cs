@@ -395,8 +395,8 @@ public sealed class TextType : IOtType<Rope, TextOp>
     }
 
     /// <summary>Moves both ends of a selection through <paramref name="op"/> (text-unicode's <c>transformSelection</c>); the focus may lie before the anchor.</summary>
-    public static (int Anchor, int Focus) TransformSelection(int anchor, int focus, TextOp op, bool isOwnOp) =>
-        (TransformCursor(anchor, op, isOwnOp), TransformCursor(focus, op, isOwnOp));
+    public static (int Anchor, int Focus) TransformCursor((int Anchor, int Focus) selection, TextOp op, bool isOwnOp) =>
+        (TransformCursor(selection.Anchor, op, isOwnOp), TransformCursor(selection.Focus, op, isOwnOp));
 
     // ---- Validation and misc -----------------------------------------------------------------
 
