@@ -27,9 +27,11 @@ public sealed class TextType : IOtType<Rope, TextOp>
     /// <summary>The singleton registered with the sequencer.</summary>
     public static TextType Instance { get; } = new();
 
-    string IOtType<Rope, TextOp>.Name => TypeName;
+    /// <summary><see cref="TypeName"/>.</summary>
+    public string Name => TypeName;
 
-    Rope IOtType<Rope, TextOp>.Empty => Rope.Empty;
+    /// <summary>The empty document, <see cref="Rope.Empty"/>.</summary>
+    public Rope Empty => Rope.Empty;
 
     // ---- Apply -----------------------------------------------------------------------------
 
