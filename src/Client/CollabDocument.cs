@@ -108,6 +108,12 @@ public sealed class CollabDocument : IAsyncDisposable
     public event EventHandler<PresenceChangedEventArgs>? PresenceChanged;
 
     /// <summary>
+    /// One of this client's ops is durable on the server: raised once per op, with the version it got.
+    /// (An ack lost in a disconnect is recovered on resume, so every acknowledged op is reported exactly once.)
+    /// </summary>
+    public event EventHandler<OpAcknowledgedEventArgs>? Acknowledged;
+
+    /// <summary>
     /// The server reported an error for this document. For a rejected submit (non-retryable) the op has been
     /// dropped and the document resyncs from a snapshot; retryable errors are retried automatically.
     /// </summary>
@@ -741,6 +747,8 @@ public sealed class CollabDocument : IAsyncDisposable
 
     private void Acknowledge(long version)
     {
+        var acknowledged = new OpAcknowledgedEventArgs(_inflightSentClientId ?? _client.ClientId, _inflightSeq, version);
+        _client.Events.Post(() => Acknowledged?.Invoke(this, acknowledged));
         OtClientState<Rope, TextOp> state = _state!;
         _serverText = TextType.Apply(_serverText, PeekInFlight());
         _retryAttempt = 0;

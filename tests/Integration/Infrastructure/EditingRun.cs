@@ -56,7 +56,7 @@ internal sealed class EditingRun : IAsyncDisposable
                 CollabClient client = await CollabClient.ConnectAsync(_uri(), options, ct);
                 CollabDocument doc = await client.OpenDocumentAsync(docId, ct);
                 var editor = new Editor(client, doc, chaos, new Random(rng.Next()));
-                doc.Acknowledged += (_, e) => editor.Acked.Add((client.ClientId, (long)e.ClientSeq, e.Version));
+                doc.Acknowledged += (_, e) => editor.Acked.Add((e.ClientId, (long)e.ClientSeq, e.Version));
                 _editors.Add(editor);
             }
         }

@@ -45,6 +45,7 @@ public sealed class InProcessServer : IAsyncDisposable
             ["Transport:ShutdownTimeout"] = "00:00:02",
             ["Transport:CloseTimeout"] = "00:00:01",
             ["Node:NodeId"] = "test-node",
+            ["Logging:LogLevel:Default"] = "Warning",
         };
         if (settings is not null)
         {
