@@ -77,7 +77,7 @@ public sealed class ConvergenceSimulationTests
                 RunContinuationsAsynchronously = false,
             };
             var stage = new RecordingDurabilityStage();
-            var history = new MemoryHistorySource((after, to) => [.. stage.OpsAfter("sim", after).Where(o => o.Version <= to)]);
+            var history = new MemoryHistorySource((after, to) => stage.OpsAfter("sim", after, to));
             var listener = new RecordingListener<Rope, TextOp>();
             await using var sequencer = new DocumentSequencer<Rope, TextOp>(
                 "sim", TextType.Instance, DocumentState.Empty(TextType.Instance, options), stage, history, listener, options);
