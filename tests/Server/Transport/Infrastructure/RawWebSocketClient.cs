@@ -74,7 +74,7 @@ public sealed class RawWebSocketClient : IAsyncDisposable
     {
         await using RawWebSocketClient client = await ConnectTcpAsync(port);
         await client.SendRawAsync(Encoding.ASCII.GetBytes(request));
-        return await client.ReadHttpResponseAsync();
+        return await client.ReadHttpResponseAsync(hasBody: !request.StartsWith("HEAD ", StringComparison.Ordinal));
     }
 
     public async Task SendRawAsync(ReadOnlyMemory<byte> bytes)
@@ -242,7 +242,8 @@ public sealed class RawWebSocketClient : IAsyncDisposable
         }
     }
 
-    public async Task<RawHttpResponse> ReadHttpResponseAsync()
+    /// <summary>Reads a response head and, unless it answers a HEAD request, its Content-Length body.</summary>
+    public async Task<RawHttpResponse> ReadHttpResponseAsync(bool hasBody = true)
     {
         string head = await ReadHttpHeadAsync();
         int status = int.Parse(head.AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
@@ -253,6 +254,11 @@ public sealed class RawWebSocketClient : IAsyncDisposable
             {
                 contentLength = int.Parse(line.AsSpan(15).Trim(), System.Globalization.CultureInfo.InvariantCulture);
             }
+        }
+
+        if (!hasBody)
+        {
+            contentLength = 0;
         }
 
         using var cts = new CancellationTokenSource(DefaultTimeout);
