@@ -116,7 +116,10 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             if (_closing)
                 return ValueTask.FromException(new OperationCanceledException("The durability stage is shutting down."));
             if (_fenced.Contains(op.DocId))
+            {
+                _metrics.Conflicts.Inc();
                 return ValueTask.FromException(new VersionConflictException(op.DocId, op.Version));
+            }
 
             pending = _pool.TryPop(out var pooled) ? pooled : new PendingCommit(this);
             pending.Record = op;
