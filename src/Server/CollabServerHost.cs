@@ -1,5 +1,6 @@
 using Collab.Engine.Sequencing;
 using Collab.Server.Hosting;
+using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
@@ -51,6 +52,10 @@ public static class CollabServerHost
         var node = new NodeOptions();
         config.GetSection(NodeOptions.Section).Bind(node);
         node.Validate();
+        var auth = new AuthOptions();
+        config.GetSection(AuthOptions.Section).Bind(auth);
+        var limits = new LimitsOptions();
+        config.GetSection(LimitsOptions.Section).Bind(limits);
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -73,13 +78,15 @@ public static class CollabServerHost
             documents,
             storage.SnapshotEveryOps,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions")));
-        services.AddSingleton(sp => new SessionServices(sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes));
+        services.AddSingleton(sp => new SessionServices(
+            sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes, sp.GetRequiredService<SecurityServices>()));
         services.AddSingleton<IWebSocketApplication>(sp => new CollabApplication(sp.GetRequiredService<SessionServices>()));
         services.AddSingleton<IReadinessCheck>(sp => new StorageReadinessCheck(sp.GetRequiredService<GroupCommitStage>()));
 
-        // Hosted services stop in reverse order: the transport (registered last) drains the connections
-        // before storage flushes the op log and closes the documents.
+        // Hosted services start in order (storage, then security loads signing keys, then the transport accepts)
+        // and stop in reverse: the transport drains the connections before storage flushes the op log.
         services.AddHostedService<StorageLifetimeService>();
+        services.AddCollabSecurity(auth, limits);
         services.AddCollabTransport(transport);
         builder.WebHost.ConfigureCollabKestrel(transport);
 

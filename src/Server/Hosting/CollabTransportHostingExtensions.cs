@@ -35,11 +35,12 @@ public static class CollabTransportHostingExtensions
         services.AddSingleton<IReadinessCheck>(sp => sp.GetRequiredService<TransportReadinessCheck>());
         services.AddSingleton(sp => new ReadinessRegistry(sp.GetServices<IReadinessCheck>()));
         services.AddSingleton(sp => new ProbeEndpoints(sp.GetRequiredService<ReadinessRegistry>()));
+        services.AddSingleton<IPlainHttpRoutes>(sp => sp.GetRequiredService<ProbeEndpoints>());
         services.AddSingleton(sp => new TransportServices(
             options,
             sp.GetRequiredService<IWebSocketApplication>(),
             sp.GetRequiredService<ConnectionRegistry>(),
-            sp.GetRequiredService<ProbeEndpoints>().Routes,
+            MergeRoutes(sp.GetServices<IPlainHttpRoutes>(), options),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Transport")));
         services.AddSingleton<CollabConnectionHandler>();
         services.AddHostedService<TransportLifetimeService>();
@@ -54,6 +55,24 @@ public static class CollabTransportHostingExtensions
             }
         });
         return services;
+    }
+
+    /// <summary>Every registered route source in one table; a path served twice (or the WebSocket path) is a start-up error.</summary>
+    private static Dictionary<string, PlainHttpRoute> MergeRoutes(IEnumerable<IPlainHttpRoutes> sources, TransportOptions options)
+    {
+        var routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal);
+        foreach (IPlainHttpRoutes source in sources)
+        {
+            foreach ((string path, PlainHttpRoute route) in source.Routes)
+            {
+                if (string.Equals(path, options.WebSocketPath, StringComparison.Ordinal) || !routes.TryAdd(path, route))
+                {
+                    throw new TransportConfigurationException($"The HTTP path '{path}' is served twice.");
+                }
+            }
+        }
+
+        return routes;
     }
 
     /// <summary>

@@ -46,6 +46,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private volatile bool _discarding;
     private bool _closeSent;
     private bool _holdsSlot;
+    private int _holdsHandshakeSlot;
     private CancellationTokenSource? _closedSource;
     private IWebSocketSession? _session;
 
@@ -131,9 +132,20 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         try
         {
-            if (await RunHttpAsync().ConfigureAwait(false))
+            if (!_services.Registry.TryEnterHandshake())
             {
-                await RunWebSocketAsync().ConfigureAwait(false);
+                // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
+                _services.Metrics.Rejected(ConnectionRejection.PendingHandshakes).Inc();
+                RecordEnd(ConnectionEndReason.HandshakeRejected);
+                await WriteErrorAsync(503, "too many pending handshakes", "Retry-After: 1\r\n").ConfigureAwait(false);
+            }
+            else
+            {
+                _holdsHandshakeSlot = 1;
+                if (await RunHttpAsync().ConfigureAwait(false))
+                {
+                    await RunWebSocketAsync().ConfigureAwait(false);
+                }
             }
         }
         catch (Exception ex) when (IsConnectionFailure(ex))
@@ -374,7 +386,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>Answers a probe or metrics request; true when the connection stays open for another request.</summary>
     private async ValueTask<bool> ServePlainHttpAsync(HttpRequestHead request)
     {
-        if (!_services.HttpRoutes.TryGetValue(request.Path, out PlainHttpHandler? handler))
+        if (!_services.HttpRoutes.TryGetValue(request.Path, out PlainHttpRoute? route))
         {
             _services.Metrics.HandshakeFailed(HandshakeFailure.NotFound).Inc();
             _services.Metrics.HttpRequests.WithLabels("not_found").Inc();
@@ -383,9 +395,9 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         _services.Metrics.HttpRequests.WithLabels(request.Path.TrimStart('/')).Inc();
-        if (!request.IsGet && !request.IsHead)
+        if (!route.Allows(request))
         {
-            await WriteErrorAsync(405, "method not allowed", "Allow: GET, HEAD\r\n").ConfigureAwait(false);
+            await WriteErrorAsync(405, "method not allowed", route.AllowHeader).ConfigureAwait(false);
             return false;
         }
 
@@ -395,7 +407,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return false;
         }
 
-        PlainHttpResponse response = await handler(CancellationToken.None).ConfigureAwait(false);
+        PlainHttpResponse response = await route.Handler(new PlainHttpRequest(request.Method, request.Path, request.Query, request.Authorization), CancellationToken.None).ConfigureAwait(false);
         bool keepAlive = request.KeepAlive && !_shutdownRequested;
         HttpResponseWriter.WriteResponse(_output, response.StatusCode, response.ContentType, response.Body.Span, keepAlive, omitBody: request.IsHead);
         FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
@@ -473,7 +485,13 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         if (!decision.Accepted)
         {
             int status = decision.StatusCode is >= 400 and <= 599 ? decision.StatusCode : 500;
-            return await RejectAsync(HandshakeFailure.ApplicationRejected, status, decision.Reason ?? HttpResponseWriter.ReasonPhrase(status)).ConfigureAwait(false);
+            if (!TryFormatRejectionHeaders(decision, out string? headers))
+            {
+                LogBadRejectionHeaders(_services.Logger, Id);
+                return await RejectAsync(HandshakeFailure.ApplicationRejected, 500, "handshake failed").ConfigureAwait(false);
+            }
+
+            return await RejectAsync(HandshakeFailure.ApplicationRejected, status, decision.Reason ?? HttpResponseWriter.ReasonPhrase(status), headers).ConfigureAwait(false);
         }
 
         if (decision.SubProtocol is not null && !offered.Contains(decision.SubProtocol, StringComparer.Ordinal))
@@ -506,6 +524,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             _phase = PhaseOpen;
             _deadline = long.MaxValue;
         }
+
+        LeaveHandshakePhase();
 
         if (_shutdownRequested)
         {
@@ -544,6 +564,39 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     {
         HttpResponseWriter.WriteError(_output, statusCode, message, extraHeaders);
         await _output.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Retry-After and WWW-Authenticate of an application rejection; false when the challenge could inject header lines.</summary>
+    private static bool TryFormatRejectionHeaders(in HandshakeDecision decision, out string? headers)
+    {
+        headers = null;
+        if (decision.Challenge is { } challenge)
+        {
+            foreach (char c in challenge)
+            {
+                if (c is < ' ' or > '~')
+                {
+                    return false;
+                }
+            }
+
+            headers = "WWW-Authenticate: " + challenge + "\r\n";
+        }
+
+        if (decision.RetryAfterSeconds > 0)
+        {
+            headers += "Retry-After: " + decision.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\r\n";
+        }
+
+        return true;
+    }
+
+    private void LeaveHandshakePhase()
+    {
+        if (Interlocked.Exchange(ref _holdsHandshakeSlot, 0) != 0)
+        {
+            _services.Registry.ExitHandshake();
+        }
     }
 
     private static bool IsValidKey(string? key)
@@ -1049,6 +1102,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             ReturnAssembly();
             await _output.CompleteAsync().ConfigureAwait(false);
             await _input.CompleteAsync().ConfigureAwait(false);
+            LeaveHandshakePhase();
             _services.Registry.Remove(Id);
             _services.Metrics.TcpConnectionsOpen.Dec();
             if (_holdsSlot)
@@ -1358,4 +1412,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application chose sub-protocol '{SubProtocol}' that the client did not offer")]
     private static partial void LogBadSubProtocol(ILogger logger, long connectionId, string subProtocol);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application's rejection carried a WWW-Authenticate challenge with control or non-ASCII characters")]
+    private static partial void LogBadRejectionHeaders(ILogger logger, long connectionId);
 }
