@@ -577,6 +577,15 @@ public sealed class CollabDocument : IAsyncDisposable
                 return;
             }
 
+            if (error.Code == ErrorCode.Forbidden && requestId == 0 && error.ClientSeq == 0)
+            {
+                // Unsolicited: the server ended the subscription because a re-authentication took away the
+                // right to read this document. Resubscribing would only be refused again.
+                CloseLocked(new CollabServerException(error.Code, error.Message, error.Retryable, DocId));
+                _client.RemoveDocument(this);
+                return;
+            }
+
             if (error.Code == ErrorCode.NotSubscribed && _phase == Phase.Live)
             {
                 Subscribe();

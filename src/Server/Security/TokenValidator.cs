@@ -94,6 +94,13 @@ internal sealed class TokenValidator
             return AuthResult.Fail(AuthFailure.Malformed, "encrypted tokens (JWE) are not accepted");
         }
 
+        // The library enforces the same list (ValidAlgorithms); checking the header first gives the client a
+        // precise reason and spends no key lookup or JWKS reload on an algorithm that can never pass.
+        if (Array.IndexOf(_algorithms, jwt.Alg) < 0)
+        {
+            return AuthResult.Fail(AuthFailure.BadAlgorithm, "the token's signing algorithm is not allowed");
+        }
+
         KeySnapshot keys = _keys.Current;
         if (!string.IsNullOrEmpty(jwt.Kid) && !keys.Contains(jwt.Kid) && await _keys.RefreshForUnknownKeyAsync(jwt.Kid, cancellationToken).ConfigureAwait(false))
         {
