@@ -74,6 +74,12 @@ internal static class SecurityMetrics
 
     public static void ClosedOver(LimitKind limit) => s_limitCloses[(int)limit].Inc();
 
+    /// <summary>Requests refused by a limit so far in this process.</summary>
+    public static double Rejections(LimitKind limit) => s_limitRejections[(int)limit].Value;
+
+    /// <summary>Connections closed (4008) over a limit so far in this process.</summary>
+    public static double Closes(LimitKind limit) => s_limitCloses[(int)limit].Value;
+
     /// <summary>PascalCase to snake_case label values.</summary>
     internal static string Snake(string name)
     {

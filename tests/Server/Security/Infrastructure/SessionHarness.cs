@@ -40,6 +40,8 @@ public sealed class SessionHarness : IAsyncDisposable
 
     internal SecurityServices Security => Services.Security;
 
+    internal DocumentRegistry Documents => _registry;
+
     public ManualTimeProvider Time { get; }
 
     public TokenFactory Tokens { get; } = new();
