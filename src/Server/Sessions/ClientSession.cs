@@ -667,13 +667,20 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
     }
 
-    /// <summary>The deadline of a principal's token: its exp plus the clock skew the handshake tolerated (guarded by _gate).</summary>
+    /// <summary>
+    /// The deadline of a principal's token: its exp plus the clock skew the handshake tolerated (guarded by _gate).
+    /// A token that does not move the deadline later (a client re-sending a cached token) earns no new warning:
+    /// the client was told once, and the close at the deadline follows.
+    /// </summary>
     private void SetAuthDeadline(SessionPrincipal principal)
     {
-        _authDeadline = principal.ExpiresAt is { } exp ? exp + _security.Auth.ClockSkew : DateTimeOffset.MaxValue;
-        _expiryWarned = false;
-        DateTimeOffset warnAt = _authDeadline == DateTimeOffset.MaxValue ? DateTimeOffset.MaxValue : _authDeadline - _security.Auth.ExpiryWarning;
-        Volatile.Write(ref _nextAuthCheck, warnAt.UtcTicks);
+        DateTimeOffset deadline = principal.ExpiresAt is { } exp ? exp + _security.Auth.ClockSkew : DateTimeOffset.MaxValue;
+        _expiryWarned = _expiryWarned && deadline <= _authDeadline;
+        _authDeadline = deadline;
+        DateTimeOffset next = deadline == DateTimeOffset.MaxValue ? DateTimeOffset.MaxValue
+            : _expiryWarned ? deadline
+            : deadline - _security.Auth.ExpiryWarning;
+        Volatile.Write(ref _nextAuthCheck, next.UtcTicks);
     }
 
     private void CloseForSecurity(ushort code, string reason)

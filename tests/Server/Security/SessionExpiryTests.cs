@@ -75,6 +75,22 @@ public sealed class SessionExpiryTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ResendingTheSameTokenNeitherMovesTheDeadlineNorRepeatsTheWarning()
+    {
+        string token = Tokens.Create("alice", expires: _harness.Time.GetUtcNow().AddMinutes(2));
+        FakeConnection client = await _harness.ConnectAsync(token);
+        Advance(TimeSpan.FromSeconds(95));
+        Assert.Single(client.Received, m => m.AuthExpiring is not null);
+
+        await client.SendAsync(new ClientMessage { Reauth = new Reauthenticate { Token = token } });
+        Advance(TimeSpan.FromSeconds(20));
+        Assert.Single(client.Received, m => m.AuthExpiring is not null);
+        Assert.DoesNotContain(client.Received, m => m.Error is not null);
+        Advance(TimeSpan.FromSeconds(60));
+        Assert.Equal(SecurityCloseCodes.AuthExpired, client.CloseCode);
+    }
+
+    [Fact]
     public async Task AnInvalidReauthenticateIsAnErrorAndTheOldDeadlineStands()
     {
         DateTimeOffset exp = _harness.Time.GetUtcNow().AddMinutes(2);
