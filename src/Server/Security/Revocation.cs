@@ -114,7 +114,10 @@ public sealed class RevocationList : IDisposable
         await _bus.PublishAsync(entry, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Adds an entry from any node. Idempotent; a repeated entry keeps the later expiry.</summary>
+    /// <summary>
+    /// Adds an entry from any node. Idempotent: a repeated entry keeps the later expiry, and only an entry that
+    /// adds or extends a revocation raises <see cref="Revoked"/> (this node's own entries come back over the bus).
+    /// </summary>
     internal void Apply(RevocationEntry entry)
     {
         if (entry.ExpiresAt <= _time.GetUtcNow() || string.IsNullOrEmpty(entry.Value))
@@ -123,7 +126,26 @@ public sealed class RevocationList : IDisposable
         }
 
         ConcurrentDictionary<string, DateTimeOffset> map = entry.Kind == RevocationKind.User ? _users : _tokens;
-        map.AddOrUpdate(entry.Value, entry.ExpiresAt, (_, existing) => existing > entry.ExpiresAt ? existing : entry.ExpiresAt);
+        while (true)
+        {
+            if (map.TryGetValue(entry.Value, out DateTimeOffset existing))
+            {
+                if (existing >= entry.ExpiresAt)
+                {
+                    return;
+                }
+
+                if (map.TryUpdate(entry.Value, entry.ExpiresAt, existing))
+                {
+                    break;
+                }
+            }
+            else if (map.TryAdd(entry.Value, entry.ExpiresAt))
+            {
+                break;
+            }
+        }
+
         SecurityMetrics.RevocationsActive.Set(Count);
         Revoked?.Invoke(entry);
     }

@@ -543,7 +543,22 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        AuthResult result = await _security.Validator.ValidateAsync(reauth.Token, _connection.Closed).ConfigureAwait(false);
+        AuthResult result;
+        try
+        {
+            result = await _security.Validator.ValidateAsync(reauth.Token, _connection.Closed).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            _services.Log.MessageFailed(_connection.Id, ex);
+            SendError(ErrorCode.Internal, "The token could not be checked; the current one stays in force.", requestId);
+            return;
+        }
+
         if (!result.Succeeded)
         {
             // The session keeps its current token until that expires (then 4001); a revoked user ends now.

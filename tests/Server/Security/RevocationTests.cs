@@ -71,11 +71,15 @@ public sealed class RevocationTests
     {
         await using SessionHarness harness = await SessionHarness.StartAsync();
         RevocationList list = harness.Security.Revocations;
+        int events = 0;
+        list.Revoked += _ => events++;
         DateTimeOffset now = harness.Time.GetUtcNow();
         list.Apply(new RevocationEntry(RevocationKind.User, "u", now.AddMinutes(10)));
+        list.Apply(new RevocationEntry(RevocationKind.User, "u", now.AddMinutes(10))); // the same entry again (its own echo from the bus)
         list.Apply(new RevocationEntry(RevocationKind.User, "u", now.AddMinutes(1))); // an older duplicate does not shorten it
         list.Apply(new RevocationEntry(RevocationKind.User, "gone", now.AddMinutes(-1))); // already expired: ignored
         Assert.Equal(1, list.Count);
+        Assert.Equal(1, events);
         harness.Time.Advance(TimeSpan.FromMinutes(5));
         Assert.True(list.IsRevoked(SessionPrincipal.ForUser("u", null, now.AddHours(1), DocumentRights.All), out RevocationKind kind));
         Assert.Equal(RevocationKind.User, kind);
