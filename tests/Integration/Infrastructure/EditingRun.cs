@@ -41,6 +41,12 @@ internal sealed class EditingRun : IAsyncDisposable
 
     public int Disconnects { get; private set; }
 
+    /// <summary>Acknowledgements received so far, across all clients.</summary>
+    public long AckCount => _editors.Sum(e => (long)e.Acked.Count);
+
+    /// <summary>WebSocket connections opened so far (first connects and reconnects).</summary>
+    public int Connects => _editors.Sum(e => Volatile.Read(ref e.Chaos.Connects));
+
     public async Task ConnectAsync(CancellationToken ct)
     {
         var rng = new Random(_seed);
