@@ -121,8 +121,21 @@ public sealed class PostgresServer : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await RunToolAsync("pg_ctl", ["-D", DataDirectory, "-l", LogFile, "-w", "-t", "60", "start"], cancellationToken).ConfigureAwait(false);
-        _running = true;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await RunToolAsync("pg_ctl", ["-D", DataDirectory, "-l", LogFile, "-w", "-t", "60", "start"], cancellationToken).ConfigureAwait(false);
+                _running = true;
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3)
+            {
+                // Right after a kill the old shared memory can still be attached by an exiting backend, and the
+                // postmaster refuses to start until it is released.
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Stops the postmaster and waits for it to exit.</summary>
@@ -143,11 +156,18 @@ public sealed class PostgresServer : IAsyncDisposable
 
         // Children first: a backend that outlived its postmaster keeps the shared memory attached and the next start
         // would refuse to run.
-        foreach (var child in ChildPids(pid))
+        var victims = ChildPids(pid);
+        foreach (var child in victims)
             TryKill(child);
         TryKill(pid);
         foreach (var child in ChildPids(pid))
+        {
             TryKill(child);
+            victims.Add(child);
+        }
+
+        victims.Add(pid);
+        WaitUntilGone(victims, TimeSpan.FromSeconds(15));
         _running = false;
     }
 
@@ -237,13 +257,33 @@ public sealed class PostgresServer : IAsyncDisposable
         return children;
     }
 
+    private static void WaitUntilGone(List<int> pids, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && pids.Exists(IsAlive))
+            Thread.Sleep(20);
+    }
+
+    /// <summary>Running, not a zombie (a killed process not yet reaped holds nothing anymore).</summary>
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
     private static void TryKill(int pid)
     {
         try
         {
             using var process = Process.GetProcessById(pid);
             process.Kill();
-            process.WaitForExit(10_000);
         }
         catch (ArgumentException)
         {
