@@ -115,8 +115,16 @@ public sealed class PostgresOpStore : IOpStore
         }
         finally
         {
-            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock.
-            await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock. If the
+            // connection itself broke, its session (and with it the lock) is gone already.
+            try
+            {
+                await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException ex)
+            {
+                _logger.LogDebug(ex, "Releasing the migration lock failed; the session holding it has ended");
+            }
         }
 
         _partitionNames = await ReadPartitionNamesAsync(connection, cancellationToken).ConfigureAwait(false);
