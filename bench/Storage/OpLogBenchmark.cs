@@ -73,8 +73,8 @@ internal static class OpLogBenchmark
         }
 
         Console.WriteLine();
-        Console.WriteLine("| method | docs x window | ops/s | batches/s | ops/batch | commit ms | client CPU us/op | db CPU us/op | p50 ms | p99 ms | p99.9 ms | max ms |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| method | docs x window | ops/s | batches/s | ops/batch | commit ms | client CPU us/op | db CPU us/op | alloc B/op | p50 ms | p99 ms | p99.9 ms | max ms |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
             Console.WriteLine(r.ToString());
         return 0;
@@ -118,6 +118,7 @@ internal static class OpLogBenchmark
         var opsBefore = metrics.Ops.Value;
         var commitSecondsBefore = metrics.CommitSeconds.Sum;
         var clientCpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
         var serverCpuBefore = serverCpu?.Invoke() ?? TimeSpan.Zero;
         Volatile.Write(ref measuring, 1);
         var clock = Stopwatch.StartNew();
@@ -128,6 +129,7 @@ internal static class OpLogBenchmark
         var ops = metrics.Ops.Value - opsBefore;
         var commitSeconds = metrics.CommitSeconds.Sum - commitSecondsBefore;
         var clientCpu = Process.GetCurrentProcess().TotalProcessorTime - clientCpuBefore;
+        var allocated = GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore;
         var serverCpuUsed = (serverCpu?.Invoke() ?? TimeSpan.Zero) - serverCpuBefore;
 
         await stop.CancelAsync();
@@ -142,6 +144,7 @@ internal static class OpLogBenchmark
             batches > 0 ? commitSeconds * 1000 / batches : 0,
             ops > 0 ? clientCpu.TotalMicroseconds / ops : 0,
             ops > 0 && serverCpu is not null ? serverCpuUsed.TotalMicroseconds / ops : double.NaN,
+            ops > 0 ? allocated / ops : 0,
             histogram);
     }
 
@@ -211,6 +214,7 @@ internal static class OpLogBenchmark
         double CommitMs,
         double ClientCpuMicrosPerOp,
         double ServerCpuMicrosPerOp,
+        double AllocatedBytesPerOp,
         LongHistogram Latency)
     {
         public override string ToString()
@@ -218,7 +222,7 @@ internal static class OpLogBenchmark
             static string Ms(long ticks) => (ticks * 1000.0 / Stopwatch.Frequency).ToString("F2", CultureInfo.InvariantCulture);
             return string.Create(
                 CultureInfo.InvariantCulture,
-                $"| {Name} | {Docs} x {Window} | {OpsPerSecond:N0} | {BatchesPerSecond:N0} | {OpsPerBatch:N0} | {CommitMs:F1} | {ClientCpuMicrosPerOp:F1} | {(double.IsNaN(ServerCpuMicrosPerOp) ? "-" : ServerCpuMicrosPerOp.ToString("F1", CultureInfo.InvariantCulture))} | {Ms(Latency.GetValueAtPercentile(50))} | {Ms(Latency.GetValueAtPercentile(99))} | {Ms(Latency.GetValueAtPercentile(99.9))} | {Ms(Latency.GetMaxValue())} |");
+                $"| {Name} | {Docs} x {Window} | {OpsPerSecond:N0} | {BatchesPerSecond:N0} | {OpsPerBatch:N0} | {CommitMs:F1} | {ClientCpuMicrosPerOp:F1} | {(double.IsNaN(ServerCpuMicrosPerOp) ? "-" : ServerCpuMicrosPerOp.ToString("F1", CultureInfo.InvariantCulture))} | {AllocatedBytesPerOp:F0} | {Ms(Latency.GetValueAtPercentile(50))} | {Ms(Latency.GetValueAtPercentile(99))} | {Ms(Latency.GetValueAtPercentile(99.9))} | {Ms(Latency.GetMaxValue())} |");
         }
     }
 
