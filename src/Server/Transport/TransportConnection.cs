@@ -55,6 +55,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private int _queueCount;
     private long _queuedBytes;
     private bool _draining;
+    private bool _drainDeferred;
+    private int _batchThread;
     private bool _outputFailed;
     private ValueTask<FlushResult> _pendingFlush;
     private Action? _onFlushCompleted;
@@ -69,6 +71,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private byte[]? _assembly;
     private int _assemblyLength;
     private Utf8Validator _utf8;
+    private long _framesInBatch;
 
     public TransportConnection(TransportServices services, IDuplexPipe transport, IPEndPoint? remoteEndPoint, ConnectionContext? context)
     {
@@ -589,6 +592,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
 
             bool stop = false;
+            long messages = 0;
+            BeginBatch();
             try
             {
                 while (true)
@@ -605,12 +610,20 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                         break;
                     }
 
-                    metrics.MessagesReceived.Inc();
+                    messages++;
                     try
                     {
                         if (!_discarding && _session is not null)
                         {
-                            await _session.OnMessageAsync(message, isText).ConfigureAwait(false);
+                            ValueTask handled = _session.OnMessageAsync(message, isText);
+                            if (!handled.IsCompletedSuccessfully)
+                            {
+                                // The application goes asynchronous (e.g. waits for a commit): what it queued
+                                // so far must not wait for it, and nothing else should be deferred meanwhile.
+                                EndBatch();
+                                await handled.ConfigureAwait(false);
+                                BeginBatch();
+                            }
                         }
                     }
                     catch (Exception ex) when (!IsConnectionFailure(ex))
@@ -629,6 +642,19 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
             finally
             {
+                // One flush for everything this batch of frames produced (echoes, pongs, acks).
+                EndBatch();
+                if (messages > 0)
+                {
+                    metrics.MessagesReceived.Inc(messages);
+                }
+
+                if (_framesInBatch > 0)
+                {
+                    metrics.FramesReceived.Inc(_framesInBatch);
+                    _framesInBatch = 0;
+                }
+
                 metrics.BytesReceived.Inc(startLength - buffer.Length);
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
@@ -794,10 +820,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
         finally
         {
-            if (frames > 0)
-            {
-                _services.Metrics.FramesReceived.Inc(frames);
-            }
+            _framesInBatch += frames;
         }
     }
 
@@ -1173,7 +1196,43 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         _draining = true;
+        if (_batchThread == Environment.CurrentManagedThreadId)
+        {
+            // Queued by the read loop itself while it processes a batch: drained once when the batch ends.
+            _drainDeferred = true;
+            return false;
+        }
+
         return true;
+    }
+
+    /// <summary>
+    /// The read loop starts processing frames synchronously on this thread: sends it makes are coalesced
+    /// until <see cref="EndBatch"/> instead of each scheduling a drain.
+    /// </summary>
+    private void BeginBatch()
+    {
+        lock (_sync)
+        {
+            _batchThread = Environment.CurrentManagedThreadId;
+        }
+    }
+
+    /// <summary>Ends coalescing and drains inline on the reader's thread: no thread hop for replies.</summary>
+    private void EndBatch()
+    {
+        bool drain;
+        lock (_sync)
+        {
+            _batchThread = 0;
+            drain = _drainDeferred;
+            _drainDeferred = false;
+        }
+
+        if (drain)
+        {
+            Drain();
+        }
     }
 
     private OutboundMessage? DequeueLocked()

@@ -4,13 +4,21 @@ using Collab.Server.Transport;
 
 namespace Collab.Server.Tests.Transport;
 
+[CollectionDefinition(nameof(AllocationCollection), DisableParallelization = true)]
+public sealed class AllocationCollection
+{
+}
+
 /// <summary>
 /// After warm-up, receiving and sending messages allocates nothing in the transport. Measured on the one
 /// thread that drives an in-memory connection (inline pipe schedulers, inline output), so every byte the
 /// transport allocates for a message is counted, and nothing else is. The bodies run under Task.Run:
 /// xunit executes tests on its own TaskScheduler, under which completed async methods resume their
 /// callers on the thread pool instead of inline, which would move work off the measured thread.
+/// They run alone (no parallel tests): other tests draining ArrayPool.Shared's buckets would make a
+/// rent miss and allocate, which is the pool's behaviour under contention, not a per-message cost.
 /// </summary>
+[Collection(nameof(AllocationCollection))]
 public sealed class AllocationTests
 {
     private const int WarmUp = 2_000;
