@@ -325,6 +325,13 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>Adds the traffic since the last call to the Prometheus counters (heartbeat and end of connection).</summary>
     internal void PublishTraffic()
     {
+        // Most connections are idle between ticks: skip the lock when nothing moved. The published
+        // fields only change under the lock, so a stale read here at worst takes the lock needlessly.
+        if (Volatile.Read(ref _bytesIn) == _bytesInPublished && Volatile.Read(ref _flushes) == _flushesPublished)
+        {
+            return;
+        }
+
         lock (_sync)
         {
             TransportMetrics metrics = _services.Metrics;
