@@ -447,7 +447,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         PlainHttpResponse response = await handler(CancellationToken.None).ConfigureAwait(false);
-        bool keepAlive = request.KeepAlive && !_shutdownRequested;
+        bool keepAlive = request.KeepAlive && !_shutdownRequested && !_services.Registry.IsShuttingDown;
         HttpResponseWriter.WriteResponse(_output, response.StatusCode, response.ContentType, response.Body.Span, keepAlive, omitBody: request.IsHead);
         FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
         return keepAlive && !flush.IsCompleted && !flush.IsCanceled;
