@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
-using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -130,18 +129,6 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     /// <summary>The reason recorded for the end of this connection, or null while it is alive.</summary>
     internal ConnectionEndReason? EndReason => Volatile.Read(ref _endReason) is int r and >= 0 ? (ConnectionEndReason)r : null;
-
-    /// <summary>Framed bytes queued and not yet copied to the socket pipe.</summary>
-    internal long QueuedBytes
-    {
-        get
-        {
-            lock (_sync)
-            {
-                return _queuedBytes;
-            }
-        }
-    }
 
     /// <summary>Runs the connection to completion. Never throws.</summary>
     public async Task RunAsync()
