@@ -86,6 +86,7 @@ public static class CollabServerHost
         // Hosted services start in order (storage, then security loads signing keys, then the transport accepts)
         // and stop in reverse: the transport drains the connections before storage flushes the op log.
         services.AddHostedService<StorageLifetimeService>();
+        services.AddHostedService<RetentionService>();
         services.AddCollabSecurity(auth, limits);
         services.AddCollabTransport(transport);
         builder.WebHost.ConfigureCollabKestrel(transport);

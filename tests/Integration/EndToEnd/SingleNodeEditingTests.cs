@@ -49,18 +49,6 @@ public sealed class SingleNodeEditingTests(ITestOutputHelper output)
         run.AssertOpLog(docId => ReadLog(server.DataDirectory, docId), converged);
     }
 
-    private static IReadOnlyList<OpRecord> ReadLog(string dataDirectory, string docId)
-    {
-        var options = new StorageOptions { DataDirectory = dataDirectory };
-        IOpStore store = OpStoreFactory.Create(options);
-        try
-        {
-            store.InitializeAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
-            return store.ReadOpsAsync(docId, 0, long.MaxValue, int.MaxValue, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        }
-        finally
-        {
-            store.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
-    }
+    private static IReadOnlyList<OpRecord> ReadLog(string dataDirectory, string docId) =>
+        DurabilityFaultTests.ReadLog(new StorageOptions { DataDirectory = dataDirectory }, docId);
 }

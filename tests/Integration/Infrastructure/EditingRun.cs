@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Collab.Client;
+using Collab.Engine;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Xunit.Abstractions;
@@ -39,6 +40,12 @@ internal sealed class EditingRun : IAsyncDisposable
     public IReadOnlyList<string> DocIds => _docIds;
 
     public int Disconnects { get; private set; }
+
+    /// <summary>Acknowledgements received so far, across all clients.</summary>
+    public long AckCount => _editors.Sum(e => (long)e.Acked.Count);
+
+    /// <summary>WebSocket connections opened so far (first connects and reconnects).</summary>
+    public int Connects => _editors.Sum(e => Volatile.Read(ref e.Chaos.Connects));
 
     public async Task ConnectAsync(CancellationToken ct)
     {
@@ -222,21 +229,30 @@ internal sealed class EditingRun : IAsyncDisposable
                     return;
                 }
 
-                int length = (int)Document.Snapshot.Length;
-                if (length > 20 && rng.Next(3) == 0)
+                // A remote op may shrink the text between reading its length and editing: the SDK then
+                // rejects the edit (as it would a UI's stale selection) and the editor simply tries again.
+                try
                 {
-                    int pos = rng.Next(length);
-                    Document.Delete(pos, Math.Min(rng.Next(1, 6), length - pos));
-                }
-                else
-                {
-                    var sb = new StringBuilder();
-                    for (int i = rng.Next(1, 4); i > 0; i--)
+                    int length = (int)Document.Snapshot.Length;
+                    if (length > 20 && rng.Next(3) == 0)
                     {
-                        sb.Append(s_pieces[rng.Next(s_pieces.Length)]);
+                        int pos = rng.Next(length);
+                        Document.Delete(pos, Math.Min(rng.Next(1, 6), length - pos));
                     }
+                    else
+                    {
+                        var sb = new StringBuilder();
+                        for (int i = rng.Next(1, 4); i > 0; i--)
+                        {
+                            sb.Append(s_pieces[rng.Next(s_pieces.Length)]);
+                        }
 
-                    Document.Insert(rng.Next(length + 1), sb.ToString());
+                        Document.Insert(rng.Next(length + 1), sb.ToString());
+                    }
+                }
+                catch (OtException ex) when (ex.Code == OtErrorCode.OpTooLong)
+                {
+                    continue;
                 }
 
                 Edits++;

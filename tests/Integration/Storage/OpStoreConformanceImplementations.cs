@@ -161,6 +161,25 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         Assert.Contains("999", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(PostgresAppendMethod.MultiRowInsert)]
+    [InlineData(PostgresAppendMethod.RowByRowInsert)]
+    internal async Task The_benchmark_baselines_write_the_same_rows_and_detect_conflicts(PostgresAppendMethod method)
+    {
+        await using var store = new PostgresOpStore(Options) { AppendMethod = method };
+        var batch = new List<Collab.Engine.Sequencing.OpRecord>();
+        for (var v = 1; v <= 1500; v++)
+            batch.Add(StorageTestData.Op("baseline", v, author: v % 3 == 0 ? null : "someone"));
+        await store.AppendAsync([StorageTestData.Op("fenced", 2, clientId: "rival")], default);
+        batch.Add(StorageTestData.Op("fenced", 1));
+        batch.Add(StorageTestData.Op("fenced", 2));
+
+        var result = await store.AppendAsync(batch, default);
+
+        Assert.Equal(["fenced"], result.ConflictedDocs);
+        StorageTestData.AssertSame(batch.Take(1500).ToList(), await store.ReadOpsAsync("baseline", 0, 2000, 2000, default));
+    }
+
     private async Task<T> ScalarAsync<T>(string sql, params object[] parameters)
     {
         await using var connection = new NpgsqlConnection(Options.PostgresConnectionString);
