@@ -10,13 +10,15 @@ namespace Collab.Server.Security;
 /// a token bucket per address so a burst up to the per-minute figure is allowed and the budget refills
 /// steadily. IPv4 addresses count alone (IPv4-mapped IPv6 too); IPv6 addresses count per /64, the
 /// smallest block a single subscriber is normally assigned, so rotating through one's own /64 gains
-/// nothing. Idle addresses are forgotten by a sweep; the table is bounded (fails open beyond the bound).
+/// nothing. Loopback clients are exempt unless configured otherwise. Idle addresses are forgotten by a
+/// sweep; the table is bounded (fails open beyond the bound).
 /// </summary>
 internal sealed class ConnectionAttemptLimiter : IDisposable
 {
     private readonly ConcurrentDictionary<UInt128, Entry> _entries = new();
     private readonly RateLimit _limit;
     private readonly int _maxEntries;
+    private readonly bool _exemptLoopback;
     private readonly TimeProvider _time;
     private readonly ITimer? _sweeper;
 
@@ -24,6 +26,7 @@ internal sealed class ConnectionAttemptLimiter : IDisposable
     {
         _time = time;
         _maxEntries = options.MaxTrackedAddresses;
+        _exemptLoopback = options.ExemptLoopback;
         _limit = new RateLimit(options.ConnectionAttemptsPerIpPerMinute / 60.0, options.ConnectionAttemptsPerIpPerMinute);
         if (!_limit.IsUnlimited)
         {
@@ -38,7 +41,7 @@ internal sealed class ConnectionAttemptLimiter : IDisposable
     public bool TryAcquire(IPEndPoint? remote, out int retryAfterSeconds)
     {
         retryAfterSeconds = 0;
-        if (_limit.IsUnlimited || remote is null)
+        if (_limit.IsUnlimited || remote is null || (_exemptLoopback && IPAddress.IsLoopback(remote.Address)))
         {
             return true;
         }

@@ -44,9 +44,10 @@ public sealed class LimitsOptions
     public int UserPresenceBurst { get; set; } = 120;
 
     /// <summary>
-    /// Requests refused for a limit (rate, size, subscription cap) that a connection may accumulate within
-    /// <see cref="ViolationWindow"/> before it is closed with 4008. Each refusal is first answered with an error
-    /// (RATE_LIMITED is retryable), so a client that backs off never gets here.
+    /// Requests refused for a limit (message or op rate, size, subscription cap) that a connection may accumulate
+    /// within <see cref="ViolationWindow"/> before it is closed with 4008. Each refusal is first answered with an
+    /// error (RATE_LIMITED is retryable), so a client that backs off never gets here. Dropped presence updates do
+    /// not count (a presence flood runs into the message rate).
     /// </summary>
     public int ViolationsBeforeClose { get; set; } = 50;
 
@@ -59,6 +60,12 @@ public sealed class LimitsOptions
     /// (0) this and limit at the proxy instead.
     /// </summary>
     public int ConnectionAttemptsPerIpPerMinute { get; set; } = 300;
+
+    /// <summary>
+    /// Loopback clients are not counted by <see cref="ConnectionAttemptsPerIpPerMinute"/>: they are local processes
+    /// (a reverse proxy on the same host, through which every client appears as 127.0.0.1; tests; load generators).
+    /// </summary>
+    public bool ExemptLoopback { get; set; } = true;
 
     /// <summary>Addresses tracked by the per-address limiter at most; beyond it new addresses are let through untracked (fail open) and counted.</summary>
     public int MaxTrackedAddresses { get; set; } = 100_000;

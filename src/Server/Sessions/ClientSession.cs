@@ -460,15 +460,13 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         if (_limiter.TryPresence(out bool firstInStreak) is { } refused)
         {
             // Dropped: presence is ephemeral and the next update supersedes this one. One error per streak
-            // tells the client why; an error per dropped update would only double the flood.
+            // tells the client why; an error per dropped update would only double the flood. Not a violation:
+            // a chatty but honest editor (a selection per keystroke) must not be disconnected for it; a real
+            // flood runs into the message rate, whose refusals do count.
+            SecurityMetrics.Rejected(refused);
             if (firstInStreak)
             {
-                OverLimit(refused, ErrorCode.RateLimited, "Presence updates are sent faster than allowed; some are dropped.", requestId, update.DocId);
-            }
-            else
-            {
-                SecurityMetrics.Rejected(refused);
-                CountViolation(refused);
+                SendError(ErrorCode.RateLimited, "Presence updates are sent faster than allowed; some are dropped.", requestId, update.DocId);
             }
 
             return;

@@ -25,7 +25,6 @@ public sealed class HandshakeAuthTests : IAsyncLifetime
     public async Task InitializeAsync() => _server = await SecureServer.StartAsync(TokenFactory.Hs256Settings(new()
     {
         ["Auth:AdminToken"] = AdminToken,
-        ["Limits:ConnectionAttemptsPerIpPerMinute"] = "0", // every test connects from 127.0.0.1
     }));
 
     public async Task DisposeAsync() => await _server.DisposeAsync();

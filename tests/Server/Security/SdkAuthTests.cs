@@ -20,7 +20,6 @@ public sealed class SdkAuthTests : IAsyncLifetime
     {
         ["Auth:ClockSkew"] = "00:00:00",
         ["Auth:ExpiryWarning"] = "00:00:02",
-        ["Limits:ConnectionAttemptsPerIpPerMinute"] = "0",
     }));
 
     public async Task DisposeAsync() => await _server.DisposeAsync();

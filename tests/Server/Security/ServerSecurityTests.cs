@@ -48,7 +48,11 @@ public sealed class ServerSecurityTests
     [Fact]
     public async Task ConnectionAttemptsPerAddressAreAnswered429WithRetryAfter()
     {
-        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?> { ["Limits:ConnectionAttemptsPerIpPerMinute"] = "2" });
+        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Limits:ConnectionAttemptsPerIpPerMinute"] = "2",
+            ["Limits:ExemptLoopback"] = "false", // the test client is on loopback
+        });
         await using RawWebSocketClient first = await RawWebSocketClient.ConnectAsync(server.Port);
         await using RawWebSocketClient second = await RawWebSocketClient.ConnectAsync(server.Port);
         RawHttpResponse third = await RawWebSocketClient.SendHttpAsync(server.Port,

@@ -124,12 +124,14 @@ public sealed class SessionLimitTests
     }
 
     [Fact]
-    public async Task PresenceFloodsAreDroppedWithOneErrorThenClosed()
+    public async Task PresenceOverItsRateIsDroppedWithOneErrorAndAFloodRunsIntoTheMessageRate()
     {
         await using SessionHarness harness = await SessionHarness.StartAsync(limits: l =>
         {
             l.PresencePerSecond = 5;
             l.PresenceBurst = 5;
+            l.MessagesPerSecond = 50;
+            l.MessageBurst = 50;
             l.ViolationsBeforeClose = 10;
         });
         FakeConnection client = await harness.ConnectAsync(harness.Tokens.Create("mouse"));
@@ -137,20 +139,46 @@ public sealed class SessionLimitTests
         await client.SubscribeAndWaitAsync("presence/1");
         await watcher.SubscribeAndWaitAsync("presence/1");
         int sent = 0;
-        for (int i = 0; i < 100 && client.CloseCode is null; i++)
+        for (int i = 0; i < 1000 && client.CloseCode is null; i++)
         {
             await client.SendAsync(new ClientMessage { Presence = new PresenceUpdate { DocId = "presence/1", Selection = new Selection { Anchor = 0, Head = 0 } } });
             sent++;
         }
 
+        // Hello and Subscribe took 2 of the 50 messages: 48 presence updates pass the message rate, of which 5
+        // are relayed and 43 dropped with a single error; then 11 message-rate refusals close the connection.
         Assert.Equal(SecurityCloseCodes.RateLimited, client.CloseCode);
-        Assert.Equal(5 + 10 + 1, sent);
-        ServerMessage error = Assert.Single(client.Received, m => m.Error is not null);
-        Assert.Equal(ErrorCode.RateLimited, error.Error.Code);
-        Assert.Equal("presence/1", error.Error.DocId);
-
-        // Only the accepted five reached the other subscriber.
+        Assert.Equal(48 + 11, sent);
+        ServerMessage presenceError = Assert.Single(client.Received, m => m.Error is not null && m.Error.DocId == "presence/1");
+        Assert.Equal(ErrorCode.RateLimited, presenceError.Error.Code);
+        Assert.Equal(11, client.Received.Count(m => m.Error is not null && m.Error.DocId.Length == 0 && m.Error.Code == ErrorCode.RateLimited));
         await WaitForAsync(() => watcher.Received.Count(m => m.Presence is not null && m.Presence.ClientId == client.ClientId && m.Presence.Selection is not null) == 5);
+    }
+
+    [Fact]
+    public async Task AnEditorSendingPresenceTooOftenIsThrottledButNeverClosed()
+    {
+        await using SessionHarness harness = await SessionHarness.StartAsync(limits: l =>
+        {
+            l.PresencePerSecond = 20;
+            l.PresenceBurst = 20;
+            l.ViolationsBeforeClose = 5;
+        });
+        FakeConnection client = await harness.ConnectAsync(harness.Tokens.Create("chatty"));
+        await client.SubscribeAndWaitAsync("presence/2");
+
+        // 60 selection changes a second for 10 seconds: three times the presence rate, well within the message rate.
+        for (int second = 0; second < 10; second++)
+        {
+            for (int i = 0; i < 60; i++)
+            {
+                await client.SendAsync(new ClientMessage { Presence = new PresenceUpdate { DocId = "presence/2", Selection = new Selection { Anchor = 0, Head = 0 } } });
+                harness.Time.Advance(TimeSpan.FromMilliseconds(1000.0 / 60));
+            }
+        }
+
+        Assert.Null(client.CloseCode);
+        Assert.Contains(client.Received, m => m.Error is not null && m.Error.Code == ErrorCode.RateLimited);
     }
 
     [Fact]
@@ -252,6 +280,20 @@ public sealed class SessionLimitTests
         // Idle addresses are forgotten by the sweep (a full bucket decides like a missing one).
         time.Advance(TimeSpan.FromMinutes(2));
         Assert.Equal(0, limiter.TrackedAddresses);
+    }
+
+    [Fact]
+    public void LoopbackClientsAreExemptUnlessConfigured()
+    {
+        var loopback = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1);
+        var exempt = new ConnectionAttemptLimiter(new LimitsOptions { ConnectionAttemptsPerIpPerMinute = 1 }, new ManualTimeProvider());
+        Assert.True(exempt.TryAcquire(loopback, out _));
+        Assert.True(exempt.TryAcquire(loopback, out _));
+        Assert.True(exempt.TryAcquire(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Loopback, 1), out _));
+
+        var counted = new ConnectionAttemptLimiter(new LimitsOptions { ConnectionAttemptsPerIpPerMinute = 1, ExemptLoopback = false }, new ManualTimeProvider());
+        Assert.True(counted.TryAcquire(loopback, out _));
+        Assert.False(counted.TryAcquire(loopback, out _));
     }
 
     [Fact]
