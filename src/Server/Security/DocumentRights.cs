@@ -32,8 +32,10 @@ public sealed class DocumentRights
     /// <summary>True when the rights allow nothing: such a token has no business on the endpoint.</summary>
     public bool IsEmpty => _read.IsEmpty && _write.IsEmpty;
 
+    /// <summary>Whether the holder may subscribe to <paramref name="docId"/> (and so see its ops, presence and history).</summary>
     public bool CanRead(string docId) => _write.Matches(docId) || _read.Matches(docId);
 
+    /// <summary>Whether the holder may submit ops to <paramref name="docId"/>.</summary>
     public bool CanWrite(string docId) => _write.Matches(docId);
 
     /// <summary>Builds rights from pattern lists (tests, configuration); throws <see cref="FormatException"/> for an invalid pattern.</summary>

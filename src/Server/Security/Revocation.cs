@@ -35,6 +35,7 @@ public sealed class InProcessRevocationBus : IRevocationBus
     private readonly List<Action<RevocationEntry>> _handlers = [];
     private readonly Lock _gate = new();
 
+    /// <inheritdoc />
     public ValueTask PublishAsync(RevocationEntry entry, CancellationToken cancellationToken)
     {
         Action<RevocationEntry>[] handlers;
@@ -51,6 +52,7 @@ public sealed class InProcessRevocationBus : IRevocationBus
         return ValueTask.CompletedTask;
     }
 
+    /// <inheritdoc />
     public void Subscribe(Action<RevocationEntry> handler)
     {
         lock (_gate)
@@ -150,6 +152,7 @@ public sealed class RevocationList : IDisposable
         Revoked?.Invoke(entry);
     }
 
+    /// <summary>Stops the sweep of expired entries.</summary>
     public void Dispose() => _sweeper.Dispose();
 
     internal void Sweep()

@@ -33,8 +33,10 @@ public sealed class SessionPrincipal
     /// <summary>The token's <c>exp</c>; null in anonymous mode.</summary>
     public DateTimeOffset? ExpiresAt { get; }
 
+    /// <summary>What the token allows with documents (everything when anonymous).</summary>
     public DocumentRights Rights { get; }
 
+    /// <summary>True on an anonymous server: no user, no token.</summary>
     public bool IsAnonymous => UserId is null;
 
     /// <summary>
@@ -43,6 +45,7 @@ public sealed class SessionPrincipal
     /// </summary>
     public string? UserTag { get; }
 
+    /// <summary>The principal of a validated token.</summary>
     public static SessionPrincipal ForUser(string userId, string? tokenId, DateTimeOffset expiresAt, DocumentRights rights)
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);

@@ -32,7 +32,7 @@ internal sealed class SigningKeys : IDisposable
         _log = log;
         if (options.SigningKeyBytes() is { } secret)
         {
-            _sharedKey = new SymmetricSecurityKey(secret) { KeyId = null };
+            _sharedKey = new SymmetricSecurityKey(secret);
         }
 
         if (!string.IsNullOrEmpty(options.JwksUrl))

@@ -65,8 +65,6 @@ internal sealed class TokenValidator
         _algorithms = [.. options.EffectiveAlgorithms()];
     }
 
-    public RevocationList Revocations => _revocations;
-
     public async ValueTask<AuthResult> ValidateAsync(string? token, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(token))

@@ -582,15 +582,12 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
         SecurityMetrics.AuthSucceeded(AuthStage.Reauth);
         _principal = next;
-        lock (_gate)
-        {
-            SetAuthDeadline(next);
-        }
-
-        // Rights may have shrunk: every subscription must still be readable.
         List<Subscription>? lost = null;
         lock (_gate)
         {
+            SetAuthDeadline(next);
+
+            // Rights may have shrunk: every subscription must still be readable.
             foreach (Subscription sub in _subscriptions.Values)
             {
                 if (!next.Rights.CanRead(sub.DocId))
