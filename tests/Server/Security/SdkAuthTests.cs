@@ -19,7 +19,7 @@ public sealed class SdkAuthTests : IAsyncLifetime
     public async Task InitializeAsync() => _server = await SecureServer.StartAsync(TokenFactory.Hs256Settings(new()
     {
         ["Auth:ClockSkew"] = "00:00:00",
-        ["Auth:ExpiryWarning"] = "00:00:02",
+        ["Auth:ExpiryWarning"] = "00:00:04", // generous: the refresh round trip must fit even on a loaded CI machine
     }));
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -47,7 +47,7 @@ public sealed class SdkAuthTests : IAsyncLifetime
         CollabClientOptions options = Options(_ =>
         {
             Interlocked.Increment(ref calls);
-            return _tokens.Create("alice", expires: DateTimeOffset.UtcNow.AddSeconds(4));
+            return _tokens.Create("alice", expires: DateTimeOffset.UtcNow.AddSeconds(6));
         });
         await using CollabClient client = await CollabClient.ConnectAsync(_server.WebSocketUri, options, cts.Token);
         client.Disconnected += (_, e) => disconnects.Enqueue(e);
