@@ -1,4 +1,5 @@
 using Collab.Engine.Sequencing;
+using Collab.Server.Cluster;
 using Collab.Server.Hosting;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
@@ -25,6 +26,7 @@ public static class CollabServerHost
         ["--data-dir"] = "Storage:DataDirectory",
         ["--postgres"] = "Storage:PostgresConnectionString",
         ["--node-id"] = "Node:NodeId",
+        ["--nats"] = "Cluster:NatsUrl",
     };
 
     /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
@@ -51,6 +53,14 @@ public static class CollabServerHost
         var node = new NodeOptions();
         config.GetSection(NodeOptions.Section).Bind(node);
         node.Validate();
+        var cluster = new ClusterOptions();
+        config.GetSection(ClusterOptions.Section).Bind(cluster);
+        if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
+        {
+            cluster.Enabled = true; // --nats alone (or Cluster:NatsUrl) selects cluster mode
+        }
+
+        cluster.Validate();
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -62,7 +72,10 @@ public static class CollabServerHost
         services.AddSingleton(storage);
         services.AddSingleton(documents);
         services.AddSingleton(node);
-        services.AddSingleton(sp => OpStoreFactory.Create(storage, sp.GetRequiredService<ILoggerFactory>()));
+        if (!cluster.Enabled)
+        {
+            services.AddSingleton(sp => OpStoreFactory.Create(storage, sp.GetRequiredService<ILoggerFactory>()));
+        }
         services.AddSingleton(sp => new GroupCommitStage(
             sp.GetRequiredService<IOpStore>(), storage, sp.GetRequiredService<ILogger<GroupCommitStage>>(), new StorageMetrics()));
         services.AddSingleton<IHistorySource>(sp => new StoreHistorySource(sp.GetRequiredService<IOpStore>()));
@@ -72,7 +85,8 @@ public static class CollabServerHost
             sp.GetRequiredService<IHistorySource>(),
             documents,
             storage.SnapshotEveryOps,
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions")));
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions"),
+            replicator: sp.GetService<ClusterNode>()));
         services.AddSingleton(sp => new SessionServices(sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes));
         services.AddSingleton<IWebSocketApplication>(sp => new CollabApplication(sp.GetRequiredService<SessionServices>()));
         services.AddSingleton<IReadinessCheck>(sp => new StorageReadinessCheck(sp.GetRequiredService<GroupCommitStage>()));
@@ -80,6 +94,11 @@ public static class CollabServerHost
         // Hosted services stop in reverse order: the transport (registered last) drains the connections
         // before storage flushes the op log and closes the documents.
         services.AddHostedService<StorageLifetimeService>();
+        if (cluster.Enabled)
+        {
+            services.AddCollabCluster(cluster, storage, node.NodeId);
+        }
+
         services.AddCollabTransport(transport);
         builder.WebHost.ConfigureCollabKestrel(transport);
 
@@ -97,6 +116,11 @@ public static class CollabServerHost
         if (Environment.GetEnvironmentVariable("COLLAB_POSTGRES") is { Length: > 0 } postgres)
         {
             values["Storage:PostgresConnectionString"] = postgres;
+        }
+
+        if (Environment.GetEnvironmentVariable("COLLAB_NATS") is { Length: > 0 } nats)
+        {
+            values["Cluster:NatsUrl"] = nats;
         }
 
         return values;

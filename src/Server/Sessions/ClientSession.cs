@@ -315,7 +315,7 @@ internal sealed class ClientSession : IWebSocketSession
         }
 
         long started = Stopwatch.GetTimestamp();
-        ValueTask<SubmitResult> pending = subscription.Hub.Sequencer.SubmitAsync(
+        ValueTask<SubmitOutcome> pending = subscription.Hub.SubmitAsync(
             new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, UserId));
         if (pending.IsCompletedSuccessfully)
         {
@@ -327,9 +327,9 @@ internal sealed class ClientSession : IWebSocketSession
         }
     }
 
-    private async Task AwaitSubmittedAsync(ValueTask<SubmitResult> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    private async Task AwaitSubmittedAsync(ValueTask<SubmitOutcome> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
     {
-        SubmitResult result;
+        SubmitOutcome result;
         try
         {
             result = await pending.ConfigureAwait(false);
@@ -344,7 +344,7 @@ internal sealed class ClientSession : IWebSocketSession
         OnSubmitted(subscription, clientSeq, requestId, result, started);
     }
 
-    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitResult result, long started)
+    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitOutcome result, long started)
     {
         switch (result.Status)
         {
