@@ -113,6 +113,13 @@ public sealed class CollabDocument : IAsyncDisposable
     /// </summary>
     public event EventHandler<CollabErrorEventArgs>? Error;
 
+    /// <summary>
+    /// Raised when the server confirmed that one of this client's ops is durable: its client seq and the version it got
+    /// (an op resent after a reconnect is confirmed once). Edits made while an op was in flight travel together as the
+    /// next op, so one confirmation may cover several local edits.
+    /// </summary>
+    public event EventHandler<OpAcknowledgedEventArgs>? Acknowledged;
+
     /// <summary>The document id.</summary>
     public string DocId { get; }
 
@@ -741,6 +748,8 @@ public sealed class CollabDocument : IAsyncDisposable
 
     private void Acknowledge(long version)
     {
+        var acknowledged = new OpAcknowledgedEventArgs(_inflightSentClientId ?? string.Empty, _inflightSeq, version);
+        _client.Events.Post(() => Acknowledged?.Invoke(this, acknowledged));
         OtClientState<Rope, TextOp> state = _state!;
         _serverText = TextType.Apply(_serverText, PeekInFlight());
         _retryAttempt = 0;

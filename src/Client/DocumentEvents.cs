@@ -64,3 +64,23 @@ public sealed class PresenceChangedEventArgs : EventArgs
     /// <summary>The new selection, or <see langword="null"/> when the client left or cleared it.</summary>
     public RemotePresence? Presence { get; }
 }
+
+/// <summary>Arguments of <see cref="CollabDocument.Acknowledged"/>: one of this client's ops is durably part of the document.</summary>
+public sealed class OpAcknowledgedEventArgs : EventArgs
+{
+    internal OpAcknowledgedEventArgs(string clientId, ulong clientSeq, long version)
+    {
+        ClientId = clientId;
+        ClientSeq = clientSeq;
+        Version = version;
+    }
+
+    /// <summary>The client id the op was sent under (the op log's key together with <see cref="ClientSeq"/>).</summary>
+    public string ClientId { get; }
+
+    /// <summary>The op's client seq.</summary>
+    public ulong ClientSeq { get; }
+
+    /// <summary>The document version the op got.</summary>
+    public long Version { get; }
+}
