@@ -3,6 +3,7 @@ using Collab.Server.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Npgsql;
 
 namespace Collab.Server.Cluster;
 
@@ -20,8 +21,11 @@ internal static class ClusterHosting
 
         services.AddSingleton(options);
         services.AddSingleton(new LeaseTable(nodeId, options));
-        services.AddSingleton(sp => new LeaseStore(storage, nodeId, options.LeaseDuration));
-        services.AddSingleton<IOpStore>(sp => new PostgresOpStore(storage, sp.GetRequiredService<ILogger<PostgresOpStore>>())
+        services.AddSingleton(sp => new LeaseStore(storage, nodeId, options.LeaseDuration, sp.GetRequiredService<LeaseTable>().WriteTimeout));
+
+        // The op store's connections are named after the node, so a node taking over can end this one's stuck writes.
+        services.AddSingleton(sp => LeaseStore.CreateWriterDataSource(storage, nodeId));
+        services.AddSingleton<IOpStore>(sp => new PostgresOpStore(sp.GetRequiredService<NpgsqlDataSource>(), storage, sp.GetRequiredService<ILogger<PostgresOpStore>>())
         {
             WriteFence = sp.GetRequiredService<LeaseTable>(),
         });

@@ -14,17 +14,42 @@ internal readonly record struct LeaseRow(string DocId, string Owner, long Epoch,
 /// </summary>
 internal sealed class LeaseStore : IAsyncDisposable
 {
+    /// <summary>PostgreSQL keeps at most 63 bytes of an application name.</summary>
+    private const int MaxApplicationName = 63;
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _nodeId;
     private readonly TimeSpan _duration;
+    private readonly TimeSpan _writeTimeout;
 
-    public LeaseStore(StorageOptions storage, string nodeId, TimeSpan duration)
+    public LeaseStore(StorageOptions storage, string nodeId, TimeSpan duration, TimeSpan writeTimeout)
     {
         var builder = new NpgsqlDataSourceBuilder(storage.PostgresConnectionString);
-        builder.ConnectionStringBuilder.ApplicationName ??= "collab-leases";
+        builder.ConnectionStringBuilder.ApplicationName = "collab-leases";
         _dataSource = builder.Build();
         _nodeId = nodeId;
         _duration = duration;
+        _writeTimeout = writeTimeout;
+    }
+
+    /// <summary>
+    /// The application name of a node's op-store connections. An acquiring node recognises the previous owner's stuck
+    /// writers by it (see <see cref="TryAcquireAsync"/>).
+    /// </summary>
+    public static string WriterApplicationName(string nodeId)
+    {
+        string name = "collab-w:" + nodeId;
+        while (System.Text.Encoding.UTF8.GetByteCount(name) > MaxApplicationName)
+            name = name[..^1];
+        return name;
+    }
+
+    /// <summary>The op-store data source of a cluster node: its connections carry <see cref="WriterApplicationName"/>.</summary>
+    public static NpgsqlDataSource CreateWriterDataSource(StorageOptions storage, string nodeId)
+    {
+        var builder = new NpgsqlDataSourceBuilder(storage.PostgresConnectionString);
+        builder.ConnectionStringBuilder.ApplicationName = WriterApplicationName(nodeId);
+        return builder.Build();
     }
 
     /// <summary>
@@ -32,6 +57,13 @@ internal sealed class LeaseStore : IAsyncDisposable
     /// or null when another holder's lease is live. Waits at most <paramref name="lockTimeout"/> for a writer of the old
     /// owner that still has the row locked (its commit must land before this node loads the document).
     /// </summary>
+    /// <remarks>
+    /// A writer frozen in the middle of its transaction (a paused process) would hold the row lock, and the uncommitted
+    /// op-log rows, forever: PostgreSQL's statement timeout does not fire while a COPY waits for the client's data. So
+    /// once the old owner's lease has expired, its transactions older than the write timeout — necessarily stuck: a live
+    /// owner stops writing before its lease expires — are terminated first. That only rolls them back (their ops were
+    /// never acknowledged), and it needs the nodes to share a database role (or pg_signal_backend).
+    /// </remarks>
     public async Task<long?> TryAcquireAsync(string docId, TimeSpan lockTimeout, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -39,6 +71,25 @@ internal sealed class LeaseStore : IAsyncDisposable
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(
             $"SET LOCAL lock_timeout = {Math.Max(1, (long)lockTimeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
+
+        var terminate = new NpgsqlBatchCommand("""
+            SELECT pg_terminate_backend(a.pid)
+            FROM doc_leases l
+            JOIN pg_stat_activity a ON a.application_name = left('collab-w:' || l.owner, 63)
+            WHERE l.doc_id = $1 AND l.owner <> $2 AND l.expires_at <= clock_timestamp()
+              AND a.datname = current_database() AND a.pid <> pg_backend_pid()
+              AND a.xact_start < clock_timestamp() - $3
+            """);
+        terminate.Parameters.Add(new NpgsqlParameter<string> { TypedValue = docId });
+        terminate.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _nodeId });
+        terminate.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _writeTimeout, NpgsqlDbType = NpgsqlDbType.Interval });
+        batch.BatchCommands.Add(terminate);
+
+        // FOR UPDATE conflicts with the KEY SHARE lock the op store's write fence holds on the row: a write of the old
+        // owner that passed its check commits before this acquisition, never after it.
+        var lockRow = new NpgsqlBatchCommand("SELECT 1 FROM doc_leases WHERE doc_id = $1 FOR UPDATE");
+        lockRow.Parameters.Add(new NpgsqlParameter<string> { TypedValue = docId });
+        batch.BatchCommands.Add(lockRow);
         var acquire = new NpgsqlBatchCommand("""
             INSERT INTO doc_leases AS l (doc_id, owner, epoch, expires_at)
             VALUES ($1, $2, 1, clock_timestamp() + $3)
@@ -56,12 +107,13 @@ internal sealed class LeaseStore : IAsyncDisposable
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
-                while (reader.FieldCount == 0 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+                // SET, the terminations and the row lock (their rows are ignored), then the upsert's RETURNING epoch.
+                do
                 {
+                    if (reader.FieldCount == 1 && reader.GetName(0) == "epoch" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        epoch = reader.GetInt64(0);
                 }
-
-                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    epoch = reader.GetInt64(0);
+                while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
             }
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

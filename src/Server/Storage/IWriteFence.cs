@@ -3,7 +3,7 @@ namespace Collab.Server.Storage;
 /// <summary>
 /// Write-time fencing of a cluster node (docs/CLUSTER.md, "Fencing"). A store given a fence writes a document's ops only
 /// while this node holds the document's lease: inside the transaction that writes them it locks the documents' lease rows
-/// (FOR SHARE, so no other node can take a lease until the write commits) and refuses every document whose lease is not
+/// (FOR KEY SHARE; another node takes a lease FOR UPDATE, so it waits until the write commits) and refuses every document whose lease is not
 /// this node's, not of the epoch the node believes it holds, or expired. Such documents are reported like version
 /// conflicts, which stops their sequencers. Each op is stored with the epoch it was written under.
 /// </summary>

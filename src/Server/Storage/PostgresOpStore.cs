@@ -554,9 +554,10 @@ public sealed class PostgresOpStore : IOpStore
 
     /// <summary>
     /// The write fence (cluster mode), run first in the append transaction: bounds the transaction's duration, locks the
-    /// batch's lease rows FOR SHARE (a rival's acquire waits until this transaction ends, so it loads every op written
-    /// here) and leaves out every document whose lease is not this node's live lease of the expected epoch. Returns the
-    /// epoch to store with each remaining document's ops.
+    /// batch's lease rows FOR KEY SHARE and leaves out every document whose lease is not this node's live lease of the
+    /// expected epoch. Returns the epoch to store with each remaining document's ops. A rival's acquisition locks the row
+    /// FOR UPDATE, which waits until this transaction ends (so it loads every op written here); this node's own renewals
+    /// only update a non-key column and do not wait for its writes (a FOR SHARE lock here would starve them).
     /// </summary>
     private static async Task<Dictionary<string, long>> CheckLeasesAsync(
         NpgsqlConnection connection,
@@ -585,7 +586,7 @@ public sealed class PostgresOpStore : IOpStore
         command.BatchCommands.Add(new NpgsqlBatchCommand($"SET LOCAL statement_timeout = {timeoutMs}"));
         command.BatchCommands.Add(new NpgsqlBatchCommand($"SET LOCAL idle_in_transaction_session_timeout = {timeoutMs}"));
         var select = new NpgsqlBatchCommand(
-            "SELECT doc_id, owner, epoch, expires_at > clock_timestamp() FROM doc_leases WHERE doc_id = ANY($1) FOR SHARE");
+            "SELECT doc_id, owner, epoch, expires_at > clock_timestamp() FROM doc_leases WHERE doc_id = ANY($1) FOR KEY SHARE");
         select.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. expected.Keys] });
         command.BatchCommands.Add(select);
 
@@ -593,7 +594,7 @@ public sealed class PostgresOpStore : IOpStore
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             // The two SETs return no rows; the lease rows come in the last result set.
-            while (reader.FieldCount == 0 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+            while (reader.FieldCount != 4 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
             {
             }
 

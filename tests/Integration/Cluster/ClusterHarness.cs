@@ -210,10 +210,11 @@ internal sealed class ClusterHarness : IAsyncDisposable
         return all.ToString();
     }
 
+    /// <summary>Every node's whole kept output into the test's output (failure diagnostics).</summary>
     public void DumpLogs()
     {
         foreach (ServerProcess node in _nodes)
-            _output.WriteLine(node.LogTail(200));
+            _output.WriteLine(node.LogTail(4000));
     }
 
     public async ValueTask DisposeAsync()
