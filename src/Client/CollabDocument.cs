@@ -108,17 +108,16 @@ public sealed class CollabDocument : IAsyncDisposable
     public event EventHandler<PresenceChangedEventArgs>? PresenceChanged;
 
     /// <summary>
+    /// One of this client's ops is durable on the server: raised once per op, with the version it got.
+    /// (An ack lost in a disconnect is recovered on resume, so every acknowledged op is reported exactly once.)
+    /// </summary>
+    public event EventHandler<OpAcknowledgedEventArgs>? Acknowledged;
+
+    /// <summary>
     /// The server reported an error for this document. For a rejected submit (non-retryable) the op has been
     /// dropped and the document resyncs from a snapshot; retryable errors are retried automatically.
     /// </summary>
     public event EventHandler<CollabErrorEventArgs>? Error;
-
-    /// <summary>
-    /// Raised when the server confirmed that one of this client's ops is durable: its client seq and the version it got
-    /// (an op resent after a reconnect is confirmed once). Edits made while an op was in flight travel together as the
-    /// next op, so one confirmation may cover several local edits.
-    /// </summary>
-    public event EventHandler<OpAcknowledgedEventArgs>? Acknowledged;
 
     /// <summary>The document id.</summary>
     public string DocId { get; }
@@ -748,7 +747,7 @@ public sealed class CollabDocument : IAsyncDisposable
 
     private void Acknowledge(long version)
     {
-        var acknowledged = new OpAcknowledgedEventArgs(_inflightSentClientId ?? string.Empty, _inflightSeq, version);
+        var acknowledged = new OpAcknowledgedEventArgs(_inflightSentClientId ?? _client.ClientId, _inflightSeq, version);
         _client.Events.Post(() => Acknowledged?.Invoke(this, acknowledged));
         OtClientState<Rope, TextOp> state = _state!;
         _serverText = TextType.Apply(_serverText, PeekInFlight());
@@ -956,15 +955,22 @@ public sealed class CollabDocument : IAsyncDisposable
         if (state.HasInflight)
         {
             TextOp inflight = PeekInFlight();
-            if (fate == InflightFate.NotIncluded)
+            TextOp buffer = state.HasBuffer ? BufferOp(inflight) : TextOp.Empty;
+            switch (fate)
             {
-                pending = state.HasBuffer ? TextType.Compose(inflight, BufferOp(inflight)) : inflight;
-            }
-            else
-            {
-                // In the snapshot already, or rejected for good: only the buffered edits survive.
-                basis = TextType.Apply(basis, inflight);
-                pending = state.HasBuffer ? TextDiff.Between(basis.ToString(), before.ToString()) : TextOp.Empty;
+                case InflightFate.NotIncluded:
+                    // Never sequenced: everything pending is still to be applied.
+                    pending = buffer.IsNoop ? inflight : TextType.Compose(inflight, buffer);
+                    break;
+                case InflightFate.Rejected:
+                    // Dropped for good: take it out of the buffer's context exactly (its inverse), keep the buffer.
+                    pending = buffer.IsNoop ? TextOp.Empty : TextType.Transform(buffer, TextType.Invert(inflight, _serverText), TransformSide.Left);
+                    break;
+                default:
+                    // Already in the snapshot: only the buffered edits are new.
+                    basis = TextType.Apply(basis, inflight);
+                    pending = buffer;
+                    break;
             }
         }
 

@@ -65,22 +65,18 @@ public sealed class PresenceChangedEventArgs : EventArgs
     public RemotePresence? Presence { get; }
 }
 
-/// <summary>Arguments of <see cref="CollabDocument.Acknowledged"/>: one of this client's ops is durably part of the document.</summary>
-public sealed class OpAcknowledgedEventArgs : EventArgs
+/// <summary>Arguments of <see cref="CollabDocument.Acknowledged"/>.</summary>
+/// <param name="clientId">The client id the op was submitted under.</param>
+/// <param name="clientSeq">The op's client seq.</param>
+/// <param name="version">The document version the op produced.</param>
+public sealed class OpAcknowledgedEventArgs(string clientId, ulong clientSeq, long version) : EventArgs
 {
-    internal OpAcknowledgedEventArgs(string clientId, ulong clientSeq, long version)
-    {
-        ClientId = clientId;
-        ClientSeq = clientSeq;
-        Version = version;
-    }
-
-    /// <summary>The client id the op was sent under (the op log's key together with <see cref="ClientSeq"/>).</summary>
-    public string ClientId { get; }
+    /// <summary>The client id the op was submitted under.</summary>
+    public string ClientId { get; } = clientId;
 
     /// <summary>The op's client seq.</summary>
-    public ulong ClientSeq { get; }
+    public ulong ClientSeq { get; } = clientSeq;
 
-    /// <summary>The document version the op got.</summary>
-    public long Version { get; }
+    /// <summary>The document version the op produced.</summary>
+    public long Version { get; } = version;
 }

@@ -94,6 +94,7 @@ public static class CollabServerHost
         // Hosted services stop in reverse order: the transport (registered last) drains the connections
         // before storage flushes the op log and closes the documents.
         services.AddHostedService<StorageLifetimeService>();
+        services.AddHostedService<RetentionService>();
         if (cluster.Enabled)
         {
             services.AddCollabCluster(cluster, storage, node.NodeId);

@@ -12,7 +12,7 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (Exception ex) when (ex is InvalidOperationException or Collab.Server.Transport.TransportConfigurationException or ArgumentException)
+catch (Exception ex) when (ex is Microsoft.Extensions.Options.OptionsValidationException or Collab.Server.Transport.TransportConfigurationException)
 {
     Console.Error.WriteLine($"collab: invalid configuration: {ex.Message}");
     return 2;

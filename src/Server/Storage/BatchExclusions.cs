@@ -53,10 +53,12 @@ internal sealed class BatchExclusions
 
     /// <summary>
     /// Fences documents that carry the same version twice in this batch (two sequencers of one document in this
-    /// process): the store's own unique check rejects the batch, but no row exists to find the owner by.
+    /// process): the store's own unique check rejects the batch, but no row exists to find the owner by. True when
+    /// any was found.
     /// </summary>
-    public void ExcludeDuplicatesWithinBatch(IReadOnlyList<OpRecord> batch)
+    public bool ExcludeDuplicatesWithinBatch(IReadOnlyList<OpRecord> batch)
     {
+        var found = false;
         var seen = new HashSet<(string DocId, long Version)>();
         for (var i = 0; i < batch.Count; i++)
         {
@@ -65,8 +67,10 @@ internal sealed class BatchExclusions
                 continue;
             _excludedDocs.Add(record.DocId);
             _conflicted.Add(record.DocId);
-            _changes++;
+            found = true;
         }
+
+        return found;
     }
 
     /// <summary>True when something was excluded since the previous call.</summary>

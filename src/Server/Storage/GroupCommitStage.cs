@@ -115,13 +115,15 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             if (_closing)
                 return ValueTask.FromException(new OperationCanceledException("The durability stage is shutting down."));
-            if (_fenced.Contains(op.DocId))
-                return ValueTask.FromException(new VersionConflictException(op.DocId, op.Version));
 
             pending = _pool.TryPop(out var pooled) ? pooled : new PendingCommit(this);
             pending.Record = op;
             pending.CancellationToken = cancellationToken;
             pending.EnqueuedAt = Stopwatch.GetTimestamp();
+
+            // A call for a fenced document fails, but through the queue: its document's earlier calls may still be
+            // waiting for their (failed) completion, and completions keep call order.
+            pending.Fenced = _fenced.Count > 0 && _fenced.Contains(op.DocId);
             _queue.Add(pending);
 
             // Wake the committer only when it is parked and this op changes its decision: the queue became non-empty
@@ -258,7 +260,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             var pending = _queue[i];
             var docId = pending.Record.DocId;
-            if (pending.CancellationToken.IsCancellationRequested || (batch.CancelledDocs?.Contains(docId) ?? false))
+            if (pending.Fenced)
+            {
+                batch.Add(pending, Outcome.Fenced);
+            }
+            else if (pending.CancellationToken.IsCancellationRequested || (batch.CancelledDocs?.Contains(docId) ?? false))
             {
                 (batch.CancelledDocs ??= new HashSet<string>(StringComparer.Ordinal)).Add(docId);
                 batch.Add(pending, Outcome.Cancelled);
@@ -496,6 +502,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         public OpRecord Record;
         public CancellationToken CancellationToken;
         public long EnqueuedAt;
+        public bool Fenced;
 
         public short Version => _core.Version;
 
@@ -513,6 +520,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             {
                 Record = default;
                 CancellationToken = default;
+                Fenced = false;
                 _core.Reset();
                 owner.Return(this);
             }

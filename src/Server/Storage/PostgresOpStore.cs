@@ -172,9 +172,7 @@ public sealed class PostgresOpStore : IOpStore
                 // earlier attempt of ours committed, and write the rest again.
                 exclusions ??= new BatchExclusions();
                 await ClassifyExistingAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false);
-                if (!exclusions.TakeProgress())
-                    exclusions.ExcludeDuplicatesWithinBatch(batch);
-                if (!exclusions.TakeProgress())
+                if (!exclusions.TakeProgress() && !exclusions.ExcludeDuplicatesWithinBatch(batch))
                 {
                     // The clashing row is gone again (a prune removed it between the two statements): retry a few
                     // times, then let the caller's back-off take over rather than spin.

@@ -172,9 +172,7 @@ public sealed class SqliteOpStore : IOpStore
                 transaction.Rollback();
                 exclusions ??= new BatchExclusions();
                 ClassifyExisting(batch, exclusions);
-                if (!exclusions.TakeProgress())
-                    exclusions.ExcludeDuplicatesWithinBatch(batch);
-                if (!exclusions.TakeProgress())
+                if (!exclusions.TakeProgress() && !exclusions.ExcludeDuplicatesWithinBatch(batch))
                 {
                     throw new InvalidOperationException(
                         $"SQLite reported a primary-key violation for document '{batch[failedAt].DocId}' version {batch[failedAt].Version}, but no such row exists.");

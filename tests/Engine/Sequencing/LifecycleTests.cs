@@ -122,7 +122,7 @@ public sealed class LifecycleTests
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var stage = new RecordingDurabilityStage();
-        var history = new MemoryHistorySource((after, to) => [.. stage.OpsAfter("doc", after).Where(o => o.Version <= to)]);
+        var history = new MemoryHistorySource((after, to) => stage.OpsAfter("doc", after, to));
         var listener = new RecordingListener<string, ListOp>();
         var sequencer = Create(stage, listener, new SequencerOptions { HistoryMaxOps = 0 }, history);
         await sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout();

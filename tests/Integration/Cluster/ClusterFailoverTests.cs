@@ -30,7 +30,7 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
             string victim = before.Values.GroupBy(l => l.Owner).OrderByDescending(g => g.Count()).First().Key;
             string[] orphans = [.. before.Where(l => l.Value.Owner == victim).Select(l => l.Key)];
             int editorsOnVictim = editors.Count(e => e.Client.ServerId == victim);
-            cluster.Node(victim).Kill();
+            await cluster.Node(victim).KillAsync();
             var killed = Stopwatch.StartNew();
 
             // Every orphan gets a new owner under a newer epoch, within the failover bound.

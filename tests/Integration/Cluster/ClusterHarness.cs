@@ -43,10 +43,12 @@ internal sealed class ClusterHarness : IAsyncDisposable
         var harness = new ClusterHarness(output, connectionString, nats);
         try
         {
+            var starting = new List<Task<ServerProcess>>();
             for (int i = 1; i <= nodes; i++)
             {
                 var all = new Dictionary<string, string>(StringComparer.Ordinal)
                 {
+                    ["Node:NodeId"] = $"node{i}",
                     ["Storage:Provider"] = "Postgres",
                     ["Storage:PostgresConnectionString"] = connectionString,
                     ["Cluster:Enabled"] = "true",
@@ -58,7 +60,6 @@ internal sealed class ClusterHarness : IAsyncDisposable
                     ["Cluster:NodeExpiry"] = "00:00:01.500",
                     ["Cluster:JoinGracePeriod"] = "00:00:01",
                     ["Cluster:ForwardTimeout"] = "00:00:02",
-                    ["Logging:LogLevel:Default"] = "Warning",
                     ["Logging:LogLevel:Collab.Server.Cluster"] = "Information",
                 };
                 if (settings is not null)
@@ -67,11 +68,21 @@ internal sealed class ClusterHarness : IAsyncDisposable
                         all[key] = value;
                 }
 
-                harness._nodes.Add(ServerProcess.Create(new ServerProcessOptions { NodeId = $"node{i}", Settings = all }));
+                starting.Add(ServerProcess.StartAsync(all));
             }
 
-            // The first node creates the schema; the others start alongside (migrations take an advisory lock).
-            await Task.WhenAll(harness._nodes.Select(n => n.StartAsync()));
+            // All start together: migrations take an advisory lock, so one node creates the schema.
+            try
+            {
+                harness._nodes.AddRange(await Task.WhenAll(starting));
+            }
+            catch
+            {
+                foreach (Task<ServerProcess> start in starting.Where(t => t.IsCompletedSuccessfully))
+                    harness._nodes.Add(start.Result);
+                throw;
+            }
+
             harness.Balancer = new RoundRobinBalancer(harness._nodes.Select(n => n.Port).ToArray());
             await harness.WaitForMembershipAsync(nodes, TimeSpan.FromSeconds(20));
             return harness;

@@ -37,7 +37,7 @@ public sealed class NatsServer : IAsyncDisposable
     {
         var root = Path.Combine(Path.GetTempPath(), "collab-nats-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
-        var server = new NatsServer(root, LoopbackPorts.Free());
+        var server = new NatsServer(root, InProcessServer.FreePort());
         await File.WriteAllTextAsync(Path.Combine(root, "nats.conf"), string.Create(CultureInfo.InvariantCulture, $"""
             listen: "127.0.0.1:{server.Port}"
             ping_interval: "1s"

@@ -1,150 +1,168 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
-using System.Reflection;
+using System.Runtime.InteropServices;
 
 namespace Collab.Integration.Tests.Infrastructure;
 
-/// <summary>What a <see cref="ServerProcess"/> runs with.</summary>
-public sealed class ServerProcessOptions
-{
-    /// <summary>Node id (<c>--node-id</c>); also names the process in failure messages.</summary>
-    public string NodeId { get; init; } = "node-" + Guid.NewGuid().ToString("N")[..6];
-
-    /// <summary>The port; 0 picks a free one once (kept across restarts).</summary>
-    public int Port { get; init; }
-
-    /// <summary>Configuration settings passed as <c>--Key=Value</c> (for example <c>Storage:Provider</c>, <c>Cluster:NatsUrl</c>).</summary>
-    public IDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
-
-    /// <summary>Extra raw command-line arguments.</summary>
-    public IList<string> Arguments { get; init; } = [];
-
-    /// <summary>Extra environment variables.</summary>
-    public IDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
-
-    /// <summary>Working and data directory; a fresh temporary one when null (deleted on dispose).</summary>
-    public string? DataDirectory { get; init; }
-
-    /// <summary>How long <see cref="ServerProcess.StartAsync"/> waits for /readyz.</summary>
-    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(60);
-}
-
 /// <summary>
-/// The real server binary (<c>dotnet Collab.Server.dll</c>) in its own process, bound to 127.0.0.1: start it, wait for
-/// /readyz, and end it the ways production ends: SIGKILL (<see cref="Kill"/>), SIGTERM (<see cref="StopAsync"/>),
-/// SIGSTOP/SIGCONT (<see cref="Pause"/>/<see cref="Resume"/>), and start it again with the same settings and port. Its
-/// output is kept (bounded) for failure messages.
+/// The real server binary in its own process, so tests can do to it what production does: SIGKILL it
+/// under load, SIGTERM it (graceful drain), SIGSTOP/SIGCONT it, and start it again on the same port.
+/// Settings are passed as environment variables (Section__Key), exactly as an operator would.
 /// </summary>
-public sealed class ServerProcess : IAsyncDisposable
+public sealed partial class ServerProcess : IAsyncDisposable
 {
-    private const int KeptLogLines = 4000;
+    private const int SigKill = 9;
+    private const int SigTerm = 15;
+    private const int SigCont = 18;
+    private const int SigStop = 19;
 
-    private readonly ServerProcessOptions _options;
-    private readonly string _directory;
-    private readonly bool _ownsDirectory;
-    private readonly Queue<string> _log = new();
-    private readonly object _logGate = new();
+    private readonly IReadOnlyDictionary<string, string> _settings;
+    private readonly ConcurrentQueue<string> _log = new();
     private Process? _process;
-    private bool _disposed;
 
-    private ServerProcess(ServerProcessOptions options, int port, string directory, bool ownsDirectory)
+    private ServerProcess(int port, IReadOnlyDictionary<string, string> settings)
     {
-        _options = options;
         Port = port;
-        _directory = directory;
-        _ownsDirectory = ownsDirectory;
+        _settings = settings;
     }
 
-    /// <summary>The node id.</summary>
-    public string NodeId => _options.NodeId;
-
-    /// <summary>The TCP port on 127.0.0.1.</summary>
     public int Port { get; }
 
-    /// <summary>The WebSocket endpoint.</summary>
     public Uri WebSocketUri => new($"ws://127.0.0.1:{Port}/ws");
 
-    /// <summary>The HTTP base address (probes, metrics).</summary>
     public Uri HttpUri => new($"http://127.0.0.1:{Port}/");
 
-    /// <summary>The process id while running.</summary>
-    public int? ProcessId => _process is { HasExited: false } p ? p.Id : null;
-
-    /// <summary>Whether the process is running (paused counts as running).</summary>
     public bool IsRunning => _process is { HasExited: false };
 
-    /// <summary>Creates the harness (nothing runs until <see cref="StartAsync"/>).</summary>
-    public static ServerProcess Create(ServerProcessOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var owns = options.DataDirectory is null;
-        var directory = options.DataDirectory ?? Path.Combine(Path.GetTempPath(), "collab-node-" + Guid.NewGuid().ToString("N")[..12]);
-        Directory.CreateDirectory(directory);
-        return new ServerProcess(options, options.Port == 0 ? LoopbackPorts.Free() : options.Port, directory, owns);
-    }
+    public int? ProcessId => _process?.Id;
+
+    /// <summary>The node id from the settings (<c>Node:NodeId</c>), for cluster tests and failure messages.</summary>
+    public string NodeId => _settings.TryGetValue("Node:NodeId", out string? id) ? id : $"server:{Port}";
 
     /// <summary>Starts the server and waits until /readyz answers 200.</summary>
-    public async Task StartAsync(CancellationToken cancellationToken = default)
+    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, int? port = null, TimeSpan? readyTimeout = null)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (IsRunning)
-            throw new InvalidOperationException($"{NodeId} is already running.");
+        var server = new ServerProcess(port ?? InProcessServer.FreePort(), settings);
+        await server.StartAgainAsync(readyTimeout);
+        return server;
+    }
 
-        var start = new ProcessStartInfo
+    /// <summary>The server assembly next to this build of the tests (same configuration).</summary>
+    public static string ServerAssembly
+    {
+        get
         {
-            FileName = "dotnet",
-            UseShellExecute = false,
+            string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+            string root = AppContext.BaseDirectory;
+            while (!File.Exists(Path.Combine(root, "Collab.sln")))
+            {
+                root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
+            }
+
+            string path = Path.Combine(root, "src", "Server", "bin", configuration, "net10.0", "Collab.Server.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException($"Build the server first ({configuration}).", path);
+        }
+    }
+
+    public async Task StartAgainAsync(TimeSpan? readyTimeout = null)
+    {
+        if (IsRunning)
+        {
+            throw new InvalidOperationException("The server is already running.");
+        }
+
+        var info = new ProcessStartInfo("dotnet")
+        {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = _directory,
+            UseShellExecute = false,
         };
-        start.ArgumentList.Add(ServerAssembly());
-        foreach (var arg in (string[])["--port", Port.ToString(CultureInfo.InvariantCulture), "--node-id", NodeId, "--Transport:ListenAddress=127.0.0.1", $"--Storage:DataDirectory={_directory}"])
-            start.ArgumentList.Add(arg);
-        foreach (var (key, value) in _options.Settings)
-            start.ArgumentList.Add($"--{key}={value}");
-        foreach (var arg in _options.Arguments)
-            start.ArgumentList.Add(arg);
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        start.Environment["DOTNET_gcServer"] = "0";
-        foreach (var (key, value) in _options.Environment)
-            start.Environment[key] = value;
+        info.ArgumentList.Add(ServerAssembly);
+        info.ArgumentList.Add("--port");
+        info.ArgumentList.Add(Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        info.Environment["Transport__ListenAddress"] = "127.0.0.1";
+        info.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach ((string key, string value) in _settings)
+        {
+            info.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+        }
 
-        var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the server.");
-        process.OutputDataReceived += (_, e) => Append(e.Data);
-        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        Process process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start.");
+        process.OutputDataReceived += (_, e) => Record(e.Data);
+        process.ErrorDataReceived += (_, e) => Record(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _process = process;
-        Append($"---- {NodeId} started (pid {process.Id}) ----");
-        await WaitReadyAsync(_options.StartTimeout, cancellationToken).ConfigureAwait(false);
+        await WaitReadyAsync(readyTimeout ?? TimeSpan.FromSeconds(60));
     }
 
     /// <summary>Polls /readyz until it answers 200.</summary>
-    public async Task WaitReadyAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    public async Task WaitReadyAsync(TimeSpan timeout)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < timeout)
         {
-            if (_process is not { HasExited: false })
-                throw new InvalidOperationException($"{NodeId} exited with {_process?.ExitCode} before it was ready:\n{LogTail()}");
-            try
+            if (_process is { HasExited: true })
             {
-                using var response = await http.GetAsync(new Uri(HttpUri, "readyz"), cancellationToken).ConfigureAwait(false);
-                if (response.IsSuccessStatusCode)
-                    return;
-            }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
-            {
-                // Not listening yet.
+                throw new InvalidOperationException($"The server exited with {_process.ExitCode}:\n{LogTail()}");
             }
 
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"{NodeId} was not ready within {timeout}:\n{LogTail()}");
-            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                using HttpResponseMessage response = await http.GetAsync(new Uri(HttpUri, "readyz"));
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+
+            await Task.Delay(100);
+        }
+
+        throw new TimeoutException($"The server was not ready within {timeout}:\n{LogTail()}");
+    }
+
+    /// <summary>SIGKILL: no drain, no flush, no snapshot — what a crash or an OOM kill does.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            Signal(process, SigKill);
+            await process.WaitForExitAsync();
         }
     }
+
+    /// <summary>SIGTERM: the graceful drain (close 1001, flush the op log), then waits for the exit.</summary>
+    public async Task<int> StopAsync(TimeSpan? timeout = null)
+    {
+        if (_process is not { HasExited: false } process)
+        {
+            return _process?.ExitCode ?? 0;
+        }
+
+        Signal(process, SigTerm);
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
+        await process.WaitForExitAsync(cts.Token);
+        return process.ExitCode;
+    }
+
+    /// <summary>SIGSTOP: the process freezes (a long GC pause, a VM stall) without its sockets closing.</summary>
+    public void Pause() => Signal(_process!, SigStop);
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume() => Signal(_process!, SigCont);
+
+    public string LogTail(int lines = 60) => $"[{NodeId}]\n" + string.Join('\n', _log.TakeLast(lines));
+
+    /// <summary>Everything the process printed (the last few thousand lines).</summary>
+    public string Log() => string.Join('\n', _log);
 
     /// <summary>/readyz answers 200 right now.</summary>
     public async Task<bool> IsReadyAsync()
@@ -152,7 +170,7 @@ public sealed class ServerProcess : IAsyncDisposable
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         try
         {
-            using var response = await http.GetAsync(new Uri(HttpUri, "readyz")).ConfigureAwait(false);
+            using HttpResponseMessage response = await http.GetAsync(new Uri(HttpUri, "readyz"));
             return response.IsSuccessStatusCode;
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
@@ -161,146 +179,47 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>The /metrics text.</summary>
+    /// <summary>The Prometheus text of /metrics.</summary>
     public async Task<string> MetricsAsync()
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        return await http.GetStringAsync(new Uri(HttpUri, "metrics")).ConfigureAwait(false);
+        return await http.GetStringAsync(new Uri(HttpUri, "metrics"));
     }
 
-    /// <summary>SIGKILL: the process dies at once, mid-whatever.</summary>
-    public void Kill()
+    public async ValueTask DisposeAsync()
     {
         if (_process is { HasExited: false } process)
         {
-            Append($"---- {NodeId} SIGKILL ----");
-            process.Kill();
-            process.WaitForExit(10_000);
-        }
-    }
-
-    /// <summary>SIGTERM, then waits for the graceful shutdown (SIGKILL after <paramref name="timeout"/>).</summary>
-    public async Task StopAsync(TimeSpan? timeout = null)
-    {
-        if (_process is not { HasExited: false } process)
-            return;
-        Append($"---- {NodeId} SIGTERM ----");
-        Signals.Send(process.Id, Signals.SigTerm);
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
-        try
-        {
-            await process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            Kill();
-        }
-    }
-
-    /// <summary>SIGSTOP: the process freezes (its sockets stay open, its clocks keep running).</summary>
-    public void Pause()
-    {
-        if (_process is { HasExited: false } process)
-        {
-            Append($"---- {NodeId} SIGSTOP ----");
-            Signals.Send(process.Id, Signals.SigStop);
-        }
-    }
-
-    /// <summary>SIGCONT: the frozen process carries on where it stopped.</summary>
-    public void Resume()
-    {
-        if (_process is { HasExited: false } process)
-        {
-            Signals.Send(process.Id, Signals.SigCont);
-            Append($"---- {NodeId} SIGCONT ----");
-        }
-    }
-
-    /// <summary>Kills (if running) and starts again with the same settings and port.</summary>
-    public async Task RestartAsync(CancellationToken cancellationToken = default)
-    {
-        Kill();
-        _process?.Dispose();
-        _process = null;
-        await StartAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>The whole kept output.</summary>
-    public string Log()
-    {
-        lock (_logGate)
-            return string.Join('\n', _log);
-    }
-
-    /// <summary>The output's last lines, for failure messages.</summary>
-    public string LogTail(int lines = 60)
-    {
-        lock (_logGate)
-            return $"[{NodeId}]\n" + string.Join('\n', _log.Skip(Math.Max(0, _log.Count - lines)));
-    }
-
-    public ValueTask DisposeAsync()
-    {
-        if (_disposed)
-            return ValueTask.CompletedTask;
-        _disposed = true;
-        if (_process is { HasExited: false } process)
-        {
-            Signals.Send(process.Id, Signals.SigCont);
-            Kill();
+            Signal(process, SigCont);
+            Signal(process, SigKill);
+            await process.WaitForExitAsync();
         }
 
         _process?.Dispose();
-        if (_ownsDirectory)
-        {
-            try
-            {
-                Directory.Delete(_directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A straggling file handle: the temporary directory is left behind, nothing else is affected.
-            }
-        }
-
-        return ValueTask.CompletedTask;
     }
 
-    private void Append(string? line)
+    private void Record(string? line)
     {
         if (line is null)
+        {
             return;
-        lock (_logGate)
+        }
+
+        _log.Enqueue(line);
+        while (_log.Count > 4000)
         {
-            _log.Enqueue(line);
-            while (_log.Count > KeptLogLines)
-                _log.Dequeue();
+            _log.TryDequeue(out _);
         }
     }
 
-    /// <summary>
-    /// Collab.Server.dll of the same configuration as this test assembly: next to it when the build copied it with its
-    /// runtime configuration, else in the server project's own output folder.
-    /// </summary>
-    private static string ServerAssembly()
+    private static void Signal(Process process, int signal)
     {
-        var local = Path.Combine(AppContext.BaseDirectory, "Collab.Server.dll");
-        if (File.Exists(local) && File.Exists(Path.Combine(AppContext.BaseDirectory, "Collab.Server.runtimeconfig.json")))
-            return local;
-
-        var configuration = typeof(ServerProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        if (Kill(process.Id, signal) != 0 && !process.HasExited)
         {
-            if (File.Exists(Path.Combine(dir.FullName, "Collab.sln")))
-            {
-                var built = Path.Combine(dir.FullName, "src", "Server", "bin", configuration, "net10.0", "Collab.Server.dll");
-                if (File.Exists(built))
-                    return built;
-                break;
-            }
+            throw new InvalidOperationException($"kill({process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
         }
-
-        throw new InvalidOperationException($"Collab.Server.dll was not found next to the tests ({AppContext.BaseDirectory}) nor in src/Server/bin/{configuration}.");
     }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 }

@@ -2,8 +2,8 @@ using System.Runtime.InteropServices;
 
 namespace Collab.Integration.Tests.Infrastructure;
 
-/// <summary>POSIX signals for the process harnesses (.NET only sends SIGKILL by itself).</summary>
-internal static class Signals
+/// <summary>POSIX signals for harnesses of processes that are not the server (nats-server).</summary>
+internal static partial class Signals
 {
     public const int SigTerm = 15;
     public const int SigCont = 18;
@@ -12,21 +12,13 @@ internal static class Signals
     /// <summary>Sends <paramref name="signal"/> to <paramref name="pid"/>; false when the process is gone.</summary>
     public static bool Send(int pid, int signal) => Kill(pid, signal) == 0;
 
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int sig);
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int sig);
 }
 
-/// <summary>Loopback ports for the harnesses.</summary>
+/// <summary>Waits for loopback listeners (process harnesses).</summary>
 public static class LoopbackPorts
 {
-    /// <summary>A TCP port that was free on 127.0.0.1 a moment ago.</summary>
-    public static int Free()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     /// <summary>Waits until something accepts TCP connections on 127.0.0.1:<paramref name="port"/>.</summary>
     public static async Task WaitListeningAsync(int port, TimeSpan timeout, Func<bool>? givenUp = null)
     {
