@@ -50,6 +50,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private long _knownVersion;
     private long _publishedVersion;
     private long _lastCommitMs;
+    private long _ownedSince;
     private int _gapCheckScheduled;
     private int _stopping;
 
@@ -94,6 +95,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     /// <summary>Completes when <see cref="StopAsync"/> finished (a reopened document waits for its predecessor).</summary>
     public Task Stopped => _stopped.Task;
 
+    /// <summary>How long this node has owned the document (hand-offs wait a little, so views that briefly disagree do not bounce it).</summary>
+    public TimeSpan OwnedFor => IsOwner ? Stopwatch.GetElapsedTime(Volatile.Read(ref _ownedSince)) : TimeSpan.Zero;
+
     /// <summary>Milliseconds since the Unix epoch of the last commit this node sequenced (ticks follow activity).</summary>
     public long LastCommitMs => Volatile.Read(ref _lastCommitMs);
 
@@ -119,6 +123,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         _node.LeaseTable.Add(DocId, acquired, sentAt);
         _node.CommitStage.ClearFence(DocId);
         Interlocked.Exchange(ref _epoch, acquired);
+        Volatile.Write(ref _ownedSince, Stopwatch.GetTimestamp());
         Volatile.Write(ref _role, (int)Role.Owner);
         return true;
     }
@@ -417,8 +422,12 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
     }
 
-    /// <summary>The cluster said the document has reached at least <paramref name="version"/>; make sure this replica gets there.</summary>
-    public void NoteVersion(long version)
+    /// <summary>
+    /// The cluster said the document has reached at least <paramref name="version"/>; make sure this replica gets there:
+    /// unless the ops arrive on the stream within <see cref="ClusterOptions.ReplicaGapGrace"/> (or at once when
+    /// <paramref name="urgent"/>), they are read from the op log.
+    /// </summary>
+    public void NoteVersion(long version, bool urgent = false)
     {
         long known;
         while ((known = Interlocked.Read(ref _knownVersion)) < version && Interlocked.CompareExchange(ref _knownVersion, version, known) != known)
@@ -426,15 +435,24 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
 
         if (!WritesLog && version > Volatile.Read(ref _fedVersion) && Interlocked.Exchange(ref _gapCheckScheduled, 1) == 0)
-            _ = CheckBehindAsync();
+            _ = CheckBehindAsync(urgent ? TimeSpan.Zero : _node.Options.ReplicaGapGrace);
+    }
+
+    public async ValueTask WaitForVersionAsync(long version, CancellationToken cancellationToken)
+    {
+        NoteVersion(version, urgent: true);
+        long deadline = Stopwatch.GetTimestamp() + (long)(_node.Options.ForwardTimeout.TotalSeconds * Stopwatch.Frequency);
+        while (!WritesLog && Volatile.Read(ref _fedVersion) < version && Stopwatch.GetTimestamp() < deadline)
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>After a grace period (the batch may just be on its way), fetches from the log whatever is known to exist but has not arrived.</summary>
-    private async Task CheckBehindAsync()
+    private async Task CheckBehindAsync(TimeSpan grace)
     {
         try
         {
-            await Task.Delay(_node.Options.ReplicaGapGrace, _lifetime.Token).ConfigureAwait(false);
+            if (grace > TimeSpan.Zero)
+                await Task.Delay(grace, _lifetime.Token).ConfigureAwait(false);
             Volatile.Write(ref _gapCheckScheduled, 0);
             long known = Interlocked.Read(ref _knownVersion);
             if (WritesLog || known <= Volatile.Read(ref _fedVersion))
@@ -545,7 +563,15 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         if (IsStopping || Hub is null)
             return false;
 
-        await _transition.WaitAsync(_lifetime.Token).ConfigureAwait(false);
+        try
+        {
+            await _transition.WaitAsync(_lifetime.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return false; // stopping
+        }
+
         long acquired = 0;
         try
         {
@@ -568,6 +594,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 _node.CommitStage.ClearFence(DocId);
                 Interlocked.Exchange(ref _epoch, acquired);
                 Volatile.Write(ref _publishedVersion, Volatile.Read(ref _fedVersion));
+                Volatile.Write(ref _ownedSince, Stopwatch.GetTimestamp());
                 Volatile.Write(ref _role, (int)Role.Owner);
             }
             finally

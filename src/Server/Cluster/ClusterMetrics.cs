@@ -21,6 +21,7 @@ internal static class ClusterMetrics
     public static readonly Counter PublishedBatches = Metrics.CreateCounter("collab_cluster_published_batches_total", "Committed batches published to the document streams.");
     public static readonly Counter PublishDropped = Metrics.CreateCounter("collab_cluster_publish_dropped_total", "Batches and ticks not published (NATS down or queue full); replicas refill the gap from the op log.");
     public static readonly Counter ReplicatedOps = Metrics.CreateCounter("collab_cluster_replicated_ops_total", "Ops applied to replicas from the owners' streams or the op log.");
+    public static readonly Counter NatsDropped = Metrics.CreateCounter("collab_cluster_nats_dropped_total", "Messages NATS.Client.Core dropped because a subscription's buffer was full (the newest are dropped).");
     public static readonly Counter GapFills = Metrics.CreateCounter("collab_cluster_gap_fills_total", "Version gaps a replica filled from the op log (lost or dropped messages).");
     public static readonly Counter GapFillOps = Metrics.CreateCounter("collab_cluster_gap_fill_ops_total", "Ops read from the op log to fill replica gaps.");
     public static readonly Counter LeaseRenewFailures = Metrics.CreateCounter("collab_cluster_lease_renew_failures_total", "Lease renewal rounds that failed (database unreachable).");

@@ -73,6 +73,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         });
         Nats.ConnectionOpened += OnConnectionOpenedAsync;
         Nats.ConnectionDisconnected += OnConnectionDisconnectedAsync;
+        Nats.MessageDropped += OnMessageDroppedAsync;
     }
 
     public ClusterOptions Options { get; }
@@ -495,7 +496,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
                 continue;
             string? preferred = Rendezvous.Choose(document.DocId, eligible);
             bool mine = string.Equals(preferred, NodeId, StringComparison.Ordinal);
-            if (document.IsOwner && !mine)
+            if (document.IsOwner && !mine && document.OwnedFor >= Options.JoinGracePeriod)
                 _ = document.HandOffAsync($"node {preferred} owns it now");
             else if (!document.IsOwner && mine && document.IsStarted)
                 (candidates ??= []).Add(document);
@@ -551,6 +552,13 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    private ValueTask OnMessageDroppedAsync(object? sender, NatsMessageDroppedEventArgs args)
+    {
+        // A subscription's buffer was full: the replica sees the gap by version and fills it from the op log.
+        ClusterMetrics.NatsDropped.Inc();
+        return ValueTask.CompletedTask;
+    }
+
     private async Task CatchUpReplicasAsync()
     {
         try
@@ -566,7 +574,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             foreach (ClusterDocument document in replicas)
             {
                 if (versions.TryGetValue(document.DocId, out long version))
-                    document.NoteVersion(version);
+                    document.NoteVersion(version, urgent: true);
             }
         }
         catch (Exception ex) when (!_stopping.IsCancellationRequested)

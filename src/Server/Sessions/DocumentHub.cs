@@ -174,6 +174,12 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
     {
+        if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
+        {
+            // The client saw a newer version on another node: this replica is about to receive it.
+            await replica.WaitForVersionAsync(fromVersion, cancellationToken).ConfigureAwait(false);
+        }
+
         AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
         if (outcome.Status != AttachStatus.NeedsHistory)
         {

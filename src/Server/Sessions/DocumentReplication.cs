@@ -19,6 +19,12 @@ internal interface IDocumentReplication
     /// <summary>The hub and its sequencer exist (at <paramref name="version"/>): start owning or replicating.</summary>
     void Start(DocumentHub hub, long version);
 
+    /// <summary>
+    /// As a replica: waits (briefly) until the ops up to <paramref name="version"/> have arrived, for a client resuming here
+    /// after another node showed it that version. Returns without them when they do not come in time.
+    /// </summary>
+    ValueTask WaitForVersionAsync(long version, CancellationToken cancellationToken);
+
     /// <summary>Sends a local client's op to the owner; completes with the owner's answer. Never throws.</summary>
     ValueTask<SubmitOutcome> ForwardAsync(Submission<TextOp> submission);
 
