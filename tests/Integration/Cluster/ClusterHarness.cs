@@ -263,6 +263,7 @@ internal sealed class Editor : IAsyncDisposable
     private readonly Random _random;
     private readonly string _name;
     private int _edits;
+    private int _resyncs;
 
     private Editor(CollabClient client, string name, int seed)
     {
@@ -279,6 +280,9 @@ internal sealed class Editor : IAsyncDisposable
 
     public int Edits => _edits;
 
+    /// <summary>How often a document had to be reloaded from a snapshot (the stream it was served was not gap-free).</summary>
+    public int Resyncs => Volatile.Read(ref _resyncs);
+
     public static async Task<Editor> OpenAsync(ClusterHarness cluster, string name, int seed, IEnumerable<string> docIds, ServerProcess? node = null)
     {
         CollabClient client = await cluster.ConnectAsync(node);
@@ -287,6 +291,11 @@ internal sealed class Editor : IAsyncDisposable
         {
             CollabDocument document = await client.OpenDocumentAsync(docId);
             document.Acknowledged += (_, e) => editor.Acked.Enqueue(new Acked(docId, e.ClientId, e.ClientSeq, e.Version));
+            document.Changed += (_, e) =>
+            {
+                if (e.IsResync)
+                    Interlocked.Increment(ref editor._resyncs);
+            };
             editor.Documents[docId] = document;
         }
 
