@@ -91,6 +91,12 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     /// <summary>Raised (on the commit loop) when <see cref="IsHealthy"/> changes.</summary>
     public event EventHandler? HealthChanged;
 
+    /// <summary>
+    /// Called on the completion loop just before each call is completed (tests check the completion order with it: the
+    /// order in which awaiting continuations run is not observable, a late-registered one runs on the thread pool).
+    /// </summary>
+    internal Action<OpRecord>? CompletionObserver { get; set; }
+
     /// <summary>Ops queued for the next batch.</summary>
     public int QueuedOps
     {
@@ -417,6 +423,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             // Read everything needed before completing: the caller's continuation returns the entry to the pool.
             var pending = entries[i];
             var record = pending.Record;
+            CompletionObserver?.Invoke(record);
             switch (outcomes[i])
             {
                 case Outcome.Commit when batch.Aborted:

@@ -34,8 +34,6 @@ public sealed class PostgresOpStore : IOpStore
 
     private const int MultiRowChunk = 1000;
 
-    private const string CopySql = "COPY ops (doc_id, version, client_id, client_seq, author, op, ts, epoch) FROM STDIN (FORMAT BINARY)";
-
     private const string OpColumns = "version, client_id, client_seq, author, op, ts";
 
     private readonly NpgsqlDataSource _dataSource;
@@ -123,8 +121,16 @@ public sealed class PostgresOpStore : IOpStore
         }
         finally
         {
-            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock.
-            await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock. If the
+            // connection itself broke, its session (and with it the lock) is gone already.
+            try
+            {
+                await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException ex)
+            {
+                _logger.LogDebug(ex, "Releasing the migration lock failed; the session holding it has ended");
+            }
         }
 
         _partitionNames = await ReadPartitionNamesAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -438,33 +444,21 @@ public sealed class PostgresOpStore : IOpStore
         Dictionary<string, long>? epochs,
         CancellationToken cancellationToken)
     {
-        await using var importer = await connection.BeginBinaryImportAsync(CopySql, cancellationToken).ConfigureAwait(false);
-        for (var i = 0; i < batch.Count; i++)
+        // Raw binary COPY with rows encoded by PgCopyWriter: one streamed statement, a few span writes per row.
+        // Disposing the stream ends the COPY; a unique violation surfaces there as a PostgresException.
+        var stream = await connection.BeginRawBinaryCopyAsync(PgCopyWriter.OpsCopyCommand, cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
         {
-            var record = batch[i];
-            if (Skip(record, exclusions))
-                continue;
+            using var writer = new PgCopyWriter(stream);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var record = batch[i];
+                if (!Skip(record, exclusions))
+                    await writer.WriteOpAsync(record, EpochOf(record, epochs), cancellationToken).ConfigureAwait(false);
+            }
 
-            // Rows are buffered by Npgsql and flushed as its write buffer fills; these calls complete synchronously
-            // except on a flush.
-            await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.DocId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.Version, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.ClientId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.ClientSeq, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-            if (record.Author is null)
-                await importer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
-            else
-                await importer.WriteAsync(record.Author, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.Op, NpgsqlDbType.Bytea, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(StorageValidation.ToUtcDateTime(record.TimestampMs), NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
-            if (EpochOf(record, epochs) is { } epoch)
-                await importer.WriteAsync(epoch, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-            else
-                await importer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task MultiRowInsertAsync(

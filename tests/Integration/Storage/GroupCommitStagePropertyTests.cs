@@ -68,9 +68,15 @@ public sealed class GroupCommitStagePropertyTests
             };
 
             var outcomes = new Dictionary<string, List<(long Version, Exception? Error)>>();
+            var completionOrder = new Dictionary<string, List<long>>();
             var calls = new List<Task>();
             await using (var stage = new GroupCommitStage(faults, options, metrics: new StorageMetrics(Metrics.NewCustomRegistry())))
             {
+                for (var d = 0; d < docCount; d++)
+                    completionOrder[$"doc-{d}"] = [];
+
+                // Runs on the single completion loop: no lock needed.
+                stage.CompletionObserver = record => completionOrder[record.DocId].Add(record.Version);
                 var next = new long[docCount];
                 for (var d = 0; d < docCount; d++)
                     outcomes[$"doc-{d}"] = [];
@@ -91,10 +97,11 @@ public sealed class GroupCommitStagePropertyTests
                 await Task.WhenAll(calls).WaitAsync(TimeSpan.FromSeconds(20));
             }
 
-            foreach (var (docId, results) in outcomes)
+            foreach (var (docId, unordered) in outcomes)
             {
                 // Completion follows call order.
-                Assert.Equal(Enumerable.Range(1, opsPerDoc).Select(v => (long)v), results.Select(r => r.Version));
+                Assert.Equal(Enumerable.Range(1, opsPerDoc).Select(v => (long)v), completionOrder[docId]);
+                var results = unordered.OrderBy(r => r.Version).ToList();
 
                 // Committed calls are a prefix; everything after is fenced, and only a document with a rival is fenced.
                 var committed = results.TakeWhile(r => r.Error is null).Count();

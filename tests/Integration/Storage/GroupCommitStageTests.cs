@@ -50,14 +50,18 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         const int OpsPerDoc = 120;
         const int Window = 10;
         var completions = new ConcurrentDictionary<string, List<long>>();
+        var completedBeforeCommit = new ConcurrentQueue<OpRecord>();
+        stage.CompletionObserver = record =>
+        {
+            if (!Store.Committed.ContainsKey((record.DocId, record.Version)))
+                completedBeforeCommit.Enqueue(record);
+            completions.GetOrAdd(record.DocId, _ => []).Add(record.Version);
+        };
 
         async Task Observe(ValueTask commit, OpRecord record)
         {
             await commit;
             Assert.True(Store.Committed.ContainsKey((record.DocId, record.Version)), $"{record.DocId} v{record.Version} completed before its commit.");
-            var list = completions.GetOrAdd(record.DocId, _ => []);
-            lock (list)
-                list.Add(record.Version);
         }
 
         async Task RunDocument(string docId)
@@ -78,6 +82,7 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         await Task.WhenAll(Enumerable.Range(0, Docs).Select(d => Task.Run(() => RunDocument($"doc-{d}")))).WaitAsync(Timeout);
 
         var expected = Enumerable.Range(1, OpsPerDoc).Select(v => (long)v).ToList();
+        Assert.Empty(completedBeforeCommit);
         for (var d = 0; d < Docs; d++)
         {
             Assert.Equal(expected, completions[$"doc-{d}"]);

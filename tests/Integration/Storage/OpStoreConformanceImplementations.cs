@@ -121,7 +121,8 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await Store.AppendAsync(StorageTestData.Ops("doc", 1, 3), default);
         await Store.AppendAsync(StorageTestData.Ops("doc", 4, 6), default);
 
-        Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
+        // One row per migration: the op log (1) and the cluster's leases and writer epochs (2).
+        Assert.Equal(2L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM documents WHERE id = $1", "doc"));
     }
 
@@ -142,7 +143,7 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
             await using var connection = new NpgsqlConnection(options.PostgresConnectionString);
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand("SELECT count(*) FROM schema_migrations", connection);
-            Assert.Equal(1L, (long)(await command.ExecuteScalarAsync())!);
+            Assert.Equal(2L, (long)(await command.ExecuteScalarAsync())!);
         }
         finally
         {
@@ -159,6 +160,25 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await using var newer = new PostgresOpStore(Options);
         var error = await Assert.ThrowsAsync<StorageSchemaException>(() => newer.InitializeAsync(default).AsTask());
         Assert.Contains("999", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(PostgresAppendMethod.MultiRowInsert)]
+    [InlineData(PostgresAppendMethod.RowByRowInsert)]
+    internal async Task The_benchmark_baselines_write_the_same_rows_and_detect_conflicts(PostgresAppendMethod method)
+    {
+        await using var store = new PostgresOpStore(Options) { AppendMethod = method };
+        var batch = new List<Collab.Engine.Sequencing.OpRecord>();
+        for (var v = 1; v <= 1500; v++)
+            batch.Add(StorageTestData.Op("baseline", v, author: v % 3 == 0 ? null : "someone"));
+        await store.AppendAsync([StorageTestData.Op("fenced", 2, clientId: "rival")], default);
+        batch.Add(StorageTestData.Op("fenced", 1));
+        batch.Add(StorageTestData.Op("fenced", 2));
+
+        var result = await store.AppendAsync(batch, default);
+
+        Assert.Equal(["fenced"], result.ConflictedDocs);
+        StorageTestData.AssertSame(batch.Take(1500).ToList(), await store.ReadOpsAsync("baseline", 0, 2000, 2000, default));
     }
 
     private async Task<T> ScalarAsync<T>(string sql, params object[] parameters)

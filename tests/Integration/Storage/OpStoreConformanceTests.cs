@@ -311,6 +311,28 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ops_of_every_size_round_trip_including_ones_larger_than_any_write_buffer()
+    {
+        var sizes = new[] { 0, 1, 9_000, 65_000, 65_536, 200_000, 9_000, 70_000, 3, 1_000_000 };
+        var random = new Random(17);
+        var batch = new List<OpRecord>();
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            var bytes = new byte[sizes[i]];
+            random.NextBytes(bytes);
+            batch.Add(Op("sizes", i + 1, op: bytes));
+        }
+
+        for (var v = 1; v <= 40; v++)
+            batch.Add(Op("filler", v, op: new byte[9_999]));
+
+        Assert.Empty((await Store.AppendAsync(batch, default)).ConflictedDocs);
+
+        AssertSame(batch.Take(sizes.Length).ToList(), await Store.ReadOpsAsync("sizes", 0, 100, 100, default));
+        Assert.Equal(40, (await Store.ReadOpsAsync("filler", 0, 100, 100, default)).Count);
+    }
+
+    [Fact]
     public async Task An_empty_batch_is_a_no_op()
     {
         Assert.Same(AppendResult.Ok, await Store.AppendAsync([], default));
