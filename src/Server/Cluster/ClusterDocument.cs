@@ -554,7 +554,8 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     /// <summary>
     /// Takes the document over: acquires the lease (only free or expired ones), catches the replica up from the op log
-    /// (final from now on: the fence keeps every earlier owner out), then sequences here.
+    /// (final from now on: the fence keeps every earlier owner out), then sequences here. False when the lease is not
+    /// free, or another role change is under way.
     /// </summary>
     public async Task<bool> TryPromoteAsync()
     {
@@ -563,14 +564,10 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         if (IsStopping || Hub is null)
             return false;
 
-        try
-        {
-            await _transition.WaitAsync(_lifetime.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            return false; // stopping
-        }
+        // One attempt at a time: the reconciler and forwarders ask repeatedly while an old lease runs out, and queued
+        // attempts would pile up behind a slow acquisition.
+        if (!_transition.Wait(0))
+            return false;
 
         long acquired = 0;
         try

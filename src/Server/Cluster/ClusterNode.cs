@@ -157,7 +157,14 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         if (_documents.TryGetValue(docId, out ClusterDocument? previous))
         {
             // The previous incarnation is still closing (idle close, failure): let it release its lease first.
-            await previous.Stopped.WaitAsync(Options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await previous.Stopped.WaitAsync(Options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // It hangs: open anyway; its lease then simply has to expire.
+            }
         }
 
         var document = new ClusterDocument(this, docId);
