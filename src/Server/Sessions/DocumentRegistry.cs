@@ -67,9 +67,6 @@ internal sealed class DocumentRegistry : IAsyncDisposable
 
     public int OpenCount => _documents.Count;
 
-    /// <summary>The sequencer settings every document of this node uses.</summary>
-    public SequencerOptions SequencerOptions => _sequencerOptions;
-
     /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
     public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
     {
