@@ -3,6 +3,7 @@ using Collab.Server.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Collab.Server.Cluster;
@@ -17,7 +18,10 @@ internal static class ClusterHosting
     public static IServiceCollection AddCollabCluster(this IServiceCollection services, ClusterOptions options, StorageOptions storage, string nodeId)
     {
         if (storage.Provider != StorageProvider.Postgres)
-            throw new InvalidOperationException($"{ClusterOptions.Section}:{nameof(ClusterOptions.Enabled)} requires the PostgreSQL store (Storage:Provider=Postgres): leases and the shared op log live there.");
+        {
+            throw new OptionsValidationException(ClusterOptions.Section, typeof(ClusterOptions),
+                [$"{ClusterOptions.Section}:{nameof(ClusterOptions.Enabled)} requires the PostgreSQL store (Storage:Provider=Postgres, or --postgres): leases and the shared op log live there."]);
+        }
 
         services.AddSingleton(options);
         services.AddSingleton(new LeaseTable(nodeId, options));
