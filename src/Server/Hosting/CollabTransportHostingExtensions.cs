@@ -21,6 +21,9 @@ namespace Collab.Server.Hosting;
 /// </summary>
 public static class CollabTransportHostingExtensions
 {
+    private const long InputBufferBytes = 4 * TransportConnection.InlineFrameLimit;
+    private const long OutputBufferBytes = 64 * 1024;
+
     /// <summary>
     /// Registers the transport: options, connection registry and heartbeat, metrics, readiness
     /// (<see cref="IReadinessCheck"/> registry with the transport's own check), probes and the graceful
@@ -65,9 +68,25 @@ public static class CollabTransportHostingExtensions
     {
         options.Validate();
         X509Certificate2? certificate = options.UseTls ? LoadCertificate(options) : null;
+
+        // Backpressure thresholds of each connection's pipes. Input: a socket read pauses once this much is
+        // buffered unread; it must hold one whole inline frame (TransportConnection.InlineFrameLimit) with
+        // room to spare, and bounds what a flooding client can make the server buffer. Output: FlushAsync
+        // waits above this much unsent, which stops the drain and lets the outbound queue bound apply.
+        // Zero-byte reads (the default) keep idle connections free of any receive buffer.
+        builder.UseSockets(sockets =>
+        {
+            sockets.MaxReadBufferSize = InputBufferBytes;
+            sockets.MaxWriteBufferSize = OutputBufferBytes;
+            sockets.WaitForDataBeforeAllocatingBuffer = true;
+        });
         return builder.UseKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+
+            // The same thresholds for the TLS layer's own pipes.
+            kestrel.Limits.MaxRequestBufferSize = InputBufferBytes;
+            kestrel.Limits.MaxResponseBufferSize = OutputBufferBytes;
             if (string.IsNullOrEmpty(options.ListenAddress))
             {
                 kestrel.ListenAnyIP(options.Port, Configure);

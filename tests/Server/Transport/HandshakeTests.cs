@@ -154,4 +154,15 @@ public sealed class HandshakeTests : IAsyncLifetime
         Assert.True(await client.WaitForDisconnectAsync(TimeSpan.FromSeconds(5)));
         Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(400), $"closed after {watch.Elapsed}, before the 500 ms timeout");
     }
+
+    [Fact]
+    public async Task Application_throwing_during_the_handshake_gets_500_and_the_server_carries_on()
+    {
+        _app.Handshake = _ => throw new InvalidOperationException("auth backend down");
+        RawHttpResponse response = await RawWebSocketClient.SendHttpAsync(_server.Port, Upgrade());
+        Assert.Equal(500, response.StatusCode);
+        _app.Handshake = _ => HandshakeDecision.Accept();
+        await using RawWebSocketClient client = await RawWebSocketClient.ConnectAsync(_server.Port);
+        Assert.StartsWith("HTTP/1.1 101", client.HandshakeResponse);
+    }
 }

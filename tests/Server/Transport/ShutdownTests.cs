@@ -1,6 +1,7 @@
 using System.Net.WebSockets;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Collab.Server.Tests.Transport;
 
@@ -85,5 +86,27 @@ public sealed class ShutdownTests
         // Nothing listens any more.
         await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => RawWebSocketClient.ConnectTcpAsync(server.Port));
         await server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task While_draining_readiness_fails_and_new_upgrades_get_503_but_probes_answer()
+    {
+        var app = new TestApplication();
+        await using TestTransportServer server = await TestTransportServer.StartAsync(app);
+        await using RawWebSocketClient probe = await RawWebSocketClient.ConnectTcpAsync(server.Port); // opened before the drain
+        await using RawWebSocketClient open = await RawWebSocketClient.ConnectAsync(server.Port);
+
+        server.Services.GetRequiredService<ConnectionRegistry>().BeginShutdown(); // what ApplicationStopping triggers
+
+        Assert.Equal(1001, (await open.ReceiveCloseAsync()).CloseCode);
+        RawHttpResponse readyz = await RawWebSocketClient.SendHttpAsync(server.Port, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+        Assert.Equal(503, readyz.StatusCode);
+        Assert.Contains("transport: draining for shutdown", readyz.Body);
+        Assert.True(readyz.HasHeader("Connection: close"));
+        InvalidOperationException refused = await Assert.ThrowsAsync<InvalidOperationException>(() => RawWebSocketClient.ConnectAsync(server.Port));
+        Assert.Contains("503", refused.Message);
+
+        // An idle keep-alive connection opened before the drain is ended rather than kept open.
+        Assert.True(await probe.WaitForDisconnectAsync(TimeSpan.FromSeconds(5)));
     }
 }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Net.Http;
 using System.Net.Security;
 using System.Net.WebSockets;
@@ -73,5 +74,34 @@ public sealed class TlsTests : IAsyncLifetime
         var plain = new Uri($"ws://127.0.0.1:{_server.Port}/ws");
         await Assert.ThrowsAnyAsync<WebSocketException>(() => ws.ConnectAsync(plain, CancellationToken.None));
         Assert.Equal(0, _app.OpenedCount);
+    }
+
+    [Fact]
+    public void Pem_certificate_with_key_file_loads_with_its_private_key()
+    {
+        string certificatePath = Path.Combine(Path.GetTempPath(), $"collab-{Guid.NewGuid():N}.crt");
+        string keyPath = Path.ChangeExtension(certificatePath, ".key");
+        try
+        {
+            File.WriteAllText(certificatePath, _certificate.Certificate.ExportCertificatePem());
+            using (RSA key = _certificate.Certificate.GetRSAPrivateKey()!)
+            {
+                File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
+            }
+
+            var options = new TransportOptions { CertificatePath = certificatePath, CertificateKeyPath = keyPath };
+            options.Validate();
+            using var loaded = Collab.Server.Hosting.CollabTransportHostingExtensions.LoadCertificate(options);
+            Assert.True(loaded.HasPrivateKey);
+            Assert.Equal(_certificate.Certificate.Thumbprint, loaded.Thumbprint);
+
+            var wrongPassword = new TransportOptions { CertificatePath = _certificate.PfxPath, CertificatePassword = "wrong" };
+            Assert.Throws<TransportConfigurationException>(() => Collab.Server.Hosting.CollabTransportHostingExtensions.LoadCertificate(wrongPassword));
+        }
+        finally
+        {
+            File.Delete(certificatePath);
+            File.Delete(keyPath);
+        }
     }
 }

@@ -25,29 +25,41 @@ public sealed class RawWebSocketClient : IAsyncDisposable
 {
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(10);
     private readonly Socket _socket;
-    private readonly byte[] _buffer = new byte[64 * 1024];
+    private readonly byte[] _buffer;
     private int _start;
     private int _end;
 
-    private RawWebSocketClient(Socket socket)
+    private RawWebSocketClient(Socket socket, int bufferSize)
     {
         _socket = socket;
+        _buffer = new byte[bufferSize];
     }
 
     /// <summary>The raw HTTP response head of the handshake.</summary>
     public string HandshakeResponse { get; private set; } = "";
 
-    public static async Task<RawWebSocketClient> ConnectTcpAsync(int port)
+    /// <param name="port">Loopback port of the server.</param>
+    /// <param name="bufferSize">Receive buffer; small for tests that hold thousands of clients.</param>
+    public static async Task<RawWebSocketClient> ConnectTcpAsync(int port, int bufferSize = 64 * 1024)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
-        return new RawWebSocketClient(socket);
+        try
+        {
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return new RawWebSocketClient(socket, bufferSize);
     }
 
     /// <summary>Connects and completes a valid handshake; throws unless the server answers 101 with the right accept key.</summary>
-    public static async Task<RawWebSocketClient> ConnectAsync(int port, string path = "/ws", string? extraHeaders = null)
+    public static async Task<RawWebSocketClient> ConnectAsync(int port, string path = "/ws", string? extraHeaders = null, int bufferSize = 64 * 1024)
     {
-        RawWebSocketClient client = await ConnectTcpAsync(port);
+        RawWebSocketClient client = await ConnectTcpAsync(port, bufferSize);
         string key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));
         await client.SendRawAsync(Encoding.ASCII.GetBytes(
             $"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extraHeaders}\r\n"));
