@@ -392,7 +392,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         long started = Stopwatch.GetTimestamp();
-        ValueTask<SubmitResult> pending = subscription.Hub.Sequencer.SubmitAsync(
+        ValueTask<SubmitOutcome> pending = subscription.Hub.SubmitAsync(
             new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
         if (pending.IsCompletedSuccessfully)
         {
@@ -404,9 +404,9 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
     }
 
-    private async Task AwaitSubmittedAsync(ValueTask<SubmitResult> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    private async Task AwaitSubmittedAsync(ValueTask<SubmitOutcome> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
     {
-        SubmitResult result;
+        SubmitOutcome result;
         try
         {
             result = await pending.ConfigureAwait(false);
@@ -421,7 +421,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         OnSubmitted(subscription, clientSeq, requestId, result, started);
     }
 
-    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitResult result, long started)
+    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitOutcome result, long started)
     {
         switch (result.Status)
         {

@@ -12,6 +12,8 @@ namespace Collab.Server.Sessions;
 /// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
 /// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
 /// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
+/// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles.
 /// </summary>
 internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 {
@@ -19,6 +21,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly List<Subscription> _subscribers = [];
     private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
+    private readonly IDocumentReplication? _replication;
+    private List<DuplicateAck>? _duplicateAcks;
     private DocumentSequencer<Rope, TextOp>? _sequencer;
     private long _batchStamp;
     private int _refs;
@@ -26,15 +30,22 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private long _lastSnapshotVersion;
     private int _snapshotQueued;
 
-    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion)
+    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
     {
         _registry = registry;
         DocId = docId;
         _lastSnapshotVersion = lastSnapshotVersion;
+        _replication = replication;
         _idleSinceMs = registry.NowMs;
     }
 
     public string DocId { get; }
+
+    /// <summary>The cluster side of the document; null on a single node.</summary>
+    public IDocumentReplication? Replication => _replication;
+
+    /// <summary>True when this node sequences the document (always on a single node).</summary>
+    public bool SequencesLocally => _replication?.SequencesLocally ?? true;
 
     public DocumentSequencer<Rope, TextOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
 
@@ -76,7 +87,14 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
     public bool TryBeginClose(long nowMs, long idleMs)
     {
-        if (Volatile.Read(ref _refs) != 0 || nowMs - Volatile.Read(ref _idleSinceMs) < idleMs || Sequencer.PendingCount != 0)
+        // An owner also serves other nodes' clients (forwarded submits), which hold no reference here.
+        long idleSince = Volatile.Read(ref _idleSinceMs);
+        if (_replication is { SequencesLocally: true })
+        {
+            idleSince = Math.Max(idleSince, Sequencer.LastActivity.ToUnixTimeMilliseconds());
+        }
+
+        if (Volatile.Read(ref _refs) != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
         {
             return false;
         }
@@ -84,20 +102,67 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
     }
 
-    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer.</summary>
+    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
     public async Task CloseAsync(CancellationToken abandon)
     {
         try
         {
-            if (Sequencer.State == SequencerState.Active && Sequencer.CommittedVersion > LastSnapshotVersion)
+            if (SequencesLocally && Sequencer.State == SequencerState.Active && Sequencer.CommittedVersion > LastSnapshotVersion)
             {
                 await WriteSnapshotAsync().ConfigureAwait(false);
             }
         }
         finally
         {
-            await Sequencer.CloseAsync(abandon).ConfigureAwait(false);
+            try
+            {
+                await Sequencer.CloseAsync(abandon).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (_replication is not null)
+                {
+                    await _replication.StopAsync().ConfigureAwait(false);
+                }
+            }
         }
+    }
+
+    // ------------------------------------------------------------------ submit
+
+    /// <summary>Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through <see cref="OnCommitted"/>.</summary>
+    public ValueTask<SubmitOutcome> SubmitAsync(Submission<TextOp> submission)
+    {
+        if (_replication is { SequencesLocally: false } replication)
+        {
+            return replication.ForwardAsync(submission);
+        }
+
+        ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
+        return pending.IsCompletedSuccessfully
+            ? new ValueTask<SubmitOutcome>(SubmitOutcome.From(pending.Result))
+            : AwaitLocalAsync(pending);
+
+        static async ValueTask<SubmitOutcome> AwaitLocalAsync(ValueTask<SubmitResult> pending) => SubmitOutcome.From(await pending.ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// Stops serving the document here after its replica could not follow the owner (a gap the log no longer holds, an op
+    /// that does not apply): every subscriber resynchronises, as after fencing, and the next subscriber loads it afresh.
+    /// </summary>
+    public async Task FailAsync(Exception reason)
+    {
+        List<ClientSession>? sessions;
+        try
+        {
+            sessions = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // closing anyway
+        }
+
+        _registry.OnHubFailed(this, reason, sessions);
     }
 
     // ------------------------------------------------------------------ subscribe / unsubscribe
@@ -109,6 +174,12 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
     {
+        if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
+        {
+            // The client saw a newer version on another node: this replica is about to receive it.
+            await replica.WaitForVersionAsync(fromVersion, cancellationToken).ConfigureAwait(false);
+        }
+
         AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
         if (outcome.Status != AttachStatus.NeedsHistory)
         {
@@ -275,13 +346,26 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
     {
         ReadOnlySpan<OpRecord> records = batch.Records;
-        SessionMetrics.OpsCommitted.Inc(records.Length);
+        bool local = SequencesLocally;
+        if (local)
+        {
+            SessionMetrics.OpsCommitted.Inc(records.Length);
+        }
+
+        // Publish first: other nodes' clients wait on it, and it only queues.
+        _replication?.OnCommitted(records);
         if (_subscribers.Count > 0)
         {
             Broadcast(records);
         }
 
-        if (batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _registry.SnapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
+        if (_duplicateAcks is { Count: > 0 })
+        {
+            SendDueDuplicateAcks(batch.Version);
+        }
+
+        // Only the sequencing node writes snapshots; a replica's would be the same document.
+        if (local && batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _registry.SnapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
         {
             _ = PeriodicSnapshotAsync();
         }
@@ -370,6 +454,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         _subscribers.Clear();
         _byClient.Clear();
         _presence.Clear();
+        _duplicateAcks?.Clear();
         return sessions;
     }
 
@@ -377,15 +462,24 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     /// <summary>
     /// Acks a resent op that had been sequenced before. Routed through the worker so the ack cannot
-    /// overtake ops that precede it (the original is committed by the time the sequencer reports it).
+    /// overtake ops that precede it: the original is committed by the time a local sequencer reports it, while a
+    /// replica may not have received it from the owner yet, in which case the ack waits for it here.
     /// </summary>
     public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId)
     {
         try
         {
-            await Sequencer.RunExclusiveAsync(_ =>
+            await Sequencer.RunExclusiveAsync(view =>
             {
-                sub.SendOwned(ServerFrames.Ack(DocId, clientSeq, version, duplicate: true, requestId));
+                if (view.Version >= version)
+                {
+                    sub.SendOwned(ServerFrames.Ack(DocId, clientSeq, version, duplicate: true, requestId));
+                }
+                else
+                {
+                    (_duplicateAcks ??= []).Add(new DuplicateAck(sub, clientSeq, version, requestId));
+                }
+
                 return true;
             }).ConfigureAwait(false);
         }
@@ -393,6 +487,25 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         {
             // Closed: the client resubscribes and resends, and is acked then.
         }
+    }
+
+    private void SendDueDuplicateAcks(long committed)
+    {
+        List<DuplicateAck> acks = _duplicateAcks!;
+        int kept = 0;
+        foreach (DuplicateAck ack in acks)
+        {
+            if (ack.Version <= committed)
+            {
+                ack.Subscription.SendOwned(ServerFrames.Ack(DocId, ack.ClientSeq, ack.Version, duplicate: true, ack.RequestId));
+            }
+            else
+            {
+                acks[kept++] = ack;
+            }
+        }
+
+        acks.RemoveRange(kept, acks.Count - kept);
     }
 
     // ------------------------------------------------------------------ presence
@@ -505,4 +618,6 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
 
     private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData);
+
+    private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }

@@ -42,6 +42,16 @@ internal sealed class BatchExclusions
     }
 
     /// <summary>
+    /// Leaves out every record of a document whose lease this node does not hold (write fencing); reported as conflicted.
+    /// Not progress in the sense of <see cref="TakeProgress"/>: it says nothing about the unique violation being retried.
+    /// </summary>
+    public void ExcludeFenced(string docId)
+    {
+        if (_excludedDocs.Add(docId))
+            _conflicted.Add(docId);
+    }
+
+    /// <summary>
     /// Fences documents that carry the same version twice in this batch (two sequencers of one document in this
     /// process): the store's own unique check rejects the batch, but no row exists to find the owner by. True when
     /// any was found.

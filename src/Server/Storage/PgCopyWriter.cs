@@ -18,10 +18,10 @@ namespace Collab.Server.Storage;
 internal sealed class PgCopyWriter : IDisposable
 {
     /// <summary>The column list the rows are encoded for.</summary>
-    public const string OpsCopyCommand = "COPY ops (doc_id, version, client_id, client_seq, author, op, ts) FROM STDIN (FORMAT BINARY)";
+    public const string OpsCopyCommand = "COPY ops (doc_id, version, client_id, client_seq, author, op, ts, epoch) FROM STDIN (FORMAT BINARY)";
 
     private const int BufferSize = 64 * 1024;
-    private const short OpsFieldCount = 7;
+    private const short OpsFieldCount = 8;
     private const long PostgresEpochUnixMs = 946_684_800_000;
 
     /// <summary>"PGCOPY\n\377\r\n\0" (not a UTF-8 literal: 0xFF is a raw byte).</summary>
@@ -40,19 +40,21 @@ internal sealed class PgCopyWriter : IDisposable
         _length = 19;
     }
 
-    /// <summary>Appends one row; flushes to the stream when the buffer cannot hold it.</summary>
-    public ValueTask WriteOpAsync(in OpRecord record, CancellationToken cancellationToken)
+    /// <summary>
+    /// Appends one row, with the lease epoch it is written under (cluster mode; null on a single node); flushes to the
+    /// stream when the buffer cannot hold it.
+    /// </summary>
+    public ValueTask WriteOpAsync(in OpRecord record, long? epoch, CancellationToken cancellationToken)
     {
         // Ids are validated (at most MaxIdLength UTF-16 units, so at most 3 bytes each in UTF-8).
-        var fixedBytes = 2 + (7 * 4) + 8 + 8 + 8 + (3 * 3 * StorageValidation.MaxIdLength);
         var op = record.Op.Span;
-        if (_length + fixedBytes + op.Length <= _buffer.Length)
+        if (_length + FixedRowBytes + op.Length <= _buffer.Length)
         {
-            Encode(record);
+            Encode(record, epoch);
             return ValueTask.CompletedTask;
         }
 
-        return WriteOpSlowAsync(record, cancellationToken);
+        return WriteOpSlowAsync(record, epoch, cancellationToken);
     }
 
     /// <summary>Writes the trailer and everything buffered.</summary>
@@ -73,13 +75,15 @@ internal sealed class PgCopyWriter : IDisposable
             ArrayPool<byte>.Shared.Return(buffer);
     }
 
-    private async ValueTask WriteOpSlowAsync(OpRecord record, CancellationToken cancellationToken)
+    /// <summary>Everything of a row but the op bytes, at most: field count, 8 lengths, 4 int64s, 3 ids.</summary>
+    private static int FixedRowBytes => 2 + (8 * 4) + (4 * 8) + (3 * 3 * StorageValidation.MaxIdLength);
+
+    private async ValueTask WriteOpSlowAsync(OpRecord record, long? epoch, CancellationToken cancellationToken)
     {
         await FlushAsync(cancellationToken).ConfigureAwait(false);
-        var fixedBytes = 2 + (7 * 4) + 8 + 8 + 8 + (3 * 3 * StorageValidation.MaxIdLength);
-        if (fixedBytes + record.Op.Length <= _buffer.Length)
+        if (FixedRowBytes + record.Op.Length <= _buffer.Length)
         {
-            Encode(record);
+            Encode(record, epoch);
             return;
         }
 
@@ -89,14 +93,29 @@ internal sealed class PgCopyWriter : IDisposable
         await FlushAsync(cancellationToken).ConfigureAwait(false);
         await _stream.WriteAsync(record.Op, cancellationToken).ConfigureAwait(false);
         EncodeTimestamp(record.TimestampMs);
+        EncodeEpoch(epoch);
     }
 
-    private void Encode(in OpRecord record)
+    private void Encode(in OpRecord record, long? epoch)
     {
         EncodeUpToOp(record);
         record.Op.Span.CopyTo(_buffer.AsSpan(_length));
         _length += record.Op.Length;
         EncodeTimestamp(record.TimestampMs);
+        EncodeEpoch(epoch);
+    }
+
+    private void EncodeEpoch(long? epoch)
+    {
+        if (epoch is { } value)
+        {
+            EncodeInt64(value);
+        }
+        else
+        {
+            BinaryPrimitives.WriteInt32BigEndian(_buffer.AsSpan(_length), -1);
+            _length += 4;
+        }
     }
 
     private void EncodeUpToOp(in OpRecord record)

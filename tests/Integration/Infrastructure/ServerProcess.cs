@@ -36,6 +36,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     public int? ProcessId => _process?.Id;
 
+    /// <summary>The node id from the settings (<c>Node:NodeId</c>), for cluster tests and failure messages.</summary>
+    public string NodeId => _settings.TryGetValue("Node:NodeId", out string? id) ? id : $"server:{Port}";
+
     /// <summary>Starts the server and waits until /readyz answers 200.</summary>
     public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, int? port = null, TimeSpan? readyTimeout = null)
     {
@@ -156,7 +159,32 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
     public void Resume() => Signal(_process!, SigCont);
 
-    public string LogTail(int lines = 60) => string.Join('\n', _log.TakeLast(lines));
+    public string LogTail(int lines = 60) => $"[{NodeId}]\n" + string.Join('\n', _log.TakeLast(lines));
+
+    /// <summary>Everything the process printed (the last few thousand lines).</summary>
+    public string Log() => string.Join('\n', _log);
+
+    /// <summary>/readyz answers 200 right now.</summary>
+    public async Task<bool> IsReadyAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        try
+        {
+            using HttpResponseMessage response = await http.GetAsync(new Uri(HttpUri, "readyz"));
+            return response.IsSuccessStatusCode;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The Prometheus text of /metrics.</summary>
+    public async Task<string> MetricsAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        return await http.GetStringAsync(new Uri(HttpUri, "metrics"));
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -178,7 +206,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
 
         _log.Enqueue(line);
-        while (_log.Count > 500)
+        while (_log.Count > 4000)
         {
             _log.TryDequeue(out _);
         }
