@@ -42,6 +42,12 @@ internal static class ClusterHosting
             sp.GetRequiredService<LeaseTable>(),
             sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<IReadinessCheck>(sp => new ClusterReadinessCheck(sp.GetRequiredService<ClusterNode>()));
+
+        // The deny list travels over NATS and is kept in PostgreSQL; it replaces the single node's in-process bus.
+        services.AddSingleton(sp => new ClusterRevocationBus(
+            sp.GetRequiredService<ClusterNode>(), sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<ILogger<ClusterRevocationBus>>()));
+        services.AddSingleton<Security.IRevocationBus>(sp => sp.GetRequiredService<ClusterRevocationBus>());
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterRevocationBus>());
         services.AddHostedService<ClusterLifetimeService>();
         return services;
     }

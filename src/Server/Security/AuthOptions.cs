@@ -119,7 +119,7 @@ public sealed class AuthOptions
             }
             catch (FormatException)
             {
-                throw new InvalidOperationException($"{Section}:{nameof(SigningKey)} starts with '{Base64Prefix}' but the rest is not base64.");
+                throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(AuthOptions), [$"{Section}:{nameof(SigningKey)} starts with '{Base64Prefix}' but the rest is not base64."]);
             }
         }
 
@@ -185,7 +185,7 @@ public sealed class AuthOptions
 
         if (errors.Count > 0)
         {
-            throw new InvalidOperationException($"{Section}: " + string.Join(" ", errors));
+            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(AuthOptions), errors);
         }
     }
 

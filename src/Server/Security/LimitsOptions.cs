@@ -101,7 +101,7 @@ public sealed class LimitsOptions
 
         if (errors.Count > 0)
         {
-            throw new InvalidOperationException($"{Section}: " + string.Join(" ", errors));
+            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(LimitsOptions), errors);
         }
     }
 

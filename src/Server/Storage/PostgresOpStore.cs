@@ -364,10 +364,20 @@ public sealed class PostgresOpStore : IOpStore
             ALTER TABLE ops ADD COLUMN epoch bigint;
             """;
 
+        // Cluster mode: the token deny list, so nodes that start later still refuse revoked tokens and users.
+        const string Revocations = """
+            CREATE TABLE revocations (
+                kind       smallint    NOT NULL,
+                value      text COLLATE "C" NOT NULL,
+                expires_at timestamptz NOT NULL,
+                PRIMARY KEY (kind, value));
+            """;
+
         return
         [
             new Migration(1, $"op log ({partitions} hash partitions), documents and snapshots", initial.ToString()),
             new Migration(2, "cluster: document leases and the writer epoch of each op", Cluster),
+            new Migration(3, "cluster: revoked token ids and users", Revocations),
         ];
     }
 

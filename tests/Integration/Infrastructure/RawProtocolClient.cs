@@ -19,9 +19,14 @@ internal sealed class RawProtocolClient : IAsyncDisposable
 
     public WebSocketCloseStatus? CloseStatus => _socket.CloseStatus;
 
-    public static async Task<RawProtocolClient> ConnectAsync(Uri uri, bool hello = true)
+    public static async Task<RawProtocolClient> ConnectAsync(Uri uri, bool hello = true, string? bearerToken = null)
     {
         var client = new RawProtocolClient();
+        if (bearerToken is not null)
+        {
+            client._socket.Options.SetRequestHeader("Authorization", "Bearer " + bearerToken);
+        }
+
         await client._socket.ConnectAsync(uri, Timeout());
         if (hello)
         {

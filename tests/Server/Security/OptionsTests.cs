@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Collab.Server.Security;
 
 namespace Collab.Server.Tests.Security;
@@ -49,7 +50,7 @@ public sealed class OptionsTests
                 break;
         }
 
-        InvalidOperationException error = Assert.Throws<InvalidOperationException>(options.Validate);
+        OptionsValidationException error = Assert.Throws<OptionsValidationException>(options.Validate);
         Assert.Contains(missing == "Keys" ? "needs keys" : missing, error.Message, StringComparison.Ordinal);
     }
 
@@ -58,7 +59,7 @@ public sealed class OptionsTests
     {
         AuthOptions options = ValidJwt();
         options.SigningKey = "too-short";
-        Assert.Contains("at least 32 bytes", Assert.Throws<InvalidOperationException>(options.Validate).Message, StringComparison.Ordinal);
+        Assert.Contains("at least 32 bytes", Assert.Throws<OptionsValidationException>(options.Validate).Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -69,7 +70,7 @@ public sealed class OptionsTests
         options.Validate();
         Assert.Equal(48, options.SigningKeyBytes()!.Length);
         options.SigningKey = "base64:!!!";
-        Assert.Throws<InvalidOperationException>(options.Validate);
+        Assert.Throws<OptionsValidationException>(options.Validate);
     }
 
     [Theory]
@@ -80,7 +81,7 @@ public sealed class OptionsTests
     {
         AuthOptions options = ValidJwt();
         options.AllowedAlgorithms = ["HS256", algorithm];
-        Assert.Contains("never allowed", Assert.Throws<InvalidOperationException>(options.Validate).Message, StringComparison.Ordinal);
+        Assert.Contains("never allowed", Assert.Throws<OptionsValidationException>(options.Validate).Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -88,7 +89,7 @@ public sealed class OptionsTests
     {
         AuthOptions options = ValidJwt();
         options.AllowedAlgorithms = ["RS256"];
-        Assert.Throws<InvalidOperationException>(options.Validate);
+        Assert.Throws<OptionsValidationException>(options.Validate);
     }
 
     [Theory]
@@ -108,7 +109,7 @@ public sealed class OptionsTests
         }
         else
         {
-            Assert.Throws<InvalidOperationException>(options.Validate);
+            Assert.Throws<OptionsValidationException>(options.Validate);
         }
     }
 
@@ -117,16 +118,16 @@ public sealed class OptionsTests
     {
         AuthOptions options = ValidJwt();
         options.JwksPath = "/nonexistent/jwks.json";
-        Assert.Contains("does not exist", Assert.Throws<InvalidOperationException>(options.Validate).Message, StringComparison.Ordinal);
+        Assert.Contains("does not exist", Assert.Throws<OptionsValidationException>(options.Validate).Message, StringComparison.Ordinal);
         options.JwksUrl = "https://idp/jwks";
-        Assert.Contains("not both", Assert.Throws<InvalidOperationException>(options.Validate).Message, StringComparison.Ordinal);
+        Assert.Contains("not both", Assert.Throws<OptionsValidationException>(options.Validate).Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void AdminTokenMustBeLong()
     {
         AuthOptions options = new() { AdminToken = "short" };
-        Assert.Throws<InvalidOperationException>(options.Validate);
+        Assert.Throws<OptionsValidationException>(options.Validate);
         options.AdminToken = new string('a', AuthOptions.MinAdminTokenLength);
         options.Validate();
     }
@@ -134,10 +135,10 @@ public sealed class OptionsTests
     [Fact]
     public void LimitsRefuseNegativeRatesAndZeroBursts()
     {
-        Assert.Throws<InvalidOperationException>(new LimitsOptions { OpsPerSecond = -1 }.Validate);
-        Assert.Throws<InvalidOperationException>(new LimitsOptions { OpsBurst = 0 }.Validate);
-        Assert.Throws<InvalidOperationException>(new LimitsOptions { ViolationsBeforeClose = 0 }.Validate);
-        Assert.Throws<InvalidOperationException>(new LimitsOptions { ConnectionAttemptsPerIpPerMinute = -5 }.Validate);
+        Assert.Throws<OptionsValidationException>(new LimitsOptions { OpsPerSecond = -1 }.Validate);
+        Assert.Throws<OptionsValidationException>(new LimitsOptions { OpsBurst = 0 }.Validate);
+        Assert.Throws<OptionsValidationException>(new LimitsOptions { ViolationsBeforeClose = 0 }.Validate);
+        Assert.Throws<OptionsValidationException>(new LimitsOptions { ConnectionAttemptsPerIpPerMinute = -5 }.Validate);
         new LimitsOptions { OpsPerSecond = 0, OpsBurst = 0 }.Validate(); // 0 turns the limit off
     }
 }
