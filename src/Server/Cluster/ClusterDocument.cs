@@ -441,9 +441,8 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 if (presence.ClientId.Length == 0)
                     continue;
 
-                // The sender has delivered that version, so it is committed: a replica behind it catches up (the presence
-                // is held until it has).
-                NoteVersion(presence.Version);
+                // A replica behind the sender's version holds the presence until its own stream gets there (ticks and gap
+                // checks guarantee it does); presence itself never triggers a log read.
                 await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
             }
         }

@@ -1,6 +1,10 @@
 using System.Text;
 using Collab.Client;
 using Collab.Integration.Tests.Infrastructure;
+using Collab.Protocol.V1;
+using Collab.Server.Cluster;
+using Google.Protobuf;
+using NATS.Client.Core;
 using Xunit.Abstractions;
 
 namespace Collab.Integration.Tests.Cluster;
@@ -89,6 +93,70 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
                 await client.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task A_presence_ahead_of_a_node_is_shown_there_only_after_the_ops_up_to_its_version()
+    {
+        await using ClusterHarness cluster = await ClusterHarness.StartAsync(postgres, output, nodes: 2);
+        var clients = new List<CollabClient>();
+        await using var nats = new NatsConnection(NatsOpts.Default with { Url = cluster.Nats.Url });
+        try
+        {
+            (_, CollabDocument aliceDoc) = await OpenAsync(cluster, cluster.Node("node1"), clients);
+            (_, CollabDocument bobDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
+            aliceDoc.Insert(0, "0123456789");
+            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await WaitForAsync(() => bobDoc.Text == "0123456789", () => "the text reaches node2", cluster);
+            long version = aliceDoc.Version;
+
+            // A client of a third node selected (1, 3) at a version two ahead of both nodes: its positions refer to ops the
+            // clients here have not seen, so neither node may show it yet.
+            await PublishAsync(nats, "node9", "ghost", version + 2, new Selection { Anchor = 1, Head = 3 });
+            aliceDoc.Insert(0, "a");
+            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await WaitForAsync(() => bobDoc.Version == version + 1, () => "version +1 reaches node2", cluster);
+            await Task.Delay(300);
+            Assert.DoesNotContain(aliceDoc.GetPresences(), p => p.ClientId == "ghost");
+            Assert.DoesNotContain(bobDoc.GetPresences(), p => p.ClientId == "ghost");
+
+            // Once each node delivered that version, it shares the presence as it was made.
+            aliceDoc.Insert(0, "b");
+            await WaitForPresenceAsync(aliceDoc, "ghost", 1, 3, cluster);
+            await WaitForPresenceAsync(bobDoc, "ghost", 1, 3, cluster);
+
+            // Later edits move it; a late subscriber gets it from its node's table, transformed to the current version.
+            aliceDoc.Insert(0, "c");
+            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await WaitForAsync(() => bobDoc.Version == version + 3, () => "version +3 reaches node2", cluster);
+            await WaitForPresenceAsync(bobDoc, "ghost", 2, 4, cluster);
+            (_, CollabDocument carolDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
+            await WaitForPresenceAsync(carolDoc, "ghost", 2, 4, cluster);
+
+            // Only the node that published a client's presence clears it (a client that moved keeps the presence it set elsewhere).
+            await PublishAsync(nats, "node8", "ghost", version + 3, selection: null);
+            await Task.Delay(300);
+            Assert.Contains(carolDoc.GetPresences(), p => p.ClientId == "ghost");
+            await PublishAsync(nats, "node9", "ghost", version + 3, selection: null);
+            await WaitForNoPresenceAsync(carolDoc, "ghost", cluster);
+            await WaitForNoPresenceAsync(aliceDoc, "ghost", cluster);
+        }
+        catch
+        {
+            cluster.DumpLogs();
+            throw;
+        }
+        finally
+        {
+            foreach (CollabClient client in clients)
+                await client.DisposeAsync();
+        }
+    }
+
+    private static async Task PublishAsync(NatsConnection nats, string nodeId, string clientId, long version, Selection? selection) =>
+        await nats.PublishAsync(
+            ClusterSubjects.Presence(DocId),
+            new ClusterPresence { DocId = DocId, NodeId = nodeId, ClientId = clientId, Version = version, Selection = selection, UserData = ByteString.Empty },
+            serializer: ProtobufNatsSerializer<ClusterPresence>.Instance);
 
     private static async Task<(CollabClient Client, CollabDocument Document)> OpenAsync(ClusterHarness cluster, ServerProcess node, List<CollabClient> clients)
     {
