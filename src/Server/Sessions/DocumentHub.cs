@@ -13,7 +13,9 @@ namespace Collab.Server.Sessions;
 /// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
 /// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
 /// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
-/// submits are forwarded to the owner; subscribers are served by the same code in both roles.
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
+/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
+/// tagged with their node (docs/CLUSTER.md, "Presence").
 /// </summary>
 internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 {
@@ -591,13 +593,23 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         {
             await Sequencer.RunExclusiveAsync(view =>
             {
-                RemoveOrigin(_aheadPresence, origin, null);
-                List<string>? cleared = null;
-                RemoveOrigin(_presence, origin, clientId => (cleared ??= []).Add(clientId));
-                if (cleared is not null)
+                // Removing the current entry while enumerating a Dictionary is allowed.
+                if (_aheadPresence is not null)
                 {
-                    foreach (string clientId in cleared)
+                    foreach ((string clientId, PresenceEntry entry) in _aheadPresence)
                     {
+                        if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                        {
+                            _aheadPresence.Remove(clientId);
+                        }
+                    }
+                }
+
+                foreach ((string clientId, PresenceEntry entry) in _presence)
+                {
+                    if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                    {
+                        _presence.Remove(clientId);
                         BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: null);
                     }
                 }
@@ -607,23 +619,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
         catch (ObjectDisposedException)
         {
-        }
-
-        static void RemoveOrigin(Dictionary<string, PresenceEntry>? entries, string origin, Action<string>? removed)
-        {
-            if (entries is null)
-            {
-                return;
-            }
-
-            foreach ((string clientId, PresenceEntry entry) in entries)
-            {
-                if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
-                {
-                    entries.Remove(clientId); // removing the current entry while enumerating is allowed
-                    removed?.Invoke(clientId);
-                }
-            }
+            // Closed: nothing left to clear.
         }
     }
 
