@@ -35,6 +35,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private readonly ClusterNode _node;
     private readonly string _opsSubject;
     private readonly string _submitSubject;
+    private readonly string _presenceSubject;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly TaskCompletionSource<DocumentHub> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -44,6 +45,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     private INatsSub<DocOps>? _opsSub;
     private INatsSub<ForwardSubmit>? _submitSub;
+    private INatsSub<ClusterPresence>? _presenceSub;
     private int _role = (int)Role.Replica;
     private long _epoch;
     private long _fedVersion;
@@ -60,6 +62,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         DocId = docId;
         _opsSubject = ClusterSubjects.Ops(docId);
         _submitSubject = ClusterSubjects.Submit(docId);
+        _presenceSubject = ClusterSubjects.Presence(docId);
     }
 
     private enum Role
@@ -105,11 +108,13 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ opening (before the registry loads the document)
 
-    /// <summary>Subscribes to the owner's stream; messages buffer in the subscription until <see cref="Start"/>.</summary>
+    /// <summary>Subscribes to the owner's stream and the other nodes' presence; messages buffer in the subscriptions until <see cref="Start"/>.</summary>
     public async Task SubscribeAsync(CancellationToken cancellationToken)
     {
         _opsSub = await _node.Nats.SubscribeCoreAsync(_opsSubject, serializer: ProtobufNatsSerializer<DocOps>.Instance, cancellationToken: cancellationToken).ConfigureAwait(false);
         _ = RunOpsLoopAsync(_opsSub);
+        _presenceSub = await _node.Nats.SubscribeCoreAsync(_presenceSubject, serializer: ProtobufNatsSerializer<ClusterPresence>.Instance, cancellationToken: cancellationToken).ConfigureAwait(false);
+        _ = RunPresenceLoopAsync(_presenceSub);
     }
 
     /// <summary>Takes the lease before the first load (this node is the preferred owner, or was asked to own it).</summary>
@@ -133,6 +138,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         Volatile.Write(ref _fedVersion, version);
         Volatile.Write(ref _publishedVersion, version);
         _started.TrySetResult(hub);
+
+        // Subscribed already, so nothing published from now on is missed: ask for what the other nodes' clients showed before.
+        RequestPresenceSync();
         if (IsOwner)
         {
             _node.Log.Owning(DocId, Epoch, version);
@@ -182,6 +190,31 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         _node.Publish(_opsSubject, message);
         Volatile.Write(ref _publishedVersion, records[^1].Version);
         Volatile.Write(ref _lastCommitMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    public void PublishPresence(string clientId, long version, Selection? selection, ByteString userData) =>
+        _node.PublishPresence(new ClusterPresence
+        {
+            DocId = DocId,
+            NodeId = _node.NodeId,
+            ClientId = clientId,
+            Version = version,
+            Selection = selection,
+            UserData = userData,
+        });
+
+    /// <summary>Asks every other node with the document open to publish its clients' presence again (opened here, or NATS reconnected).</summary>
+    public void RequestPresenceSync()
+    {
+        if (IsStarted && !IsStopping)
+            _node.PublishPresence(new ClusterPresence { DocId = DocId, NodeId = _node.NodeId, Sync = true });
+    }
+
+    /// <summary>The clients of <paramref name="nodeId"/> are gone (it died, left or restarted): their presence goes too.</summary>
+    public void OnNodeGone(string nodeId)
+    {
+        if (Hub is { } hub)
+            _ = hub.ClearRemotePresenceAsync(nodeId);
     }
 
     public async ValueTask<SubmitOutcome> ForwardAsync(Submission<TextOp> submission)
@@ -381,6 +414,44 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         catch (Exception ex)
         {
             _node.Log.LoopFailed("follow " + DocId, ex);
+        }
+    }
+
+    private async Task RunPresenceLoopAsync(INatsSub<ClusterPresence> sub)
+    {
+        try
+        {
+            DocumentHub hub = await _started.Task.WaitAsync(_lifetime.Token).ConfigureAwait(false);
+            await foreach (NatsMsg<ClusterPresence> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+            {
+                if (msg.Data is not { } presence
+                    || !string.Equals(presence.DocId, DocId, StringComparison.Ordinal)
+                    || presence.NodeId.Length == 0
+                    || string.Equals(presence.NodeId, _node.NodeId, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                if (presence.Sync)
+                {
+                    await hub.RepublishPresenceAsync().ConfigureAwait(false);
+                    continue;
+                }
+
+                if (presence.ClientId.Length == 0)
+                    continue;
+
+                // A replica behind the sender's version holds the presence until its own stream gets there (ticks and gap
+                // checks guarantee it does); presence itself never triggers a log read.
+                await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            _node.Log.LoopFailed("presence " + DocId, ex);
         }
     }
 
@@ -735,6 +806,8 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 await UnsubscribeAsync(submit).ConfigureAwait(false);
             if (_opsSub is { } ops)
                 await UnsubscribeAsync(ops).ConfigureAwait(false);
+            if (_presenceSub is { } presence)
+                await UnsubscribeAsync(presence).ConfigureAwait(false);
 
             if (WritesLog)
             {

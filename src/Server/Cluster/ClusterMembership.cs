@@ -31,7 +31,11 @@ internal sealed class ClusterMembership
 
     public string SelfId { get; }
 
-    /// <summary>Records a heartbeat; returns true when it introduced a node not known before (for logging).</summary>
+    /// <summary>
+    /// Records a heartbeat; returns true when it introduced a node not known before (for logging). <paramref name="left"/>
+    /// is true when a known incarnation of the node is gone: it announced it is leaving, or it restarted (another process
+    /// start) or had expired without being swept yet. Whatever that incarnation's clients left behind (presence) goes.
+    /// </summary>
     public bool Observe(NodeHeartbeat heartbeat, out bool left)
     {
         left = false;
@@ -55,6 +59,7 @@ internal sealed class ClusterMembership
             }
 
             // New, expired, or restarted (another incarnation): it joins afresh and waits out the grace period again.
+            left = member is not null;
             _members[heartbeat.NodeId] = new Member(heartbeat.StartedAtMs, firstSeen: now) { LastSeen = now };
             _eligibleComputedAt = 0;
             return true;

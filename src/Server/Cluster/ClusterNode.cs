@@ -20,6 +20,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     private readonly ConcurrentDictionary<string, ClusterDocument> _documents = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _claims = new(StringComparer.Ordinal);
     private readonly Channel<(string Subject, DocOps Message)> _publishQueue;
+    private readonly Channel<ClusterPresence> _presenceQueue;
     private readonly CancellationTokenSource _stopping = new();
     private readonly long _startedAtMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
     private readonly List<Task> _loops = [];
@@ -49,6 +50,12 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
 
+        _presenceQueue = Channel.CreateBounded<ClusterPresence>(new BoundedChannelOptions(PresenceQueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait, // TryWrite fails when full: the newest change is dropped, like on NATS
+        });
+
         Nats = new NatsConnection(NatsOpts.Default with
         {
             Url = options.NatsUrl,
@@ -75,6 +82,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         Nats.ConnectionDisconnected += OnConnectionDisconnectedAsync;
         Nats.MessageDropped += OnMessageDroppedAsync;
     }
+
+    /// <summary>Presence messages waiting for NATS; presence is best effort, a burst beyond this is dropped.</summary>
+    private const int PresenceQueueCapacity = 8_192;
 
     public ClusterOptions Options { get; }
 
@@ -114,6 +124,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         _loops.Add(Task.Run(() => RunMembershipAsync(token), token));
         _loops.Add(Task.Run(() => RunOpenRequestsAsync(token), token));
         _loops.Add(Task.Run(() => RunPublisherAsync(token), token));
+        _loops.Add(Task.Run(() => RunPresencePublisherAsync(token), token));
         _loops.Add(Task.Run(() => RunRenewalsAsync(token), token));
         _loops.Add(Task.Run(() => RunReconcilerAsync(token), token));
         _loops.Add(Task.Run(() => RunTicksAsync(token), token));
@@ -135,6 +146,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         _publishQueue.Writer.TryComplete();
+        _presenceQueue.Writer.TryComplete();
         try
         {
             await Task.WhenAll(_loops).ConfigureAwait(false);
@@ -240,6 +252,20 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             ClusterMetrics.PublishDropped.Inc();
     }
 
+    /// <summary>Queues a presence message for its document's presence subject, in order. Never blocks the sequencer; drops when full.</summary>
+    public void PublishPresence(ClusterPresence message)
+    {
+        if (!_presenceQueue.Writer.TryWrite(message))
+            ClusterMetrics.PresenceDropped.Inc();
+    }
+
+    /// <summary>A node's incarnation is gone: every open document clears the presence of its clients.</summary>
+    private void ClearPresenceOf(string nodeId)
+    {
+        foreach (ClusterDocument document in _documents.Values)
+            document.OnNodeGone(nodeId);
+    }
+
     /// <summary>Publishes the owner's committed version (an empty batch), so replicas that lost the last batch notice.</summary>
     public void PublishTick(ClusterDocument document)
     {
@@ -291,6 +317,38 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }
 
+    private async Task RunPresencePublisherAsync(CancellationToken token)
+    {
+        ChannelReader<ClusterPresence> reader = _presenceQueue.Reader;
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            while (reader.TryRead(out ClusterPresence? message))
+            {
+                if (!IsConnected)
+                {
+                    // Stale by the time NATS is back; the reconnect sync republishes what is current.
+                    ClusterMetrics.PresenceDropped.Inc();
+                    continue;
+                }
+
+                try
+                {
+                    await Nats.PublishAsync(ClusterSubjects.Presence(message.DocId), message, serializer: ProtobufNatsSerializer<ClusterPresence>.Instance, cancellationToken: token).ConfigureAwait(false);
+                    ClusterMetrics.PublishedPresence.Inc();
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex)
+                {
+                    ClusterMetrics.PresenceDropped.Inc();
+                    Log.LoopFailed("publish presence", ex);
+                }
+            }
+        }
+    }
+
     private async Task RunHeartbeatsAsync(CancellationToken token)
     {
         using var timer = new PeriodicTimer(Options.HeartbeatInterval);
@@ -327,10 +385,15 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
                 {
                     if (msg.Data is not { } heartbeat)
                         continue;
-                    if (Membership.Observe(heartbeat, out bool left))
-                        Log.NodeJoined(heartbeat.NodeId);
+                    bool joined = Membership.Observe(heartbeat, out bool left);
                     if (left)
-                        Log.NodeLeft(heartbeat.NodeId, "announced");
+                    {
+                        Log.NodeLeft(heartbeat.NodeId, heartbeat.Leaving ? "announced" : "restarted");
+                        ClearPresenceOf(heartbeat.NodeId);
+                    }
+
+                    if (joined)
+                        Log.NodeJoined(heartbeat.NodeId);
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -490,7 +553,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
 
         foreach (string gone in Membership.Sweep())
+        {
             Log.NodeLeft(gone, "heartbeats stopped");
+            ClearPresenceOf(gone);
+        }
         ClusterMetrics.LiveNodes.Set(Membership.LiveCount);
         if (Volatile.Read(ref _leaving) != 0 || !IsConnected)
             return; // without NATS this node's view of the membership is stale: move nothing
@@ -547,7 +613,11 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         // Whatever was published while this node (or the owners) were cut off is lost: every owner announces its
         // version, and every replica compares with the op log.
         foreach (ClusterDocument document in _documents.Values)
+        {
             PublishTick(document);
+            document.RequestPresenceSync();
+        }
+
         _ = CatchUpReplicasAsync();
         return ValueTask.CompletedTask;
     }

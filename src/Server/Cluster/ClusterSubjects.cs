@@ -21,6 +21,9 @@ internal static class ClusterSubjects
     /// <summary>Request/reply to the owner: forwarded submits.</summary>
     public static string Submit(string docId) => DocPrefix + Token(docId) + ".submit";
 
+    /// <summary>Every node with subscribers of the document publishes its local clients' presence here.</summary>
+    public static string Presence(string docId) => DocPrefix + Token(docId) + ".presence";
+
     /// <summary>Request/reply to one node: take ownership of a document.</summary>
     public static string Open(string nodeId) => NodePrefix + Token(nodeId) + ".open";
 

@@ -13,7 +13,9 @@ namespace Collab.Server.Sessions;
 /// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
 /// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
 /// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
-/// submits are forwarded to the owner; subscribers are served by the same code in both roles.
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
+/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
+/// tagged with their node (docs/CLUSTER.md, "Presence").
 /// </summary>
 internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 {
@@ -21,6 +23,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly List<Subscription> _subscribers = [];
     private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
+    private Dictionary<string, PresenceEntry>? _aheadPresence;
+    private bool _aheadReleaseQueued;
     private readonly IDocumentReplication? _replication;
     private List<DuplicateAck>? _duplicateAcks;
     private DocumentSequencer<Rope, TextOp>? _sequencer;
@@ -299,9 +303,12 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
         {
             _byClient.Remove(sub.ClientId);
-            if (_presence.Remove(sub.ClientId))
+            if (_presence.TryGetValue(sub.ClientId, out PresenceEntry entry) && entry.Origin is null)
             {
-                BroadcastPresence(sub.ClientId, Sequencer.CommittedVersion, null, ByteString.Empty, except: null);
+                _presence.Remove(sub.ClientId);
+                long version = Sequencer.CommittedVersion;
+                BroadcastPresence(sub.ClientId, version, null, ByteString.Empty, except: null);
+                _replication?.PublishPresence(sub.ClientId, version, null, ByteString.Empty);
             }
         }
 
@@ -362,6 +369,13 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (_duplicateAcks is { Count: > 0 })
         {
             SendDueDuplicateAcks(batch.Version);
+        }
+
+        if (_aheadPresence is { Count: > 0 } && !_aheadReleaseQueued && AnyPresenceReached(batch.Version))
+        {
+            // Transforming needs the committed view, which the listener does not get: share them right after this batch.
+            _aheadReleaseQueued = true;
+            _ = ReleaseAheadPresenceAsync();
         }
 
         // Only the sequencing node writes snapshots; a replica's would be the same document.
@@ -453,7 +467,17 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
         _subscribers.Clear();
         _byClient.Clear();
+        foreach ((string clientId, PresenceEntry entry) in _presence)
+        {
+            if (entry.Origin is null)
+            {
+                // The clients resynchronise and send their presence again; until then the other nodes must not show it.
+                _replication?.PublishPresence(clientId, entry.Version, null, ByteString.Empty);
+            }
+        }
+
         _presence.Clear();
+        _aheadPresence?.Clear();
         _duplicateAcks?.Clear();
         return sessions;
     }
@@ -524,6 +548,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 if (_presence.Remove(sub.ClientId))
                 {
                     BroadcastPresence(sub.ClientId, view.Version, null, userData, except: sub);
+                    _replication?.PublishPresence(sub.ClientId, view.Version, null, userData);
                 }
 
                 return true;
@@ -534,11 +559,182 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 return false; // made against a version the window no longer holds: stale, the client sends a fresh one
             }
 
-            var entry = new PresenceEntry(view.Version, anchor, head, userData);
-            _presence[sub.ClientId] = entry;
-            BroadcastPresence(sub.ClientId, view.Version, new Selection { Anchor = anchor, Head = head }, userData, except: sub);
+            _aheadPresence?.Remove(sub.ClientId);
+            _presence[sub.ClientId] = new PresenceEntry(view.Version, anchor, head, userData, Origin: null);
+            var shared = new Selection { Anchor = anchor, Head = head };
+            BroadcastPresence(sub.ClientId, view.Version, shared, userData, except: sub);
+            _replication?.PublishPresence(sub.ClientId, view.Version, shared, userData);
             return true;
         });
+
+    /// <summary>
+    /// Presence of a client of another node (<paramref name="origin"/>), at that node's committed <paramref name="version"/>
+    /// (<paramref name="selection"/> null: cleared there). Shared with the local subscribers once this node has delivered
+    /// the ops up to that version, so no client gets positions that refer to ops it has not seen; kept (tagged with its
+    /// node) for later subscribers' presence snapshots. A clear removes only an entry of the same node: a client that moved
+    /// to another node keeps the presence it set there even when its old node's clear arrives late.
+    /// </summary>
+    public async Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view => ApplyRemotePresenceOnWorker(view, origin, clientId, version, selection, userData)).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: nobody left to show it to.
+        }
+    }
+
+    /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
+    public async Task ClearRemotePresenceAsync(string origin)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                // Removing the current entry while enumerating a Dictionary is allowed.
+                if (_aheadPresence is not null)
+                {
+                    foreach ((string clientId, PresenceEntry entry) in _aheadPresence)
+                    {
+                        if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                        {
+                            _aheadPresence.Remove(clientId);
+                        }
+                    }
+                }
+
+                foreach ((string clientId, PresenceEntry entry) in _presence)
+                {
+                    if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                    {
+                        _presence.Remove(clientId);
+                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: null);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: nothing left to clear.
+        }
+    }
+
+    /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
+    public async Task RepublishPresenceAsync()
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                foreach ((string clientId, PresenceEntry entry) in _presence)
+                {
+                    if (entry.Origin is null && view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+                    {
+                        _replication?.PublishPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private bool ApplyRemotePresenceOnWorker(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
+    {
+        if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead)
+            && (selection is not null || string.Equals(ahead.Origin, origin, StringComparison.Ordinal)))
+        {
+            _aheadPresence.Remove(clientId); // superseded
+        }
+
+        if (selection is null)
+        {
+            if (_presence.TryGetValue(clientId, out PresenceEntry current) && string.Equals(current.Origin, origin, StringComparison.Ordinal))
+            {
+                _presence.Remove(clientId);
+                BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
+            }
+
+            return true;
+        }
+
+        var entry = new PresenceEntry(version, ClampToInt(selection.Anchor), ClampToInt(selection.Head), userData, origin);
+        if (version > view.Version)
+        {
+            // The other node delivered ops this one has not yet: hold the presence until they are delivered here too.
+            (_aheadPresence ??= new Dictionary<string, PresenceEntry>(StringComparer.Ordinal))[clientId] = entry;
+            return true;
+        }
+
+        return ShareRemotePresence(view, clientId, entry);
+    }
+
+    private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
+    {
+        if (!view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+        {
+            return false; // older than the history window: the client's next update replaces it
+        }
+
+        PresenceEntry shared = entry with { Version = view.Version, Anchor = anchor, Head = head };
+        if (_presence.TryGetValue(clientId, out PresenceEntry current) && current == shared)
+        {
+            return true; // republished for a node that opened the document: the subscribers here have it
+        }
+
+        _presence[clientId] = shared;
+        BroadcastPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData, except: _byClient.GetValueOrDefault(clientId));
+        return true;
+    }
+
+    private bool AnyPresenceReached(long version)
+    {
+        foreach (PresenceEntry entry in _aheadPresence!.Values)
+        {
+            if (entry.Version <= version)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task ReleaseAheadPresenceAsync()
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                _aheadReleaseQueued = false;
+                if (_aheadPresence is not { Count: > 0 } ahead)
+                {
+                    return true;
+                }
+
+                foreach ((string clientId, PresenceEntry entry) in ahead)
+                {
+                    if (entry.Version <= view.Version)
+                    {
+                        ahead.Remove(clientId);
+                        ShareRemotePresence(view, clientId, entry);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     private void SendPresenceSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
     {
@@ -617,7 +813,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
 
-    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData);
+    /// <summary>A client's selection at <paramref name="Version"/>; <paramref name="Origin"/> is the node of a remote client, null for a local one.</summary>
+    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData, string? Origin);
 
     private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }

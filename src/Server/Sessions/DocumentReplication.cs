@@ -1,5 +1,7 @@
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
+using Collab.Protocol.V1;
+using Google.Protobuf;
 
 namespace Collab.Server.Sessions;
 
@@ -30,6 +32,13 @@ internal interface IDocumentReplication
 
     /// <summary>A batch committed (as owner: publish it). Called on the sequencer's worker; must not block.</summary>
     void OnCommitted(ReadOnlySpan<OpRecord> records);
+
+    /// <summary>
+    /// A local client's presence changed (<paramref name="selection"/> null: cleared) at this node's committed
+    /// <paramref name="version"/>: share it with the other nodes' subscribers. Called on the sequencer's worker; must not block.
+    /// Delivery is at most once; the other nodes hand what arrives to <see cref="DocumentHub.ApplyRemotePresenceAsync"/>.
+    /// </summary>
+    void PublishPresence(string clientId, long version, Selection? selection, ByteString userData);
 
     /// <summary>The hub closed or failed: stop replicating and give up ownership. Idempotent.</summary>
     ValueTask StopAsync();

@@ -28,6 +28,7 @@ public sealed class ClusterPlacementTests
         Assert.Equal("a_5Fb_3Ac", ClusterSubjects.Token("a_b:c"));
         Assert.Equal("collab.v1.doc.a_2Eb.ops", ClusterSubjects.Ops("a.b"));
         Assert.Equal("collab.v1.doc.a_2Eb.submit", ClusterSubjects.Submit("a.b"));
+        Assert.Equal("collab.v1.doc.a_2Eb.presence", ClusterSubjects.Presence("a.b"));
         Assert.Equal("collab.v1.node.n_C3_A91.open", ClusterSubjects.Open("né1"));
         Assert.Null(ClusterSubjects.Untoken("a.b"));
         Assert.Null(ClusterSubjects.Untoken("a_2"));
@@ -90,8 +91,10 @@ public sealed class ClusterPlacementTests
         Assert.Equal(["early", "self"], membership.Eligible());
 
         Thread.Sleep(250);
-        Assert.True(membership.Observe(new NodeHeartbeat { NodeId = "late", StartedAtMs = 2 }, out _));
-        Assert.False(membership.Observe(new NodeHeartbeat { NodeId = "early", StartedAtMs = 1 }, out _));
+        Assert.True(membership.Observe(new NodeHeartbeat { NodeId = "late", StartedAtMs = 2 }, out bool newLeft));
+        Assert.False(newLeft); // a new node replaces no incarnation
+        Assert.False(membership.Observe(new NodeHeartbeat { NodeId = "early", StartedAtMs = 1 }, out bool sameLeft));
+        Assert.False(sameLeft);
         Assert.True(membership.IsLive("late"));
         Assert.DoesNotContain("late", membership.Eligible());
         Thread.Sleep(220);
@@ -100,8 +103,10 @@ public sealed class ClusterPlacementTests
         Assert.Equal(["early", "late", "self"], membership.Eligible());
         Assert.Equal(3, membership.LiveCount);
 
-        // A restart (another incarnation) waits out the grace again; leaving drops at once.
-        Assert.True(membership.Observe(new NodeHeartbeat { NodeId = "late", StartedAtMs = 3 }, out _));
+        // A restart (another incarnation) waits out the grace again, and its previous incarnation has left (its clients'
+        // presence goes); leaving drops at once.
+        Assert.True(membership.Observe(new NodeHeartbeat { NodeId = "late", StartedAtMs = 3 }, out bool restartLeft));
+        Assert.True(restartLeft);
         Assert.DoesNotContain("late", membership.Eligible());
         membership.Observe(new NodeHeartbeat { NodeId = "late", StartedAtMs = 3, Leaving = true }, out bool left);
         Assert.True(left);
