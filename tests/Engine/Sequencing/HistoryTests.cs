@@ -156,6 +156,18 @@ public sealed class HistoryTests
     }
 
     [Fact]
+    public async Task History_source_throwing_synchronously_is_unavailable()
+    {
+        (DocumentSequencer<string, ListOp> sequencer, _, _) = await FiveOpsAsync(SmallWindow, _ => new ThrowingHistory());
+        await using (sequencer)
+        {
+            SubmitResult result = await sequencer.SubmitAsync(Sub("late", 1, 0, Ins(0, 'X'))).WithTimeout();
+            Assert.Equal(SubmitStatus.Unavailable, result.Status);
+            Assert.Equal(5, sequencer.Version);
+        }
+    }
+
+    [Fact]
     public async Task Undecodable_history_is_unavailable()
     {
         (DocumentSequencer<string, ListOp> sequencer, _, _) = await FiveOpsAsync(
@@ -205,5 +217,11 @@ public sealed class HistoryTests
             Assert.Equal(SubmitStatus.Acked, (await sequencer.SubmitAsync(Sub("late", 1, 2, Ins(0, 'X'))).WithTimeout()).Status);
             Assert.Equal(1, history!.Reads);
         }
+    }
+
+    private sealed class ThrowingHistory : IHistorySource
+    {
+        public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("no connection");
     }
 }
