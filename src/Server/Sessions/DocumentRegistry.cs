@@ -20,6 +20,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     private readonly IDocumentReplicator? _replicator;
     private readonly ITimer _sweeper;
     private int _disposed;
+    private long _loads;
 
     public DocumentRegistry(
         IOpStore store,
@@ -67,6 +68,9 @@ internal sealed class DocumentRegistry : IAsyncDisposable
 
     public int OpenCount => _documents.Count;
 
+    /// <summary>Document loads from the store since start (each open reads the store once, however many clients ask).</summary>
+    public long LoadCount => Interlocked.Read(ref _loads);
+
     /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
     public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
     {
@@ -99,6 +103,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     private async Task<DocumentHub> LoadAsync(string docId)
     {
         await Task.Yield(); // never run a load inside Lazy's lock
+        Interlocked.Increment(ref _loads);
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
 
         // Cluster: subscribe to the owner's stream (or take ownership) before reading the log, so no op falls in between.
