@@ -26,9 +26,7 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
             await Task.Delay(1500);
 
             // Kill the node that owns the most documents, mid-edit.
-            IReadOnlyDictionary<string, (string Owner, long Epoch)> before = await cluster.ReadLeasesAsync();
-            string victim = before.Values.GroupBy(l => l.Owner).OrderByDescending(g => g.Count()).First().Key;
-            string[] orphans = [.. before.Where(l => l.Value.Owner == victim).Select(l => l.Key)];
+            (IReadOnlyDictionary<string, (string Owner, long Epoch)> before, string victim, string[] orphans) = await cluster.BusiestOwnerAsync();
             int editorsOnVictim = editors.Count(e => e.Client.ServerId == victim);
             await cluster.Node(victim).KillAsync();
             var killed = Stopwatch.StartNew();
@@ -73,8 +71,7 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
             Task editing = Task.WhenAll(editors.Select(e => e.RunAsync(TimeSpan.FromMilliseconds(20), run.Token)));
             await Task.Delay(1500);
 
-            IReadOnlyDictionary<string, (string Owner, long Epoch)> before = await cluster.ReadLeasesAsync();
-            string frozen = before.Values.GroupBy(l => l.Owner).OrderByDescending(g => g.Count()).First().Key;
+            (IReadOnlyDictionary<string, (string Owner, long Epoch)> before, string frozen, _) = await cluster.BusiestOwnerAsync();
             Dictionary<string, long> staleEpochs = before.Where(l => l.Value.Owner == frozen).ToDictionary(l => l.Key, l => l.Value.Epoch);
             ServerProcess node = cluster.Node(frozen);
             node.Pause();

@@ -143,6 +143,14 @@ internal sealed class ClusterHarness : IAsyncDisposable
         return ops;
     }
 
+    /// <summary>The leases now, and the node owning the most documents (the victim every failure test picks) with its documents.</summary>
+    public async Task<(IReadOnlyDictionary<string, (string Owner, long Epoch)> Leases, string Owner, string[] Documents)> BusiestOwnerAsync()
+    {
+        IReadOnlyDictionary<string, (string Owner, long Epoch)> leases = await ReadLeasesAsync();
+        string owner = leases.Values.GroupBy(l => l.Owner).OrderByDescending(g => g.Count()).First().Key;
+        return (leases, owner, [.. leases.Where(l => l.Value.Owner == owner).Select(l => l.Key)]);
+    }
+
     public async Task<IReadOnlyDictionary<string, (string Owner, long Epoch)>> ReadLeasesAsync()
     {
         var leases = new Dictionary<string, (string, long)>(StringComparer.Ordinal);

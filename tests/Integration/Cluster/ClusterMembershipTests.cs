@@ -26,9 +26,7 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
 
             // Graceful leave (SIGTERM): the node drains its clients and releases its leases, so the others need not wait
             // for them to expire.
-            IReadOnlyDictionary<string, (string Owner, long Epoch)> before = await cluster.ReadLeasesAsync();
-            string leaver = before.Values.GroupBy(l => l.Owner).OrderByDescending(g => g.Count()).First().Key;
-            string[] itsDocuments = [.. before.Where(l => l.Value.Owner == leaver).Select(l => l.Key)];
+            (IReadOnlyDictionary<string, (string Owner, long Epoch)> before, string leaver, string[] itsDocuments) = await cluster.BusiestOwnerAsync();
             ServerProcess node = cluster.Node(leaver);
             var clock = Stopwatch.StartNew();
             Task<int> stopping = node.StopAsync();
