@@ -19,8 +19,8 @@ namespace Collab.Client;
 /// its documents) are raised one at a time, in the order the changes happened, on one dispatcher task
 /// that is neither the caller's thread nor the receive loop; handlers may call any API, including
 /// <see cref="DisposeAsync"/>. A slow handler delays later events, never the connection.</para>
-/// <para>Handlers attached after <see cref="ConnectAsync"/> returned may miss the first <see cref="Connected"/>
-/// event: the task completing already means connected.</para>
+/// <para><see cref="ConnectAsync"/> returns after the first <see cref="Connected"/> event was raised (to no handler, as
+/// none can be attached yet): handlers attached then see every later event, in order.</para>
 /// </remarks>
 public sealed class CollabClient : IAsyncDisposable
 {
@@ -34,6 +34,7 @@ public sealed class CollabClient : IAsyncDisposable
     private readonly ConcurrentDictionary<string, CollabDocument> _documents = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _disposeCts = new();
     private readonly Lock _gate = new();
+    private readonly TaskCompletionSource _firstConnectedRaised = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ClientSession? _session;
     private long _sessionGeneration;
     private string? _clientId;
@@ -122,6 +123,8 @@ public sealed class CollabClient : IAsyncDisposable
         {
             ClientSession session = await client.EstablishFollowingRedirectsAsync(serverUri, cancellationToken).ConfigureAwait(false);
             client._runLoop = Task.Run(() => client.RunAsync(session), CancellationToken.None);
+            // Handlers attached once this returns see events after the first Connected, never that one late.
+            await client._firstConnectedRaised.Task.ConfigureAwait(false);
             return client;
         }
         catch
@@ -504,7 +507,17 @@ public sealed class CollabClient : IAsyncDisposable
 
         Log.Connected(_logger, session.Uri, session.Welcome.ClientId, session.Welcome.ServerId, session.Welcome.Resumed);
         var connected = new ConnectedEventArgs(session.Welcome.ClientId, session.Welcome.ServerId, session.Welcome.Resumed, session.Uri);
-        Events.Post(() => Connected?.Invoke(this, connected));
+        Events.Post(() =>
+        {
+            try
+            {
+                Connected?.Invoke(this, connected);
+            }
+            finally
+            {
+                _firstConnectedRaised.TrySetResult();
+            }
+        });
         session.Start();
         foreach (CollabDocument document in documents)
         {

@@ -108,6 +108,12 @@ public sealed class CollabDocument : IAsyncDisposable
     public event EventHandler<PresenceChangedEventArgs>? PresenceChanged;
 
     /// <summary>
+    /// One of this client's ops is durable on the server: raised once per op, with the version it got.
+    /// (An ack lost in a disconnect is recovered on resume, so every acknowledged op is reported exactly once.)
+    /// </summary>
+    public event EventHandler<OpAcknowledgedEventArgs>? Acknowledged;
+
+    /// <summary>
     /// The server reported an error for this document. For a rejected submit (non-retryable) the op has been
     /// dropped and the document resyncs from a snapshot; retryable errors are retried automatically.
     /// </summary>
@@ -571,6 +577,15 @@ public sealed class CollabDocument : IAsyncDisposable
                 return;
             }
 
+            if (error.Code == ErrorCode.Forbidden && requestId == 0 && error.ClientSeq == 0)
+            {
+                // Unsolicited: the server ended the subscription because a re-authentication took away the
+                // right to read this document. Resubscribing would only be refused again.
+                CloseLocked(new CollabServerException(error.Code, error.Message, error.Retryable, DocId));
+                _client.RemoveDocument(this);
+                return;
+            }
+
             if (error.Code == ErrorCode.NotSubscribed && _phase == Phase.Live)
             {
                 Subscribe();
@@ -741,6 +756,8 @@ public sealed class CollabDocument : IAsyncDisposable
 
     private void Acknowledge(long version)
     {
+        var acknowledged = new OpAcknowledgedEventArgs(_inflightSentClientId ?? _client.ClientId, _inflightSeq, version);
+        _client.Events.Post(() => Acknowledged?.Invoke(this, acknowledged));
         OtClientState<Rope, TextOp> state = _state!;
         _serverText = TextType.Apply(_serverText, PeekInFlight());
         _retryAttempt = 0;
@@ -947,15 +964,22 @@ public sealed class CollabDocument : IAsyncDisposable
         if (state.HasInflight)
         {
             TextOp inflight = PeekInFlight();
-            if (fate == InflightFate.NotIncluded)
+            TextOp buffer = state.HasBuffer ? BufferOp(inflight) : TextOp.Empty;
+            switch (fate)
             {
-                pending = state.HasBuffer ? TextType.Compose(inflight, BufferOp(inflight)) : inflight;
-            }
-            else
-            {
-                // In the snapshot already, or rejected for good: only the buffered edits survive.
-                basis = TextType.Apply(basis, inflight);
-                pending = state.HasBuffer ? TextDiff.Between(basis.ToString(), before.ToString()) : TextOp.Empty;
+                case InflightFate.NotIncluded:
+                    // Never sequenced: everything pending is still to be applied.
+                    pending = buffer.IsNoop ? inflight : TextType.Compose(inflight, buffer);
+                    break;
+                case InflightFate.Rejected:
+                    // Dropped for good: take it out of the buffer's context exactly (its inverse), keep the buffer.
+                    pending = buffer.IsNoop ? TextOp.Empty : TextType.Transform(buffer, TextType.Invert(inflight, _serverText), TransformSide.Left);
+                    break;
+                default:
+                    // Already in the snapshot: only the buffered edits are new.
+                    basis = TextType.Apply(basis, inflight);
+                    pending = buffer;
+                    break;
             }
         }
 

@@ -64,3 +64,19 @@ public sealed class PresenceChangedEventArgs : EventArgs
     /// <summary>The new selection, or <see langword="null"/> when the client left or cleared it.</summary>
     public RemotePresence? Presence { get; }
 }
+
+/// <summary>Arguments of <see cref="CollabDocument.Acknowledged"/>.</summary>
+/// <param name="clientId">The client id the op was submitted under.</param>
+/// <param name="clientSeq">The op's client seq.</param>
+/// <param name="version">The document version the op produced.</param>
+public sealed class OpAcknowledgedEventArgs(string clientId, ulong clientSeq, long version) : EventArgs
+{
+    /// <summary>The client id the op was submitted under.</summary>
+    public string ClientId { get; } = clientId;
+
+    /// <summary>The op's client seq.</summary>
+    public ulong ClientSeq { get; } = clientSeq;
+
+    /// <summary>The document version the op produced.</summary>
+    public long Version { get; } = version;
+}

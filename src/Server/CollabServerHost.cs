@@ -1,5 +1,7 @@
 using Collab.Engine.Sequencing;
+using Collab.Server.Cluster;
 using Collab.Server.Hosting;
+using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
@@ -25,6 +27,7 @@ public static class CollabServerHost
         ["--data-dir"] = "Storage:DataDirectory",
         ["--postgres"] = "Storage:PostgresConnectionString",
         ["--node-id"] = "Node:NodeId",
+        ["--nats"] = "Cluster:NatsUrl",
     };
 
     /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
@@ -51,6 +54,18 @@ public static class CollabServerHost
         var node = new NodeOptions();
         config.GetSection(NodeOptions.Section).Bind(node);
         node.Validate();
+        var auth = new AuthOptions();
+        config.GetSection(AuthOptions.Section).Bind(auth);
+        var limits = new LimitsOptions();
+        config.GetSection(LimitsOptions.Section).Bind(limits);
+        var cluster = new ClusterOptions();
+        config.GetSection(ClusterOptions.Section).Bind(cluster);
+        if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
+        {
+            cluster.Enabled = true; // --nats alone (or Cluster:NatsUrl) selects cluster mode
+        }
+
+        cluster.Validate();
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -62,7 +77,10 @@ public static class CollabServerHost
         services.AddSingleton(storage);
         services.AddSingleton(documents);
         services.AddSingleton(node);
-        services.AddSingleton(sp => OpStoreFactory.Create(storage, sp.GetRequiredService<ILoggerFactory>()));
+        if (!cluster.Enabled)
+        {
+            services.AddSingleton(sp => OpStoreFactory.Create(storage, sp.GetRequiredService<ILoggerFactory>()));
+        }
         services.AddSingleton(sp => new GroupCommitStage(
             sp.GetRequiredService<IOpStore>(), storage, sp.GetRequiredService<ILogger<GroupCommitStage>>(), new StorageMetrics()));
         services.AddSingleton<IHistorySource>(sp => new StoreHistorySource(sp.GetRequiredService<IOpStore>()));
@@ -72,14 +90,24 @@ public static class CollabServerHost
             sp.GetRequiredService<IHistorySource>(),
             documents,
             storage.SnapshotEveryOps,
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions")));
-        services.AddSingleton(sp => new SessionServices(sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes));
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Sessions"),
+            replicator: sp.GetService<ClusterNode>()));
+        services.AddSingleton(sp => new SessionServices(
+            sp.GetRequiredService<DocumentRegistry>(), documents, node.NodeId, transport.MaxMessageBytes, sp.GetRequiredService<SecurityServices>()));
         services.AddSingleton<IWebSocketApplication>(sp => new CollabApplication(sp.GetRequiredService<SessionServices>()));
         services.AddSingleton<IReadinessCheck>(sp => new StorageReadinessCheck(sp.GetRequiredService<GroupCommitStage>()));
 
-        // Hosted services stop in reverse order: the transport (registered last) drains the connections
-        // before storage flushes the op log and closes the documents.
+        // Hosted services start in order (storage, then security loads signing keys, then the transport accepts)
+        // and stop in reverse: the transport drains the connections before storage flushes the op log.
         services.AddHostedService<StorageLifetimeService>();
+        services.AddHostedService<RetentionService>();
+        if (cluster.Enabled)
+        {
+            services.AddCollabCluster(cluster, storage, node.NodeId);
+        }
+
+        // After the cluster: a cluster's IRevocationBus registration wins over the in-process default.
+        services.AddCollabSecurity(auth, limits);
         services.AddCollabTransport(transport);
         builder.WebHost.ConfigureCollabKestrel(transport);
 
@@ -97,6 +125,11 @@ public static class CollabServerHost
         if (Environment.GetEnvironmentVariable("COLLAB_POSTGRES") is { Length: > 0 } postgres)
         {
             values["Storage:PostgresConnectionString"] = postgres;
+        }
+
+        if (Environment.GetEnvironmentVariable("COLLAB_NATS") is { Length: > 0 } nats)
+        {
+            values["Cluster:NatsUrl"] = nats;
         }
 
         return values;

@@ -61,6 +61,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
     // Worker-only.
     private WorkItem? _local;
+    private long _now;
     private SubmitOperation? _suspended;
     private ValueTask<IReadOnlyList<OpRecord>> _historyRead;
     private TSnapshot _snapshot;
@@ -349,7 +350,9 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
     private void ProcessSubmit(SubmitOperation operation)
     {
-        Volatile.Write(ref _lastActivityMs, NowMs());
+        // One clock read per submission serves the idle tracking and the op's timestamp.
+        _now = NowMs();
+        Volatile.Write(ref _lastActivityMs, _now);
         if (_stopped || _close is not null)
         {
             CompleteStopped(operation);
@@ -459,6 +462,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         ValueTask<IReadOnlyList<OpRecord>> read = _historyRead;
         _suspended = null;
         _historyRead = default;
+        _now = NowMs();
         ContinueWithHistory(operation, read);
     }
 
@@ -583,7 +587,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     {
         ref readonly Submission<TOp> submission = ref operation.Submission;
         long version = _version + 1;
-        var record = new OpRecord(DocId, version, submission.ClientId, submission.ClientSeq, submission.Author, encoded, NowMs());
+        var record = new OpRecord(DocId, version, submission.ClientId, submission.ClientSeq, submission.Author, encoded, _now);
 
         operation.DedupeEntry = _dedupe.RecordSequenced(submission.ClientId, submission.ClientSeq, version);
         _window.Append(record, op, size);

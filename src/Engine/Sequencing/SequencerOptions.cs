@@ -1,6 +1,9 @@
 namespace Collab.Engine.Sequencing;
 
-/// <summary>Limits and behaviour of one <see cref="DocumentSequencer{TSnapshot, TOp}"/>; one instance is usually shared by every document.</summary>
+/// <summary>
+/// Limits and behaviour of <see cref="DocumentSequencer{TSnapshot, TOp}"/>s; one instance is usually shared by every
+/// document. Sequencers read it while they run: configure it fully before creating the first one.
+/// </summary>
 public sealed class SequencerOptions
 {
     /// <summary>

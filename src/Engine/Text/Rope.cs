@@ -20,7 +20,7 @@ namespace Collab.Engine.Text;
 /// for ranges outside the document; ops from the wire go through <see cref="TextType"/>, which
 /// rejects them with <see cref="OtException"/> first.</para>
 /// </remarks>
-public sealed partial class Rope : IEquatable<Rope>
+public sealed class Rope : IEquatable<Rope>
 {
     /// <summary>Largest chunk, in UTF-16 units. A small edit copies one chunk: 1 KiB chars is 2 KiB, a couple of cache-friendly memcpy's.</summary>
     internal const int MaxLeaf = 1024;
@@ -75,6 +75,13 @@ public sealed partial class Rope : IEquatable<Rope>
     private bool IsLeaf => _text is not null;
 
     internal int Height => _height;
+
+    // Structure, for tests that check sharing and fragmentation.
+    internal Rope? LeftChild => _left;
+
+    internal Rope? RightChild => _right;
+
+    internal int LeafCount => IsLeaf ? (_utf16Length == 0 ? 0 : 1) : _left.LeafCount + _right.LeafCount;
 
     /// <summary>
     /// Builds a rope holding <paramref name="text"/>; throws <see cref="OtException"/>

@@ -27,9 +27,11 @@ public sealed class TextType : IOtType<Rope, TextOp>
     /// <summary>The singleton registered with the sequencer.</summary>
     public static TextType Instance { get; } = new();
 
-    string IOtType<Rope, TextOp>.Name => TypeName;
+    /// <summary><see cref="TypeName"/>.</summary>
+    public string Name => TypeName;
 
-    Rope IOtType<Rope, TextOp>.Empty => Rope.Empty;
+    /// <summary>The empty document, <see cref="Rope.Empty"/>.</summary>
+    public Rope Empty => Rope.Empty;
 
     // ---- Apply -----------------------------------------------------------------------------
 
@@ -395,8 +397,8 @@ public sealed class TextType : IOtType<Rope, TextOp>
     }
 
     /// <summary>Moves both ends of a selection through <paramref name="op"/> (text-unicode's <c>transformSelection</c>); the focus may lie before the anchor.</summary>
-    public static (int Anchor, int Focus) TransformSelection(int anchor, int focus, TextOp op, bool isOwnOp) =>
-        (TransformCursor(anchor, op, isOwnOp), TransformCursor(focus, op, isOwnOp));
+    public static (int Anchor, int Focus) TransformCursor((int Anchor, int Focus) selection, TextOp op, bool isOwnOp) =>
+        (TransformCursor(selection.Anchor, op, isOwnOp), TransformCursor(selection.Focus, op, isOwnOp));
 
     // ---- Validation and misc -----------------------------------------------------------------
 

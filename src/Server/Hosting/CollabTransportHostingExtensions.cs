@@ -21,6 +21,9 @@ namespace Collab.Server.Hosting;
 /// </summary>
 public static class CollabTransportHostingExtensions
 {
+    private const long InputBufferBytes = 4 * TransportConnection.InlineFrameLimit;
+    private const long OutputBufferBytes = 64 * 1024;
+
     /// <summary>
     /// Registers the transport: options, connection registry and heartbeat, metrics, readiness
     /// (<see cref="IReadinessCheck"/> registry with the transport's own check), probes and the graceful
@@ -35,11 +38,12 @@ public static class CollabTransportHostingExtensions
         services.AddSingleton<IReadinessCheck>(sp => sp.GetRequiredService<TransportReadinessCheck>());
         services.AddSingleton(sp => new ReadinessRegistry(sp.GetServices<IReadinessCheck>()));
         services.AddSingleton(sp => new ProbeEndpoints(sp.GetRequiredService<ReadinessRegistry>()));
+        services.AddSingleton<IPlainHttpRoutes>(sp => sp.GetRequiredService<ProbeEndpoints>());
         services.AddSingleton(sp => new TransportServices(
             options,
             sp.GetRequiredService<IWebSocketApplication>(),
             sp.GetRequiredService<ConnectionRegistry>(),
-            sp.GetRequiredService<ProbeEndpoints>().Routes,
+            MergeRoutes(sp.GetServices<IPlainHttpRoutes>(), options),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Transport")));
         services.AddSingleton<CollabConnectionHandler>();
         services.AddHostedService<TransportLifetimeService>();
@@ -56,6 +60,24 @@ public static class CollabTransportHostingExtensions
         return services;
     }
 
+    /// <summary>Every registered route source in one table; a path served twice (or the WebSocket path) is a start-up error.</summary>
+    private static Dictionary<string, PlainHttpRoute> MergeRoutes(IEnumerable<IPlainHttpRoutes> sources, TransportOptions options)
+    {
+        var routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal);
+        foreach (IPlainHttpRoutes source in sources)
+        {
+            foreach ((string path, PlainHttpRoute route) in source.Routes)
+            {
+                if (string.Equals(path, options.WebSocketPath, StringComparison.Ordinal) || !routes.TryAdd(path, route))
+                {
+                    throw new TransportConfigurationException($"The HTTP path '{path}' is served twice.");
+                }
+            }
+        }
+
+        return routes;
+    }
+
     /// <summary>
     /// Makes Kestrel listen on <see cref="TransportOptions.Port"/> with our connection handler (behind
     /// TLS when a certificate is configured). HTTP/1.1 only: the handler speaks HTTP/1.1 itself, and
@@ -65,9 +87,25 @@ public static class CollabTransportHostingExtensions
     {
         options.Validate();
         X509Certificate2? certificate = options.UseTls ? LoadCertificate(options) : null;
+
+        // Backpressure thresholds of each connection's pipes. Input: a socket read pauses once this much is
+        // buffered unread; it must hold one whole inline frame (TransportConnection.InlineFrameLimit) with
+        // room to spare, and bounds what a flooding client can make the server buffer. Output: FlushAsync
+        // waits above this much unsent, which stops the drain and lets the outbound queue bound apply.
+        // Zero-byte reads (the default) keep idle connections free of any receive buffer.
+        builder.UseSockets(sockets =>
+        {
+            sockets.MaxReadBufferSize = InputBufferBytes;
+            sockets.MaxWriteBufferSize = OutputBufferBytes;
+            sockets.WaitForDataBeforeAllocatingBuffer = true;
+        });
         return builder.UseKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+
+            // The same thresholds for the TLS layer's own pipes.
+            kestrel.Limits.MaxRequestBufferSize = InputBufferBytes;
+            kestrel.Limits.MaxResponseBufferSize = OutputBufferBytes;
             if (string.IsNullOrEmpty(options.ListenAddress))
             {
                 kestrel.ListenAnyIP(options.Port, Configure);

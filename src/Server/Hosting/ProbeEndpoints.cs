@@ -8,7 +8,7 @@ namespace Collab.Server.Hosting;
 /// /healthz (process alive), /readyz (every <see cref="IReadinessCheck"/> ready) and /metrics
 /// (Prometheus text format from prometheus-net's default registry), served on the WebSocket port.
 /// </summary>
-internal sealed class ProbeEndpoints
+internal sealed class ProbeEndpoints : IPlainHttpRoutes
 {
     private const string TextPlain = "text/plain; charset=utf-8";
     private const string PrometheusText = "text/plain; version=0.0.4; charset=utf-8";
@@ -19,20 +19,20 @@ internal sealed class ProbeEndpoints
     public ProbeEndpoints(ReadinessRegistry readiness)
     {
         _readiness = readiness;
-        Routes = new Dictionary<string, PlainHttpHandler>(StringComparer.Ordinal)
+        Routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal)
         {
-            ["/healthz"] = HealthzAsync,
-            ["/readyz"] = ReadyzAsync,
-            ["/metrics"] = MetricsAsync,
+            ["/healthz"] = PlainHttpRoute.Get(HealthzAsync),
+            ["/readyz"] = PlainHttpRoute.Get(ReadyzAsync),
+            ["/metrics"] = PlainHttpRoute.Get(MetricsAsync),
         };
     }
 
-    public IReadOnlyDictionary<string, PlainHttpHandler> Routes { get; }
+    public IReadOnlyDictionary<string, PlainHttpRoute> Routes { get; }
 
-    private static ValueTask<PlainHttpResponse> HealthzAsync(CancellationToken cancellationToken) =>
+    private static ValueTask<PlainHttpResponse> HealthzAsync(PlainHttpRequest request, CancellationToken cancellationToken) =>
         ValueTask.FromResult(new PlainHttpResponse(200, TextPlain, s_ok));
 
-    private ValueTask<PlainHttpResponse> ReadyzAsync(CancellationToken cancellationToken)
+    private ValueTask<PlainHttpResponse> ReadyzAsync(PlainHttpRequest request, CancellationToken cancellationToken)
     {
         bool ready = _readiness.Evaluate(out IReadOnlyList<(string Name, ReadinessResult Result)> results);
         var body = new StringBuilder(ready ? "ready\n" : "not ready\n");
@@ -44,7 +44,7 @@ internal sealed class ProbeEndpoints
         return ValueTask.FromResult(new PlainHttpResponse(ready ? 200 : 503, TextPlain, Encoding.UTF8.GetBytes(body.ToString())));
     }
 
-    private static async ValueTask<PlainHttpResponse> MetricsAsync(CancellationToken cancellationToken)
+    private static async ValueTask<PlainHttpResponse> MetricsAsync(PlainHttpRequest request, CancellationToken cancellationToken)
     {
         using var stream = new MemoryStream();
         await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(stream, cancellationToken).ConfigureAwait(false);

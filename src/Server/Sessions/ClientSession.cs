@@ -4,6 +4,7 @@ using Collab.Engine;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
+using Collab.Server.Security;
 using Collab.Server.Transport;
 using Google.Protobuf;
 
@@ -15,8 +16,11 @@ namespace Collab.Server.Sessions;
 /// (the transport reads the next one when the returned task completes), but a submit does not hold
 /// up the connection while it commits: its ack comes from the document hub, in version order.
 /// Bad input gets an error with a code; only persistent abuse closes the connection.
+/// Security: the session acts for a <see cref="SessionPrincipal"/> (replaced by Reauthenticate), checks
+/// its document rights on every subscribe and submit, spends rate budgets per connection and per user,
+/// and is closed with 4001 when its token expires, 4001/4003 when revoked, 4008 when it persists over a limit.
 /// </summary>
-internal sealed class ClientSession : IWebSocketSession
+internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 {
     /// <summary>Protocol errors tolerated on one connection before it is closed as abusive.</summary>
     private const int MaxProtocolErrors = 32;
@@ -25,25 +29,48 @@ internal sealed class ClientSession : IWebSocketSession
     private readonly SessionServices _services;
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly object _gate = new();
+    private readonly SecurityServices _security;
+    private readonly SessionLimiter _limiter;
+    private readonly UserEntry? _user;
+    private volatile SessionPrincipal _principal;
     private string? _clientId;
     private int _protocolErrors;
     private volatile bool _closed;
 
-    public ClientSession(IWebSocketConnection connection, SessionServices services, string? userId)
+    // Token expiry (guarded by _gate): the session is closed at _authDeadline unless a Reauthenticate moves it.
+    private DateTimeOffset _authDeadline = DateTimeOffset.MaxValue;
+    private bool _expiryWarned;
+    private long _nextAuthCheck = long.MaxValue;
+
+    public ClientSession(IWebSocketConnection connection, SessionServices services, SessionPrincipal principal)
     {
         _connection = connection;
         _services = services;
-        UserId = userId;
+        _security = services.Security;
+        _principal = principal;
+        if (!principal.IsAnonymous)
+        {
+            SetAuthDeadline(principal);
+            _user = _security.Sessions.Register(this);
+        }
+
+        _limiter = new SessionLimiter(_security.Rates, _user, _security.Time);
     }
 
     public string ClientId => _clientId ?? throw new InvalidOperationException("No Hello yet.");
 
     /// <summary>The authenticated user (recorded as each op's author), or null on an anonymous server.</summary>
-    public string? UserId { get; }
+    public string? UserId => _principal.UserId;
+
+    /// <inheritdoc />
+    public SessionPrincipal Principal => _principal;
 
     public bool IsClosed => _closed;
 
     public long ConnectionId => _connection.Id;
+
+    /// <inheritdoc />
+    public long NextAuthCheckUtcTicks => Volatile.Read(ref _nextAuthCheck);
 
     // ------------------------------------------------------------------ transport seam
 
@@ -72,6 +99,12 @@ internal sealed class ClientSession : IWebSocketSession
             return ValueTask.CompletedTask;
         }
 
+        if (_limiter.TryMessage() is { } refused)
+        {
+            OverLimit(refused, ErrorCode.RateLimited, $"More than {_security.Limits.MessagesPerSecond} messages per second; slow down and retry.", message.RequestId);
+            return ValueTask.CompletedTask;
+        }
+
         try
         {
             switch (message.BodyCase)
@@ -94,7 +127,7 @@ internal sealed class ClientSession : IWebSocketSession
                 case ClientMessage.BodyOneofCase.FetchOps:
                     return OnFetchOpsAsync(message.FetchOps, message.RequestId);
                 case ClientMessage.BodyOneofCase.Reauth:
-                    return OnReauthenticate(message.Reauth, message.RequestId);
+                    return OnReauthenticateAsync(message.Reauth, message.RequestId);
                 default:
                     return ProtocolError(ErrorCode.UnknownMessage, "Unknown message kind (a newer protocol?); it was ignored.", message.RequestId);
             }
@@ -125,6 +158,11 @@ internal sealed class ClientSession : IWebSocketSession
         if (_clientId is not null)
         {
             SessionMetrics.Sessions.Dec();
+        }
+
+        if (_user is not null)
+        {
+            _security.Sessions.Unregister(this, _user);
         }
 
         foreach (Subscription sub in subscriptions)
@@ -158,7 +196,16 @@ internal sealed class ClientSession : IWebSocketSession
             return;
         }
 
-        _clientId = resumed ? hello.ClientId : Sessions.ClientId.New();
+        SessionPrincipal principal = _principal;
+        if (resumed && !principal.OwnsClientId(hello.ClientId))
+        {
+            // Another user's client id (or one from before authentication): resuming it would let this user
+            // advance that id's dedupe state and get the real owner's ops refused. A fresh id resumes nothing.
+            SecurityMetrics.ClientIdRebound.Inc();
+            resumed = false;
+        }
+
+        _clientId = resumed ? hello.ClientId : principal.NewClientId();
         SessionMetrics.Sessions.Inc();
         _services.Log.Hello(_connection.Id, _clientId, resumed);
         SendOwned(ServerFrames.Build(new ServerMessage
@@ -174,6 +221,12 @@ internal sealed class ClientSession : IWebSocketSession
                 MaxOpBytes = (uint)_services.Options.MaxOpBytes,
             },
         }));
+
+        if (!principal.IsAnonymous)
+        {
+            // A token that was already close to expiry at the handshake gets its warning right after Welcome.
+            OnAuthDeadline(_security.Time.GetUtcNow());
+        }
     }
 
     private async ValueTask OnSubscribeAsync(Subscribe subscribe, ulong requestId)
@@ -191,15 +244,25 @@ internal sealed class ClientSession : IWebSocketSession
             return;
         }
 
+        if (!_principal.Rights.CanRead(docId))
+        {
+            SecurityMetrics.Forbidden.WithLabels("subscribe").Inc();
+            SendError(ErrorCode.Forbidden, $"No right to read document '{docId}'.", requestId, docId);
+            return;
+        }
+
         Subscription? previous;
+        bool full;
         lock (_gate)
         {
             _subscriptions.TryGetValue(docId, out previous);
-            if (previous is null && _subscriptions.Count >= _services.Options.MaxSubscriptionsPerConnection)
-            {
-                SendError(ErrorCode.TooManySubscriptions, $"A connection may subscribe to at most {_services.Options.MaxSubscriptionsPerConnection} documents.", requestId, docId);
-                return;
-            }
+            full = previous is null && _subscriptions.Count >= _services.Options.MaxSubscriptionsPerConnection;
+        }
+
+        if (full)
+        {
+            OverLimit(LimitKind.Subscriptions, ErrorCode.TooManySubscriptions, $"A connection may subscribe to at most {_services.Options.MaxSubscriptionsPerConnection} documents.", requestId, docId);
+            return;
         }
 
         if (previous is not null)
@@ -297,9 +360,23 @@ internal sealed class ClientSession : IWebSocketSession
             return;
         }
 
+        if (!_principal.Rights.CanWrite(docId))
+        {
+            SecurityMetrics.Forbidden.WithLabels("submit").Inc();
+            SendError(ErrorCode.Forbidden, $"No right to write document '{docId}'; the op was not applied.", requestId, docId, clientSeq);
+            return;
+        }
+
+        if (_limiter.TryOp() is { } refused)
+        {
+            double rate = refused == LimitKind.OpsUser ? _security.Limits.UserOpsPerSecond : _security.Limits.OpsPerSecond;
+            OverLimit(refused, ErrorCode.RateLimited, $"More than {rate} ops per second{(refused == LimitKind.OpsUser ? " for this user" : string.Empty)}; resend after a backoff.", requestId, docId, clientSeq);
+            return;
+        }
+
         if (submit.Op.Length > _services.Options.MaxOpBytes)
         {
-            SendError(ErrorCode.OpTooLarge, $"The op is {submit.Op.Length} bytes; the limit is {_services.Options.MaxOpBytes}.", requestId, docId, clientSeq);
+            OverLimit(LimitKind.OpSize, ErrorCode.OpTooLarge, $"The op is {submit.Op.Length} bytes; the limit is {_services.Options.MaxOpBytes}.", requestId, docId, clientSeq);
             return;
         }
 
@@ -315,8 +392,8 @@ internal sealed class ClientSession : IWebSocketSession
         }
 
         long started = Stopwatch.GetTimestamp();
-        ValueTask<SubmitResult> pending = subscription.Hub.Sequencer.SubmitAsync(
-            new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, UserId));
+        ValueTask<SubmitOutcome> pending = subscription.Hub.SubmitAsync(
+            new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
         if (pending.IsCompletedSuccessfully)
         {
             OnSubmitted(subscription, clientSeq, requestId, pending.Result, started);
@@ -327,9 +404,9 @@ internal sealed class ClientSession : IWebSocketSession
         }
     }
 
-    private async Task AwaitSubmittedAsync(ValueTask<SubmitResult> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    private async Task AwaitSubmittedAsync(ValueTask<SubmitOutcome> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
     {
-        SubmitResult result;
+        SubmitOutcome result;
         try
         {
             result = await pending.ConfigureAwait(false);
@@ -344,7 +421,7 @@ internal sealed class ClientSession : IWebSocketSession
         OnSubmitted(subscription, clientSeq, requestId, result, started);
     }
 
-    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitResult result, long started)
+    private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitOutcome result, long started)
     {
         switch (result.Status)
         {
@@ -355,6 +432,9 @@ internal sealed class ClientSession : IWebSocketSession
             case SubmitStatus.Duplicate:
                 SessionMetrics.DuplicateAcks.Inc();
                 _ = subscription.Hub.SendDuplicateAckAsync(subscription, clientSeq, result.Version, requestId);
+                break;
+            case SubmitStatus.DocTooLarge:
+                OverLimit(LimitKind.DocSize, ErrorCode.DocTooLarge, result.Message ?? $"The document would exceed {_services.Options.MaxDocumentLength} code points.", requestId, subscription.DocId, clientSeq);
                 break;
             default:
                 SendError(ErrorCodes.FromSubmit(result.Status), result.Message ?? result.Status.ToString(), requestId, subscription.DocId, clientSeq);
@@ -374,6 +454,21 @@ internal sealed class ClientSession : IWebSocketSession
         if (update.UserData.Length > _services.Options.MaxPresenceUserDataBytes)
         {
             SendError(ErrorCode.BadMessage, $"Presence user_data is limited to {_services.Options.MaxPresenceUserDataBytes} bytes.", requestId, update.DocId);
+            return;
+        }
+
+        if (_limiter.TryPresence(out bool firstInStreak) is { } refused)
+        {
+            // Dropped: presence is ephemeral and the next update supersedes this one. One error per streak
+            // tells the client why; an error per dropped update would only double the flood. Not a violation:
+            // a chatty but honest editor (a selection per keystroke) must not be disconnected for it; a real
+            // flood runs into the message rate, whose refusals do count.
+            SecurityMetrics.Rejected(refused);
+            if (firstInStreak)
+            {
+                SendError(ErrorCode.RateLimited, "Presence updates are sent faster than allowed; some are dropped.", requestId, update.DocId);
+            }
+
             return;
         }
 
@@ -437,12 +532,189 @@ internal sealed class ClientSession : IWebSocketSession
         SendOwned(ServerFrames.Ops(fetch.DocId, array, requestId));
     }
 
-    private ValueTask OnReauthenticate(Reauthenticate reauth, ulong requestId)
+    private async ValueTask OnReauthenticateAsync(Reauthenticate reauth, ulong requestId)
     {
-        // Anonymous server: a session carries no token, so there is nothing to refresh or re-check.
-        _ = reauth;
-        _ = requestId;
-        return ValueTask.CompletedTask;
+        SessionPrincipal current = _principal;
+        if (current.IsAnonymous || _security.Validator is null)
+        {
+            // Anonymous server: a session carries no token, so there is nothing to refresh or re-check.
+            return;
+        }
+
+        AuthResult result;
+        try
+        {
+            result = await _security.Validator.ValidateAsync(reauth.Token, _connection.Closed).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            _services.Log.MessageFailed(_connection.Id, ex);
+            SendError(ErrorCode.Internal, "The token could not be checked; the current one stays in force.", requestId);
+            return;
+        }
+
+        if (!result.Succeeded)
+        {
+            // The session keeps its current token until that expires (then 4001); a revoked user ends now.
+            SecurityMetrics.AuthFailed(AuthStage.Reauth, result.Failure);
+            _security.Log.TokenRefused(AuthStage.Reauth, _connection.RemoteEndPoint?.ToString() ?? "?", result.Failure, result.Description);
+            SendError(ErrorCode.Unauthorized, "Reauthenticate refused: " + result.Description + ".", requestId);
+            if (result.Failure == AuthFailure.UserRevoked)
+            {
+                OnRevoked(RevocationKind.User);
+            }
+
+            return;
+        }
+
+        SessionPrincipal next = result.Principal!;
+        if (!string.Equals(next.UserId, current.UserId, StringComparison.Ordinal))
+        {
+            SecurityMetrics.AuthFailed(AuthStage.Reauth, AuthFailure.WrongUser);
+            SendError(ErrorCode.Forbidden, "Reauthenticate carried another user's token; a connection cannot change its user.", requestId);
+            CloseForSecurity(SecurityCloseCodes.Forbidden, "token of another user");
+            return;
+        }
+
+        SecurityMetrics.AuthSucceeded(AuthStage.Reauth);
+        _principal = next;
+        List<Subscription>? lost = null;
+        lock (_gate)
+        {
+            SetAuthDeadline(next);
+
+            // Rights may have shrunk: every subscription must still be readable.
+            foreach (Subscription sub in _subscriptions.Values)
+            {
+                if (!next.Rights.CanRead(sub.DocId))
+                {
+                    (lost ??= []).Add(sub);
+                }
+            }
+
+            if (lost is not null)
+            {
+                foreach (Subscription sub in lost)
+                {
+                    _subscriptions.Remove(sub.DocId);
+                }
+            }
+        }
+
+        if (lost is null)
+        {
+            return;
+        }
+
+        foreach (Subscription sub in lost)
+        {
+            SecurityMetrics.Forbidden.WithLabels("revoked_on_reauth").Inc();
+            await DetachAndReleaseAsync(sub).ConfigureAwait(false);
+            SendError(ErrorCode.Forbidden, $"The new token does not allow reading document '{sub.DocId}'; the subscription ended.", 0, sub.DocId);
+        }
+    }
+
+    // ------------------------------------------------------------------ security callbacks
+
+    /// <inheritdoc />
+    public void OnAuthDeadline(DateTimeOffset now)
+    {
+        bool expire = false;
+        bool warn = false;
+        DateTimeOffset deadline;
+        lock (_gate)
+        {
+            deadline = _authDeadline;
+            if (_closed)
+            {
+                return;
+            }
+
+            if (now >= deadline)
+            {
+                expire = true;
+                Volatile.Write(ref _nextAuthCheck, long.MaxValue);
+            }
+            else if (!_expiryWarned && now >= deadline - _security.Auth.ExpiryWarning)
+            {
+                // Before Hello the client would not understand the message: Hello sends it instead.
+                if (_clientId is not null)
+                {
+                    _expiryWarned = true;
+                    warn = true;
+                    Volatile.Write(ref _nextAuthCheck, deadline.UtcTicks);
+                }
+            }
+        }
+
+        if (expire)
+        {
+            SecurityMetrics.ExpiredCloses.Inc();
+            CloseForSecurity(SecurityCloseCodes.AuthExpired, "access token expired");
+        }
+        else if (warn)
+        {
+            SecurityMetrics.ExpiryWarnings.Inc();
+            SendOwned(ServerFrames.Build(new ServerMessage { AuthExpiring = new AuthExpiring { ExpiresAtMs = deadline.ToUnixTimeMilliseconds() } }));
+        }
+    }
+
+    /// <inheritdoc />
+    public void OnRevoked(RevocationKind kind)
+    {
+        SecurityMetrics.RevokedCloses.WithLabels(kind == RevocationKind.User ? "user" : "token").Inc();
+        if (kind == RevocationKind.User)
+        {
+            CloseForSecurity(SecurityCloseCodes.Forbidden, "access revoked");
+        }
+        else
+        {
+            CloseForSecurity(SecurityCloseCodes.AuthExpired, "access token revoked");
+        }
+    }
+
+    /// <summary>
+    /// The deadline of a principal's token: its exp plus the clock skew the handshake tolerated (guarded by _gate).
+    /// A token that does not move the deadline later (a client re-sending a cached token) earns no new warning:
+    /// the client was told once, and the close at the deadline follows.
+    /// </summary>
+    private void SetAuthDeadline(SessionPrincipal principal)
+    {
+        DateTimeOffset deadline = principal.ExpiresAt is { } exp ? exp + _security.Auth.ClockSkew : DateTimeOffset.MaxValue;
+        _expiryWarned = _expiryWarned && deadline <= _authDeadline;
+        _authDeadline = deadline;
+        DateTimeOffset next = deadline == DateTimeOffset.MaxValue ? DateTimeOffset.MaxValue
+            : _expiryWarned ? deadline
+            : deadline - _security.Auth.ExpiryWarning;
+        Volatile.Write(ref _nextAuthCheck, next.UtcTicks);
+    }
+
+    private void CloseForSecurity(ushort code, string reason)
+    {
+        _security.Log.SessionClosed(_connection.Id, _principal.UserId, reason);
+        _connection.Close(code, reason);
+    }
+
+    /// <summary>Answers a request refused by a limit, and closes the connection (4008) once refusals persist.</summary>
+    private void OverLimit(LimitKind limit, ErrorCode code, string message, ulong requestId, string? docId = null, long clientSeq = 0)
+    {
+        SecurityMetrics.Rejected(limit);
+        SendError(code, message, requestId, docId, clientSeq);
+        CountViolation(limit);
+    }
+
+    private void CountViolation(LimitKind limit)
+    {
+        if (_limiter.RecordViolation())
+        {
+            SecurityMetrics.ClosedOver(limit);
+            _security.Log.LimitClose(_connection.Id, limit);
+            _connection.Close(SecurityCloseCodes.RateLimited, "over the " + SecurityMetrics.Snake(limit.ToString()) + " limit");
+        }
     }
 
     // ------------------------------------------------------------------ hub callbacks

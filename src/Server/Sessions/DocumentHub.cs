@@ -12,6 +12,10 @@ namespace Collab.Server.Sessions;
 /// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
 /// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
 /// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
+/// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
+/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
+/// tagged with their node (docs/CLUSTER.md, "Presence").
 /// </summary>
 internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 {
@@ -19,6 +23,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly List<Subscription> _subscribers = [];
     private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
+    private Dictionary<string, PresenceEntry>? _aheadPresence;
+    private bool _aheadReleaseQueued;
+    private readonly IDocumentReplication? _replication;
+    private List<DuplicateAck>? _duplicateAcks;
     private DocumentSequencer<Rope, TextOp>? _sequencer;
     private long _batchStamp;
     private int _refs;
@@ -26,15 +34,22 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private long _lastSnapshotVersion;
     private int _snapshotQueued;
 
-    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion)
+    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
     {
         _registry = registry;
         DocId = docId;
         _lastSnapshotVersion = lastSnapshotVersion;
+        _replication = replication;
         _idleSinceMs = registry.NowMs;
     }
 
     public string DocId { get; }
+
+    /// <summary>The cluster side of the document; null on a single node.</summary>
+    public IDocumentReplication? Replication => _replication;
+
+    /// <summary>True when this node sequences the document (always on a single node).</summary>
+    public bool SequencesLocally => _replication?.SequencesLocally ?? true;
 
     public DocumentSequencer<Rope, TextOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
 
@@ -76,7 +91,14 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
     public bool TryBeginClose(long nowMs, long idleMs)
     {
-        if (Volatile.Read(ref _refs) != 0 || nowMs - Volatile.Read(ref _idleSinceMs) < idleMs || Sequencer.PendingCount != 0)
+        // An owner also serves other nodes' clients (forwarded submits), which hold no reference here.
+        long idleSince = Volatile.Read(ref _idleSinceMs);
+        if (_replication is { SequencesLocally: true })
+        {
+            idleSince = Math.Max(idleSince, Sequencer.LastActivity.ToUnixTimeMilliseconds());
+        }
+
+        if (Volatile.Read(ref _refs) != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
         {
             return false;
         }
@@ -84,20 +106,67 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
     }
 
-    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer.</summary>
+    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
     public async Task CloseAsync(CancellationToken abandon)
     {
         try
         {
-            if (Sequencer.State == SequencerState.Active && Sequencer.CommittedVersion > LastSnapshotVersion)
+            if (SequencesLocally && Sequencer.State == SequencerState.Active && Sequencer.CommittedVersion > LastSnapshotVersion)
             {
                 await WriteSnapshotAsync().ConfigureAwait(false);
             }
         }
         finally
         {
-            await Sequencer.CloseAsync(abandon).ConfigureAwait(false);
+            try
+            {
+                await Sequencer.CloseAsync(abandon).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (_replication is not null)
+                {
+                    await _replication.StopAsync().ConfigureAwait(false);
+                }
+            }
         }
+    }
+
+    // ------------------------------------------------------------------ submit
+
+    /// <summary>Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through <see cref="OnCommitted"/>.</summary>
+    public ValueTask<SubmitOutcome> SubmitAsync(Submission<TextOp> submission)
+    {
+        if (_replication is { SequencesLocally: false } replication)
+        {
+            return replication.ForwardAsync(submission);
+        }
+
+        ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
+        return pending.IsCompletedSuccessfully
+            ? new ValueTask<SubmitOutcome>(SubmitOutcome.From(pending.Result))
+            : AwaitLocalAsync(pending);
+
+        static async ValueTask<SubmitOutcome> AwaitLocalAsync(ValueTask<SubmitResult> pending) => SubmitOutcome.From(await pending.ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// Stops serving the document here after its replica could not follow the owner (a gap the log no longer holds, an op
+    /// that does not apply): every subscriber resynchronises, as after fencing, and the next subscriber loads it afresh.
+    /// </summary>
+    public async Task FailAsync(Exception reason)
+    {
+        List<ClientSession>? sessions;
+        try
+        {
+            sessions = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // closing anyway
+        }
+
+        _registry.OnHubFailed(this, reason, sessions);
     }
 
     // ------------------------------------------------------------------ subscribe / unsubscribe
@@ -109,6 +178,12 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
     {
+        if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
+        {
+            // The client saw a newer version on another node: this replica is about to receive it.
+            await replica.WaitForVersionAsync(fromVersion, cancellationToken).ConfigureAwait(false);
+        }
+
         AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
         if (outcome.Status != AttachStatus.NeedsHistory)
         {
@@ -228,9 +303,12 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
         {
             _byClient.Remove(sub.ClientId);
-            if (_presence.Remove(sub.ClientId))
+            if (_presence.TryGetValue(sub.ClientId, out PresenceEntry entry) && entry.Origin is null)
             {
-                BroadcastPresence(sub.ClientId, Sequencer.CommittedVersion, null, ByteString.Empty, except: null);
+                _presence.Remove(sub.ClientId);
+                long version = Sequencer.CommittedVersion;
+                BroadcastPresence(sub.ClientId, version, null, ByteString.Empty, except: null);
+                _replication?.PublishPresence(sub.ClientId, version, null, ByteString.Empty);
             }
         }
 
@@ -275,13 +353,33 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
     {
         ReadOnlySpan<OpRecord> records = batch.Records;
-        SessionMetrics.OpsCommitted.Inc(records.Length);
+        bool local = SequencesLocally;
+        if (local)
+        {
+            SessionMetrics.OpsCommitted.Inc(records.Length);
+        }
+
+        // Publish first: other nodes' clients wait on it, and it only queues.
+        _replication?.OnCommitted(records);
         if (_subscribers.Count > 0)
         {
             Broadcast(records);
         }
 
-        if (batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _registry.SnapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
+        if (_duplicateAcks is { Count: > 0 })
+        {
+            SendDueDuplicateAcks(batch.Version);
+        }
+
+        if (_aheadPresence is { Count: > 0 } && !_aheadReleaseQueued && AnyPresenceReached(batch.Version))
+        {
+            // Transforming needs the committed view, which the listener does not get: share them right after this batch.
+            _aheadReleaseQueued = true;
+            _ = ReleaseAheadPresenceAsync();
+        }
+
+        // Only the sequencing node writes snapshots; a replica's would be the same document.
+        if (local && batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _registry.SnapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
         {
             _ = PeriodicSnapshotAsync();
         }
@@ -369,7 +467,18 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
         _subscribers.Clear();
         _byClient.Clear();
+        foreach ((string clientId, PresenceEntry entry) in _presence)
+        {
+            if (entry.Origin is null)
+            {
+                // The clients resynchronise and send their presence again; until then the other nodes must not show it.
+                _replication?.PublishPresence(clientId, entry.Version, null, ByteString.Empty);
+            }
+        }
+
         _presence.Clear();
+        _aheadPresence?.Clear();
+        _duplicateAcks?.Clear();
         return sessions;
     }
 
@@ -377,15 +486,24 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     /// <summary>
     /// Acks a resent op that had been sequenced before. Routed through the worker so the ack cannot
-    /// overtake ops that precede it (the original is committed by the time the sequencer reports it).
+    /// overtake ops that precede it: the original is committed by the time a local sequencer reports it, while a
+    /// replica may not have received it from the owner yet, in which case the ack waits for it here.
     /// </summary>
     public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId)
     {
         try
         {
-            await Sequencer.RunExclusiveAsync(_ =>
+            await Sequencer.RunExclusiveAsync(view =>
             {
-                sub.SendOwned(ServerFrames.Ack(DocId, clientSeq, version, duplicate: true, requestId));
+                if (view.Version >= version)
+                {
+                    sub.SendOwned(ServerFrames.Ack(DocId, clientSeq, version, duplicate: true, requestId));
+                }
+                else
+                {
+                    (_duplicateAcks ??= []).Add(new DuplicateAck(sub, clientSeq, version, requestId));
+                }
+
                 return true;
             }).ConfigureAwait(false);
         }
@@ -393,6 +511,25 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         {
             // Closed: the client resubscribes and resends, and is acked then.
         }
+    }
+
+    private void SendDueDuplicateAcks(long committed)
+    {
+        List<DuplicateAck> acks = _duplicateAcks!;
+        int kept = 0;
+        foreach (DuplicateAck ack in acks)
+        {
+            if (ack.Version <= committed)
+            {
+                ack.Subscription.SendOwned(ServerFrames.Ack(DocId, ack.ClientSeq, ack.Version, duplicate: true, ack.RequestId));
+            }
+            else
+            {
+                acks[kept++] = ack;
+            }
+        }
+
+        acks.RemoveRange(kept, acks.Count - kept);
     }
 
     // ------------------------------------------------------------------ presence
@@ -411,6 +548,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 if (_presence.Remove(sub.ClientId))
                 {
                     BroadcastPresence(sub.ClientId, view.Version, null, userData, except: sub);
+                    _replication?.PublishPresence(sub.ClientId, view.Version, null, userData);
                 }
 
                 return true;
@@ -421,11 +559,182 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 return false; // made against a version the window no longer holds: stale, the client sends a fresh one
             }
 
-            var entry = new PresenceEntry(view.Version, anchor, head, userData);
-            _presence[sub.ClientId] = entry;
-            BroadcastPresence(sub.ClientId, view.Version, new Selection { Anchor = anchor, Head = head }, userData, except: sub);
+            _aheadPresence?.Remove(sub.ClientId);
+            _presence[sub.ClientId] = new PresenceEntry(view.Version, anchor, head, userData, Origin: null);
+            var shared = new Selection { Anchor = anchor, Head = head };
+            BroadcastPresence(sub.ClientId, view.Version, shared, userData, except: sub);
+            _replication?.PublishPresence(sub.ClientId, view.Version, shared, userData);
             return true;
         });
+
+    /// <summary>
+    /// Presence of a client of another node (<paramref name="origin"/>), at that node's committed <paramref name="version"/>
+    /// (<paramref name="selection"/> null: cleared there). Shared with the local subscribers once this node has delivered
+    /// the ops up to that version, so no client gets positions that refer to ops it has not seen; kept (tagged with its
+    /// node) for later subscribers' presence snapshots. A clear removes only an entry of the same node: a client that moved
+    /// to another node keeps the presence it set there even when its old node's clear arrives late.
+    /// </summary>
+    public async Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view => ApplyRemotePresenceOnWorker(view, origin, clientId, version, selection, userData)).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: nobody left to show it to.
+        }
+    }
+
+    /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
+    public async Task ClearRemotePresenceAsync(string origin)
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                // Removing the current entry while enumerating a Dictionary is allowed.
+                if (_aheadPresence is not null)
+                {
+                    foreach ((string clientId, PresenceEntry entry) in _aheadPresence)
+                    {
+                        if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                        {
+                            _aheadPresence.Remove(clientId);
+                        }
+                    }
+                }
+
+                foreach ((string clientId, PresenceEntry entry) in _presence)
+                {
+                    if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
+                    {
+                        _presence.Remove(clientId);
+                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: null);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: nothing left to clear.
+        }
+    }
+
+    /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
+    public async Task RepublishPresenceAsync()
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                foreach ((string clientId, PresenceEntry entry) in _presence)
+                {
+                    if (entry.Origin is null && view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+                    {
+                        _replication?.PublishPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private bool ApplyRemotePresenceOnWorker(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
+    {
+        if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead)
+            && (selection is not null || string.Equals(ahead.Origin, origin, StringComparison.Ordinal)))
+        {
+            _aheadPresence.Remove(clientId); // superseded
+        }
+
+        if (selection is null)
+        {
+            if (_presence.TryGetValue(clientId, out PresenceEntry current) && string.Equals(current.Origin, origin, StringComparison.Ordinal))
+            {
+                _presence.Remove(clientId);
+                BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
+            }
+
+            return true;
+        }
+
+        var entry = new PresenceEntry(version, ClampToInt(selection.Anchor), ClampToInt(selection.Head), userData, origin);
+        if (version > view.Version)
+        {
+            // The other node delivered ops this one has not yet: hold the presence until they are delivered here too.
+            (_aheadPresence ??= new Dictionary<string, PresenceEntry>(StringComparer.Ordinal))[clientId] = entry;
+            return true;
+        }
+
+        return ShareRemotePresence(view, clientId, entry);
+    }
+
+    private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
+    {
+        if (!view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+        {
+            return false; // older than the history window: the client's next update replaces it
+        }
+
+        PresenceEntry shared = entry with { Version = view.Version, Anchor = anchor, Head = head };
+        if (_presence.TryGetValue(clientId, out PresenceEntry current) && current == shared)
+        {
+            return true; // republished for a node that opened the document: the subscribers here have it
+        }
+
+        _presence[clientId] = shared;
+        BroadcastPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData, except: _byClient.GetValueOrDefault(clientId));
+        return true;
+    }
+
+    private bool AnyPresenceReached(long version)
+    {
+        foreach (PresenceEntry entry in _aheadPresence!.Values)
+        {
+            if (entry.Version <= version)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task ReleaseAheadPresenceAsync()
+    {
+        try
+        {
+            await Sequencer.RunExclusiveAsync(view =>
+            {
+                _aheadReleaseQueued = false;
+                if (_aheadPresence is not { Count: > 0 } ahead)
+                {
+                    return true;
+                }
+
+                foreach ((string clientId, PresenceEntry entry) in ahead)
+                {
+                    if (entry.Version <= view.Version)
+                    {
+                        ahead.Remove(clientId);
+                        ShareRemotePresence(view, clientId, entry);
+                    }
+                }
+
+                return true;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     private void SendPresenceSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
     {
@@ -504,5 +813,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
 
-    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData);
+    /// <summary>A client's selection at <paramref name="Version"/>; <paramref name="Origin"/> is the node of a remote client, null for a local one.</summary>
+    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData, string? Origin);
+
+    private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }

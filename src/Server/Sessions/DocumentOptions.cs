@@ -41,7 +41,7 @@ public sealed class DocumentOptions
         {
             if (v <= 0)
             {
-                throw new InvalidOperationException($"{Section}:{name} must be positive (was {v}).");
+                throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{name} must be positive (was {v})."]);
             }
         }
 
@@ -56,7 +56,7 @@ public sealed class DocumentOptions
         Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));
         if (IdleCloseAfter <= TimeSpan.Zero)
         {
-            throw new InvalidOperationException($"{Section}:{nameof(IdleCloseAfter)} must be positive.");
+            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{nameof(IdleCloseAfter)} must be positive."]);
         }
     }
 }

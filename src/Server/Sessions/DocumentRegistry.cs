@@ -9,15 +9,18 @@ namespace Collab.Server.Sessions;
 /// <summary>
 /// The documents open on this node. A document opens on first use — one load from the store however
 /// many clients ask at once — and closes (after a final snapshot) once it has had no subscriber for
-/// <see cref="DocumentOptions.IdleCloseAfter"/>.
+/// <see cref="DocumentOptions.IdleCloseAfter"/>. In a cluster each document also gets its cluster side from the
+/// <see cref="IDocumentReplicator"/> before it loads (owner or replica; see docs/CLUSTER.md).
 /// </summary>
 internal sealed class DocumentRegistry : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<Task<DocumentHub>>> _documents = new(StringComparer.Ordinal);
     private readonly SequencerOptions _sequencerOptions;
     private readonly TimeProvider _time;
+    private readonly IDocumentReplicator? _replicator;
     private readonly ITimer _sweeper;
     private int _disposed;
+    private long _loads;
 
     public DocumentRegistry(
         IOpStore store,
@@ -26,7 +29,8 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         DocumentOptions options,
         int snapshotEveryOps,
         ILogger logger,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        IDocumentReplicator? replicator = null)
     {
         Store = store;
         Stage = stage;
@@ -35,6 +39,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         SnapshotEveryOps = snapshotEveryOps;
         Log = new SessionLog(logger);
         _time = time ?? TimeProvider.System;
+        _replicator = replicator;
         _sequencerOptions = new SequencerOptions
         {
             MaxPendingSubmissions = options.MaxPendingSubmissions,
@@ -62,6 +67,9 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     public long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     public int OpenCount => _documents.Count;
+
+    /// <summary>Document loads from the store since start (each open reads the store once, however many clients ask).</summary>
+    public long LoadCount => Interlocked.Read(ref _loads);
 
     /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
     public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
@@ -95,17 +103,40 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     private async Task<DocumentHub> LoadAsync(string docId)
     {
         await Task.Yield(); // never run a load inside Lazy's lock
+        Interlocked.Increment(ref _loads);
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        DocumentLoad? load = await Store.LoadAsync(docId, CancellationToken.None).ConfigureAwait(false);
-        DocumentState<Rope, TextOp> state = load is null
-            ? DocumentState.Empty(TextType.Instance, _sequencerOptions)
-            : DocumentState.Load(TextType.Instance, load.Snapshot, load.Ops, _sequencerOptions);
 
-        // A document reloaded after it was fenced may sequence again: the op log's key still fences it.
-        (Stage as GroupCommitStage)?.ClearFence(docId);
+        // Cluster: subscribe to the owner's stream (or take ownership) before reading the log, so no op falls in between.
+        IDocumentReplication? replication = _replicator is null ? null : await _replicator.OpenAsync(docId, CancellationToken.None).ConfigureAwait(false);
+        DocumentLoad? load;
+        DocumentState<Rope, TextOp> state;
+        try
+        {
+            load = await Store.LoadAsync(docId, CancellationToken.None).ConfigureAwait(false);
+            state = load is null
+                ? DocumentState.Empty(TextType.Instance, _sequencerOptions)
+                : DocumentState.Load(TextType.Instance, load.Snapshot, load.Ops, _sequencerOptions);
+        }
+        catch
+        {
+            if (replication is not null)
+            {
+                await replication.StopAsync().ConfigureAwait(false);
+            }
 
-        var hub = new DocumentHub(this, docId, load?.Snapshot?.Version ?? 0);
-        hub.Attach(new DocumentSequencer<Rope, TextOp>(docId, TextType.Instance, state, Stage, History, hub, _sequencerOptions, _time));
+            throw;
+        }
+
+        if (replication is null)
+        {
+            // A document reloaded after it was fenced may sequence again: the op log's key still fences it.
+            // (In a cluster the document clears its fence when it takes the lease.)
+            (Stage as GroupCommitStage)?.ClearFence(docId);
+        }
+
+        var hub = new DocumentHub(this, docId, load?.Snapshot?.Version ?? 0, replication);
+        hub.Attach(new DocumentSequencer<Rope, TextOp>(docId, TextType.Instance, state, replication?.Stage ?? Stage, History, hub, _sequencerOptions, _time));
+        replication?.Start(hub, state.Version);
         SessionMetrics.DocumentsOpen.Inc();
         SessionMetrics.DocumentLoadSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         Log.DocumentOpened(docId, state.Version, load?.Ops.Count ?? 0);
@@ -128,7 +159,14 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             session.OnDocumentFailed(hub);
         }
 
-        _ = Task.Run(() => hub.Sequencer.CloseAsync(CancellationToken.None));
+        _ = Task.Run(async () =>
+        {
+            await hub.Sequencer.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            if (hub.Replication is { } replication)
+            {
+                await replication.StopAsync().ConfigureAwait(false);
+            }
+        });
     }
 
     private void CloseIdleDocuments()

@@ -1,11 +1,14 @@
+using Collab.Server.Security;
+
 namespace Collab.Server.Sessions;
 
 /// <summary>What every session of this node shares.</summary>
 internal sealed class SessionServices
 {
-    public SessionServices(DocumentRegistry documents, DocumentOptions options, string nodeId, int maxMessageBytes)
+    public SessionServices(DocumentRegistry documents, DocumentOptions options, string nodeId, int maxMessageBytes, SecurityServices security)
     {
         Documents = documents;
+        Security = security;
         Options = options;
         NodeId = nodeId;
         MaxMessageBytes = maxMessageBytes;
@@ -21,4 +24,7 @@ internal sealed class SessionServices
     public int MaxMessageBytes { get; }
 
     public SessionLog Log { get; }
+
+    /// <summary>Authentication, authorization and abuse limits.</summary>
+    public SecurityServices Security { get; }
 }

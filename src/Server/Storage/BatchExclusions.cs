@@ -42,11 +42,23 @@ internal sealed class BatchExclusions
     }
 
     /// <summary>
-    /// Fences documents that carry the same version twice in this batch (two sequencers of one document in this
-    /// process): the store's own unique check rejects the batch, but no row exists to find the owner by.
+    /// Leaves out every record of a document whose lease this node does not hold (write fencing); reported as conflicted.
+    /// Not progress in the sense of <see cref="TakeProgress"/>: it says nothing about the unique violation being retried.
     /// </summary>
-    public void ExcludeDuplicatesWithinBatch(IReadOnlyList<OpRecord> batch)
+    public void ExcludeFenced(string docId)
     {
+        if (_excludedDocs.Add(docId))
+            _conflicted.Add(docId);
+    }
+
+    /// <summary>
+    /// Fences documents that carry the same version twice in this batch (two sequencers of one document in this
+    /// process): the store's own unique check rejects the batch, but no row exists to find the owner by. True when
+    /// any was found.
+    /// </summary>
+    public bool ExcludeDuplicatesWithinBatch(IReadOnlyList<OpRecord> batch)
+    {
+        var found = false;
         var seen = new HashSet<(string DocId, long Version)>();
         for (var i = 0; i < batch.Count; i++)
         {
@@ -55,8 +67,10 @@ internal sealed class BatchExclusions
                 continue;
             _excludedDocs.Add(record.DocId);
             _conflicted.Add(record.DocId);
-            _changes++;
+            found = true;
         }
+
+        return found;
     }
 
     /// <summary>True when something was excluded since the previous call.</summary>

@@ -91,6 +91,12 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     /// <summary>Raised (on the commit loop) when <see cref="IsHealthy"/> changes.</summary>
     public event EventHandler? HealthChanged;
 
+    /// <summary>
+    /// Called on the completion loop just before each call is completed (tests check the completion order with it: the
+    /// order in which awaiting continuations run is not observable, a late-registered one runs on the thread pool).
+    /// </summary>
+    internal Action<OpRecord>? CompletionObserver { get; set; }
+
     /// <summary>Ops queued for the next batch.</summary>
     public int QueuedOps
     {
@@ -115,13 +121,15 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             if (_closing)
                 return ValueTask.FromException(new OperationCanceledException("The durability stage is shutting down."));
-            if (_fenced.Contains(op.DocId))
-                return ValueTask.FromException(new VersionConflictException(op.DocId, op.Version));
 
             pending = _pool.TryPop(out var pooled) ? pooled : new PendingCommit(this);
             pending.Record = op;
             pending.CancellationToken = cancellationToken;
             pending.EnqueuedAt = Stopwatch.GetTimestamp();
+
+            // A call for a fenced document fails, but through the queue: its document's earlier calls may still be
+            // waiting for their (failed) completion, and completions keep call order.
+            pending.Fenced = _fenced.Count > 0 && _fenced.Contains(op.DocId);
             _queue.Add(pending);
 
             // Wake the committer only when it is parked and this op changes its decision: the queue became non-empty
@@ -258,7 +266,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             var pending = _queue[i];
             var docId = pending.Record.DocId;
-            if (pending.CancellationToken.IsCancellationRequested || (batch.CancelledDocs?.Contains(docId) ?? false))
+            if (pending.Fenced)
+            {
+                batch.Add(pending, Outcome.Fenced);
+            }
+            else if (pending.CancellationToken.IsCancellationRequested || (batch.CancelledDocs?.Contains(docId) ?? false))
             {
                 (batch.CancelledDocs ??= new HashSet<string>(StringComparer.Ordinal)).Add(docId);
                 batch.Add(pending, Outcome.Cancelled);
@@ -411,6 +423,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             // Read everything needed before completing: the caller's continuation returns the entry to the pool.
             var pending = entries[i];
             var record = pending.Record;
+            CompletionObserver?.Invoke(record);
             switch (outcomes[i])
             {
                 case Outcome.Commit when batch.Aborted:
@@ -496,6 +509,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         public OpRecord Record;
         public CancellationToken CancellationToken;
         public long EnqueuedAt;
+        public bool Fenced;
 
         public short Version => _core.Version;
 
@@ -513,6 +527,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             {
                 Record = default;
                 CancellationToken = default;
+                Fenced = false;
                 _core.Reset();
                 owner.Return(this);
             }

@@ -34,8 +34,6 @@ public sealed class PostgresOpStore : IOpStore
 
     private const int MultiRowChunk = 1000;
 
-    private const string CopySql = "COPY ops (doc_id, version, client_id, client_seq, author, op, ts) FROM STDIN (FORMAT BINARY)";
-
     private const string OpColumns = "version, client_id, client_seq, author, op, ts";
 
     private readonly NpgsqlDataSource _dataSource;
@@ -73,6 +71,12 @@ public sealed class PostgresOpStore : IOpStore
 
     /// <summary>Which write path <see cref="AppendAsync"/> uses (benchmarks compare them; production uses binary COPY).</summary>
     internal PostgresAppendMethod AppendMethod { get; init; } = PostgresAppendMethod.BinaryCopy;
+
+    /// <summary>
+    /// Cluster mode: the lease check made inside every append transaction (see <see cref="IWriteFence"/>). Null on a single
+    /// node: nothing is checked and ops are stored without an epoch.
+    /// </summary>
+    public IWriteFence? WriteFence { get; init; }
 
     /// <inheritdoc />
     public async ValueTask InitializeAsync(CancellationToken cancellationToken)
@@ -117,8 +121,16 @@ public sealed class PostgresOpStore : IOpStore
         }
         finally
         {
-            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock.
-            await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            // Unlock even when cancelled: the connection goes back to the pool and must not carry the lock. If the
+            // connection itself broke, its session (and with it the lock) is gone already.
+            try
+            {
+                await ExecuteAsync(connection, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException ex)
+            {
+                _logger.LogDebug(ex, "Releasing the migration lock failed; the session holding it has ended");
+            }
         }
 
         _partitionNames = await ReadPartitionNamesAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -147,7 +159,14 @@ public sealed class PostgresOpStore : IOpStore
             try
             {
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                if (await WriteBatchAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false) > 0)
+                Dictionary<string, long>? epochs = null;
+                if (WriteFence is { } fence)
+                {
+                    exclusions ??= new BatchExclusions();
+                    epochs = await CheckLeasesAsync(connection, batch, fence, exclusions, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (await WriteBatchAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false) > 0)
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 return BatchExclusions.ToResult(exclusions);
             }
@@ -159,9 +178,7 @@ public sealed class PostgresOpStore : IOpStore
                 // earlier attempt of ours committed, and write the rest again.
                 exclusions ??= new BatchExclusions();
                 await ClassifyExistingAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false);
-                if (!exclusions.TakeProgress())
-                    exclusions.ExcludeDuplicatesWithinBatch(batch);
-                if (!exclusions.TakeProgress())
+                if (!exclusions.TakeProgress() && !exclusions.ExcludeDuplicatesWithinBatch(batch))
                 {
                     // The clashing row is gone again (a prune removed it between the two statements): retry a few
                     // times, then let the caller's back-off take over rather than spin.
@@ -335,7 +352,33 @@ public sealed class PostgresOpStore : IOpStore
             initial.Append(CultureInfo.InvariantCulture, $"CREATE TABLE ops_p{i:D3} PARTITION OF ops FOR VALUES WITH (MODULUS {partitions}, REMAINDER {i});\n");
         }
 
-        return [new Migration(1, $"op log ({partitions} hash partitions), documents and snapshots", initial.ToString())];
+        // Cluster mode: one lease per document (owner node, fencing epoch, expiry on the database clock) and the epoch each
+        // op was written under (NULL on a single node). Adding a nullable column is a catalog-only change.
+        const string Cluster = """
+            CREATE TABLE doc_leases (
+                doc_id     text COLLATE "C" PRIMARY KEY,
+                owner      text        NOT NULL,
+                epoch      bigint      NOT NULL,
+                expires_at timestamptz NOT NULL);
+
+            ALTER TABLE ops ADD COLUMN epoch bigint;
+            """;
+
+        // Cluster mode: the token deny list, so nodes that start later still refuse revoked tokens and users.
+        const string Revocations = """
+            CREATE TABLE revocations (
+                kind       smallint    NOT NULL,
+                value      text COLLATE "C" NOT NULL,
+                expires_at timestamptz NOT NULL,
+                PRIMARY KEY (kind, value));
+            """;
+
+        return
+        [
+            new Migration(1, $"op log ({partitions} hash partitions), documents and snapshots", initial.ToString()),
+            new Migration(2, "cluster: document leases and the writer epoch of each op", Cluster),
+            new Migration(3, "cluster: revoked token ids and users", Revocations),
+        ];
     }
 
     private static async Task<string[]> ReadPartitionNamesAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
@@ -363,6 +406,7 @@ public sealed class PostgresOpStore : IOpStore
         NpgsqlConnection connection,
         IReadOnlyList<OpRecord> batch,
         BatchExclusions? exclusions,
+        Dictionary<string, long>? epochs,
         CancellationToken cancellationToken)
     {
         // First ops create their document rows; the rest of the batch never touches documents.
@@ -390,13 +434,13 @@ public sealed class PostgresOpStore : IOpStore
         switch (AppendMethod)
         {
             case PostgresAppendMethod.BinaryCopy:
-                await CopyAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false);
                 break;
             case PostgresAppendMethod.MultiRowInsert:
-                await MultiRowInsertAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false);
+                await MultiRowInsertAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false);
                 break;
             default:
-                await RowByRowInsertAsync(connection, batch, exclusions, cancellationToken).ConfigureAwait(false);
+                await RowByRowInsertAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false);
                 break;
         }
 
@@ -407,37 +451,31 @@ public sealed class PostgresOpStore : IOpStore
         NpgsqlConnection connection,
         IReadOnlyList<OpRecord> batch,
         BatchExclusions? exclusions,
+        Dictionary<string, long>? epochs,
         CancellationToken cancellationToken)
     {
-        await using var importer = await connection.BeginBinaryImportAsync(CopySql, cancellationToken).ConfigureAwait(false);
-        for (var i = 0; i < batch.Count; i++)
+        // Raw binary COPY with rows encoded by PgCopyWriter: one streamed statement, a few span writes per row.
+        // Disposing the stream ends the COPY; a unique violation surfaces there as a PostgresException.
+        var stream = await connection.BeginRawBinaryCopyAsync(PgCopyWriter.OpsCopyCommand, cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
         {
-            var record = batch[i];
-            if (Skip(record, exclusions))
-                continue;
+            using var writer = new PgCopyWriter(stream);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var record = batch[i];
+                if (!Skip(record, exclusions))
+                    await writer.WriteOpAsync(record, EpochOf(record, epochs), cancellationToken).ConfigureAwait(false);
+            }
 
-            // Rows are buffered by Npgsql and flushed as its write buffer fills; these calls complete synchronously
-            // except on a flush.
-            await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.DocId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.Version, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.ClientId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.ClientSeq, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-            if (record.Author is null)
-                await importer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
-            else
-                await importer.WriteAsync(record.Author, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(record.Op, NpgsqlDbType.Bytea, cancellationToken).ConfigureAwait(false);
-            await importer.WriteAsync(StorageValidation.ToUtcDateTime(record.TimestampMs), NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task MultiRowInsertAsync(
         NpgsqlConnection connection,
         IReadOnlyList<OpRecord> batch,
         BatchExclusions? exclusions,
+        Dictionary<string, long>? epochs,
         CancellationToken cancellationToken)
     {
         var chunk = new List<OpRecord>(MultiRowChunk);
@@ -448,16 +486,16 @@ public sealed class PostgresOpStore : IOpStore
             chunk.Add(batch[i]);
             if (chunk.Count == MultiRowChunk)
             {
-                await InsertChunkAsync(connection, chunk, cancellationToken).ConfigureAwait(false);
+                await InsertChunkAsync(connection, chunk, epochs, cancellationToken).ConfigureAwait(false);
                 chunk.Clear();
             }
         }
 
         if (chunk.Count > 0)
-            await InsertChunkAsync(connection, chunk, cancellationToken).ConfigureAwait(false);
+            await InsertChunkAsync(connection, chunk, epochs, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task InsertChunkAsync(NpgsqlConnection connection, List<OpRecord> chunk, CancellationToken cancellationToken)
+    private async Task InsertChunkAsync(NpgsqlConnection connection, List<OpRecord> chunk, Dictionary<string, long>? epochs, CancellationToken cancellationToken)
     {
         string sql;
         if (chunk.Count == MultiRowChunk)
@@ -466,7 +504,7 @@ public sealed class PostgresOpStore : IOpStore
             sql = BuildMultiRowInsert(chunk.Count);
         await using var command = new NpgsqlCommand(sql, connection);
         foreach (var record in chunk)
-            AddOpParameters(command.Parameters, record);
+            AddOpParameters(command.Parameters, record, EpochOf(record, epochs));
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -474,6 +512,7 @@ public sealed class PostgresOpStore : IOpStore
         NpgsqlConnection connection,
         IReadOnlyList<OpRecord> batch,
         BatchExclusions? exclusions,
+        Dictionary<string, long>? epochs,
         CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand(BuildMultiRowInsert(1), connection);
@@ -482,25 +521,25 @@ public sealed class PostgresOpStore : IOpStore
             if (Skip(batch[i], exclusions))
                 continue;
             command.Parameters.Clear();
-            AddOpParameters(command.Parameters, batch[i]);
+            AddOpParameters(command.Parameters, batch[i], EpochOf(batch[i], epochs));
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
     private static string BuildMultiRowInsert(int rows)
     {
-        var sql = new StringBuilder("INSERT INTO ops (doc_id, version, client_id, client_seq, author, op, ts) VALUES ", 64 + (rows * 48));
+        var sql = new StringBuilder("INSERT INTO ops (doc_id, version, client_id, client_seq, author, op, ts, epoch) VALUES ", 64 + (rows * 56));
         for (var r = 0; r < rows; r++)
         {
-            var p = (r * 7) + 1;
+            var p = (r * 8) + 1;
             sql.Append(r == 0 ? "(" : ",(")
-                .Append(CultureInfo.InvariantCulture, $"${p},${p + 1},${p + 2},${p + 3},${p + 4},${p + 5},${p + 6})");
+                .Append(CultureInfo.InvariantCulture, $"${p},${p + 1},${p + 2},${p + 3},${p + 4},${p + 5},${p + 6},${p + 7})");
         }
 
         return sql.ToString();
     }
 
-    private static void AddOpParameters(NpgsqlParameterCollection parameters, in OpRecord record)
+    private static void AddOpParameters(NpgsqlParameterCollection parameters, in OpRecord record, long? epoch)
     {
         parameters.Add(new NpgsqlParameter<string> { TypedValue = record.DocId });
         parameters.Add(new NpgsqlParameter<long> { TypedValue = record.Version });
@@ -509,6 +548,79 @@ public sealed class PostgresOpStore : IOpStore
         parameters.Add(new NpgsqlParameter { Value = (object?)record.Author ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
         parameters.Add(new NpgsqlParameter<ReadOnlyMemory<byte>> { TypedValue = record.Op, NpgsqlDbType = NpgsqlDbType.Bytea });
         parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = StorageValidation.ToUtcDateTime(record.TimestampMs), NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        parameters.Add(new NpgsqlParameter { Value = epoch is { } e ? e : DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
+    }
+
+    private static long? EpochOf(in OpRecord record, Dictionary<string, long>? epochs) =>
+        epochs is not null && epochs.TryGetValue(record.DocId, out var epoch) ? epoch : null;
+
+    /// <summary>
+    /// The write fence (cluster mode), run first in the append transaction: bounds the transaction's duration, locks the
+    /// batch's lease rows FOR KEY SHARE and leaves out every document whose lease is not this node's live lease of the
+    /// expected epoch. Returns the epoch to store with each remaining document's ops. A rival's acquisition locks the row
+    /// FOR UPDATE, which waits until this transaction ends (so it loads every op written here); this node's own renewals
+    /// only update a non-key column and do not wait for its writes (a FOR SHARE lock here would starve them).
+    /// </summary>
+    private static async Task<Dictionary<string, long>> CheckLeasesAsync(
+        NpgsqlConnection connection,
+        IReadOnlyList<OpRecord> batch,
+        IWriteFence fence,
+        BatchExclusions exclusions,
+        CancellationToken cancellationToken)
+    {
+        var expected = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var docId = batch[i].DocId;
+            if (exclusions.IsExcluded(docId) || expected.ContainsKey(docId))
+                continue;
+            if (fence.TryGetEpoch(docId, out var epoch))
+                expected.Add(docId, epoch);
+            else
+                exclusions.ExcludeFenced(docId);
+        }
+
+        if (expected.Count == 0)
+            return expected;
+
+        var timeoutMs = Math.Max(1, (long)fence.WriteTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+        await using var command = new NpgsqlBatch(connection);
+        command.BatchCommands.Add(new NpgsqlBatchCommand($"SET LOCAL statement_timeout = {timeoutMs}"));
+        command.BatchCommands.Add(new NpgsqlBatchCommand($"SET LOCAL idle_in_transaction_session_timeout = {timeoutMs}"));
+        var select = new NpgsqlBatchCommand(
+            "SELECT doc_id, owner, epoch, expires_at > clock_timestamp() FROM doc_leases WHERE doc_id = ANY($1) FOR KEY SHARE");
+        select.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. expected.Keys] });
+        command.BatchCommands.Add(select);
+
+        var valid = new HashSet<string>(StringComparer.Ordinal);
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            // The two SETs return no rows; the lease rows come in the last result set.
+            while (reader.FieldCount != 4 && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+            {
+            }
+
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var docId = reader.GetString(0);
+                if (string.Equals(reader.GetString(1), fence.NodeId, StringComparison.Ordinal)
+                    && expected.TryGetValue(docId, out var epoch) && reader.GetInt64(2) == epoch && reader.GetBoolean(3))
+                {
+                    valid.Add(docId);
+                }
+            }
+        }
+
+        foreach (var docId in expected.Keys)
+        {
+            if (!valid.Contains(docId))
+            {
+                exclusions.ExcludeFenced(docId);
+                expected.Remove(docId);
+            }
+        }
+
+        return expected;
     }
 
     /// <summary>

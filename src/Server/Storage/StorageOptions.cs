@@ -61,6 +61,9 @@ public sealed class StorageOptions
     /// <summary>Ops older than this that are covered by a snapshot may be pruned. Default 7 days.</summary>
     public TimeSpan OpRetention { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>How often the retention service prunes the op log. Default 1 hour.</summary>
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>First back-off after a failed commit; doubles per attempt (with jitter) up to <see cref="RetryMaxDelay"/>. Default 50 ms.</summary>
     public TimeSpan RetryInitialDelay { get; set; } = TimeSpan.FromMilliseconds(50);
 
@@ -101,6 +104,9 @@ public sealed class StorageOptions
             failures.Add($"{nameof(SnapshotsToKeep)} must be at least 1 (was {SnapshotsToKeep}).");
         if (OpRetention < TimeSpan.Zero)
             failures.Add($"{nameof(OpRetention)} must not be negative (was {OpRetention}).");
+
+        if (PruneInterval <= TimeSpan.Zero)
+            failures.Add($"{nameof(PruneInterval)} must be positive (was {PruneInterval}).");
         if (RetryInitialDelay <= TimeSpan.Zero)
             failures.Add($"{nameof(RetryInitialDelay)} must be positive (was {RetryInitialDelay}).");
         if (RetryMaxDelay < RetryInitialDelay)

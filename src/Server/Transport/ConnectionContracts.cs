@@ -19,9 +19,19 @@ public readonly record struct HandshakeDecision(int StatusCode, string? SubProto
 {
     public bool Accepted => StatusCode == 101;
 
+    /// <summary>For a rejection: seconds the client should wait before trying again (a <c>Retry-After</c> header); 0 sends none.</summary>
+    public int RetryAfterSeconds { get; init; }
+
+    /// <summary>
+    /// For a 401: the <c>WWW-Authenticate</c> challenge (RFC 6750), e.g. <c>Bearer error="invalid_token"</c>.
+    /// Printable ASCII only; anything else makes the transport answer 500 instead.
+    /// </summary>
+    public string? Challenge { get; init; }
+
     public static HandshakeDecision Accept(string? subProtocol = null, object? state = null) => new(101, subProtocol, state, null);
 
-    public static HandshakeDecision Reject(int statusCode, string reason) => new(statusCode, null, null, reason);
+    public static HandshakeDecision Reject(int statusCode, string reason, int retryAfterSeconds = 0, string? challenge = null) =>
+        new(statusCode, null, null, reason) { RetryAfterSeconds = retryAfterSeconds, Challenge = challenge };
 }
 
 /// <summary>Why a connection ended: recorded once, counted in metrics.</summary>

@@ -14,6 +14,7 @@ internal sealed class ConnectionRegistry : IDisposable
     private Timer? _timer;
     private long _lastId;
     private int _webSockets;
+    private int _pendingHandshakes;
     private int _count;
     private int _ticking;
     private volatile bool _shuttingDown;
@@ -68,6 +69,23 @@ internal sealed class ConnectionRegistry : IDisposable
     }
 
     public void ReleaseWebSocket() => Interlocked.Decrement(ref _webSockets);
+
+    /// <summary>Connections in the HTTP phase (counted against <see cref="TransportOptions.MaxPendingHandshakes"/>).</summary>
+    public int PendingHandshakes => Volatile.Read(ref _pendingHandshakes);
+
+    /// <summary>Reserves a slot for a connection in the HTTP phase; false when <see cref="TransportOptions.MaxPendingHandshakes"/> are taken.</summary>
+    public bool TryEnterHandshake()
+    {
+        if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes)
+        {
+            Interlocked.Decrement(ref _pendingHandshakes);
+            return false;
+        }
+
+        return true;
+    }
+
+    public void ExitHandshake() => Interlocked.Decrement(ref _pendingHandshakes);
 
     /// <summary>Starts the heartbeat that enforces handshake, ping and close deadlines.</summary>
     public void Start()

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
-using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -46,6 +45,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private volatile bool _discarding;
     private bool _closeSent;
     private bool _holdsSlot;
+    private int _holdsHandshakeSlot;
     private CancellationTokenSource? _closedSource;
     private IWebSocketSession? _session;
 
@@ -55,6 +55,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private int _queueCount;
     private long _queuedBytes;
     private bool _draining;
+    private bool _drainDeferred;
+    private int _batchThread;
     private bool _outputFailed;
     private ValueTask<FlushResult> _pendingFlush;
     private Action? _onFlushCompleted;
@@ -69,6 +71,23 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private byte[]? _assembly;
     private int _assemblyLength;
     private Utf8Validator _utf8;
+    private long _framesInBatch;
+
+    // Traffic counters. Each has a single writer (the read loop, or the drain, which runs one at a time) so
+    // the hot path does plain adds; the heartbeat publishes the deltas to Prometheus. Incrementing shared
+    // Prometheus counters per batch would cost more than the rest of a small message's handling.
+    private long _framesIn;
+    private long _messagesIn;
+    private long _bytesIn;
+    private long _framesOut;
+    private long _bytesOut;
+    private long _flushes;
+    private long _framesInPublished;
+    private long _messagesInPublished;
+    private long _bytesInPublished;
+    private long _framesOutPublished;
+    private long _bytesOutPublished;
+    private long _flushesPublished;
 
     public TransportConnection(TransportServices services, IDuplexPipe transport, IPEndPoint? remoteEndPoint, ConnectionContext? context)
     {
@@ -112,18 +131,6 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>The reason recorded for the end of this connection, or null while it is alive.</summary>
     internal ConnectionEndReason? EndReason => Volatile.Read(ref _endReason) is int r and >= 0 ? (ConnectionEndReason)r : null;
 
-    /// <summary>Framed bytes queued and not yet copied to the socket pipe.</summary>
-    internal long QueuedBytes
-    {
-        get
-        {
-            lock (_sync)
-            {
-                return _queuedBytes;
-            }
-        }
-    }
-
     /// <summary>Runs the connection to completion. Never throws.</summary>
     public async Task RunAsync()
     {
@@ -131,9 +138,20 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         try
         {
-            if (await RunHttpAsync().ConfigureAwait(false))
+            if (!_services.Registry.TryEnterHandshake())
             {
-                await RunWebSocketAsync().ConfigureAwait(false);
+                // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
+                _services.Metrics.Rejected(ConnectionRejection.PendingHandshakes).Inc();
+                RecordEnd(ConnectionEndReason.HandshakeRejected);
+                await WriteErrorAsync(503, "too many pending handshakes", "Retry-After: 1\r\n").ConfigureAwait(false);
+            }
+            else
+            {
+                _holdsHandshakeSlot = 1;
+                if (await RunHttpAsync().ConfigureAwait(false))
+                {
+                    await RunWebSocketAsync().ConfigureAwait(false);
+                }
             }
         }
         catch (Exception ex) when (IsConnectionFailure(ex))
@@ -235,6 +253,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>Called by the registry's heartbeat: deadlines and keep-alive pings.</summary>
     internal void OnHeartbeat(long now)
     {
+        PublishTraffic();
         if (now >= Volatile.Read(ref _deadline))
         {
             int phase = Volatile.Read(ref _phase);
@@ -301,6 +320,37 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     }
 
     void IThreadPoolWorkItem.Execute() => Drain();
+
+    /// <summary>Adds the traffic since the last call to the Prometheus counters (heartbeat and end of connection).</summary>
+    internal void PublishTraffic()
+    {
+        // Most connections are idle between ticks: skip the lock when nothing moved. The published
+        // fields only change under the lock, so a stale read here at worst takes the lock needlessly.
+        if (Volatile.Read(ref _bytesIn) == _bytesInPublished && Volatile.Read(ref _flushes) == _flushesPublished)
+        {
+            return;
+        }
+
+        lock (_sync)
+        {
+            TransportMetrics metrics = _services.Metrics;
+            Publish(metrics.FramesReceived, Volatile.Read(ref _framesIn), ref _framesInPublished);
+            Publish(metrics.MessagesReceived, Volatile.Read(ref _messagesIn), ref _messagesInPublished);
+            Publish(metrics.BytesReceived, Volatile.Read(ref _bytesIn), ref _bytesInPublished);
+            Publish(metrics.FramesSent, Volatile.Read(ref _framesOut), ref _framesOutPublished);
+            Publish(metrics.BytesSent, Volatile.Read(ref _bytesOut), ref _bytesOutPublished);
+            Publish(metrics.Flushes, Volatile.Read(ref _flushes), ref _flushesPublished);
+        }
+
+        static void Publish(Prometheus.Counter counter, long total, ref long published)
+        {
+            if (total != published)
+            {
+                counter.Inc(total - published);
+                published = total;
+            }
+        }
+    }
 
     private static bool IsConnectionFailure(Exception ex) =>
         ex is IOException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException;
@@ -374,7 +424,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>Answers a probe or metrics request; true when the connection stays open for another request.</summary>
     private async ValueTask<bool> ServePlainHttpAsync(HttpRequestHead request)
     {
-        if (!_services.HttpRoutes.TryGetValue(request.Path, out PlainHttpHandler? handler))
+        if (!_services.HttpRoutes.TryGetValue(request.Path, out PlainHttpRoute? route))
         {
             _services.Metrics.HandshakeFailed(HandshakeFailure.NotFound).Inc();
             _services.Metrics.HttpRequests.WithLabels("not_found").Inc();
@@ -383,9 +433,9 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         _services.Metrics.HttpRequests.WithLabels(request.Path.TrimStart('/')).Inc();
-        if (!request.IsGet && !request.IsHead)
+        if (!route.Allows(request))
         {
-            await WriteErrorAsync(405, "method not allowed", "Allow: GET, HEAD\r\n").ConfigureAwait(false);
+            await WriteErrorAsync(405, "method not allowed", route.AllowHeader).ConfigureAwait(false);
             return false;
         }
 
@@ -395,8 +445,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return false;
         }
 
-        PlainHttpResponse response = await handler(CancellationToken.None).ConfigureAwait(false);
-        bool keepAlive = request.KeepAlive && !_shutdownRequested;
+        PlainHttpResponse response = await route.Handler(new PlainHttpRequest(request.Method, request.Path, request.Query, request.Authorization), CancellationToken.None).ConfigureAwait(false);
+        bool keepAlive = request.KeepAlive && !_shutdownRequested && !_services.Registry.IsShuttingDown;
         HttpResponseWriter.WriteResponse(_output, response.StatusCode, response.ContentType, response.Body.Span, keepAlive, omitBody: request.IsHead);
         FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
         return keepAlive && !flush.IsCompleted && !flush.IsCanceled;
@@ -473,7 +523,13 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         if (!decision.Accepted)
         {
             int status = decision.StatusCode is >= 400 and <= 599 ? decision.StatusCode : 500;
-            return await RejectAsync(HandshakeFailure.ApplicationRejected, status, decision.Reason ?? HttpResponseWriter.ReasonPhrase(status)).ConfigureAwait(false);
+            if (!TryFormatRejectionHeaders(decision, out string? headers))
+            {
+                LogBadRejectionHeaders(_services.Logger, Id);
+                return await RejectAsync(HandshakeFailure.ApplicationRejected, 500, "handshake failed").ConfigureAwait(false);
+            }
+
+            return await RejectAsync(HandshakeFailure.ApplicationRejected, status, decision.Reason ?? HttpResponseWriter.ReasonPhrase(status), headers).ConfigureAwait(false);
         }
 
         if (decision.SubProtocol is not null && !offered.Contains(decision.SubProtocol, StringComparer.Ordinal))
@@ -506,6 +562,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             _phase = PhaseOpen;
             _deadline = long.MaxValue;
         }
+
+        LeaveHandshakePhase();
 
         if (_shutdownRequested)
         {
@@ -546,6 +604,39 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         await _output.FlushAsync().ConfigureAwait(false);
     }
 
+    /// <summary>Retry-After and WWW-Authenticate of an application rejection; false when the challenge could inject header lines.</summary>
+    private static bool TryFormatRejectionHeaders(in HandshakeDecision decision, out string? headers)
+    {
+        headers = null;
+        if (decision.Challenge is { } challenge)
+        {
+            foreach (char c in challenge)
+            {
+                if (c is < ' ' or > '~')
+                {
+                    return false;
+                }
+            }
+
+            headers = "WWW-Authenticate: " + challenge + "\r\n";
+        }
+
+        if (decision.RetryAfterSeconds > 0)
+        {
+            headers += "Retry-After: " + decision.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\r\n";
+        }
+
+        return true;
+    }
+
+    private void LeaveHandshakePhase()
+    {
+        if (Interlocked.Exchange(ref _holdsHandshakeSlot, 0) != 0)
+        {
+            _services.Registry.ExitHandshake();
+        }
+    }
+
     private static bool IsValidKey(string? key)
     {
         Span<byte> decoded = stackalloc byte[18];
@@ -564,7 +655,6 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     private async ValueTask RunWebSocketAsync()
     {
-        TransportMetrics metrics = _services.Metrics;
         while (true)
         {
             ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
@@ -589,6 +679,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
 
             bool stop = false;
+            long messages = 0;
+            BeginBatch();
             try
             {
                 while (true)
@@ -605,12 +697,20 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                         break;
                     }
 
-                    metrics.MessagesReceived.Inc();
+                    messages++;
                     try
                     {
                         if (!_discarding && _session is not null)
                         {
-                            await _session.OnMessageAsync(message, isText).ConfigureAwait(false);
+                            ValueTask handled = _session.OnMessageAsync(message, isText);
+                            if (!handled.IsCompletedSuccessfully)
+                            {
+                                // The application goes asynchronous (e.g. waits for a commit): what it queued
+                                // so far must not wait for it, and nothing else should be deferred meanwhile.
+                                EndBatch();
+                                await handled.ConfigureAwait(false);
+                                BeginBatch();
+                            }
                         }
                     }
                     catch (Exception ex) when (!IsConnectionFailure(ex))
@@ -629,7 +729,12 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
             finally
             {
-                metrics.BytesReceived.Inc(startLength - buffer.Length);
+                // One flush for everything this batch of frames produced (echoes, pongs, acks).
+                EndBatch();
+                Volatile.Write(ref _messagesIn, _messagesIn + messages);
+                Volatile.Write(ref _framesIn, _framesIn + _framesInBatch);
+                Volatile.Write(ref _bytesIn, _bytesIn + (startLength - buffer.Length));
+                _framesInBatch = 0;
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
 
@@ -794,10 +899,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
         finally
         {
-            if (frames > 0)
-            {
-                _services.Metrics.FramesReceived.Inc(frames);
-            }
+            _framesInBatch += frames;
         }
     }
 
@@ -1047,8 +1149,10 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
 
             ReturnAssembly();
+            PublishTraffic();
             await _output.CompleteAsync().ConfigureAwait(false);
             await _input.CompleteAsync().ConfigureAwait(false);
+            LeaveHandshakePhase();
             _services.Registry.Remove(Id);
             _services.Metrics.TcpConnectionsOpen.Dec();
             if (_holdsSlot)
@@ -1173,7 +1277,32 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         _draining = true;
+        if (_batchThread == Environment.CurrentManagedThreadId)
+        {
+            // Queued by the read loop itself while it processes a batch: drained once when the batch ends.
+            _drainDeferred = true;
+            return false;
+        }
+
         return true;
+    }
+
+    /// <summary>
+    /// The read loop starts processing frames synchronously on this thread: sends it makes are coalesced
+    /// until <see cref="EndBatch"/> instead of each scheduling a drain.
+    /// </summary>
+    private void BeginBatch() => Volatile.Write(ref _batchThread, Environment.CurrentManagedThreadId);
+
+    /// <summary>Ends coalescing and drains inline on the reader's thread: no thread hop for replies.</summary>
+    private void EndBatch()
+    {
+        // No lock: only the batch thread itself sets _drainDeferred (EnqueueLocked matches its thread id).
+        Volatile.Write(ref _batchThread, 0);
+        if (_drainDeferred)
+        {
+            _drainDeferred = false;
+            Drain();
+        }
     }
 
     private OutboundMessage? DequeueLocked()
@@ -1227,88 +1356,75 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// </summary>
     private void Drain()
     {
-        TransportMetrics metrics = _services.Metrics;
         while (true)
         {
             long frames = 0;
             long bytes = 0;
-            while (true)
+            TaskCompletionSource? drained = null;
+            bool idle = false;
+            lock (_sync)
             {
-                OutboundMessage? message;
-                lock (_sync)
-                {
-                    message = DequeueLocked();
-                }
-
-                if (message is null)
-                {
-                    break;
-                }
-
-                try
+                // One lock per batch. Senders wait at most for the copy of frames already encoded; the
+                // flush (the part that can wait on the socket) happens outside the lock.
+                while (DequeueLocked() is OutboundMessage message)
                 {
                     if (!_outputFailed)
                     {
-                        ReadOnlyMemory<byte> frame = message.Frame;
-                        _output.Write(frame.Span);
-                        frames++;
-                        bytes += frame.Length;
+                        try
+                        {
+                            ReadOnlyMemory<byte> frame = message.Frame;
+                            _output.Write(frame.Span);
+                            frames++;
+                            bytes += frame.Length;
+                        }
+                        catch (Exception ex) when (IsConnectionFailure(ex))
+                        {
+                            _outputFailed = true;
+                        }
                     }
-                }
-                catch (Exception ex) when (IsConnectionFailure(ex))
-                {
-                    _outputFailed = true;
-                }
-                finally
-                {
+
                     message.Release();
                 }
+
+                if (frames == 0 || _outputFailed)
+                {
+                    _draining = false;
+                    drained = _drained;
+                    _drained = null;
+                    idle = true;
+                }
             }
 
-            if (frames > 0 && !_outputFailed)
+            if (idle)
             {
-                metrics.FramesSent.Inc(frames);
-                metrics.BytesSent.Inc(bytes);
-                metrics.Flushes.Inc();
-                ValueTask<FlushResult> flush;
-                try
-                {
-                    flush = _output.FlushAsync();
-                }
-                catch (Exception ex) when (IsConnectionFailure(ex))
-                {
-                    _outputFailed = true;
-                    continue;
-                }
-
-                if (!flush.IsCompleted)
-                {
-                    // Backpressure: the socket pipe is above its pause threshold. Resume when it drains;
-                    // frames queued meanwhile are coalesced into the next batch.
-                    _pendingFlush = flush;
-                    flush.GetAwaiter().UnsafeOnCompleted(_onFlushCompleted ??= OnFlushCompleted);
-                    return;
-                }
-
-                ObserveFlush(flush);
-                continue; // the queue may have grown while we flushed
+                drained?.TrySetResult();
+                return;
             }
 
-            TaskCompletionSource? drained;
-            lock (_sync)
+            Volatile.Write(ref _framesOut, _framesOut + frames);
+            Volatile.Write(ref _bytesOut, _bytesOut + bytes);
+            Volatile.Write(ref _flushes, _flushes + 1);
+            ValueTask<FlushResult> flush;
+            try
             {
-                if (_queueCount != 0)
-                {
-                    continue;
-                }
-
-                _draining = false;
-                drained = _drained;
-                _drained = null;
+                flush = _output.FlushAsync();
+            }
+            catch (Exception ex) when (IsConnectionFailure(ex))
+            {
+                _outputFailed = true;
+                continue;
             }
 
-            drained?.TrySetResult();
-            return;
+            if (!flush.IsCompleted)
+            {
+                // Backpressure: the socket pipe is above its pause threshold. Resume when it drains;
+                // frames queued meanwhile are coalesced into the next batch.
+                _pendingFlush = flush;
+                flush.GetAwaiter().UnsafeOnCompleted(_onFlushCompleted ??= OnFlushCompleted);
+                return;
+            }
+
+            ObserveFlush(flush);
         }
     }
 
@@ -1358,4 +1474,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application chose sub-protocol '{SubProtocol}' that the client did not offer")]
     private static partial void LogBadSubProtocol(ILogger logger, long connectionId, string subProtocol);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application's rejection carried a WWW-Authenticate challenge with control or non-ASCII characters")]
+    private static partial void LogBadRejectionHeaders(ILogger logger, long connectionId);
 }

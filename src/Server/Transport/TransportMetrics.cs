@@ -21,6 +21,7 @@ internal enum ConnectionRejection
 {
     MaxConnections,
     ShuttingDown,
+    PendingHandshakes,
 }
 
 /// <summary>
@@ -45,7 +46,7 @@ internal sealed class TransportMetrics
         ConnectionsTotal = Metrics.CreateCounter("collab_ws_connections_total", "WebSocket connections accepted (101 sent).");
         TcpConnectionsOpen = Metrics.CreateGauge("collab_tcp_connections_open", "TCP connections currently handled (any phase).");
 
-        Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Valid upgrade requests refused with 503.", "reason");
+        Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Connections refused with 503: valid upgrades over capacity or during shutdown, and new connections over the pending-handshake bound.", "reason");
         _rejected = Children(rejected, Enum.GetValues<ConnectionRejection>(), Snake);
 
         Counter handshake = Metrics.CreateCounter("collab_ws_handshake_failures_total", "Requests to the WebSocket endpoint (or unknown paths) answered with an HTTP error, or that timed out.", "reason");

@@ -27,6 +27,14 @@ public sealed class TransportOptions
     /// </summary>
     public int MaxConnections { get; set; } = 19_000;
 
+    /// <summary>
+    /// Most TCP connections at once that have not (yet) become WebSockets: handshakes in progress, probe
+    /// requests and idle keep-alive HTTP connections. Further connections are answered 503 at once, so a
+    /// flood of slow or never-finished handshakes cannot exhaust memory or sockets; each pending one is
+    /// also bounded in time by <see cref="HandshakeTimeout"/>.
+    /// </summary>
+    public int MaxPendingHandshakes { get; set; } = 1000;
+
     /// <summary>Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -114,6 +122,11 @@ public sealed class TransportOptions
         if (MaxConnections <= 0)
         {
             errors.Add("MaxConnections must be positive.");
+        }
+
+        if (MaxPendingHandshakes <= 0)
+        {
+            errors.Add("MaxPendingHandshakes must be positive.");
         }
 
         Positive(HandshakeTimeout, nameof(HandshakeTimeout), errors);

@@ -7,8 +7,32 @@ namespace Collab.Server.Transport;
 /// <summary>A plain HTTP response served on the transport port (probes, metrics).</summary>
 internal readonly record struct PlainHttpResponse(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body);
 
+/// <summary>A plain HTTP request as a route handler sees it. There is never a body: the transport refuses request bodies.</summary>
+internal readonly record struct PlainHttpRequest(string Method, string Path, string Query, string? Authorization);
+
 /// <summary>Produces the response for one plain HTTP path.</summary>
-internal delegate ValueTask<PlainHttpResponse> PlainHttpHandler(CancellationToken cancellationToken);
+internal delegate ValueTask<PlainHttpResponse> PlainHttpHandler(PlainHttpRequest request, CancellationToken cancellationToken);
+
+/// <summary>
+/// One plain HTTP path: either read-only (GET and HEAD: probes, metrics) or an action (POST without a
+/// body, parameters in the query: admin commands). Other methods get 405 with the matching Allow header.
+/// </summary>
+internal sealed record PlainHttpRoute(PlainHttpHandler Handler, bool IsAction)
+{
+    public static PlainHttpRoute Get(PlainHttpHandler handler) => new(handler, IsAction: false);
+
+    public static PlainHttpRoute Post(PlainHttpHandler handler) => new(handler, IsAction: true);
+
+    public string AllowHeader => IsAction ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
+
+    public bool Allows(HttpRequestHead request) => IsAction ? request.Method == "POST" : request.IsGet || request.IsHead;
+}
+
+/// <summary>A source of plain HTTP routes served on the transport port (registered in DI; paths must not collide).</summary>
+internal interface IPlainHttpRoutes
+{
+    IReadOnlyDictionary<string, PlainHttpRoute> Routes { get; }
+}
 
 /// <summary>Everything a connection needs, shared by all connections of one server (one allocation, not one per connection).</summary>
 internal sealed class TransportServices
@@ -17,14 +41,14 @@ internal sealed class TransportServices
         TransportOptions options,
         IWebSocketApplication application,
         ConnectionRegistry registry,
-        IReadOnlyDictionary<string, PlainHttpHandler>? httpRoutes = null,
+        IReadOnlyDictionary<string, PlainHttpRoute>? httpRoutes = null,
         ILogger? logger = null,
         bool inlineOutput = false)
     {
         Options = options;
         Application = application;
         Registry = registry;
-        HttpRoutes = (httpRoutes ?? new Dictionary<string, PlainHttpHandler>()).ToFrozenDictionary(StringComparer.Ordinal);
+        HttpRoutes = (httpRoutes ?? new Dictionary<string, PlainHttpRoute>()).ToFrozenDictionary(StringComparer.Ordinal);
         Logger = logger ?? NullLogger.Instance;
         InlineOutput = inlineOutput;
         Metrics = TransportMetrics.Instance;
@@ -40,7 +64,7 @@ internal sealed class TransportServices
 
     public ConnectionRegistry Registry { get; }
 
-    public FrozenDictionary<string, PlainHttpHandler> HttpRoutes { get; }
+    public FrozenDictionary<string, PlainHttpRoute> HttpRoutes { get; }
 
     public FrozenSet<string> AllowedOrigins { get; }
 

@@ -23,7 +23,7 @@ public sealed class HistoryTests
     }
 
     private static MemoryHistorySource From(RecordingDurabilityStage stage) =>
-        new((after, to) => [.. stage.OpsAfter("doc", after).Where(o => o.Version <= to)]);
+        new((after, to) => stage.OpsAfter("doc", after, to));
 
     [Fact]
     public async Task Base_older_than_the_window_is_transformed_through_ops_read_from_history()
@@ -92,7 +92,7 @@ public sealed class HistoryTests
     public async Task History_that_does_not_reach_back_is_too_old()
     {
         (DocumentSequencer<string, ListOp> sequencer, _, _) =
-            await FiveOpsAsync(SmallWindow, stage => new MemoryHistorySource((after, to) => [.. stage.OpsAfter("doc", after + 1).Where(o => o.Version <= to)]));
+            await FiveOpsAsync(SmallWindow, stage => new MemoryHistorySource((after, to) => stage.OpsAfter("doc", after + 1, to)));
         await using (sequencer)
         {
             SubmitResult result = await sequencer.SubmitAsync(Sub("late", 1, 0, Ins(0, 'X'))).WithTimeout();
@@ -107,7 +107,7 @@ public sealed class HistoryTests
             SmallWindow,
             stage => new MemoryHistorySource((after, to) =>
             {
-                OpRecord[] ops = [.. stage.OpsAfter("doc", after).Where(o => o.Version <= to)];
+                OpRecord[] ops = [.. stage.OpsAfter("doc", after, to)];
                 ops[1] = ops[0];
                 return ops;
             }));
@@ -156,12 +156,24 @@ public sealed class HistoryTests
     }
 
     [Fact]
+    public async Task History_source_throwing_synchronously_is_unavailable()
+    {
+        (DocumentSequencer<string, ListOp> sequencer, _, _) = await FiveOpsAsync(SmallWindow, _ => new ThrowingHistory());
+        await using (sequencer)
+        {
+            SubmitResult result = await sequencer.SubmitAsync(Sub("late", 1, 0, Ins(0, 'X'))).WithTimeout();
+            Assert.Equal(SubmitStatus.Unavailable, result.Status);
+            Assert.Equal(5, sequencer.Version);
+        }
+    }
+
+    [Fact]
     public async Task Undecodable_history_is_unavailable()
     {
         (DocumentSequencer<string, ListOp> sequencer, _, _) = await FiveOpsAsync(
             SmallWindow,
             stage => new MemoryHistorySource((after, to) =>
-                [.. stage.OpsAfter("doc", after).Where(o => o.Version <= to).Select(o => o with { Op = new byte[] { 1 } })]));
+                [.. stage.OpsAfter("doc", after, to).Select(o => o with { Op = new byte[] { 1 } })]));
         await using (sequencer)
         {
             Assert.Equal(SubmitStatus.Unavailable, (await sequencer.SubmitAsync(Sub("late", 1, 0, Ins(0, 'X'))).WithTimeout()).Status);
@@ -205,5 +217,11 @@ public sealed class HistoryTests
             Assert.Equal(SubmitStatus.Acked, (await sequencer.SubmitAsync(Sub("late", 1, 2, Ins(0, 'X'))).WithTimeout()).Status);
             Assert.Equal(1, history!.Reads);
         }
+    }
+
+    private sealed class ThrowingHistory : IHistorySource
+    {
+        public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("no connection");
     }
 }

@@ -66,6 +66,39 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task A_stage_cancelling_on_its_own_faults_the_document()
+    {
+        var stage = new ControllableDurabilityStage();
+        var listener = new RecordingListener<string, ListOp>();
+        await using var sequencer = Create(stage, listener);
+
+        Task<SubmitResult> v1 = sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).AsTask();
+        await sequencer.BarrierAsync();
+        stage[0].Fail(new OperationCanceledException("the stage shut down"));
+
+        Assert.Equal(SubmitStatus.Closed, (await v1.WithTimeout()).Status);
+        Assert.Equal(SequencerState.Faulted, sequencer.State);
+        Assert.IsType<OperationCanceledException>(sequencer.Fault!.InnerException);
+        Assert.Single(listener.Faulted);
+    }
+
+    [Fact]
+    public async Task A_listener_throwing_from_OnFenced_leaves_the_document_fenced()
+    {
+        var stage = new ControllableDurabilityStage();
+        var listener = new ThrowingFenceListener();
+        await using var sequencer = Create(stage, listener);
+
+        Task<SubmitResult> v1 = sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).AsTask();
+        await sequencer.BarrierAsync();
+        stage[0].Fail(new VersionConflictException("doc", 1));
+
+        Assert.Equal(SubmitStatus.Fenced, (await v1.WithTimeout()).Status);
+        Assert.Equal(SequencerState.Fenced, sequencer.State);
+        Assert.IsType<FormatException>(sequencer.Fault!.InnerException);
+    }
+
+    [Fact]
     public async Task A_stage_that_throws_synchronously_faults_the_document()
     {
         var listener = new RecordingListener<string, ListOp>();
@@ -122,7 +155,7 @@ public sealed class LifecycleTests
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var stage = new RecordingDurabilityStage();
-        var history = new MemoryHistorySource((after, to) => [.. stage.OpsAfter("doc", after).Where(o => o.Version <= to)]);
+        var history = new MemoryHistorySource((after, to) => stage.OpsAfter("doc", after, to));
         var listener = new RecordingListener<string, ListOp>();
         var sequencer = Create(stage, listener, new SequencerOptions { HistoryMaxOps = 0 }, history);
         await sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout();
@@ -189,6 +222,19 @@ public sealed class LifecycleTests
 
         Assert.Equal(time.Now, sequencer.LastActivity);
         Assert.Equal(time.Now.ToUnixTimeMilliseconds(), Assert.Single(stage.OpsAfter("doc", 0)).TimestampMs);
+    }
+
+    private sealed class ThrowingFenceListener : ISequencerListener<string, ListOp>
+    {
+        public void OnCommitted(in CommittedBatch<string, ListOp> batch)
+        {
+        }
+
+        public void OnFenced(VersionConflictException conflict) => throw new FormatException("listener bug");
+
+        public void OnFaulted(Exception error)
+        {
+        }
     }
 
     private sealed class ThrowingStage : IDurabilityStage

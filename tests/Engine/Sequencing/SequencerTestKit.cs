@@ -24,8 +24,17 @@ public sealed class RecordingDurabilityStage : IDurabilityStage
         return default;
     }
 
-    public IReadOnlyList<OpRecord> OpsAfter(string docId, long version) =>
-        [.. _log.Values.Where(o => o.DocId == docId && o.Version > version).OrderBy(o => o.Version)];
+    /// <summary>The contiguous stored ops after <paramref name="version"/> (up to <paramref name="toVersion"/>).</summary>
+    public IReadOnlyList<OpRecord> OpsAfter(string docId, long version, long toVersion = long.MaxValue)
+    {
+        var ops = new List<OpRecord>();
+        for (long v = version + 1; v <= toVersion && _log.TryGetValue((docId, v), out OpRecord op); v++)
+        {
+            ops.Add(op);
+        }
+
+        return ops;
+    }
 }
 
 /// <summary>A stage whose commits the test completes by hand, in any order, with any outcome.</summary>

@@ -1,0 +1,37 @@
+using Collab.Server.Hosting;
+using Collab.Server.Transport;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+
+namespace Collab.Server.Security;
+
+/// <summary>Registers authentication, authorization and abuse limits with the host.</summary>
+internal static class SecurityServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds <see cref="SecurityServices"/>, the admin route, the signing-key readiness check and the lifetime
+    /// service that logs the mode and loads keys at start. Register before the transport so keys load before
+    /// the first connection. The revocation bus defaults to <see cref="InProcessRevocationBus"/>; a cluster
+    /// registers its own <see cref="IRevocationBus"/> first (this uses TryAdd).
+    /// </summary>
+    public static IServiceCollection AddCollabSecurity(this IServiceCollection services, AuthOptions auth, LimitsOptions limits)
+    {
+        auth.Validate();
+        limits.Validate();
+        services.AddSingleton(auth);
+        services.AddSingleton(limits);
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IRevocationBus, InProcessRevocationBus>();
+        services.AddSingleton(sp => SecurityServices.Create(
+            auth,
+            limits,
+            sp.GetRequiredService<IRevocationBus>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Security")));
+        services.AddSingleton<IPlainHttpRoutes>(sp => sp.GetRequiredService<SecurityServices>().Admin);
+        services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
+        services.AddHostedService<SecurityLifetimeService>();
+        return services;
+    }
+}

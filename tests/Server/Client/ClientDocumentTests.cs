@@ -1,0 +1,495 @@
+using System.Net.WebSockets;
+using Collab.Client;
+using Collab.Engine.Text;
+using Collab.Protocol.V1;
+using Google.Protobuf;
+
+namespace Collab.Server.Tests.Client;
+
+public sealed class ClientDocumentTests
+{
+    private const string Doc = "doc-1";
+    private static readonly Uri Seed = new("ws://seed.test/ws");
+
+    /// <summary>A connected client with <see cref="Doc"/> open at <paramref name="version"/> with <paramref name="text"/>.</summary>
+    private static async Task<Harness> OpenAsync(string text = "hello", long version = 5)
+    {
+        var server = new FakeServer();
+        Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
+        (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
+        CollabClient client = await connecting;
+        Task<CollabDocument> opening = client.OpenDocumentAsync(Doc);
+        Subscribe subscribe = await connection.ExpectSubscribeAsync(Doc);
+        Assert.True(subscribe.Snapshot);
+        connection.SendSnapshot(Doc, version, text);
+        CollabDocument document = await opening;
+        return new Harness(server, client, connection, document);
+    }
+
+    private sealed class Harness(FakeServer server, CollabClient client, FakeConnection connection, CollabDocument document) : IAsyncDisposable
+    {
+        public FakeServer Server { get; } = server;
+        public CollabClient Client { get; } = client;
+        public FakeConnection Connection { get; set; } = connection;
+        public CollabDocument Document { get; } = document;
+
+        /// <summary>Drops the connection and accepts the reconnect (same client id).</summary>
+        public async Task<Hello> ReconnectAsync()
+        {
+            Connection.Drop();
+            (FakeConnection next, Hello hello) = await Server.AcceptAndWelcomeAsync();
+            Connection = next;
+            return hello;
+        }
+
+        public ValueTask DisposeAsync() => Client.DisposeAsync();
+    }
+
+    private static string Apply(string text, Submit submit) => TextType.Apply(text, FakeConnection.Decode(submit));
+
+    [Fact]
+    public async Task Open_LoadsTheSnapshot()
+    {
+        await using Harness h = await OpenAsync("héllo 🌍", 5);
+        Assert.Equal("héllo 🌍", h.Document.Text);
+        Assert.Equal(5, h.Document.Version);
+        Assert.False(h.Document.HasPendingOps);
+        Assert.Equal(7, h.Document.Snapshot.Length);
+    }
+
+    [Fact]
+    public async Task Open_FailsWhenTheServerRefusesAndCanBeRetried()
+    {
+        var server = new FakeServer();
+        Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
+        (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
+        await using CollabClient client = await connecting;
+
+        Task<CollabDocument> opening = client.OpenDocumentAsync(Doc);
+        await connection.ExpectSubscribeAsync(Doc);
+        connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, requestId: connection.LastRequestId);
+        var error = await Assert.ThrowsAsync<CollabServerException>(() => opening);
+        Assert.Equal(ErrorCode.Forbidden, error.Code);
+
+        Task<CollabDocument> again = client.OpenDocumentAsync(Doc);
+        await connection.ExpectSubscribeAsync(Doc);
+        connection.SendSnapshot(Doc, 0, "");
+        await using CollabDocument document = await again;
+        await Assert.ThrowsAsync<InvalidOperationException>(() => client.OpenDocumentAsync(Doc));
+    }
+
+    [Fact]
+    public async Task Open_RetriesARetryableRefusal()
+    {
+        var server = new FakeServer();
+        Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
+        (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
+        await using CollabClient client = await connecting;
+        Task<CollabDocument> opening = client.OpenDocumentAsync(Doc);
+        await connection.ExpectSubscribeAsync(Doc);
+        connection.SendError(ErrorCode.Unavailable, retryable: true, Doc, requestId: connection.LastRequestId);
+        Assert.True((await connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        connection.SendSnapshot(Doc, 1, "x");
+        Assert.Equal("x", (await opening).Text);
+    }
+
+    [Fact]
+    public async Task LocalEdit_IsSubmittedAndAcknowledged()
+    {
+        await using Harness h = await OpenAsync();
+        h.Document.Insert(5, " world");
+        Assert.Equal("hello world", h.Document.Text);
+        Assert.True(h.Document.HasPendingOps);
+        Task synced = h.Document.WhenSynced();
+        Assert.False(synced.IsCompleted);
+
+        Submit submit = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(5, submit.BaseVersion);
+        Assert.Equal(1ul, submit.ClientSeq);
+        Assert.Equal("hello world", Apply("hello", submit));
+
+        h.Connection.SendAck(Doc, submit.ClientSeq, 6);
+        await synced;
+        Assert.Equal(6, h.Document.Version);
+        Assert.False(h.Document.HasPendingOps);
+        Assert.Equal(1ul, h.Client.LastClientSeq);
+    }
+
+    [Fact]
+    public async Task EditsWhileAnOpIsInFlight_AreComposedIntoTheNextSubmit()
+    {
+        await using Harness h = await OpenAsync("abc", 1);
+        h.Document.Insert(0, "1");
+        h.Document.Insert(1, "2");
+        h.Document.Delete(2, 1);
+        h.Document.Insert(4, "3");
+        Assert.Equal("12bc3", h.Document.Text);
+
+        Submit first = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.True(await h.Connection.IsQuietAsync(), "only one op may be in flight");
+        h.Connection.SendAck(Doc, first.ClientSeq, 2);
+
+        Submit second = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(first.ClientSeq + 1, second.ClientSeq);
+        Assert.Equal(2, second.BaseVersion);
+        Assert.Equal("12bc3", Apply(Apply("abc", first), second));
+        h.Connection.SendAck(Doc, second.ClientSeq, 3);
+        await h.Document.WhenSynced();
+        Assert.Equal(3, h.Document.Version);
+    }
+
+    [Fact]
+    public async Task RemoteOps_AreTransformedPastPendingEdits()
+    {
+        await using Harness h = await OpenAsync("abc", 1);
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+
+        h.Document.Insert(1, "L");
+        Submit inflight = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(4, "!");
+
+        // Another client inserted at the same position first: the server put its op at version 2.
+        h.Connection.SendOps(Doc, FakeConnection.Op(2, TextOp.Insert(1, "R"), "other", 9));
+        DocumentChangedEventArgs change = await changes.NextAsync();
+        Assert.Equal(2, change.Version);
+        Assert.Equal("other", change.ClientId);
+        Assert.False(change.IsResync);
+        // Server convention: the client op (Left) lands before the sequenced one.
+        Assert.Equal("aLRbc!", change.Text);
+        Assert.Equal("aLRbc!", h.Document.Text);
+
+        h.Connection.SendAck(Doc, inflight.ClientSeq, 3);
+        Submit buffered = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(3, buffered.BaseVersion);
+        Assert.Equal("aLRbc!", Apply("aLRbc", buffered));
+    }
+
+    [Fact]
+    public async Task ClientSeqs_IncreaseAcrossDocuments()
+    {
+        await using Harness h = await OpenAsync();
+        Task<CollabDocument> opening = h.Client.OpenDocumentAsync("doc-2");
+        await h.Connection.ExpectSubscribeAsync("doc-2");
+        h.Connection.SendSnapshot("doc-2", 0, "");
+        await using CollabDocument other = await opening;
+
+        h.Document.Insert(0, "a");
+        Submit a = await h.Connection.ExpectSubmitAsync(Doc);
+        other.Insert(0, "b");
+        Submit b = await h.Connection.ExpectSubmitAsync("doc-2");
+        h.Connection.SendAck(Doc, a.ClientSeq, 6);
+        h.Document.Insert(0, "c");
+        Submit c = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal([1ul, 2ul, 3ul], new[] { a.ClientSeq, b.ClientSeq, c.ClientSeq });
+    }
+
+    [Fact]
+    public async Task Reconnect_ResubscribesFromTheLastVersionAndResendsTheInFlightOpWithItsSeq()
+    {
+        await using Harness h = await OpenAsync();
+        h.Document.Insert(0, ">");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(1, ">");
+
+        Hello hello = await h.ReconnectAsync();
+        Assert.Equal("c1", hello.ClientId);
+        Subscribe resume = await h.Connection.ExpectSubscribeAsync(Doc);
+        Assert.False(resume.Snapshot);
+        Assert.Equal(5, resume.FromVersion);
+        Assert.True(await h.Connection.IsQuietAsync(), "the resend waits for Subscribed");
+
+        h.Connection.SendSubscribed(Doc, 5, 5);
+        Submit resent = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, resent.ClientSeq);
+        Assert.Equal(sent.BaseVersion, resent.BaseVersion);
+        Assert.Equal(sent.Op, resent.Op);
+
+        h.Connection.SendAck(Doc, resent.ClientSeq, 6, duplicate: true);
+        Submit buffered = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq + 1, buffered.ClientSeq);
+        h.Connection.SendAck(Doc, buffered.ClientSeq, 7);
+        await h.Document.WhenSynced();
+        Assert.Equal(">>hello", h.Document.Text);
+    }
+
+    [Fact]
+    public async Task Reconnect_OwnOpInTheCatchUpCountsAsItsAck()
+    {
+        await using Harness h = await OpenAsync();
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+        h.Document.Insert(5, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+
+        await h.ReconnectAsync();
+        await h.Connection.ExpectSubscribeAsync(Doc);
+        h.Connection.SendSubscribed(Doc, 5, 7);
+        Submit resent = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, resent.ClientSeq);
+
+        // The catch-up holds our op (sequenced before the drop) and a later one.
+        h.Connection.SendOps(Doc,
+            FakeConnection.Op(6, TextOp.Insert(5, "!"), "c1", sent.ClientSeq),
+            FakeConnection.Op(7, TextOp.Insert(0, "_"), "other", 1));
+        DocumentChangedEventArgs change = await changes.NextAsync();
+        Assert.Equal(7, change.Version);
+        h.Connection.SendAck(Doc, sent.ClientSeq, 6, duplicate: true);
+
+        await h.Document.WhenSynced();
+        Assert.Equal("_hello!", h.Document.Text);
+        Assert.Equal(7, h.Document.Version);
+        Assert.Single(changes.All);
+    }
+
+    [Fact]
+    public async Task EditsWhileDisconnected_AreSentAfterTheResume()
+    {
+        await using Harness h = await OpenAsync();
+        var disconnected = new EventRecorder<DisconnectedEventArgs>();
+        h.Client.Disconnected += disconnected.Handler;
+        var policyServer = h.Server;
+        policyServer.FailNextConnect(new WebSocketException("down"));
+        h.Connection.Drop();
+        await disconnected.NextAsync();
+        h.Document.Insert(0, "offline ");
+        Assert.Equal("offline hello", h.Document.Text);
+
+        (FakeConnection next, _) = await h.Server.AcceptAndWelcomeAsync();
+        h.Connection = next;
+        await next.ExpectSubscribeAsync(Doc);
+        next.SendSubscribed(Doc, 5, 5);
+        Submit submit = await next.ExpectSubmitAsync(Doc);
+        Assert.Equal("offline hello", Apply("hello", submit));
+    }
+
+    [Fact]
+    public async Task VersionTooOld_FetchesTheMissingOpsThenResubscribes()
+    {
+        await using Harness h = await OpenAsync("abc", 5);
+        h.Document.Insert(3, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+        await h.ReconnectAsync();
+
+        await h.Connection.ExpectSubscribeAsync(Doc);
+        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: h.Connection.LastRequestId);
+        ClientMessage fetch = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.FetchOps);
+        Assert.Equal(5, fetch.FetchOps.FromVersion);
+        Assert.Equal(0, fetch.FetchOps.ToVersion);
+        h.Connection.SendOps(Doc, fetch.RequestId, FakeConnection.Op(6, TextOp.Insert(0, "x")), FakeConnection.Op(7, TextOp.Insert(0, "y")));
+
+        Subscribe resume = await h.Connection.ExpectSubscribeAsync(Doc);
+        Assert.Equal(7, resume.FromVersion);
+        h.Connection.SendSubscribed(Doc, 7, 7);
+        Submit resent = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, resent.ClientSeq);
+        Assert.Equal(7, resent.BaseVersion);
+        Assert.Equal("yxabc!", Apply("yxabc", resent));
+        Assert.Equal("yxabc!", h.Document.Text);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task VersionTooOld_WithoutHistory_RebasesPendingEditsOntoASnapshot(bool inflightWasSequenced)
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+        h.Document.Insert(5, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(0, ">");
+        await h.ReconnectAsync();
+
+        await h.Connection.ExpectSubscribeAsync(Doc);
+        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: h.Connection.LastRequestId);
+        ClientMessage fetch = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.FetchOps);
+        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: fetch.RequestId);
+        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        string serverText = inflightWasSequenced ? "hello world!" : "hello world";
+        h.Connection.SendSnapshot(Doc, 20, serverText);
+
+        // The probe: the op exactly as sent, so the server's dedupe tells whether the snapshot holds it.
+        Submit probe = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, probe.ClientSeq);
+        Assert.Equal(sent.BaseVersion, probe.BaseVersion);
+        Assert.Equal(sent.Op, probe.Op);
+        if (inflightWasSequenced)
+        {
+            h.Connection.SendAck(Doc, sent.ClientSeq, 12, duplicate: true);
+        }
+        else
+        {
+            h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, sent.ClientSeq);
+        }
+
+        // Not sequenced: "!" is re-applied; it ties with the unknown " world" at offset 5 and, as a client op, goes first.
+        string expected = inflightWasSequenced ? ">hello world!" : ">hello! world";
+        DocumentChangedEventArgs resync = await changes.WaitForAsync(c => c.IsResync);
+        Assert.Equal(20, resync.Version);
+        Assert.Equal(expected, resync.Text);
+        Assert.Equal(expected, h.Document.Text);
+
+        Submit rebased = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.True(rebased.ClientSeq > sent.ClientSeq);
+        Assert.Equal(20, rebased.BaseVersion);
+        Assert.Equal(expected, Apply(serverText, rebased));
+    }
+
+    [Fact]
+    public async Task RetryableSubmitError_ResendsTheSameSeqAfterABackoff()
+    {
+        await using Harness h = await OpenAsync();
+        h.Document.Insert(0, "a");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Connection.SendError(ErrorCode.Overloaded, retryable: true, Doc, sent.ClientSeq);
+        Submit resent = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, resent.ClientSeq);
+        Assert.Equal(sent.Op, resent.Op);
+        h.Connection.SendAck(Doc, sent.ClientSeq, 6);
+        await h.Document.WhenSynced();
+    }
+
+    [Fact]
+    public async Task FatalSubmitError_DropsTheOpKeepsLaterEditsAndResyncs()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var errors = new EventRecorder<CollabErrorEventArgs>();
+        h.Document.Error += errors.Handler;
+        h.Document.Insert(0, "bad ");
+        Submit rejected = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(9, "!");
+        Assert.Equal("bad hello!", h.Document.Text);
+
+        h.Connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, rejected.ClientSeq);
+        CollabErrorEventArgs error = await errors.NextAsync();
+        Assert.Equal(ErrorCode.Forbidden, error.Code);
+        Assert.Equal(rejected.ClientSeq, error.ClientSeq);
+
+        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        h.Connection.SendSnapshot(Doc, 6, "Oh hello");
+        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.NotEqual(rejected.ClientSeq, survivor.ClientSeq);
+        Assert.Equal(6, survivor.BaseVersion);
+        Assert.Equal("Oh hello!", h.Document.Text);
+        Assert.Equal("Oh hello!", Apply("Oh hello", survivor));
+        h.Connection.SendAck(Doc, survivor.ClientSeq, 7);
+        await h.Document.WhenSynced();
+    }
+
+    [Fact]
+    public async Task VersionGap_ResubscribesFromTheLastVersion()
+    {
+        await using Harness h = await OpenAsync("abc", 5);
+        h.Connection.SendOps(Doc, FakeConnection.Op(7, TextOp.Insert(0, "x")));
+        Subscribe resume = await h.Connection.ExpectSubscribeAsync(Doc);
+        Assert.False(resume.Snapshot);
+        Assert.Equal(5, resume.FromVersion);
+        Assert.Equal("abc", h.Document.Text);
+    }
+
+    [Fact]
+    public async Task DuplicateOps_AreIgnored()
+    {
+        await using Harness h = await OpenAsync("abc", 5);
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+        h.Connection.SendOps(Doc, FakeConnection.Op(5, TextOp.Insert(0, "old")), FakeConnection.Op(6, TextOp.Insert(0, "x")));
+        h.Connection.SendOps(Doc, FakeConnection.Op(6, TextOp.Insert(0, "x")), FakeConnection.Op(7, TextOp.Insert(0, "y")));
+        await changes.WaitForAsync(c => c.Version == 7);
+        Assert.Equal("yxabc", h.Document.Text);
+        Assert.Equal(2, changes.All.Count);
+    }
+
+    [Fact]
+    public async Task Presence_IsSentWhenSyncedAndDeferredWhilePending()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        h.Document.SetPresence(1, 3, new byte[] { 7 });
+        ClientMessage update = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        Assert.Equal(5, update.Presence.BaseVersion);
+        Assert.Equal(1, update.Presence.Selection.Anchor);
+        Assert.Equal(3, update.Presence.Selection.Head);
+        Assert.Equal(new byte[] { 7 }, update.Presence.UserData.ToByteArray());
+
+        h.Document.Insert(0, "ab");
+        Submit submit = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.SetPresence(4, 4);
+        h.Document.SetPresence(5, 5);
+        Assert.True(await h.Connection.IsQuietAsync(), "presence waits for the ack");
+        h.Connection.SendAck(Doc, submit.ClientSeq, 6);
+        ClientMessage deferred = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        Assert.Equal(6, deferred.Presence.BaseVersion);
+        Assert.Equal(5, deferred.Presence.Selection.Head);
+        Assert.True(await h.Connection.IsQuietAsync(), "updates are coalesced");
+
+        h.Document.ClearPresence();
+        ClientMessage cleared = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        Assert.Null(cleared.Presence.Selection);
+    }
+
+    [Fact]
+    public async Task RemotePresence_IsMappedToLocalPositionsAndFollowsOps()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var presence = new EventRecorder<PresenceChangedEventArgs>();
+        h.Document.PresenceChanged += presence.Handler;
+        h.Document.Insert(0, "12");
+        await h.Connection.ExpectSubmitAsync(Doc);
+
+        h.Connection.Send(new ServerMessage
+        {
+            Presence = new Presence { DocId = Doc, ClientId = "other", Version = 5, Selection = new Selection { Anchor = 1, Head = 4 }, UserData = ByteString.CopyFrom(1, 2) },
+        });
+        PresenceChangedEventArgs shown = await presence.NextAsync();
+        Assert.Equal(new RemotePresence("other", 3, 6, shown.Presence!.UserData), shown.Presence);
+        Assert.Equal(new byte[] { 1, 2 }, shown.Presence.UserData.ToArray());
+
+        h.Connection.SendOps(Doc, FakeConnection.Op(6, TextOp.Insert(0, "xyz"), "third", 1));
+        PresenceChangedEventArgs moved = await presence.NextAsync();
+        Assert.Equal((6, 9), (moved.Presence!.Anchor, moved.Presence.Head));
+        Assert.Equal(moved.Presence, Assert.Single(h.Document.GetPresences()));
+
+        h.Connection.Send(new ServerMessage { Presence = new Presence { DocId = Doc, ClientId = "other", Version = 6 } });
+        PresenceChangedEventArgs left = await presence.NextAsync();
+        Assert.Null(left.Presence);
+        Assert.Empty(h.Document.GetPresences());
+    }
+
+    [Fact]
+    public async Task Presence_IsResentAfterAReconnect()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        h.Document.SetPresence(2, 2);
+        await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        await h.ReconnectAsync();
+        await h.Connection.ExpectSubscribeAsync(Doc);
+        h.Connection.SendSubscribed(Doc, 5, 5);
+        ClientMessage again = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        Assert.Equal(2, again.Presence.Selection.Anchor);
+    }
+
+    [Fact]
+    public async Task Submit_RejectsOpsThatDoNotFitAndAfterDispose()
+    {
+        await using Harness h = await OpenAsync("abc", 1);
+        Assert.Throws<Collab.Engine.OtException>(() => h.Document.Delete(2, 5));
+        Assert.Equal("abc", h.Document.Text);
+        Assert.False(h.Document.HasPendingOps);
+
+        await h.Document.DisposeAsync();
+        ClientMessage unsubscribe = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.Unsubscribe);
+        Assert.Equal(Doc, unsubscribe.Unsubscribe.DocId);
+        Assert.Throws<ObjectDisposedException>(() => h.Document.Insert(0, "x"));
+    }
+
+    [Fact]
+    public async Task ClosingTheClient_FaultsPendingSyncWaits()
+    {
+        Harness h = await OpenAsync();
+        h.Document.Insert(0, "x");
+        Task synced = h.Document.WhenSynced();
+        await h.Client.DisposeAsync();
+        await Assert.ThrowsAsync<CollabConnectionException>(() => synced);
+    }
+}
