@@ -1,3 +1,4 @@
+using System.Globalization;
 using ScottPlot;
 using ScottPlot.TickGenerators;
 
@@ -46,7 +47,7 @@ internal static class ChartWriter
         {
             MinorTickGenerator = new LogMinorTickGenerator(),
             IntegerTicksOnly = true,
-            LabelFormatter = static y => $"{Math.Pow(10, y):G4}",
+            LabelFormatter = static y => Math.Pow(10, y) is var ms && ms >= 1 ? ms.ToString("N0", CultureInfo.InvariantCulture) : ms.ToString("0.###", CultureInfo.InvariantCulture),
         };
         plot.Axes.Left.Label.Text = "latency (ms, log scale)";
         plot.Axes.Right.Label.Text = "acked ops/s";
