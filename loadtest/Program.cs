@@ -74,7 +74,7 @@ internal static class Program
         }
         catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException)
         {
-            Console.Error.WriteLine("error: " + ex);
+            Console.Error.WriteLine("error: " + ex.Message);
             return 1;
         }
 

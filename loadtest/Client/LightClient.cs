@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Collab.Engine.Text;
 using Collab.LoadTest.Metrics;
+using Collab.LoadTest.Scheduling;
 using Collab.Protocol.V1;
 using Google.Protobuf;
 
@@ -56,7 +57,7 @@ internal sealed class ServerRefusedException(string message) : Exception(message
 /// state is guarded by one lock per client; sends are non-blocking writes under that lock, with an outbox
 /// flushed asynchronously if the socket buffer is ever full (a slow server never blocks the scheduler).
 /// </remarks>
-internal sealed class LightClient : Scheduling.IScheduleTarget
+internal sealed class LightClient : IScheduleTarget
 {
     private const int InitialReceiveBuffer = 4096;
     private const int HeaderGap = WebSocketFraming.MaxClientHeaderLength;
@@ -603,7 +604,6 @@ internal sealed class LightClient : Scheduling.IScheduleTarget
             if (_state != ClientState.Live || (_ctx.Settings.SubmitMode == SubmitMode.OneInFlight && _pending.Count > 0))
             {
                 _backlog.Enqueue(scheduled);
-                Interlocked.Increment(ref _ctx.Counters.Backlogged);
                 return;
             }
 

@@ -37,9 +37,6 @@ internal sealed class RunCounters
     /// <summary>Acks for ops already acknowledged (a resend after a reconnect); harmless by the protocol.</summary>
     public long StaleAcks;
 
-    /// <summary>Scheduled ops not sent because the client was disconnected or, one-in-flight, still waiting for an ack.</summary>
-    public long Backlogged;
-
     public CounterSnapshot Snapshot() => new(
         Interlocked.Read(ref Offered),
         Interlocked.Read(ref OfferedInWindow),
