@@ -47,10 +47,11 @@ public sealed class StorageOptions
 
     /// <summary>
     /// A batch closes this long after its oldest op was queued, even if not full. While one batch commits the next one
-    /// fills anyway, so under load batches are large without waiting; this delay only trades a little idle-time latency
-    /// for fewer fsyncs. Default 1 ms; zero commits as soon as the previous commit finished.
+    /// fills anyway, so under load batches are large without waiting; a delay only trades idle-time latency for fewer
+    /// fsyncs. Default 0: commit as soon as the previous commit finished (classic group commit). Measured with the
+    /// load generator at 1,000 ops/s, 1 ms of delay took ack p50 from 0.6 ms to 3.1 ms (the delay rides a millisecond timer).
     /// </summary>
-    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.FromMilliseconds(1);
+    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
 
     /// <summary>The document host writes a snapshot after this many ops since the last one. Default 1000.</summary>
     public int SnapshotEveryOps { get; set; } = 1000;
