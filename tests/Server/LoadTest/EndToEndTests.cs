@@ -71,7 +71,9 @@ public sealed partial class EndToEndTests
         Assert.NotNull(report.Idle);
         Assert.Equal(50, report.Idle.Connections);
         Assert.Equal(5, report.Idle.Documents);
-        Assert.Equal(50, report.Idle.ServerConnectionsOpen);
+        // The server's gauge lives in prometheus-net's process-wide registry: in-process servers of tests running in
+        // parallel (and the scrape's own HTTP connection) count too, so all that is certain is that ours are there.
+        Assert.InRange(report.Idle.ServerConnectionsOpen, 50, 10_000);
         Assert.Empty(report.Steps);
         Assert.Null(report.Convergence);
     }
