@@ -17,8 +17,7 @@ public sealed class ClusterConvergenceTests(PostgresFixture postgres, ITestOutpu
         var editors = new List<Editor>();
         try
         {
-            for (int i = 0; i < 6; i++)
-                editors.Add(await Editor.OpenAsync(cluster, $"e{i}", seed: 1000 + i, Documents));
+            await Editor.OpenManyAsync(cluster, editors, "e", seedBase: 1000, Documents);
 
             // The balancer spreads connections round-robin: every node has clients.
             Assert.Equal(3, editors.Select(e => e.Client.ServerId).Distinct().Count());

@@ -18,8 +18,7 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
         var editors = new List<Editor>();
         try
         {
-            for (int i = 0; i < 6; i++)
-                editors.Add(await Editor.OpenAsync(cluster, $"k{i}", seed: 2000 + i, Documents));
+            await Editor.OpenManyAsync(cluster, editors, "k", seedBase: 2000, Documents);
 
             using var run = new CancellationTokenSource();
             Task editing = Task.WhenAll(editors.Select(e => e.RunAsync(TimeSpan.FromMilliseconds(20), run.Token)));
@@ -64,8 +63,7 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
         var editors = new List<Editor>();
         try
         {
-            for (int i = 0; i < 6; i++)
-                editors.Add(await Editor.OpenAsync(cluster, $"s{i}", seed: 3000 + i, Documents));
+            await Editor.OpenManyAsync(cluster, editors, "s", seedBase: 3000, Documents);
 
             using var run = new CancellationTokenSource();
             Task editing = Task.WhenAll(editors.Select(e => e.RunAsync(TimeSpan.FromMilliseconds(20), run.Token)));

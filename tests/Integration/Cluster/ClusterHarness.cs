@@ -291,6 +291,16 @@ internal sealed class Editor : IAsyncDisposable
     /// <summary>How often a document had to be reloaded from a snapshot (the stream it was served was not gap-free).</summary>
     public int Resyncs => Volatile.Read(ref _resyncs);
 
+    /// <summary>
+    /// Opens <paramref name="count"/> editors named prefix0.. with seeds seedBase+i, each on every one of
+    /// <paramref name="docIds"/>, adding them to <paramref name="editors"/> as they open so the caller disposes partial opens.
+    /// </summary>
+    public static async Task OpenManyAsync(ClusterHarness cluster, List<Editor> editors, string prefix, int seedBase, IEnumerable<string> docIds, int count = 6)
+    {
+        for (int i = 0; i < count; i++)
+            editors.Add(await OpenAsync(cluster, $"{prefix}{i}", seed: seedBase + i, docIds));
+    }
+
     public static async Task<Editor> OpenAsync(ClusterHarness cluster, string name, int seed, IEnumerable<string> docIds, ServerProcess? node = null)
     {
         CollabClient client = await cluster.ConnectAsync(node);

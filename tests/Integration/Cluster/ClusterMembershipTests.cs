@@ -17,8 +17,7 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
         var editors = new List<Editor>();
         try
         {
-            for (int i = 0; i < 6; i++)
-                editors.Add(await Editor.OpenAsync(cluster, $"m{i}", seed: 5000 + i, Documents));
+            await Editor.OpenManyAsync(cluster, editors, "m", seedBase: 5000, Documents);
 
             using var run = new CancellationTokenSource();
             Task editing = Task.WhenAll(editors.Select(e => e.RunAsync(TimeSpan.FromMilliseconds(20), run.Token)));

@@ -17,8 +17,7 @@ public sealed class ClusterNatsOutageTests(PostgresFixture postgres, ITestOutput
         var editors = new List<Editor>();
         try
         {
-            for (int i = 0; i < 6; i++)
-                editors.Add(await Editor.OpenAsync(cluster, $"n{i}", seed: 4000 + i, Documents));
+            await Editor.OpenManyAsync(cluster, editors, "n", seedBase: 4000, Documents);
             int disconnects = 0;
             foreach (Editor editor in editors)
                 editor.Client.Disconnected += (_, _) => Interlocked.Increment(ref disconnects);
