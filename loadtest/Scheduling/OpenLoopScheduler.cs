@@ -83,11 +83,14 @@ internal sealed class OpenLoopScheduler
         long scheduled = 0;
         while (!_stop)
         {
-            long now = Clock.Now;
-            if (now >= _end || queue.Count == 0)
+            // Stop only once no slot before the end is left: a thread that wakes up late (after the end) still
+            // serves every slot that fell due before it, so a lagging generator is measured, not hidden.
+            if (!queue.TryPeek(out _, out long earliest) || earliest >= _end)
             {
                 break;
             }
+
+            long now = Clock.Now;
 
             int handled = 0;
             while (queue.TryPeek(out IScheduleTarget? writer, out long due) && due <= now)

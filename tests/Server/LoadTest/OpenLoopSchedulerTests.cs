@@ -38,6 +38,26 @@ public sealed class OpenLoopSchedulerTests
     }
 
     [Fact]
+    public void A_thread_that_wakes_after_the_end_still_serves_every_slot_that_fell_due_before_it()
+    {
+        // Regression: the loop used to stop as soon as the clock passed the end, dropping the slots a late
+        // (descheduled) generator thread still owed, so offered load was under-reported exactly when it lagged.
+        var writers = Enumerable.Range(0, 4).Select(static _ => new RecordingTarget()).ToArray();
+        long end = Clock.Now - Clock.FromSeconds(0.05);
+        long start = end - Clock.FromSeconds(0.2);
+        long interval = Clock.FromSeconds(1.0 / 50);
+        var scheduler = new OpenLoopScheduler(writers, 50, start, end, new LatencyMetric(), new MeasurementWindow(), seed: 11);
+        scheduler.Start();
+        scheduler.Join();
+
+        foreach (RecordingTarget writer in writers)
+        {
+            long phase = writer.Due[0] - start;
+            Assert.Equal((int)Math.Ceiling((double)(end - start - phase) / interval), writer.Due.Count);
+        }
+    }
+
+    [Fact]
     public void A_rate_must_be_positive()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new OpenLoopScheduler([], 0, 0, 1, new LatencyMetric(), new MeasurementWindow(), 1));
