@@ -33,6 +33,7 @@ public static class CollabServerHost
     /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
     public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)
     {
+        MetricsDefaults.Apply();
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
         builder.Configuration.AddInMemoryCollection(EnvironmentShortcuts());
         builder.Configuration.AddCommandLine(args, s_switches);

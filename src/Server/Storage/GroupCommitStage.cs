@@ -10,7 +10,8 @@ namespace Collab.Server.Storage;
 /// <summary>
 /// Makes sequenced ops durable in groups: ops from every document queue up, and one loop appends them to the
 /// <see cref="IOpStore"/> as a batch (one transaction, one fsync) when <see cref="StorageOptions.MaxBatchOps"/> are
-/// queued or the oldest has waited <see cref="StorageOptions.MaxBatchDelay"/>. One batch is in flight at a time while the
+/// queued or, under load (<see cref="StorageOptions.BatchDelayMinOps"/>), the oldest has waited
+/// <see cref="StorageOptions.MaxBatchDelay"/>; at light load as soon as the previous commit is done. One batch is in flight at a time while the
 /// next one fills, so a document's later ops can never commit before its earlier ones; a second loop completes the
 /// callers of a committed batch (in call order) while the next batch is already being written.
 /// </summary>
@@ -39,6 +40,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private readonly IOpStore _store;
     private readonly int _maxBatchOps;
     private readonly long _maxBatchDelayTicks;
+    private readonly int _batchDelayMinOps;
     private readonly TimeSpan _retryInitialDelay;
     private readonly TimeSpan _retryMaxDelay;
     private readonly TimeSpan _shutdownTimeout;
@@ -52,6 +54,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private readonly HashSet<string> _fenced = new(StringComparer.Ordinal);
     private bool _closing;
     private bool _committerWaiting;
+    private int _lastBatchOps;
 
     private readonly AsyncAutoResetSignal _workSignal = new();
     private readonly Timer _delayTimer;
@@ -72,6 +75,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         _store = store;
         _maxBatchOps = options.MaxBatchOps;
         _maxBatchDelayTicks = (long)(options.MaxBatchDelay.TotalSeconds * Stopwatch.Frequency);
+        _batchDelayMinOps = options.BatchDelayMinOps;
         _retryInitialDelay = options.RetryInitialDelay;
         _retryMaxDelay = options.RetryMaxDelay;
         _shutdownTimeout = options.ShutdownTimeout;
@@ -226,7 +230,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 var count = _queue.Count;
                 if (count > 0)
                 {
-                    waitTicks = _queue[0].EnqueuedAt + _maxBatchDelayTicks - Stopwatch.GetTimestamp();
+                    // The delay is for load: a lone op after a small batch commits now.
+                    var delayTicks = _lastBatchOps >= _batchDelayMinOps ? _maxBatchDelayTicks : 0;
+                    waitTicks = _queue[0].EnqueuedAt + delayTicks - Stopwatch.GetTimestamp();
                     if (_closing || count >= _maxBatchOps || waitTicks <= 0)
                     {
                         TakeBatch(batch);
@@ -240,6 +246,8 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 }
                 else
                 {
+                    // Nothing arrived while the last batch committed: not under load any more.
+                    _lastBatchOps = 0;
                     waitTicks = -1;
                 }
 
@@ -262,6 +270,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private void TakeBatch(CommitBatch batch)
     {
         var take = Math.Min(_queue.Count, _maxBatchOps);
+        _lastBatchOps = take;
         for (var i = 0; i < take; i++)
         {
             var pending = _queue[i];

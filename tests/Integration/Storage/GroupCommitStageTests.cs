@@ -277,6 +277,53 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Under_load_the_delay_holds_a_partial_batch_open()
+    {
+        var stage = CreateStage(o =>
+        {
+            o.MaxBatchDelay = TimeSpan.FromSeconds(1);
+            o.BatchDelayMinOps = 10;
+        });
+        Store.Hold(0);
+        var first = stage.CommitAsync(Op("first", 1), default).AsTask();
+        await Store.WaitForAppendsAsync();
+
+        // Twelve ops arrive during the first commit: the stage is under load now.
+        var burst = QueueOps(stage, docs: 3, total: 12);
+        Store.Hold(1);
+        Store.Release(0);
+        await Store.WaitForAppendsAsync();
+        var late = QueueOps(stage, docs: 2, total: 3, prefix: "late");
+        Store.Release(1);
+        await Task.WhenAll(burst.Append(first)).WaitAsync(Timeout);
+
+        // The batch before held 12 >= 10 ops: the three late ones wait for the delay instead of committing at once.
+        Assert.DoesNotContain(late, t => t.IsCompleted);
+        Assert.Equal([1, 12], Store.BatchSizes);
+        await Task.WhenAll(late).WaitAsync(Timeout);
+        Assert.Equal([1, 12, 3], Store.BatchSizes);
+    }
+
+    [Fact]
+    public async Task At_light_load_an_op_commits_without_waiting_for_the_delay()
+    {
+        var stage = CreateStage(o =>
+        {
+            o.MaxBatchDelay = TimeSpan.FromSeconds(1);
+            o.BatchDelayMinOps = 10;
+        });
+
+        // Batches of one op, each after the previous commit: never load, so never the 1 s delay (five ops would take
+        // five seconds if they waited; a commit of one op takes milliseconds).
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (var v = 1; v <= 5; v++)
+            await stage.CommitAsync(Op("light", v), default).AsTask().WaitAsync(Timeout);
+
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(1), $"five lone ops took {started.Elapsed}");
+        Assert.Equal([1, 1, 1, 1, 1], Store.BatchSizes);
+    }
+
+    [Fact]
     public async Task Dispose_flushes_queued_ops_and_later_calls_are_cancelled()
     {
         var stage = CreateStage(o => o.MaxBatchDelay = TimeSpan.FromSeconds(1));
@@ -321,6 +368,7 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         var options = new StorageOptions
         {
             MaxBatchDelay = TimeSpan.FromMilliseconds(1),
+            BatchDelayMinOps = 0, // the tests that set a delay mean it to apply to every batch
             RetryInitialDelay = TimeSpan.FromMilliseconds(10),
             RetryMaxDelay = TimeSpan.FromMilliseconds(100),
         };
@@ -331,14 +379,14 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
     }
 
     /// <summary>Queues <paramref name="total"/> ops spread round-robin over <paramref name="docs"/> documents (versions from 1).</summary>
-    private static List<Task> QueueOps(GroupCommitStage stage, int docs, int total)
+    private static List<Task> QueueOps(GroupCommitStage stage, int docs, int total, string prefix = "doc")
     {
         var versions = new long[docs];
         var calls = new List<Task>(total);
         for (var i = 0; i < total; i++)
         {
             var d = i % docs;
-            calls.Add(stage.CommitAsync(Op($"doc-{d}", ++versions[d]), default).AsTask());
+            calls.Add(stage.CommitAsync(Op($"{prefix}-{d}", ++versions[d]), default).AsTask());
         }
 
         return calls;

@@ -1,3 +1,4 @@
+using Collab.Engine.Sequencing;
 using Collab.Integration.Tests.Infrastructure;
 using Collab.Server.Storage;
 using Microsoft.Data.Sqlite;
@@ -43,6 +44,107 @@ public sealed class SqliteOpStoreTests : OpStoreConformanceTests
         Assert.Equal("wal", await store.ReadWriterPragmaAsync("journal_mode", default));
         Assert.Equal("2", await store.ReadWriterPragmaAsync("synchronous", default)); // 2 = FULL
         Assert.True(File.Exists(Path.Combine(_directory, "collab.db")));
+    }
+
+    [Fact]
+    public async Task Checkpoints_run_off_the_commit_path_and_keep_the_wal_bounded()
+    {
+        var options = new StorageOptions
+        {
+            DataDirectory = StorageTestData.TempDirectory(),
+            SqliteCheckpointInterval = TimeSpan.FromMinutes(1), // the test runs the rounds itself, deterministically
+            SqliteWalRestartBytes = 64 * 1024,
+        };
+        try
+        {
+            await using (var store = new SqliteOpStore(options))
+            {
+                await store.InitializeAsync(default);
+                Assert.Equal("0", await store.ReadWriterPragmaAsync("wal_autocheckpoint", default)); // not in the commit path
+                var checkpointer = store.Checkpointer;
+                Assert.NotNull(checkpointer);
+
+                // 64 documents per batch dirty a page each: far more log than 64 KiB, over and over; a checkpoint
+                // round between batches, as the background thread runs between group commits.
+                var payload = new byte[200];
+                for (var batch = 1; batch <= 150; batch++)
+                {
+                    var ops = Enumerable.Range(0, 64).Select(d => StorageTestData.Op($"doc-{d}", batch, clientSeq: batch, op: payload)).ToList();
+                    Assert.Empty((await store.AppendAsync(ops, default)).ConflictedDocs);
+                    checkpointer.CheckpointNow();
+                }
+
+                Assert.True(store.WalRestarts > 100, $"the writer rewound the log {store.WalRestarts} times");
+
+                // The log is rewound and reused, not grown: well under the ~10 MB that 150 batches wrote into it.
+                var walBytes = new FileInfo(options.SqlitePath + "-wal").Length;
+                Assert.True(walBytes < 2 * 1024 * 1024, $"WAL is {walBytes} bytes");
+                for (var d = 0; d < 64; d++)
+                    Assert.Equal(150, (await store.LoadAsync($"doc-{d}", default))!.Ops.Count);
+            }
+
+            // Stopped with the store: reopening finds everything.
+            await using var reopened = new SqliteOpStore(options);
+            await reopened.InitializeAsync(default);
+            Assert.Equal(150, (await reopened.LoadAsync("doc-63", default))!.Ops.Count);
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(options.DataDirectory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task The_background_thread_checkpoints_on_its_interval()
+    {
+        var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.FromMilliseconds(5) };
+        try
+        {
+            await using var store = new SqliteOpStore(options);
+            await store.InitializeAsync(default);
+            await store.AppendAsync([StorageTestData.Op("doc", 1)], default);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (store.Checkpointer!.Checkpoints < 3 && DateTime.UtcNow < deadline)
+                await Task.Delay(10);
+            Assert.True(store.Checkpointer.Checkpoints >= 3, $"{store.Checkpointer.Checkpoints} checkpoints in 30 s");
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(options.DataDirectory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task With_no_checkpoint_interval_sqlite_checkpoints_by_itself()
+    {
+        var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.Zero };
+        try
+        {
+            await using var store = new SqliteOpStore(options);
+            await store.InitializeAsync(default);
+            Assert.Null(store.Checkpointer);
+            Assert.Equal("1000", await store.ReadWriterPragmaAsync("wal_autocheckpoint", default));
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(options.DataDirectory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_snapshot_write_leaves_the_writer_at_full_fsync_for_the_ops_after_it()
+    {
+        var store = (SqliteOpStore)Store;
+        await store.WriteSnapshotAsync(new SnapshotRecord("snap", 3, "abc", ReadOnlyMemory<byte>.Empty, 1), default);
+        Assert.Equal("2", await store.ReadWriterPragmaAsync("synchronous", default));
+
+        // A snapshot refused as not newer rolls back: the relaxed setting must not outlive it either.
+        await store.WriteSnapshotAsync(new SnapshotRecord("snap", 2, "ab", ReadOnlyMemory<byte>.Empty, 1), default);
+        Assert.Equal("2", await store.ReadWriterPragmaAsync("synchronous", default));
+        Assert.Equal(3, (await store.LoadAsync("snap", default))!.Snapshot!.Version);
     }
 
     [Fact]

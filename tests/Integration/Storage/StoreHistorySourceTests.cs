@@ -61,6 +61,9 @@ public sealed class StoreHistorySourceTests
             PostgresPartitions = 0,
             MaxBatchOps = 0,
             MaxBatchDelay = TimeSpan.FromSeconds(-1),
+            BatchDelayMinOps = -1,
+            SqliteCheckpointInterval = TimeSpan.FromMinutes(2),
+            SqliteWalRestartBytes = 1024,
             SnapshotEveryOps = 0,
             SnapshotsToKeep = 0,
             OpRetention = TimeSpan.FromSeconds(-1),
@@ -69,7 +72,8 @@ public sealed class StoreHistorySourceTests
             ShutdownTimeout = TimeSpan.FromSeconds(-1),
         };
         var error = Assert.Throws<OptionsValidationException>(bad.Validate);
-        Assert.Equal(10, error.Failures.Count());
+        Assert.Equal(13, error.Failures.Count());
+        Assert.Contains(error.Failures, f => f.Contains(nameof(StorageOptions.BatchDelayMinOps), StringComparison.Ordinal));
         Assert.Contains(error.Failures, f => f.Contains(nameof(StorageOptions.PostgresConnectionString), StringComparison.Ordinal));
     }
 
