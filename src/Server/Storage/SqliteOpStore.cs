@@ -7,8 +7,8 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Collab.Server.Storage;
 
 /// <summary>
-/// The embedded single-node op store: one SQLite file in WAL mode with <c>synchronous=FULL</c>, so a commit that
-/// returned is on disk (survives kill -9 and power loss). All writes go through one connection, one transaction per
+/// The embedded single-node op store: one SQLite file in WAL mode with <c>synchronous=FULL</c> by default, so a commit
+/// that returned is on disk (survives kill -9 and power loss; <see cref="SqliteSyncMode.Normal"/> only kill -9). All writes go through one connection, one transaction per
 /// batch with prepared statements reused across batches; reads use separate pooled read-only connections, which WAL
 /// lets run concurrently with the writer.
 /// </summary>
@@ -64,6 +64,7 @@ public sealed class SqliteOpStore : IOpStore
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly TimeSpan _checkpointInterval;
+    private readonly string _synchronous;
     private readonly long _walRestartBytes;
     private SqliteCheckpointer? _checkpointer;
     private long _walRestarts;
@@ -83,6 +84,7 @@ public sealed class SqliteOpStore : IOpStore
         _busyTimeoutMs = (int)Math.Min(int.MaxValue, options.SqliteBusyTimeout.TotalMilliseconds);
         _snapshotsToKeep = options.SnapshotsToKeep;
         _checkpointInterval = options.SqliteCheckpointInterval;
+        _synchronous = options.SqliteSynchronous == SqliteSyncMode.Normal ? "NORMAL" : "FULL";
         _walRestartBytes = options.SqliteWalRestartBytes;
         _logger = logger ?? NullLogger<SqliteOpStore>.Instance;
         _time = timeProvider ?? TimeProvider.System;
@@ -522,23 +524,23 @@ public sealed class SqliteOpStore : IOpStore
     }
 
     /// <summary>Sets <c>synchronous=NORMAL</c> on the writer until disposed (outside any transaction).</summary>
-    private static SyncScope RelaxedSync(SqliteConnection writer)
+    private SyncScope RelaxedSync(SqliteConnection writer)
     {
         using var pragma = writer.CreateCommand();
         pragma.CommandText = "PRAGMA synchronous=NORMAL";
         pragma.ExecuteNonQuery();
-        return new SyncScope(writer);
+        return new SyncScope(writer, _synchronous);
     }
 
-    /// <summary>Restores <c>synchronous=FULL</c> (declared after the transaction, so disposed after it ends).</summary>
-    private readonly struct SyncScope(SqliteConnection writer) : IDisposable
+    /// <summary>Restores the configured level (declared after the transaction, so disposed after it ends).</summary>
+    private readonly struct SyncScope(SqliteConnection writer, string level) : IDisposable
     {
         public void Dispose()
         {
             if (writer.State != System.Data.ConnectionState.Open)
                 return;
             using var pragma = writer.CreateCommand();
-            pragma.CommandText = "PRAGMA synchronous=FULL";
+            pragma.CommandText = "PRAGMA synchronous=" + level;
             pragma.ExecuteNonQuery();
         }
     }
@@ -555,15 +557,15 @@ public sealed class SqliteOpStore : IOpStore
             connection.Open();
             using (var pragma = connection.CreateCommand())
             {
-                // WAL: readers never block the writer. synchronous=FULL: every commit fsyncs the WAL, so an acknowledged
-                // op survives power loss (NORMAL would only survive a process crash).
+                // WAL: readers never block the writer. synchronous=FULL (the default, StorageOptions.SqliteSynchronous):
+                // every commit fsyncs the WAL, so an acknowledged op survives power loss; NORMAL only a process crash.
                 pragma.CommandText = "PRAGMA journal_mode=WAL";
                 var mode = Convert.ToString(pragma.ExecuteScalar(), CultureInfo.InvariantCulture);
                 if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
                     throw new StorageSchemaException($"SQLite refused WAL mode for '{_path}' (journal_mode={mode}).");
                 // A 64 MB page cache and memory-mapped reads keep the op-log B-tree's hot pages out of read() calls
                 // (the default 2 MB cache made every batch re-read interior pages through the kernel).
-                pragma.CommandText = $"PRAGMA synchronous=FULL; PRAGMA busy_timeout={_busyTimeoutMs}; PRAGMA foreign_keys=OFF; " +
+                pragma.CommandText = $"PRAGMA synchronous={_synchronous}; PRAGMA busy_timeout={_busyTimeoutMs}; PRAGMA foreign_keys=OFF; " +
                                      "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;" +
                                      (_checkpointInterval > TimeSpan.Zero ? " PRAGMA wal_autocheckpoint=0;" : ""); // see SqliteCheckpointer
                 pragma.ExecuteNonQuery();

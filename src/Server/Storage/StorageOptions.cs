@@ -12,6 +12,16 @@ public enum StorageProvider
     Postgres,
 }
 
+/// <summary>SQLite's <c>synchronous</c> setting for op commits (WAL mode); see <see cref="StorageOptions.SqliteSynchronous"/>.</summary>
+public enum SqliteSyncMode
+{
+    /// <summary>Every commit fsyncs the write-ahead log: durable against power loss.</summary>
+    Full,
+
+    /// <summary>Commits are not fsynced (checkpoints are): durable against a process crash, not against power loss.</summary>
+    Normal,
+}
+
 /// <summary>Storage configuration: which store, where it lives, and how the group-commit stage batches and retries.</summary>
 public sealed class StorageOptions
 {
@@ -32,6 +42,15 @@ public sealed class StorageOptions
     /// (the group-commit stage then retries the batch). Default 5 s.
     /// </summary>
     public TimeSpan SqliteBusyTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// When a SQLite commit counts as durable. <see cref="SqliteSyncMode.Full"/> (default): every commit fsyncs the
+    /// write-ahead log, so an acknowledged op survives power loss and OS crashes. <see cref="SqliteSyncMode.Normal"/>:
+    /// commits reach the OS without an fsync (the log is fsynced at checkpoints), so an acknowledged op survives a crash
+    /// or kill of the server process but the last moments of acks can be lost to power loss; it takes the fsync
+    /// (0.27 ms on the reference machine) out of every ack.
+    /// </summary>
+    public SqliteSyncMode SqliteSynchronous { get; set; } = SqliteSyncMode.Full;
 
     /// <summary>
     /// How often a background thread copies the SQLite write-ahead log into the database file (a PASSIVE checkpoint,

@@ -117,6 +117,36 @@ public sealed class SqliteOpStoreTests : OpStoreConformanceTests
     }
 
     [Fact]
+    public async Task Normal_sync_mode_is_applied_to_the_writer_and_survives_a_snapshot_write()
+    {
+        var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteSynchronous = SqliteSyncMode.Normal };
+        try
+        {
+            await using (var store = new SqliteOpStore(options))
+            {
+                await store.InitializeAsync(default);
+                Assert.Equal("1", await store.ReadWriterPragmaAsync("synchronous", default)); // 1 = NORMAL
+                await store.AppendAsync([StorageTestData.Op("doc", 1)], default);
+                await store.WriteSnapshotAsync(new SnapshotRecord("doc", 1, "x", ReadOnlyMemory<byte>.Empty, 1), default);
+                Assert.Equal("1", await store.ReadWriterPragmaAsync("synchronous", default));
+                await store.AppendAsync([StorageTestData.Op("doc", 2)], default);
+            }
+
+            // A clean close keeps everything (a process crash would too: the commits are in the OS's page cache).
+            await using var reopened = new SqliteOpStore(options);
+            await reopened.InitializeAsync(default);
+            var load = (await reopened.LoadAsync("doc", default))!;
+            Assert.Equal(1, load.Snapshot!.Version);
+            Assert.Equal(2, Assert.Single(load.Ops).Version);
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(options.DataDirectory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task With_no_checkpoint_interval_sqlite_checkpoints_by_itself()
     {
         var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.Zero };
