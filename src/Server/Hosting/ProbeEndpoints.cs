@@ -19,6 +19,9 @@ internal sealed class ProbeEndpoints : IPlainHttpRoutes
     public ProbeEndpoints(ReadinessRegistry readiness)
     {
         _readiness = readiness;
+
+        // Before the first scrape: which default series the registry exports (DefaultMetrics explains the two changes).
+        DefaultMetrics.Configure();
         Routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal)
         {
             ["/healthz"] = PlainHttpRoute.Get(HealthzAsync),

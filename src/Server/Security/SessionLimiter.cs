@@ -28,28 +28,24 @@ internal sealed class LimitRates
 }
 
 /// <summary>
-/// The rate budgets of one connection, plus its user's shared ones. Each check answers which limit refused
-/// (null when allowed). Refusals are "violations": a connection that keeps collecting them faster than the
-/// violation budget refills is closed (4008); one that backs off after the retryable error never is.
+/// The rate budgets of one connection; its user's shared ones are checked through the <see cref="UserEntry"/> passed
+/// in. Each check answers which limit refused (null when allowed). Refusals are "violations": a connection that
+/// keeps collecting them faster than the violation budget refills is closed (4008); one that backs off after the
+/// retryable error never is. A mutable struct held in a field of its session (no object, no lock of its own per
+/// connection): the message checks run on the connection's message loop only, and the owner serializes
+/// <see cref="RecordViolation"/>, which may come from any thread.
 /// </summary>
-internal sealed class SessionLimiter
+internal struct SessionLimiter
 {
-    private readonly LimitRates _rates;
-    private readonly UserEntry? _user;
-    private readonly TimeProvider _time;
-    private readonly Lock _violationGate = new();
     private TokenBucket _messages;
     private TokenBucket _ops;
     private TokenBucket _presence;
     private TokenBucket _violations;
     private bool _presenceThrottled;
 
-    public SessionLimiter(LimitRates rates, UserEntry? user, TimeProvider time)
+    /// <summary>Full budgets as of <paramref name="now"/> (a <see cref="TimeProvider.GetTimestamp"/> value).</summary>
+    public SessionLimiter(LimitRates rates, long now)
     {
-        _rates = rates;
-        _user = user;
-        _time = time;
-        long now = time.GetTimestamp();
         _messages = new TokenBucket(rates.Messages, now);
         _ops = new TokenBucket(rates.Ops, now);
         _presence = new TokenBucket(rates.Presence, now);
@@ -57,42 +53,40 @@ internal sealed class SessionLimiter
     }
 
     /// <summary>Any client message (the connection's message loop only).</summary>
-    public LimitKind? TryMessage() =>
-        _messages.TryTake(_rates.Messages, _time.GetTimestamp(), _time.TimestampFrequency) ? null : LimitKind.Messages;
+    public LimitKind? TryMessage(LimitRates rates, TimeProvider time) =>
+        _messages.TryTake(rates.Messages, time.GetTimestamp(), time.TimestampFrequency) ? null : LimitKind.Messages;
 
     /// <summary>A submit: the connection's budget, then the user's (the message loop only).</summary>
-    public LimitKind? TryOp()
+    public LimitKind? TryOp(LimitRates rates, UserEntry? user, TimeProvider time)
     {
-        long now = _time.GetTimestamp();
-        if (!_ops.TryTake(_rates.Ops, now, _time.TimestampFrequency))
+        long now = time.GetTimestamp();
+        if (!_ops.TryTake(rates.Ops, now, time.TimestampFrequency))
         {
             return LimitKind.OpsConnection;
         }
 
-        return _user is null || _user.TryTakeOp(now, _time.TimestampFrequency) ? null : LimitKind.OpsUser;
+        return user is null || user.TryTakeOp(now, time.TimestampFrequency) ? null : LimitKind.OpsUser;
     }
 
     /// <summary>
     /// A presence update (the message loop only). <paramref name="firstInStreak"/> is true for the first refusal
     /// after an accepted update: presence is not retried, so only that one is worth an error frame.
     /// </summary>
-    public LimitKind? TryPresence(out bool firstInStreak)
+    public LimitKind? TryPresence(LimitRates rates, UserEntry? user, TimeProvider time, out bool firstInStreak)
     {
-        long now = _time.GetTimestamp();
-        LimitKind? refused = !_presence.TryTake(_rates.Presence, now, _time.TimestampFrequency)
+        long now = time.GetTimestamp();
+        LimitKind? refused = !_presence.TryTake(rates.Presence, now, time.TimestampFrequency)
             ? LimitKind.PresenceConnection
-            : _user is null || _user.TryTakePresence(now, _time.TimestampFrequency) ? null : LimitKind.PresenceUser;
+            : user is null || user.TryTakePresence(now, time.TimestampFrequency) ? null : LimitKind.PresenceUser;
         firstInStreak = refused is not null && !_presenceThrottled;
         _presenceThrottled = refused is not null;
         return refused;
     }
 
-    /// <summary>Counts a refusal; true when the connection has persisted over its limits and must be closed (any thread).</summary>
-    public bool RecordViolation()
-    {
-        lock (_violationGate)
-        {
-            return !_violations.TryTake(_rates.Violations, _time.GetTimestamp(), _time.TimestampFrequency);
-        }
-    }
+    /// <summary>
+    /// Counts a refusal; true when the connection has persisted over its limits and must be closed. Any thread,
+    /// but one at a time: the caller holds its session's lock.
+    /// </summary>
+    public bool RecordViolation(LimitRates rates, TimeProvider time) =>
+        !_violations.TryTake(rates.Violations, time.GetTimestamp(), time.TimestampFrequency);
 }

@@ -27,15 +27,18 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     private readonly IWebSocketConnection _connection;
     private readonly SessionServices _services;
-    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private readonly SecurityServices _security;
-    private readonly SessionLimiter _limiter;
     private readonly UserEntry? _user;
     private volatile SessionPrincipal _principal;
     private string? _clientId;
     private int _protocolErrors;
     private volatile bool _closed;
+
+    // Mutable structs, changed in place (so not readonly). The subscriptions are guarded by _gate; the limiter's
+    // message budgets belong to the message loop and its violation budget is guarded by _gate.
+    private SubscriptionSet _subscriptions;
+    private SessionLimiter _limiter;
 
     // Token expiry (guarded by _gate): the session is closed at _authDeadline unless a Reauthenticate moves it.
     private DateTimeOffset _authDeadline = DateTimeOffset.MaxValue;
@@ -54,7 +57,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             _user = _security.Sessions.Register(this);
         }
 
-        _limiter = new SessionLimiter(_security.Rates, _user, _security.Time);
+        _limiter = new SessionLimiter(_security.Rates, _security.Time.GetTimestamp());
     }
 
     public string ClientId => _clientId ?? throw new InvalidOperationException("No Hello yet.");
@@ -99,7 +102,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return ValueTask.CompletedTask;
         }
 
-        if (_limiter.TryMessage() is { } refused)
+        if (_limiter.TryMessage(_security.Rates, _security.Time) is { } refused)
         {
             OverLimit(refused, ErrorCode.RateLimited, $"More than {_security.Limits.MessagesPerSecond} messages per second; slow down and retry.", message.RequestId);
             return ValueTask.CompletedTask;
@@ -151,7 +154,8 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             }
 
             _closed = true;
-            subscriptions = [.. _subscriptions.Values];
+            subscriptions = new List<Subscription>(_subscriptions.Count);
+            _subscriptions.CopyTo(subscriptions);
             _subscriptions.Clear();
         }
 
@@ -270,7 +274,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             // Subscribing again resynchronises: the old stream ends before the new one starts.
             lock (_gate)
             {
-                _subscriptions.Remove(docId);
+                _subscriptions.Remove(docId, out _);
             }
 
             await DetachAndReleaseAsync(previous).ConfigureAwait(false);
@@ -316,7 +320,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             closedMeanwhile = _closed;
             if (!closedMeanwhile)
             {
-                _subscriptions[docId] = subscription;
+                _subscriptions.Set(subscription);
             }
         }
 
@@ -367,7 +371,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        if (_limiter.TryOp() is { } refused)
+        if (_limiter.TryOp(_security.Rates, _user, _security.Time) is { } refused)
         {
             double rate = refused == LimitKind.OpsUser ? _security.Limits.UserOpsPerSecond : _security.Limits.OpsPerSecond;
             OverLimit(refused, ErrorCode.RateLimited, $"More than {rate} ops per second{(refused == LimitKind.OpsUser ? " for this user" : string.Empty)}; resend after a backoff.", requestId, docId, clientSeq);
@@ -457,7 +461,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        if (_limiter.TryPresence(out bool firstInStreak) is { } refused)
+        if (_limiter.TryPresence(_security.Rates, _user, _security.Time, out bool firstInStreak) is { } refused)
         {
             // Dropped: presence is ephemeral and the next update supersedes this one. One error per streak
             // tells the client why; an error per dropped update would only double the flood. Not a violation:
@@ -588,19 +592,14 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             SetAuthDeadline(next);
 
             // Rights may have shrunk: every subscription must still be readable.
-            foreach (Subscription sub in _subscriptions.Values)
+            var subscribed = new List<Subscription>(_subscriptions.Count);
+            _subscriptions.CopyTo(subscribed);
+            foreach (Subscription sub in subscribed)
             {
                 if (!next.Rights.CanRead(sub.DocId))
                 {
                     (lost ??= []).Add(sub);
-                }
-            }
-
-            if (lost is not null)
-            {
-                foreach (Subscription sub in lost)
-                {
-                    _subscriptions.Remove(sub.DocId);
+                    _subscriptions.Remove(sub.DocId, out _);
                 }
             }
         }
@@ -709,7 +708,13 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     private void CountViolation(LimitKind limit)
     {
-        if (_limiter.RecordViolation())
+        bool close;
+        lock (_gate)
+        {
+            close = _limiter.RecordViolation(_security.Rates, _security.Time);
+        }
+
+        if (close)
         {
             SecurityMetrics.ClosedOver(limit);
             _security.Log.LimitClose(_connection.Id, limit);
@@ -726,7 +731,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
             {
-                _subscriptions.Remove(hub.DocId);
+                _subscriptions.Remove(hub.DocId, out _);
                 hub.ReleaseRef();
             }
         }
@@ -748,7 +753,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             removed = _subscriptions.TryGetValue(subscription.DocId, out Subscription? current)
                 && ReferenceEquals(current, subscription)
-                && _subscriptions.Remove(subscription.DocId);
+                && _subscriptions.Remove(subscription.DocId, out _);
         }
 
         if (removed)
@@ -798,7 +803,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
     {
         lock (_gate)
         {
-            return _subscriptions.GetValueOrDefault(docId);
+            return _subscriptions.TryGetValue(docId, out Subscription? subscription) ? subscription : null;
         }
     }
 

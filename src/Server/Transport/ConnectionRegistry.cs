@@ -147,16 +147,19 @@ internal sealed class ConnectionRegistry : IDisposable
             return;
         }
 
+        OutboundMessage? ping = null;
         try
         {
             long now = Environment.TickCount64;
             foreach (KeyValuePair<long, TransportConnection> entry in _connections)
             {
-                entry.Value.OnHeartbeat(now);
+                entry.Value.OnHeartbeat(now, ref ping);
             }
         }
         finally
         {
+            // Drops the tick's own reference: the frame is recycled once the last pinged connection has written it.
+            ping?.Dispose();
             Volatile.Write(ref _ticking, 0);
         }
     }

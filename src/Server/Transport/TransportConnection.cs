@@ -250,8 +250,13 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
     }
 
-    /// <summary>Called by the registry's heartbeat: deadlines and keep-alive pings.</summary>
-    internal void OnHeartbeat(long now)
+    /// <summary>
+    /// Called by the registry's heartbeat: deadlines and keep-alive pings. Every connection pinged in one tick gets
+    /// the same frame (its payload is the tick's timestamp): <paramref name="ping"/> is created by the first one
+    /// that needs it and shared by the rest, so a tick that pings thousands of connections encodes one frame
+    /// instead of renting a message and a buffer per connection. The caller disposes it after the tick.
+    /// </summary>
+    internal void OnHeartbeat(long now, ref OutboundMessage? ping)
     {
         PublishTraffic();
         if (now >= Volatile.Read(ref _deadline))
@@ -289,12 +294,22 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
         _lastPing = now;
         _pingOutstanding = true;
-        Span<byte> payload = stackalloc byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(payload, now);
-        if (TryEnqueueControl(OutboundMessage.CreateControl(WebSocketOpcode.Ping, payload), countTowardBound: true))
+        ping ??= CreatePing(now);
+
+        // TrySend takes this connection's own reference and applies the outbound bound, like any control frame
+        // while open (a closing connection has sent its Close, after which no ping may follow).
+        if (TrySend(ping))
         {
             _services.Metrics.PingsSent.Inc();
         }
+    }
+
+    /// <summary>A ping frame carrying <paramref name="now"/> (big-endian milliseconds) as its payload.</summary>
+    internal static OutboundMessage CreatePing(long now)
+    {
+        Span<byte> payload = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(payload, now);
+        return OutboundMessage.CreateControl(WebSocketOpcode.Ping, payload);
     }
 
     /// <summary>Drops the connection now (deadline passed, or shutdown gave up); the first recorded reason wins.</summary>
