@@ -139,7 +139,8 @@ internal sealed class ConnectionRegistry : IDisposable
 
     public void Dispose() => _timer?.Dispose();
 
-    private void Tick()
+    /// <summary>One heartbeat: every connection's deadlines and keep-alive ping (internal: tests drive it directly).</summary>
+    internal void Tick()
     {
         // A slow tick (thousands of connections on a loaded box) must not overlap the next one.
         if (Interlocked.Exchange(ref _ticking, 1) != 0)

@@ -78,6 +78,18 @@ public sealed class HttpEndpointTests : IAsyncLifetime
         }
 
         Assert.Matches(@"collab_ws_connections_total [1-9]", text);
+
+        // The process series keep prometheus-net's names (from our own collector), and Kestrel's per-connection
+        // meter is not exported although a connection was just opened and closed.
+        Assert.Matches(@"(?m)^process_open_handles [1-9]", text);
+        Assert.Matches(@"(?m)^process_num_threads [1-9]", text);
+        Assert.Matches(@"(?m)^process_cpu_seconds_total [0-9]", text);
+        Assert.Matches(@"(?m)^process_working_set_bytes [1-9]", text);
+        Assert.Matches(@"(?m)^process_start_time_seconds [1-9]", text);
+        Assert.Matches(@"(?m)^dotnet_total_memory_bytes [1-9]", text);
+        Assert.Matches(@"(?m)^dotnet_collection_count_total\{generation=""0""\} [0-9]", text);
+        Assert.DoesNotMatch(@"(?m)^kestrel_", text);
+        Assert.Single(text.Split('\n'), line => line.StartsWith("process_open_handles ", StringComparison.Ordinal));
     }
 
     [Fact]

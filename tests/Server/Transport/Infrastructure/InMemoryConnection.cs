@@ -14,14 +14,19 @@ internal sealed class InMemoryConnection : IAsyncDisposable
 {
     private readonly Pipe _toServer;
     private readonly Pipe _fromServer;
+    private readonly bool _ownsRegistry;
 
-    public InMemoryConnection(IWebSocketApplication application, TransportOptions? options = null)
+    /// <param name="application">The application the connection serves.</param>
+    /// <param name="options">Transport options; the defaults when null.</param>
+    /// <param name="registry">A registry shared with other connections (the caller disposes it); a private one when null.</param>
+    public InMemoryConnection(IWebSocketApplication application, TransportOptions? options = null, ConnectionRegistry? registry = null)
     {
         var pipeOptions = new PipeOptions(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
         _toServer = new Pipe(pipeOptions);
         _fromServer = new Pipe(pipeOptions);
         options ??= new TransportOptions();
-        Registry = new ConnectionRegistry(options);
+        _ownsRegistry = registry is null;
+        Registry = registry ?? new ConnectionRegistry(options);
         var services = new TransportServices(options, application, Registry, inlineOutput: true);
         Connection = new TransportConnection(services, new DuplexPipe(_toServer.Reader, _fromServer.Writer), null, null);
         Run = Connection.RunAsync();
@@ -87,7 +92,10 @@ internal sealed class InMemoryConnection : IAsyncDisposable
         await _toServer.Writer.CompleteAsync();
         await _fromServer.Reader.CompleteAsync();
         await Run.WaitAsync(TimeSpan.FromSeconds(10));
-        Registry.Dispose();
+        if (_ownsRegistry)
+        {
+            Registry.Dispose();
+        }
     }
 
     private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
