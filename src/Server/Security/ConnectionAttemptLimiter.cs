@@ -41,7 +41,7 @@ internal sealed class ConnectionAttemptLimiter : IDisposable
     public bool TryAcquire(IPEndPoint? remote, out int retryAfterSeconds)
     {
         retryAfterSeconds = 0;
-        if (_limit.IsUnlimited || remote is null || (_exemptLoopback && IPAddress.IsLoopback(remote.Address)))
+        if (_limit.IsUnlimited || remote is null || (_exemptLoopback && IsLoopback(remote.Address)))
         {
             return true;
         }
@@ -78,6 +78,14 @@ internal sealed class ConnectionAttemptLimiter : IDisposable
     }
 
     public void Dispose() => _sweeper?.Dispose();
+
+    /// <summary>
+    /// Any loopback address, also as IPv4-mapped IPv6, which is how a dual-stack listener sees IPv4 clients:
+    /// <see cref="IPAddress.IsLoopback"/> alone only knows ::ffff:127.0.0.1 of the mapped 127.0.0.0/8, so clients on
+    /// 127.0.0.2 and up (a load generator spreading its source ports over several addresses) were counted.
+    /// </summary>
+    internal static bool IsLoopback(IPAddress address) =>
+        IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
 
     /// <summary>IPv4 (and IPv4-mapped) addresses as themselves, IPv6 as their /64 prefix.</summary>
     internal static UInt128 KeyOf(IPAddress address)

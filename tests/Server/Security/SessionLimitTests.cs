@@ -291,6 +291,19 @@ public sealed class SessionLimitTests
         Assert.True(exempt.TryAcquire(loopback, out _));
         Assert.True(exempt.TryAcquire(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Loopback, 1), out _));
 
+        // All of 127.0.0.0/8, also as a dual-stack listener reports IPv4 clients (IPv4-mapped IPv6).
+        foreach (string address in new[] { "127.0.0.2", "127.255.0.9", "::ffff:127.0.0.1", "::ffff:127.0.0.2", "::ffff:127.1.2.3" })
+        {
+            var endPoint = new System.Net.IPEndPoint(System.Net.IPAddress.Parse(address), 1);
+            Assert.True(exempt.TryAcquire(endPoint, out _), address);
+            Assert.True(exempt.TryAcquire(endPoint, out _), address);
+        }
+
+        // A mapped address outside 127/8 is an ordinary client.
+        var mapped = new System.Net.IPEndPoint(System.Net.IPAddress.Parse("::ffff:10.0.0.1"), 1);
+        Assert.True(exempt.TryAcquire(mapped, out _));
+        Assert.False(exempt.TryAcquire(mapped, out _));
+
         var counted = new ConnectionAttemptLimiter(new LimitsOptions { ConnectionAttemptsPerIpPerMinute = 1, ExemptLoopback = false }, new ManualTimeProvider());
         Assert.True(counted.TryAcquire(loopback, out _));
         Assert.False(counted.TryAcquire(loopback, out _));
