@@ -20,8 +20,8 @@ internal sealed class ProbeEndpoints : IPlainHttpRoutes
     {
         _readiness = readiness;
 
-        // Before the first scrape: which default series the registry exports (DefaultMetrics explains the two changes).
-        DefaultMetrics.Configure();
+        // Before the first scrape, also for hosts built without CollabServerHost (tests): which default series exist.
+        MetricsDefaults.Apply();
         Routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal)
         {
             ["/healthz"] = PlainHttpRoute.Get(HealthzAsync),
