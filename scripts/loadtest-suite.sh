@@ -13,7 +13,7 @@ RAMP="${RAMP:-5,10,20,40,60,80}"
 BIG_RATES="${BIG_RATES:-2,5,10,15}"
 IDLE_NS="${IDLE_NS:-1000 5000 19000}"
 
-dotnet build -c Release loadtest src/Server -nologo -v q >/dev/null || exit 1
+{ dotnet build -c Release loadtest -nologo -v q && dotnet build -c Release src/Server -nologo -v q; } >/dev/null || exit 1
 lt() { dotnet run -c Release --no-build --project loadtest -- "$@" --spawn-server --duration "$T" --warmup "$W" --quiet || echo "run failed: $*" >&2; }
 
 case "$WHICH" in all|light)
