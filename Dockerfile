@@ -4,7 +4,9 @@ FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props Collab.sln ./
 COPY src/ src/
-RUN dotnet publish src/Server/Collab.Server.csproj -c Release -o /app --nologo
+# ReadyToRun: hot paths start precompiled instead of at tier 0, so a (re)started node needs less of its first
+# half-minute of JIT work before it reaches full capacity (docs/PERFORMANCE.md, load-test finding 11).
+RUN dotnet publish src/Server/Collab.Server.csproj -c Release -o /app --nologo --use-current-runtime --self-contained false -p:PublishReadyToRun=true
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
