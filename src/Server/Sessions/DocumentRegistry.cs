@@ -45,6 +45,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             MaxPendingSubmissions = options.MaxPendingSubmissions,
             HistoryMaxOps = options.HistoryMaxOps,
             HistoryMaxBytes = options.HistoryMaxBytes,
+            MaxTransformOps = options.MaxTransformOps,
             MaxDocumentLength = options.MaxDocumentLength,
         };
         _sequencerOptions.Validate();
