@@ -174,6 +174,7 @@ public sealed class SqliteOpStore : IOpStore
                 if (failedAt < 0)
                 {
                     transaction.Commit();
+                    _checkpointer?.OnCommitted(batch.Count);
                     return BatchExclusions.ToResult(exclusions);
                 }
 

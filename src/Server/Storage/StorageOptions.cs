@@ -53,11 +53,12 @@ public sealed class StorageOptions
     public SqliteSyncMode SqliteSynchronous { get; set; } = SqliteSyncMode.Full;
 
     /// <summary>
-    /// How often a background thread copies the SQLite write-ahead log into the database file (a PASSIVE checkpoint,
-    /// which never blocks commits). 0 = SQLite's own automatic checkpoint inside the commit that passes 1,000 pages,
-    /// which stalls that commit and every ack behind it. Default 100 ms.
+    /// A background thread copies the SQLite write-ahead log into the database file (a PASSIVE checkpoint, which never
+    /// blocks commits) after every 1,000 committed ops, and at least this often while anything is committed. 0 =
+    /// SQLite's own automatic checkpoint inside the commit that passes 1,000 pages, which stalls that commit and every
+    /// ack behind it. Default 1 s.
     /// </summary>
-    public TimeSpan SqliteCheckpointInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+    public TimeSpan SqliteCheckpointInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// When the write-ahead log has grown past this size, the background checkpoint briefly holds commits off to copy

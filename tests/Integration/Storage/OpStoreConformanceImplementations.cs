@@ -96,23 +96,56 @@ public sealed class SqliteOpStoreTests : OpStoreConformanceTests
     }
 
     [Fact]
-    public async Task The_background_thread_checkpoints_on_its_interval()
+    public async Task The_background_thread_checkpoints_after_enough_commits_or_on_its_interval_and_not_when_idle()
     {
-        var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.FromMilliseconds(5) };
+        var options = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.FromMinutes(1) };
         try
         {
             await using var store = new SqliteOpStore(options);
             await store.InitializeAsync(default);
+            var checkpointer = store.Checkpointer!;
+
+            // Idle (and less than the op threshold): the interval is a minute, so nothing runs.
             await store.AppendAsync([StorageTestData.Op("doc", 1)], default);
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (store.Checkpointer!.Checkpoints < 3 && DateTime.UtcNow < deadline)
-                await Task.Delay(10);
-            Assert.True(store.Checkpointer.Checkpoints >= 3, $"{store.Checkpointer.Checkpoints} checkpoints in 30 s");
+            await Task.Delay(200);
+            Assert.Equal(0, checkpointer.Checkpoints);
+
+            // Past the op threshold a round starts at once, long before the interval.
+            var ops = Enumerable.Range(2, SqliteCheckpointer.OpsPerCheckpoint).Select(v => StorageTestData.Op("doc", v)).ToList();
+            await store.AppendAsync(ops, default);
+            await WaitUntilAsync(() => checkpointer.Checkpoints >= 1);
         }
         finally
         {
             SqliteConnection.ClearAllPools();
             Directory.Delete(options.DataDirectory, recursive: true);
+        }
+
+        // With a short interval a single small commit is checkpointed too, once: nothing new, no further rounds.
+        var periodic = new StorageOptions { DataDirectory = StorageTestData.TempDirectory(), SqliteCheckpointInterval = TimeSpan.FromMilliseconds(5) };
+        try
+        {
+            await using var store = new SqliteOpStore(periodic);
+            await store.InitializeAsync(default);
+            await store.AppendAsync([StorageTestData.Op("doc", 1)], default);
+            await WaitUntilAsync(() => store.Checkpointer!.Checkpoints >= 1);
+            await Task.Delay(100);
+            Assert.Equal(1, store.Checkpointer!.Checkpoints);
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(periodic.DataDirectory, recursive: true);
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "Condition not reached in 30 s.");
+            await Task.Delay(5);
         }
     }
 
