@@ -11,9 +11,9 @@ namespace Collab.Server.Storage;
 /// Makes sequenced ops durable in groups: ops from every document queue up, and one loop appends them to the
 /// <see cref="IOpStore"/> as a batch (one transaction, one fsync) when <see cref="StorageOptions.MaxBatchOps"/> are
 /// queued or, under load (<see cref="StorageOptions.BatchDelayMinOps"/>), the oldest has waited
-/// <see cref="StorageOptions.MaxBatchDelay"/>; at light load as soon as the previous commit is done. One batch is in flight at a time while the
-/// next one fills, so a document's later ops can never commit before its earlier ones; a second loop completes the
-/// callers of a committed batch (in call order) while the next batch is already being written.
+/// <see cref="StorageOptions.MaxBatchDelay"/>; at light load as soon as the previous commit is done. One batch is in
+/// flight at a time while the next one fills, so a document's later ops can never commit before its earlier ones; a
+/// second loop completes the callers of a committed batch (in call order) while the next batch is already being written.
 /// </summary>
 /// <remarks>
 /// <para>A call completes successfully only after its op is committed. A store failure (database down, I/O error) keeps
