@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.IO.Enumeration;
+using System.Runtime.InteropServices;
 using Prometheus;
 
 namespace Collab.Server.Hosting;
@@ -19,19 +19,10 @@ namespace Collab.Server.Hosting;
 /// <item>Some .NET meters are not republished (<see cref="IsPublished"/>).</item>
 /// </list>
 /// </summary>
-internal static class MetricsDefaults
+internal static partial class MetricsDefaults
 {
     /// <summary>The meter Kestrel reports its connection metrics on.</summary>
     internal const string KestrelMeterName = "Microsoft.AspNetCore.Server.Kestrel";
-
-    private static readonly EnumerationOptions s_countOptions = new()
-    {
-        // Every entry counts, as with Directory.GetFiles (procfs has no hidden or system entries anyway), and no
-        // attribute is asked for.
-        AttributesToSkip = 0,
-        IgnoreInaccessible = true,
-        RecurseSubdirectories = false,
-    };
 
     private static int s_applied;
 
@@ -86,33 +77,48 @@ internal static class MetricsDefaults
     internal static int CountThreads(Process process) =>
         OperatingSystem.IsLinux() ? CountEntries("/proc/self/task") : process.Threads.Count;
 
-    /// <summary>Entries of a directory, counted without materializing a name or a path per entry.</summary>
+    /// <summary>
+    /// Entries of a directory (without "." and ".."), counted with plain <c>readdir</c>: no name or path is
+    /// materialized, and no entry is stat'ed. .NET's own enumeration stats every symbolic link to learn whether it
+    /// points to a directory, and every entry of /proc/self/fd is one: a system call per open socket, a stall on a
+    /// one-core server every time Prometheus (or the load generator, every second) scrapes. On this VM, stat'ing 5,000
+    /// descriptors took 32 ms against 3.4 ms to read the directory alone (measured from Python, the same calls).
+    /// </summary>
     private static int CountEntries(string directory)
     {
+        nint stream = LibC.opendir(directory);
+        if (stream == 0)
+        {
+            return -1;
+        }
+
         try
         {
             int count = 0;
-            using var entries = new EntryCounter(directory);
-            while (entries.MoveNext())
+            while (LibC.readdir(stream) != 0)
             {
                 count++;
             }
 
-            return count;
+            return Math.Max(0, count - 2);
         }
-        catch (IOException)
+        finally
         {
-            return -1;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return -1;
+            _ = LibC.closedir(stream);
         }
     }
 
-    private sealed class EntryCounter(string directory) : FileSystemEnumerator<byte>(directory, s_countOptions)
+    /// <summary>The three directory-stream calls of the C library (Linux only; callers check).</summary>
+    private static partial class LibC
     {
-        protected override byte TransformEntry(ref FileSystemEntry entry) => 0;
+        [LibraryImport("libc", EntryPoint = "opendir", StringMarshalling = StringMarshalling.Utf8)]
+        public static partial nint opendir(string name);
+
+        [LibraryImport("libc", EntryPoint = "readdir")]
+        public static partial nint readdir(nint stream);
+
+        [LibraryImport("libc", EntryPoint = "closedir")]
+        public static partial int closedir(nint stream);
     }
 
     /// <summary>The process_* and dotnet_* series of prometheus-net's DotNetStats, same names and help texts.</summary>
