@@ -406,16 +406,6 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
             return;
         }
 
-        if (_version - submission.BaseVersion > _options.MaxTransformOps)
-        {
-            // Checked after deduplication (a resend of a sequenced op is answered without any transform) and before
-            // any work: the client rebases on the ops it missed far more cheaply than this document's only worker.
-            Complete(operation, Error(
-                SubmitStatus.VersionTooOld,
-                $"Base version {submission.BaseVersion} is {_version - submission.BaseVersion} versions behind the document (version {_version}); a submission is transformed against at most {_options.MaxTransformOps}: fetch the missed ops, rebase and resend."));
-            return;
-        }
-
         if (_window.Covers(submission.BaseVersion))
         {
             TransformAndSequence(operation, submission.Op, submission.BaseVersion);

@@ -26,17 +26,6 @@ public sealed class SequencerOptions
     /// </summary>
     public int MaxHistoryReadOps { get; set; } = 10_000;
 
-    /// <summary>
-    /// Most ops one submission may be transformed against: a submission whose base version is further behind the
-    /// current version gets <see cref="SubmitStatus.VersionTooOld"/> before any transform, and its client catches up
-    /// (fetches the ops it missed, rebases its op locally) and resends. A submit's cost grows with that distance, and
-    /// pipelining clients fall further behind the more the server lags, so without a bound an overload fed itself:
-    /// small rooms with pipelined clients at 15,000 ops/s spent 55 % of the core in transforms and fell to 2,600 acked
-    /// ops/s; with 256 the same run acked 17,600 ops/s (its backlog draining), with 1,000 it still collapsed. One-in-flight
-    /// clients (the SDK's) stay far below it: the distance is the document's ops during one round trip.
-    /// </summary>
-    public int MaxTransformOps { get; set; } = 256;
-
     /// <summary>Largest document, in the type's units (code points for text). An op that grows the document past it gets <see cref="SubmitStatus.DocTooLarge"/>.</summary>
     public long MaxDocumentLength { get; set; } = 16 * 1024 * 1024;
 
@@ -66,7 +55,6 @@ public sealed class SequencerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(HistoryMaxOps, 0, nameof(HistoryMaxOps));
         ArgumentOutOfRangeException.ThrowIfLessThan(HistoryMaxBytes, 0, nameof(HistoryMaxBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxHistoryReadOps, 0, nameof(MaxHistoryReadOps));
-        ArgumentOutOfRangeException.ThrowIfLessThan(MaxTransformOps, 1, nameof(MaxTransformOps));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxDocumentLength, 0, nameof(MaxDocumentLength));
         ArgumentOutOfRangeException.ThrowIfLessThan(DedupeMaxClients, 1, nameof(DedupeMaxClients));
         ArgumentOutOfRangeException.ThrowIfLessThan(DedupeRetentionVersions, 1, nameof(DedupeRetentionVersions));

@@ -17,13 +17,6 @@ public sealed class DocumentOptions
     /// <summary>Sequenced ops kept in memory per document for transforms and resuming clients.</summary>
     public int HistoryMaxOps { get; set; } = 10_000;
 
-    /// <summary>
-    /// Most ops one submission is transformed against; a submission further behind gets VERSION_TOO_OLD and its client
-    /// catches up and resends (the SDK does). Bounds the CPU one submit can cost and stops pipelining clients from
-    /// feeding an overload. Default 256.
-    /// </summary>
-    public int MaxTransformOps { get; set; } = 256;
-
     /// <summary>Bytes of sequenced ops kept in memory per document.</summary>
     public int HistoryMaxBytes { get; set; } = 8 * 1024 * 1024;
 
@@ -57,7 +50,6 @@ public sealed class DocumentOptions
         Positive(MaxPendingSubmissions, nameof(MaxPendingSubmissions));
         Positive(HistoryMaxOps, nameof(HistoryMaxOps));
         Positive(HistoryMaxBytes, nameof(HistoryMaxBytes));
-        Positive(MaxTransformOps, nameof(MaxTransformOps));
         Positive(MaxSubscriptionsPerConnection, nameof(MaxSubscriptionsPerConnection));
         Positive(CatchUpBatchOps, nameof(CatchUpBatchOps));
         Positive(MaxFetchOps, nameof(MaxFetchOps));

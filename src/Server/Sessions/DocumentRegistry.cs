@@ -45,7 +45,6 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             MaxPendingSubmissions = options.MaxPendingSubmissions,
             HistoryMaxOps = options.HistoryMaxOps,
             HistoryMaxBytes = options.HistoryMaxBytes,
-            MaxTransformOps = options.MaxTransformOps,
             MaxDocumentLength = options.MaxDocumentLength,
         };
         _sequencerOptions.Validate();

@@ -158,37 +158,6 @@ public sealed class DocumentSequencerTests
     }
 
     [Fact]
-    public async Task A_submission_further_behind_than_MaxTransformOps_is_refused_before_any_transform()
-    {
-        var type = new RecordingType();
-        var listener = new RecordingListener<string, ListOp>();
-        await using var sequencer = Create(new NoopDurabilityStage(), listener, new SequencerOptions { MaxTransformOps = 2 }, type: type);
-        for (int v = 0; v < 4; v++)
-        {
-            await sequencer.SubmitAsync(Sub("a", v + 1, v, Ins(v, 'a'))).WithTimeout();
-        }
-
-        type.Transforms.Clear();
-
-        // Base 1 is 3 versions behind: refused (the client catches up and resends), nothing transformed or applied.
-        SubmitResult tooFar = await sequencer.SubmitAsync(Sub("b", 1, 1, Ins(0, 'b'))).WithTimeout();
-        Assert.Equal(SubmitStatus.VersionTooOld, tooFar.Status);
-        Assert.Contains("at most 2", tooFar.Message, StringComparison.Ordinal);
-        Assert.Empty(type.Transforms);
-        Assert.Equal(4, sequencer.Version);
-
-        // The same op rebased to base 2 (2 behind) is within the bound.
-        SubmitResult rebased = await sequencer.SubmitAsync(Sub("b", 1, 2, Ins(0, 'b'))).WithTimeout();
-        Assert.Equal(SubmitStatus.Acked, rebased.Status);
-        Assert.Equal(2, type.Transforms.Count);
-
-        // A resend of an op that was sequenced is answered from deduplication, however old its base.
-        SubmitResult resent = await sequencer.SubmitAsync(Sub("a", 4, 0, Ins(0, 'a'))).WithTimeout();
-        Assert.Equal(SubmitStatus.Duplicate, resent.Status);
-        Assert.Throws<ArgumentOutOfRangeException>(() => new SequencerOptions { MaxTransformOps = 0 }.Validate());
-    }
-
-    [Fact]
     public async Task Base_version_from_the_future_is_refused()
     {
         var listener = new RecordingListener<string, ListOp>();

@@ -126,35 +126,6 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_submit_further_behind_than_the_transform_bound_gets_VERSION_TOO_OLD_and_its_rebased_resend_is_acked()
-    {
-        const string doc = "bad/far-behind";
-        // Two writers: each stays inside a connection's op burst (Limits:OpsBurst, 200).
-        await using RawProtocolClient first = await SubscribedAsync(doc);
-        await using RawProtocolClient second = await SubscribedAsync(doc);
-        for (long version = 1; version <= 300; version++)
-        {
-            RawProtocolClient writer = version % 2 == 1 ? first : second;
-            await writer.SendAsync(Submit(doc, (ulong)(version + 1) / 2, version - 1, TextOp.Insert(0, "w")));
-            Assert.Equal(version, (await writer.ReceiveAsync(ServerMessage.BodyOneofCase.Ack)).Ack.Version);
-        }
-
-        // Another client's op made against version 0: 300 versions behind, past the default bound of 256. Refused
-        // before any transform, with the reason, and nothing applied.
-        await using RawProtocolClient stale = await SubscribedAsync(doc);
-        await stale.SendAsync(Submit(doc, 1, 0, TextOp.Insert(0, "s")));
-        Error refused = (await stale.ReceiveAsync(ServerMessage.BodyOneofCase.Error)).Error;
-        Assert.Equal(ErrorCode.VersionTooOld, refused.Code);
-        Assert.Equal(1ul, refused.ClientSeq);
-        Assert.Contains("at most 256", refused.Message, StringComparison.Ordinal);
-
-        // Rebased onto what it missed (here: nothing to move, it inserts at 0), the same op is accepted.
-        await stale.SendAsync(Submit(doc, 1, 300, TextOp.Insert(0, "s")));
-        Assert.Equal(301, (await stale.ReceiveAsync(ServerMessage.BodyOneofCase.Ack)).Ack.Version);
-        await AssertAliveAsync(stale);
-    }
-
-    [Fact]
     public async Task An_oversized_op_gets_OP_TOO_LARGE()
     {
         const string doc = "bad/large";
