@@ -8,9 +8,9 @@ namespace Collab.Server.Storage;
 
 /// <summary>
 /// The embedded single-node op store: one SQLite file in WAL mode with <c>synchronous=FULL</c> by default, so a commit
-/// that returned is on disk (survives kill -9 and power loss; <see cref="SqliteSyncMode.Normal"/> only kill -9). All writes go through one connection, one transaction per
-/// batch with prepared statements reused across batches; reads use separate pooled read-only connections, which WAL
-/// lets run concurrently with the writer.
+/// that returned is on disk (survives kill -9 and power loss; <see cref="SqliteSyncMode.Normal"/> only kill -9). All
+/// writes go through one connection, one transaction per batch with prepared statements reused across batches; reads
+/// use separate pooled read-only connections, which WAL lets run concurrently with the writer.
 /// </summary>
 /// <remarks>
 /// Microsoft.Data.Sqlite executes synchronously even behind its async methods, so a call blocks its thread for the
@@ -527,10 +527,15 @@ public sealed class SqliteOpStore : IOpStore
     /// <summary>Sets <c>synchronous=NORMAL</c> on the writer until disposed (outside any transaction).</summary>
     private SyncScope RelaxedSync(SqliteConnection writer)
     {
-        using var pragma = writer.CreateCommand();
-        pragma.CommandText = "PRAGMA synchronous=NORMAL";
-        pragma.ExecuteNonQuery();
+        SetSynchronous(writer, "NORMAL");
         return new SyncScope(writer, _synchronous);
+    }
+
+    private static void SetSynchronous(SqliteConnection writer, string level)
+    {
+        using var pragma = writer.CreateCommand();
+        pragma.CommandText = "PRAGMA synchronous=" + level;
+        pragma.ExecuteNonQuery();
     }
 
     /// <summary>Restores the configured level (declared after the transaction, so disposed after it ends).</summary>
@@ -538,11 +543,8 @@ public sealed class SqliteOpStore : IOpStore
     {
         public void Dispose()
         {
-            if (writer.State != System.Data.ConnectionState.Open)
-                return;
-            using var pragma = writer.CreateCommand();
-            pragma.CommandText = "PRAGMA synchronous=" + level;
-            pragma.ExecuteNonQuery();
+            if (writer.State == System.Data.ConnectionState.Open)
+                SetSynchronous(writer, level);
         }
     }
 
