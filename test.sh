@@ -18,7 +18,10 @@ status=0
 dotnet test Collab.sln -c Release --no-build --logger "trx" --results-directory "$results" \
   --logger "console;verbosity=normal" "$@" || status=$?
 
-# One plain closing line for CI, summed over every test project's TRX report.
+# The failed tests by name (the console log of a long run scrolls them out of reach), then
+# one plain closing line for CI, summed over every test project's TRX report.
+cat "$results"/*.trx 2>/dev/null | grep -o '<UnitTestResult [^>]*outcome="\(Failed\|Error\|Timeout\)"' \
+  | grep -o 'testName="[^"]*"' | sed 's/^testName="\(.*\)"$/FAILED: \1/' || true
 cat "$results"/*.trx 2>/dev/null | grep -o '<Counters [^>]*' | awk '
   function attr(name,   m) { return match($0, name "=\"[0-9]+\"") ? substr($0, RSTART + length(name) + 2, RLENGTH - length(name) - 3) + 0 : 0 }
   { p += attr("passed"); f += attr("failed") + attr("error") + attr("timeout"); s += attr("notExecuted") }

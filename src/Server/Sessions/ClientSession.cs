@@ -40,6 +40,12 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
     private SubscriptionSet _subscriptions;
     private SessionLimiter _limiter;
 
+    // Submits waiting for their outcome, and the read loop's wait for a free slot when at the limit (both guarded by
+    // _inFlightGate: taken twice per submit, never contended for long).
+    private readonly Lock _inFlightGate = new();
+    private int _submitsInFlight;
+    private TaskCompletionSource? _submitSlot;
+
     // Token expiry (guarded by _gate): the session is closed at _authDeadline unless a Reauthenticate moves it.
     private DateTimeOffset _authDeadline = DateTimeOffset.MaxValue;
     private bool _expiryWarned;
@@ -121,7 +127,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
                     return OnUnsubscribeAsync(message.Unsubscribe, message.RequestId);
                 case ClientMessage.BodyOneofCase.Submit:
                     OnSubmit(message.Submit, message.RequestId);
-                    return ValueTask.CompletedTask;
+                    return WaitForSubmitSlot();
                 case ClientMessage.BodyOneofCase.Presence:
                     return OnPresenceAsync(message.Presence, message.RequestId);
                 case ClientMessage.BodyOneofCase.Ping:
@@ -163,6 +169,16 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             SessionMetrics.Sessions.Dec();
         }
+
+        // A read loop waiting for a submit slot must not outlive the connection (its submits may never complete here).
+        TaskCompletionSource? waiting;
+        lock (_inFlightGate)
+        {
+            waiting = _submitSlot;
+            _submitSlot = null;
+        }
+
+        waiting?.TrySetResult();
 
         if (_user is not null)
         {
@@ -396,6 +412,11 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         long started = Stopwatch.GetTimestamp();
+        lock (_inFlightGate)
+        {
+            _submitsInFlight++;
+        }
+
         ValueTask<SubmitOutcome> pending = subscription.Hub.SubmitAsync(
             new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
         if (pending.IsCompletedSuccessfully)
@@ -417,6 +438,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
         catch (Exception ex)
         {
+            ReleaseSubmitSlot();
             _services.Log.MessageFailed(_connection.Id, ex);
             SendError(ErrorCode.Unavailable, "The op could not be sequenced; resend it.", requestId, subscription.DocId, clientSeq);
             return;
@@ -425,8 +447,43 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         OnSubmitted(subscription, clientSeq, requestId, result, started);
     }
 
+    /// <summary>
+    /// What the read loop waits on after a submit: nothing below <see cref="DocumentOptions.MaxSubmitsInFlightPerConnection"/>,
+    /// otherwise until one of the connection's submits has its outcome. Not reading is the backpressure: the client's
+    /// further frames stay in TCP buffers instead of becoming server memory and sequencer work.
+    /// </summary>
+    private ValueTask WaitForSubmitSlot()
+    {
+        lock (_inFlightGate)
+        {
+            if (_submitsInFlight < _services.Options.MaxSubmitsInFlightPerConnection || _closed)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            SessionMetrics.SubmitSlotWaits.Inc();
+            _submitSlot = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return new ValueTask(_submitSlot.Task);
+        }
+    }
+
+    /// <summary>One submit has its outcome: frees its slot and resumes a read loop waiting for one.</summary>
+    private void ReleaseSubmitSlot()
+    {
+        TaskCompletionSource? waiting;
+        lock (_inFlightGate)
+        {
+            _submitsInFlight--;
+            waiting = _submitSlot;
+            _submitSlot = null;
+        }
+
+        waiting?.TrySetResult();
+    }
+
     private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitOutcome result, long started)
     {
+        ReleaseSubmitSlot();
         switch (result.Status)
         {
             case SubmitStatus.Acked:

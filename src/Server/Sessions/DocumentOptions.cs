@@ -23,6 +23,13 @@ public sealed class DocumentOptions
     /// <summary>Documents subscribed by one connection.</summary>
     public int MaxSubscriptionsPerConnection { get; set; } = 1000;
 
+    /// <summary>
+    /// Submits one connection may have waiting for their outcome (ack or error). At the limit the session stops
+    /// reading that connection until one completes, so a pipelining client is slowed by TCP instead of queueing
+    /// unbounded work (and ever staler base versions) in the server. The SDK keeps one op in flight.
+    /// </summary>
+    public int MaxSubmitsInFlightPerConnection { get; set; } = 16;
+
     /// <summary>A document with no subscribers closes (after a final snapshot) once idle this long.</summary>
     public TimeSpan IdleCloseAfter { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -51,6 +58,7 @@ public sealed class DocumentOptions
         Positive(HistoryMaxOps, nameof(HistoryMaxOps));
         Positive(HistoryMaxBytes, nameof(HistoryMaxBytes));
         Positive(MaxSubscriptionsPerConnection, nameof(MaxSubscriptionsPerConnection));
+        Positive(MaxSubmitsInFlightPerConnection, nameof(MaxSubmitsInFlightPerConnection));
         Positive(CatchUpBatchOps, nameof(CatchUpBatchOps));
         Positive(MaxFetchOps, nameof(MaxFetchOps));
         Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));

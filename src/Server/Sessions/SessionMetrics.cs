@@ -17,6 +17,8 @@ internal static class SessionMetrics
 
     public static readonly Counter OpsSubmitted = Metrics.CreateCounter("collab_ops_submitted_total", "Ops submitted by clients.");
     public static readonly Counter OpsCommitted = Metrics.CreateCounter("collab_ops_committed_total", "Ops sequenced and durably committed.");
+    public static readonly Counter SubmitSlotWaits = Metrics.CreateCounter(
+        "collab_submit_slot_waits_total", "Times a connection's reading paused because it had Documents:MaxSubmitsInFlightPerConnection submits in flight.");
     public static readonly Counter DuplicateAcks = Metrics.CreateCounter("collab_ops_duplicate_total", "Resent ops recognised as already sequenced.");
     public static readonly Counter BroadcastFrames = Metrics.CreateCounter("collab_broadcast_frames_total", "Op frames encoded once and shared by all subscribers of a document.");
     public static readonly Counter SnapshotsWritten = Metrics.CreateCounter("collab_snapshots_written_total", "Document snapshots written.");

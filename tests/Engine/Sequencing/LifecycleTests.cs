@@ -94,6 +94,8 @@ public sealed class LifecycleTests
         stage[0].Fail(new VersionConflictException("doc", 1));
 
         Assert.Equal(SubmitStatus.Fenced, (await v1.WithTimeout()).Status);
+        // v1 completes while the sequencer is stopping, before the listener runs: wait for the turn to finish.
+        await sequencer.BarrierAsync();
         Assert.Equal(SequencerState.Fenced, sequencer.State);
         Assert.IsType<FormatException>(sequencer.Fault!.InnerException);
     }

@@ -51,11 +51,13 @@ public sealed class SessionHarness : IAsyncDisposable
         Action<AuthOptions>? auth = null,
         Action<LimitsOptions>? limits = null,
         Action<DocumentOptions>? documents = null,
-        IRevocationBus? bus = null)
+        IRevocationBus? bus = null,
+        Func<IOpStore, IOpStore>? wrapStore = null)
     {
         string directory = Directory.CreateTempSubdirectory("collab-security-").FullName;
         var storage = new StorageOptions { DataDirectory = directory, MaxBatchDelay = TimeSpan.Zero };
         IOpStore store = OpStoreFactory.Create(storage);
+        store = wrapStore?.Invoke(store) ?? store;
         await store.InitializeAsync(CancellationToken.None);
         var stage = new GroupCommitStage(store, storage);
         var documentOptions = new DocumentOptions();
