@@ -74,9 +74,11 @@ internal sealed class LoadTestOptions
           --duration T  --warmup W  measured and warm-up seconds per step (default 20 and 5)
           --drain S                 seconds to wait for outstanding acks/broadcasts after a step (default 10)
           --init-len L              characters the first client inserts into each document before the run (64)
-          --submit pipelined|one-in-flight
+          --submit pipelined|one-in-flight|ping
                                     pipelined (default): every op leaves on schedule, base = last known version;
-                                    one-in-flight: ShareDB's client queue, next op after the previous ack
+                                    one-in-flight: ShareDB's client queue, next op after the previous ack;
+                                    ping: a protocol Ping per slot, the Pong counted as its ack (the floor
+                                    under the ack latency: socket, framing and session, no sequencing or storage)
           --verify none|light|full  text replicas: none, one per document (default), every client
           --slo-p99 MS              ack p99 target for ramps (default 50); a ramp stops after the first miss
           --no-ramp-stop            run every ramp step
@@ -305,7 +307,8 @@ internal sealed class LoadTestOptions
                     {
                         "pipelined" => SubmitMode.Pipelined,
                         "one-in-flight" or "oneinflight" or "queue" => SubmitMode.OneInFlight,
-                        string other => throw new OptionsException($"--submit: unknown mode '{other}' (pipelined, one-in-flight)."),
+                        "ping" => SubmitMode.Ping,
+                        string other => throw new OptionsException($"--submit: unknown mode '{other}' (pipelined, one-in-flight, ping)."),
                     };
                     break;
                 case "--verify":

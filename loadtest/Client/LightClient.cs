@@ -601,6 +601,17 @@ internal sealed class LightClient : IScheduleTarget
                 Interlocked.Increment(ref _ctx.Counters.OfferedInWindow);
             }
 
+            if (_ctx.Settings.SubmitMode == SubmitMode.Ping)
+            {
+                // A slot while disconnected is simply not answered (it shows as offered but unacknowledged).
+                if (_state == ClientState.Live)
+                {
+                    SendControlMessageLocked(new ClientMessage { Ping = new Ping { Nonce = (ulong)scheduled } });
+                }
+
+                return;
+            }
+
             if (_state != ClientState.Live || (_ctx.Settings.SubmitMode == SubmitMode.OneInFlight && _pending.Count > 0))
             {
                 _backlog.Enqueue(scheduled);
@@ -697,6 +708,9 @@ internal sealed class LightClient : IScheduleTarget
                     }
                 }
 
+                break;
+            case ServerBody.Pong when _ctx.Settings.SubmitMode == SubmitMode.Ping:
+                OnPong(ServerMessage.Parser.ParseFrom(message).Pong.Nonce, now);
                 break;
             case ServerBody.Pong or ServerBody.Presence or ServerBody.Unsubscribed or ServerBody.AuthExpiring or ServerBody.None:
                 break;
@@ -889,18 +903,25 @@ internal sealed class LightClient : IScheduleTarget
             }
         }
 
-        if (op.Scheduled == 0)
+        if (op.Scheduled != 0) // 0: a setup op
         {
-            return; // A setup op.
+            RecordAck(op.Scheduled, now);
         }
+    }
 
-        _ctx.AckLatency.Record(Clock.ToMicros(now - op.Scheduled), _ctx.Window.Contains(op.Scheduled));
+    /// <summary>Counts the answer to the slot scheduled at <paramref name="scheduled"/>: an ack, or a Pong in ping mode.</summary>
+    private void RecordAck(long scheduled, long now)
+    {
+        _ctx.AckLatency.Record(Clock.ToMicros(now - scheduled), _ctx.Window.Contains(scheduled));
         Interlocked.Increment(ref _ctx.Counters.Acked);
         if (_ctx.Window.Contains(now))
         {
             Interlocked.Increment(ref _ctx.Counters.AckedInWindow);
         }
     }
+
+    /// <summary>A Pong in ping mode: its nonce is the slot's scheduled time, so it counts exactly like an ack.</summary>
+    private void OnPong(ulong nonce, long now) => RecordAck((long)nonce, now);
 
     private void ReplicaFailed(Exception ex)
     {

@@ -11,6 +11,13 @@ internal enum SubmitMode
 
     /// <summary>ShareDB's client queue: at most one op in flight per client; scheduled ops wait for the previous ack (latency still counts from the schedule).</summary>
     OneInFlight,
+
+    /// <summary>
+    /// No ops: each slot sends a protocol Ping and the Pong counts as its "ack". The round trip through the socket,
+    /// framing, session and back without sequencing or storage: the floor that the ack latency of the other modes
+    /// sits on, measured by the same generator on the same schedule.
+    /// </summary>
+    Ping,
 }
 
 /// <summary>Behaviour of every simulated client in a run.</summary>

@@ -23,6 +23,11 @@ internal static class Findings
                 f.Add(string.Create(s_inv, $"{step.Name}: the generator was late or near saturation (CPU {step.Generator.CpuPercent:F0} % of {generatorCapacity:F0} %, scheduler lag p99 {step.SendLag.P99:F2} ms; lag with low CPU means the generator's core was busy with other processes): latencies there include generator delay."));
             }
 
+            if (!step.SchedulerPriorityRaised && step.SendLag.P99 >= 1)
+            {
+                f.Add(string.Create(s_inv, $"{step.Name}: the scheduler thread could not be given nice -20 (needs root or CAP_SYS_NICE), so it waited for the receive work's time slices (lag p99 {step.SendLag.P99:F2} ms, included in the latencies)."));
+            }
+
             if (step.Server.CpuPercent >= 90)
             {
                 f.Add(string.Create(s_inv, $"{step.Name}: the server used {step.Server.CpuPercent:F0} % CPU (100 % = one core): it was CPU-bound."));

@@ -105,6 +105,9 @@ internal sealed record StepReport
     /// <summary>How late the scheduler handed ops to their clients (the generator's own delay; included in the latencies).</summary>
     public required LatencySummary SendLag { get; init; }
 
+    /// <summary>Whether the scheduler thread ran at nice -20; without it its lag p99 on a shared core is a time slice (~3 ms).</summary>
+    public bool SchedulerPriorityRaised { get; init; }
+
     public double DeliveriesPerSec { get; init; }
 
     public double MessagesReceivedPerSec { get; init; }

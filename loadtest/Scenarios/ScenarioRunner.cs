@@ -213,6 +213,7 @@ internal sealed class ScenarioRunner
             Ack = ack,
             Broadcast = broadcast,
             SendLag = lag,
+            SchedulerPriorityRaised = scheduler.PriorityRaised,
             DeliveriesPerSec = Math.Round(inWindow.DeliveredInWindow / seconds, 1),
             MessagesReceivedPerSec = Math.Round(during.MessagesReceived / seconds, 1),
             Errors = ctx.Errors.Since(errorsBefore),
@@ -297,7 +298,12 @@ internal sealed class ScenarioRunner
         Docs = _options.Docs,
         ClientsPerDoc = _options.ClientsPerDoc,
         WritersPerDoc = _options.Scenario == ScenarioKind.Idle ? 0 : _options.EffectiveWriters,
-        SubmitMode = _options.Submit == SubmitMode.Pipelined ? "pipelined" : "one-in-flight",
+        SubmitMode = _options.Submit switch
+        {
+            SubmitMode.Pipelined => "pipelined",
+            SubmitMode.OneInFlight => "one-in-flight",
+            _ => "ping",
+        },
         Verify = _options.Verify.ToString().ToLowerInvariant(),
         Servers = [.. servers.Select(static s => s.ToString())],
         SpawnedServer = spawned,

@@ -51,6 +51,9 @@ internal sealed class OpenLoopScheduler
         _random = new Random(seed);
     }
 
+    /// <summary>Whether the scheduler thread runs at nice -20 (see <see cref="Native.RaiseThreadPriority"/>); known once it started.</summary>
+    public bool PriorityRaised { get; private set; }
+
     /// <summary>Ops handed to clients so far.</summary>
     public long Scheduled { get; private set; }
 
@@ -73,6 +76,7 @@ internal sealed class OpenLoopScheduler
     private void Run()
     {
         Native.SetTightTimerSlack();
+        PriorityRaised = Native.RaiseThreadPriority();
         var queue = new PriorityQueue<IScheduleTarget, long>(_writers.Count);
         foreach (IScheduleTarget writer in _writers)
         {

@@ -47,6 +47,22 @@ public sealed partial class EndToEndTests
     }
 
     [Fact]
+    public async Task Ping_mode_counts_every_pong_as_the_slots_answer_and_changes_no_document()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("small", server, "--docs", "2", "--clients", "3", "--rate", "20", "--duration", "1", "--warmup", "0.3", "--submit", "ping");
+
+        Assert.Equal("ping", report.Setup.SubmitMode);
+        StepReport step = Assert.Single(report.Steps);
+        Assert.True(step.Ack.Count > 0);
+        Assert.Equal(0, step.Broadcast.Count); // no op was submitted, so nothing was broadcast
+        Assert.True(step.AckedOpsPerSec >= 0.95 * step.OfferedOpsPerSec, $"{step.AckedOpsPerSec} of {step.OfferedOpsPerSec} answered");
+        Assert.Empty(step.Errors);
+        Assert.True(report.Convergence!.Converged, string.Join("; ", report.Convergence.Examples));
+        Assert.Empty(report.Errors);
+    }
+
+    [Fact]
     public async Task Reconnect_storm_resumes_every_client_and_loses_nothing()
     {
         await using var server = await InProcessServer.StartAsync();

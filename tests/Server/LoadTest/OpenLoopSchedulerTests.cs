@@ -74,6 +74,32 @@ public sealed class OpenLoopSchedulerTests
         Assert.True(writer.Due.Count < 600_000);
     }
 
+    [Fact]
+    public void The_scheduler_thread_runs_at_nice_minus_20_exactly_when_it_says_so()
+    {
+        var writer = new NiceRecordingTarget();
+        long start = Clock.Now;
+        var scheduler = new OpenLoopScheduler([writer], 100, start, start + Clock.FromSeconds(0.05), new LatencyMetric(), new MeasurementWindow(), seed: 3);
+        scheduler.Start();
+        scheduler.Join();
+
+        // The nice value of the thread that handed over the slots, from the kernel (/proc/thread-self/stat field 19).
+        Assert.NotNull(writer.Nice);
+        Assert.Equal(scheduler.PriorityRaised, writer.Nice == -20);
+    }
+
+    private sealed class NiceRecordingTarget : IScheduleTarget
+    {
+        public int? Nice { get; private set; }
+
+        public void OnScheduled(long scheduled)
+        {
+            string stat = File.ReadAllText("/proc/thread-self/stat");
+            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' '); // after "pid (comm) ": field 3 is fields[0]
+            Nice ??= int.Parse(fields[19 - 3], System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+
     private sealed class RecordingTarget : IScheduleTarget
     {
         public List<long> Due { get; } = [];
