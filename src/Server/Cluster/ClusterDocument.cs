@@ -210,6 +210,24 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             _node.PublishPresence(new ClusterPresence { DocId = DocId, NodeId = _node.NodeId, Sync = true });
     }
 
+    /// <summary>
+    /// The periodic presence round: republishes this node's clients' presence (the other nodes refresh their entries;
+    /// unchanged ones reach no client) and, when <paramref name="expire"/>, drops remote entries their node stopped
+    /// republishing for <paramref name="expiry"/>.
+    /// </summary>
+    public async Task RefreshPresenceAsync(TimeSpan expiry, bool expire)
+    {
+        if (Hub is not { } hub || !IsStarted || IsStopping)
+            return;
+        if (_node.IsConnected)
+            await hub.RepublishPresenceAsync().ConfigureAwait(false);
+        if (!expire)
+            return;
+        int expired = await hub.ExpireRemotePresenceAsync(expiry).ConfigureAwait(false);
+        if (expired > 0)
+            ClusterMetrics.PresenceExpired.Inc(expired);
+    }
+
     /// <summary>The clients of <paramref name="nodeId"/> are gone (it died, left or restarted): their presence goes too.</summary>
     public void OnNodeGone(string nodeId)
     {

@@ -21,6 +21,7 @@ internal static class ClusterMetrics
     public static readonly Counter PublishedBatches = Metrics.CreateCounter("collab_cluster_published_batches_total", "Committed batches published to the document streams.");
     public static readonly Counter PublishDropped = Metrics.CreateCounter("collab_cluster_publish_dropped_total", "Batches and ticks not published (NATS down or queue full); replicas refill the gap from the op log.");
     public static readonly Counter PublishedPresence = Metrics.CreateCounter("collab_cluster_presence_published_total", "Presence changes of local clients (and sync requests) published to the other nodes.");
+    public static readonly Counter PresenceExpired = Metrics.CreateCounter("collab_cluster_presence_expired_total", "Remote clients' presence dropped because their node stopped republishing it (a clear that was lost).");
     public static readonly Counter PresenceDropped = Metrics.CreateCounter("collab_cluster_presence_dropped_total", "Presence messages not published (NATS down or queue full); the client's next update repairs it.");
     public static readonly Counter ReplicatedOps = Metrics.CreateCounter("collab_cluster_replicated_ops_total", "Ops applied to replicas from the owners' streams or the op log.");
     public static readonly Counter NatsDropped = Metrics.CreateCounter("collab_cluster_nats_dropped_total", "Messages NATS.Client.Core dropped because a subscription's buffer was full (the newest are dropped).");

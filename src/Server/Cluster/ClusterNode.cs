@@ -18,6 +18,9 @@ namespace Collab.Server.Cluster;
 internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, ClusterDocument> _documents = new(StringComparer.Ordinal);
+
+    // When the NATS connection last (re)opened (Stopwatch timestamp; the node's start until the first event).
+    private long _connectedAt = Stopwatch.GetTimestamp();
     private readonly ConcurrentDictionary<string, bool> _claims = new(StringComparer.Ordinal);
     private readonly Channel<(string Subject, DocOps Message)> _publishQueue;
     private readonly Channel<ClusterPresence> _presenceQueue;
@@ -128,6 +131,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         _loops.Add(Task.Run(() => RunRenewalsAsync(token), token));
         _loops.Add(Task.Run(() => RunReconcilerAsync(token), token));
         _loops.Add(Task.Run(() => RunTicksAsync(token), token));
+        _loops.Add(Task.Run(() => RunPresenceRefreshAsync(token), token));
     }
 
     /// <summary>
@@ -603,10 +607,38 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Presence is at most once on NATS: every <see cref="ClusterOptions.PresenceRefreshInterval"/> each open document
+    /// republishes its local clients' presence and expires remote entries not republished for
+    /// <see cref="ClusterOptions.PresenceExpiry"/> (their clear was lost).
+    /// </summary>
+    private async Task RunPresenceRefreshAsync(CancellationToken token)
+    {
+        using var timer = new PeriodicTimer(Options.PresenceRefreshInterval);
+        while (await WaitAsync(timer, token).ConfigureAwait(false))
+        {
+            // Cut off from NATS nothing is refreshed, so nothing can be judged stale; after a reconnect the sync
+            // requests bring every live entry back within a round, so expiry waits that long.
+            bool expire = IsConnected && Stopwatch.GetElapsedTime(Volatile.Read(ref _connectedAt)) >= Options.PresenceRefreshInterval;
+            foreach (ClusterDocument document in _documents.Values)
+            {
+                try
+                {
+                    await document.RefreshPresenceAsync(Options.PresenceExpiry, expire).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (!token.IsCancellationRequested)
+                {
+                    Log.LoopFailed("presence refresh " + document.DocId, ex);
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ NATS connection events
 
     private ValueTask OnConnectionOpenedAsync(object? sender, NatsEventArgs args)
     {
+        Volatile.Write(ref _connectedAt, Stopwatch.GetTimestamp());
         ClusterMetrics.NatsConnected.Set(1);
         Log.NatsConnected();
 

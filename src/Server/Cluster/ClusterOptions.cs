@@ -70,6 +70,18 @@ public sealed class ClusterOptions
     /// </summary>
     public TimeSpan ReplicaGapGrace { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// Each node republishes its clients' presence this often (unchanged entries reach no client), so a lost update is
+    /// repaired and a receiver can tell a lost clear from a quiet client. Default 10 s.
+    /// </summary>
+    public TimeSpan PresenceRefreshInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A remote client's presence not republished by its node for this long is dropped (its clear was lost: core NATS is
+    /// at most once). Must exceed twice <see cref="PresenceRefreshInterval"/>, so one lost refresh does not drop it. Default 30 s.
+    /// </summary>
+    public TimeSpan PresenceExpiry { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Committed batches waiting to be published to NATS before further ones are dropped (replicas refill gaps). Default 65536.</summary>
     public int MaxPublishQueue { get; set; } = 65_536;
 
@@ -96,6 +108,9 @@ public sealed class ClusterOptions
         Positive(ForwardTimeout, nameof(ForwardTimeout));
         Positive(VersionTickInterval, nameof(VersionTickInterval));
         Positive(ReplicaGapGrace, nameof(ReplicaGapGrace));
+        Positive(PresenceRefreshInterval, nameof(PresenceRefreshInterval));
+        if (PresenceExpiry <= PresenceRefreshInterval * 2)
+            failures.Add($"{Section}:{nameof(PresenceExpiry)} ({PresenceExpiry}) must be more than twice {nameof(PresenceRefreshInterval)} ({PresenceRefreshInterval}).");
         if (JoinGracePeriod < TimeSpan.Zero)
             failures.Add($"{Section}:{nameof(JoinGracePeriod)} must not be negative (was {JoinGracePeriod}).");
         if (LeaseSafetyMargin < TimeSpan.Zero)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
@@ -24,6 +25,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
     private Dictionary<string, PresenceEntry>? _aheadPresence;
+
+    // When each remote client's presence was last published by its node (Stopwatch timestamps; worker only). Nodes
+    // republish their clients' presence periodically, so an entry not heard of for Cluster:PresenceExpiry is one whose
+    // clear was lost (core NATS is at most once) and is dropped.
+    private Dictionary<string, long>? _remoteSeen;
     private bool _aheadReleaseQueued;
     private readonly IDocumentReplication? _replication;
     private List<DuplicateAck>? _duplicateAcks;
@@ -491,6 +497,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
         _presence.Clear();
         _aheadPresence?.Clear();
+        _remoteSeen?.Clear();
         _duplicateAcks?.Clear();
         return sessions;
     }
@@ -659,8 +666,63 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
+    /// <summary>
+    /// Drops the presence of remote clients whose node has not published it for <paramref name="expiry"/>: nodes republish
+    /// their clients' presence every Cluster:PresenceRefreshInterval, so such an entry outlived a clear that was lost.
+    /// Returns how many were dropped.
+    /// </summary>
+    public async Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
+    {
+        long cutoff = Stopwatch.GetTimestamp() - (long)(expiry.TotalSeconds * Stopwatch.Frequency);
+        try
+        {
+            return await Sequencer.RunExclusiveAsync(view =>
+            {
+                int expired = 0;
+                if (_remoteSeen is null)
+                {
+                    return expired;
+                }
+
+                // Removing the current entry while enumerating a Dictionary is allowed.
+                foreach ((string clientId, long seen) in _remoteSeen)
+                {
+                    if (seen >= cutoff)
+                    {
+                        continue;
+                    }
+
+                    _remoteSeen.Remove(clientId);
+                    if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead) && ahead.Origin is not null)
+                    {
+                        _aheadPresence.Remove(clientId);
+                    }
+
+                    // A local entry (the client moved here) is this node's own and never expires.
+                    if (_presence.TryGetValue(clientId, out PresenceEntry entry) && entry.Origin is not null)
+                    {
+                        _presence.Remove(clientId);
+                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
+                        expired++;
+                    }
+                }
+
+                return expired;
+            }).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
+
     private bool ApplyRemotePresenceOnWorker(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
     {
+        if (selection is not null)
+        {
+            (_remoteSeen ??= new Dictionary<string, long>(StringComparer.Ordinal))[clientId] = Stopwatch.GetTimestamp();
+        }
+
         if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead)
             && (selection is not null || string.Equals(ahead.Origin, origin, StringComparison.Ordinal)))
         {

@@ -164,6 +164,9 @@ public sealed class ClusterPlacementTests
         Assert.Throws<OptionsValidationException>(() => new ClusterOptions { Enabled = true, NatsUrl = " " }.Validate());
         Assert.Throws<OptionsValidationException>(() => new ClusterOptions { ForwardTimeout = TimeSpan.Zero }.Validate());
         Assert.Throws<OptionsValidationException>(() => new ClusterOptions { SubscriptionPendingMessages = 1 }.Validate());
+        // One lost refresh must not expire a live client's presence.
+        Assert.Throws<OptionsValidationException>(() => new ClusterOptions { PresenceRefreshInterval = TimeSpan.FromSeconds(10), PresenceExpiry = TimeSpan.FromSeconds(20) }.Validate());
+        Assert.Throws<OptionsValidationException>(() => new ClusterOptions { PresenceRefreshInterval = TimeSpan.Zero }.Validate());
         var failure = Assert.Throws<OptionsValidationException>(() => new ClusterOptions { VersionTicksAfterActivity = 0, MaxPublishQueue = 0 }.Validate());
         Assert.Equal(2, failure.Failures.Count());
     }

@@ -152,6 +152,52 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
         }
     }
 
+    [Fact]
+    public async Task A_remote_presence_whose_clear_was_lost_expires_while_refreshes_keep_a_live_one()
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["Cluster:PresenceRefreshInterval"] = "00:00:00.300",
+            ["Cluster:PresenceExpiry"] = "00:00:01.500",
+        };
+        await using ClusterHarness cluster = await ClusterHarness.StartAsync(postgres, output, nodes: 2, settings);
+        var clients = new List<CollabClient>();
+        await using var nats = new NatsConnection(NatsOpts.Default with { Url = cluster.Nats.Url });
+        try
+        {
+            (_, CollabDocument aliceDoc) = await OpenAsync(cluster, cluster.Node("node1"), clients);
+            (CollabClient bob, CollabDocument bobDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
+            aliceDoc.Insert(0, "0123456789");
+            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await WaitForAsync(() => bobDoc.Text == "0123456789", () => "the text reaches node2", cluster);
+
+            // Bob's presence is published by node2 once when set, and again every refresh round.
+            bobDoc.SetPresence(2, 4);
+            await WaitForPresenceAsync(aliceDoc, bob.ClientId, 2, 4, cluster);
+
+            // A client of node2 that left while its clear was lost: node1 got its presence once and never its clear.
+            await PublishAsync(nats, "node2", "ghost", aliceDoc.Version, new Selection { Anchor = 1, Head = 3 });
+            await WaitForPresenceAsync(aliceDoc, "ghost", 1, 3, cluster);
+
+            // node2 does not republish it, so node1 drops it after PresenceExpiry and tells its subscribers.
+            await WaitForNoPresenceAsync(aliceDoc, "ghost", cluster);
+
+            // Bob's, refreshed every round, outlives several expiries unchanged.
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            Assert.Contains(aliceDoc.GetPresences(), p => p.ClientId == bob.ClientId && p.Anchor == 2 && p.Head == 4);
+        }
+        catch
+        {
+            cluster.DumpLogs();
+            throw;
+        }
+        finally
+        {
+            foreach (CollabClient client in clients)
+                await client.DisposeAsync();
+        }
+    }
+
     private static async Task PublishAsync(NatsConnection nats, string nodeId, string clientId, long version, Selection? selection) =>
         await nats.PublishAsync(
             ClusterSubjects.Presence(DocId),
