@@ -1,5 +1,5 @@
 # Collab server image. Multi-stage: build with the SDK, run on the ASP.NET Core runtime.
-# Build: docker build -t collab .    Run: docker run -p 8080:8080 -v collab-data:/data collab
+# Build: docker build -t collab .    Run: docker run -p 8080:8080 -p 9090:9090 -v collab-data:/data collab
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props Collab.sln ./
@@ -14,12 +14,16 @@ COPY --from=build /app ./
 # Non-root user; the embedded store lives on a volume.
 RUN useradd --system --uid 10001 collab && mkdir -p /data && chown collab /data
 USER collab
+# Configuration keys come from unprefixed environment variables (Transport__ManagementPort = Transport:ManagementPort);
+# COLLAB_PORT and COLLAB_DATA_DIR are the server's own shortcuts. Probes and Prometheus go to the management port,
+# served on dedicated threads so they answer while client work saturates the server (docs/PERFORMANCE.md, finding 15).
 ENV COLLAB_PORT=8080 \
-    Collab__Storage__DataDirectory=/data \
+    COLLAB_DATA_DIR=/data \
+    Transport__ManagementPort=9090 \
     DOTNET_gcServer=0
-EXPOSE 8080
+EXPOSE 8080 9090
 VOLUME ["/data"]
 # SIGTERM starts a graceful drain (close 1001 to clients, flush the op log) within ShutdownTimeout.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=2s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/${COLLAB_PORT} && printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '200' <&3"]
+HEALTHCHECK --interval=10s --timeout=2s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${Transport__ManagementPort} && printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '200' <&3"]
 ENTRYPOINT ["dotnet", "Collab.Server.dll"]

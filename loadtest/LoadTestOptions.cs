@@ -57,6 +57,8 @@ internal sealed class LoadTestOptions
         target
           --url URL                 one server (default ws://127.0.0.1:8080/ws)
           --servers URL,URL,...     several servers (cluster)
+          --metrics URL,URL,...     their metrics endpoints, e.g. http://host:9090/metrics on the management port
+                                    (default: /metrics on each WebSocket port; --spawn-server uses a management port)
           --spawn-server            start src/Server (Release) pinned with taskset, temp data dir, free port
           --server-cmd CMD          command to start instead ({port}, {dataDir} substituted)
           --server-cpus LIST        taskset CPUs for the spawned server (default 0; "none" = unpinned)
@@ -100,6 +102,9 @@ internal sealed class LoadTestOptions
     public ScenarioKind Scenario { get; private set; }
 
     public List<Uri> Servers { get; } = [new Uri("ws://127.0.0.1:8080/ws")];
+
+    /// <summary>Where to scrape each server's metrics (one per server, in order); empty: /metrics on the WebSocket port.</summary>
+    public List<Uri> MetricsUrls { get; } = [];
 
     public bool SpawnServer { get; private set; }
 
@@ -244,6 +249,10 @@ internal sealed class LoadTestOptions
                     options.Servers.Clear();
                     options.Servers.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseUri));
                     serversGiven = true;
+                    break;
+                case "--metrics":
+                    options.MetricsUrls.Clear();
+                    options.MetricsUrls.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseHttpUri));
                     break;
                 case "--spawn-server":
                     options.SpawnServer = true;
@@ -416,6 +425,13 @@ internal sealed class LoadTestOptions
 
     private void Validate(bool serversGiven)
     {
+        if (MetricsUrls.Count > 0 && (SpawnServer || MetricsUrls.Count != Servers.Count))
+        {
+            throw new OptionsException(SpawnServer
+                ? "--metrics is for servers started elsewhere; --spawn-server scrapes the server it starts."
+                : $"--metrics lists {MetricsUrls.Count} URLs for {Servers.Count} servers: give one per server, in the same order.");
+        }
+
         if (SpawnServer && serversGiven)
         {
             throw new OptionsException("--spawn-server starts its own server; do not combine it with --url/--servers.");
@@ -461,6 +477,11 @@ internal sealed class LoadTestOptions
             throw new OptionsException("--writers 0 leaves nobody to submit.");
         }
     }
+
+    private static Uri ParseHttpUri(string value) =>
+        Uri.TryCreate(value, UriKind.Absolute, out Uri? uri) && uri.Scheme is "http" or "https"
+            ? uri
+            : throw new OptionsException($"'{value}' is not an http:// URL.");
 
     private static Uri ParseUri(string value)
     {

@@ -61,9 +61,10 @@ internal sealed class MetricsScraper : IDisposable
 {
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
-    public MetricsScraper(IReadOnlyList<Uri> webSocketUris)
+    /// <param name="metricsUris">One /metrics URL per server, in the order of the servers.</param>
+    public MetricsScraper(IReadOnlyList<Uri> metricsUris)
     {
-        MetricsUris = [.. webSocketUris.Select(MetricsUriFor)];
+        MetricsUris = metricsUris;
     }
 
     public IReadOnlyList<Uri> MetricsUris { get; }

@@ -46,10 +46,11 @@ internal sealed class ServerProcess : IAsyncDisposable
     private readonly string _dataDirectory;
     private readonly bool _keepData;
 
-    private ServerProcess(Process process, int port, string dataDirectory, string logFile, bool keepData)
+    private ServerProcess(Process process, int port, int? managementPort, string dataDirectory, string logFile, bool keepData)
     {
         _process = process;
         Port = port;
+        ManagementPort = managementPort;
         _dataDirectory = dataDirectory;
         LogFile = logFile;
         _keepData = keepData;
@@ -62,6 +63,12 @@ internal sealed class ServerProcess : IAsyncDisposable
     public string LogFile { get; }
 
     public Uri WebSocketUri => new($"ws://127.0.0.1:{Port}/ws");
+
+    /// <summary>The server's management port (probes and metrics on their own threads), when the tool chose one.</summary>
+    public int? ManagementPort { get; }
+
+    /// <summary>Where to scrape: the management port when there is one, else the WebSocket port.</summary>
+    public Uri MetricsUri => ManagementPort is { } management ? new Uri($"http://127.0.0.1:{management}/metrics") : MetricsScraper.MetricsUriFor(WebSocketUri);
 
     public bool HasExited => _process.HasExited;
 
@@ -80,6 +87,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         List<string> command;
+        int? managementPort = null;
         if (!string.IsNullOrWhiteSpace(options.Command))
         {
             string expanded = options.Command.Replace("{port}", port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
@@ -89,7 +97,9 @@ internal sealed class ServerProcess : IAsyncDisposable
         else
         {
             string dll = await EnsureServerBuildAsync(options.Build, console, cancellationToken).ConfigureAwait(false);
-            command = [DotnetHost(), dll, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--data-dir", dataDirectory, "--Logging:LogLevel:Default=Warning"];
+            managementPort = FreePort();
+            command = [DotnetHost(), dll, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--data-dir", dataDirectory, "--Logging:LogLevel:Default=Warning",
+                "--Transport:ManagementPort=" + managementPort.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)];
             if (!string.IsNullOrEmpty(options.Postgres))
             {
                 command.AddRange(["--postgres", options.Postgres]);
@@ -122,7 +132,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         process.EnableRaisingEvents = true;
         process.Exited += (_, _) => log.Dispose();
 
-        var server = new ServerProcess(process, port, dataDirectory, logFile, options.KeepData);
+        var server = new ServerProcess(process, port, managementPort, dataDirectory, logFile, options.KeepData);
         console.WriteLine($"server: pid {process.Id}, {string.Join(' ', command.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a))}");
         console.WriteLine($"server: log {logFile}");
         try

@@ -59,7 +59,12 @@ internal sealed class ScenarioRunner
                 Setup = BuildSetup(servers, spawned.Count > 0),
             };
 
-            using var scraper = new MetricsScraper(servers);
+            // The management port answers on its own threads while client work saturates the server's pool; /metrics
+            // on the WebSocket port queues behind that work (seconds under overload, finding 15).
+            IReadOnlyList<Uri> metrics = spawned.Count > 0
+                ? [.. spawned.Select(static s => s.MetricsUri)]
+                : _options.MetricsUrls.Count > 0 ? _options.MetricsUrls : [.. servers.Select(MetricsScraper.MetricsUriFor)];
+            using var scraper = new MetricsScraper(metrics);
             var probe = new ServerProbe(spawned, scraper);
             var ctx = new RunContext(
                 new ClientSettings

@@ -47,6 +47,8 @@ public static class CollabTransportHostingExtensions
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Transport")));
         services.AddSingleton<CollabConnectionHandler>();
         services.AddHostedService<TransportLifetimeService>();
+        services.AddSingleton<ManagementListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<ManagementListener>());
 
         // The host must not cut the drain short: give it the transport's deadline plus a margin.
         services.Configure<HostOptions>(host =>

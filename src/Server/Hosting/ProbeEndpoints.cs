@@ -6,7 +6,8 @@ namespace Collab.Server.Hosting;
 
 /// <summary>
 /// /healthz (process alive), /readyz (every <see cref="IReadinessCheck"/> ready) and /metrics
-/// (Prometheus text format from prometheus-net's default registry), served on the WebSocket port.
+/// (Prometheus text format from prometheus-net's default registry), served on the WebSocket port and, when
+/// configured, on the management port (<see cref="ManagementListener"/>).
 /// </summary>
 internal sealed class ProbeEndpoints : IPlainHttpRoutes
 {

@@ -15,6 +15,14 @@ public sealed class TransportOptions
     /// <summary>Address to bind; null or empty binds every interface (IPv6 dual-stack where available).</summary>
     public string? ListenAddress { get; set; }
 
+    /// <summary>
+    /// A second port serving only /healthz, /readyz and /metrics on dedicated threads, so probes and scrapes are
+    /// answered promptly while client work saturates the thread pool (on the WebSocket port they queue behind it).
+    /// Unset: off (the probes stay on <see cref="Port"/> either way). 0 picks a free port (tests). Point orchestrator
+    /// probes and Prometheus here in production.
+    /// </summary>
+    public int? ManagementPort { get; set; }
+
     /// <summary>Request path of the WebSocket endpoint.</summary>
     public string WebSocketPath { get; set; } = "/ws";
 
@@ -103,6 +111,11 @@ public sealed class TransportOptions
         if (Port is < 0 or > 65535)
         {
             errors.Add($"Port must be 0-65535 (was {Port}).");
+        }
+
+        if (ManagementPort is < 0 or > 65535 || (ManagementPort is { } management && management != 0 && management == Port))
+        {
+            errors.Add($"ManagementPort must be 0-65535 and differ from Port (was {ManagementPort}).");
         }
 
         if (string.IsNullOrEmpty(WebSocketPath) || WebSocketPath[0] != '/')

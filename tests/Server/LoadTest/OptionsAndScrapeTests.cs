@@ -122,6 +122,18 @@ public sealed class MetricsScraperTests
     }
 
     [Fact]
+    public void Metrics_urls_name_one_endpoint_per_server_started_elsewhere()
+    {
+        LoadTestOptions o = LoadTestOptions.Parse(["cluster", "--servers", "ws://a:8080/ws,ws://b:8080/ws", "--metrics", "http://a:9090/metrics, http://b:9090/metrics"]);
+        Assert.Equal([new Uri("http://a:9090/metrics"), new Uri("http://b:9090/metrics")], o.MetricsUrls);
+        Assert.Empty(LoadTestOptions.Parse(["small"]).MetricsUrls);
+
+        Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(["small", "--metrics", "http://a:9090/metrics,http://b:9090/metrics"]));
+        Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(["small", "--spawn-server", "--metrics", "http://a:9090/metrics"]));
+        Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(["small", "--metrics", "ws://a:9090/metrics"]));
+    }
+
+    [Fact]
     public void Metrics_url_is_the_websocket_origin_with_the_metrics_path()
     {
         Assert.Equal(new Uri("http://10.0.0.1:8080/metrics"), MetricsScraper.MetricsUriFor(new Uri("ws://10.0.0.1:8080/ws?x=1")));

@@ -1,0 +1,210 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Collab.Server.Transport;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Collab.Server.Hosting;
+
+/// <summary>
+/// /healthz, /readyz and /metrics on their own port (<see cref="TransportOptions.ManagementPort"/>), served by dedicated
+/// threads instead of the thread pool. On the WebSocket port a probe waits in the pool's queue behind the client work,
+/// so an overloaded server answered scrapes in 1–8 s and an orchestrator's liveness probe could restart a server that
+/// was only busy. Here a request needs only its own thread's share of the CPU (a scrape is ~3 ms of it).
+/// Deliberately small: GET/HEAD of the read-only probe routes, one request per connection (Connection: close), a few
+/// connections at once (more are answered 503), bounded request heads and read timeouts.
+/// </summary>
+internal sealed partial class ManagementListener : IHostedService, IDisposable
+{
+    /// <summary>Connections served at once; probes and scrapers need one or two.</summary>
+    internal const int MaxConcurrentConnections = 4;
+
+    private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly TransportOptions _options;
+    private readonly IReadOnlyDictionary<string, PlainHttpRoute> _routes;
+    private readonly ILogger _logger;
+    private Socket? _listener;
+    private Thread? _acceptThread;
+    private int _active;
+    private volatile bool _stopping;
+
+    public ManagementListener(TransportOptions options, ProbeEndpoints probes, ILogger<ManagementListener> logger)
+    {
+        _options = options;
+        _routes = probes.Routes;
+        _logger = logger;
+    }
+
+    /// <summary>The port bound (useful when <see cref="TransportOptions.ManagementPort"/> is 0); 0 before start or when off.</summary>
+    public int BoundPort { get; private set; }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_options.ManagementPort is not { } port)
+        {
+            return Task.CompletedTask;
+        }
+
+        IPAddress address = string.IsNullOrEmpty(_options.ListenAddress) ? IPAddress.IPv6Any : IPAddress.Parse(_options.ListenAddress);
+        var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (address.Equals(IPAddress.IPv6Any))
+        {
+            listener.DualMode = true;
+        }
+
+        listener.Bind(new IPEndPoint(address, port));
+        listener.Listen(16);
+        _listener = listener;
+        BoundPort = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        _acceptThread = new Thread(AcceptLoop) { Name = "collab-management", IsBackground = true };
+        _acceptThread.Start();
+        LogListening(BoundPort);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping = true;
+        _listener?.Dispose(); // ends the blocking Accept
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _listener?.Dispose();
+
+    private void AcceptLoop()
+    {
+        while (!_stopping)
+        {
+            Socket client;
+            try
+            {
+                client = _listener!.Accept();
+            }
+            catch (Exception) when (_stopping)
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                LogAcceptFailed(ex);
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _active) > MaxConcurrentConnections)
+            {
+                Interlocked.Decrement(ref _active);
+                TrySend(client, Response(503, "text/plain; charset=utf-8", "too many management connections\n"u8.ToArray(), head: false));
+                client.Dispose();
+                continue;
+            }
+
+            new Thread(() => Serve(client)) { Name = "collab-management-conn", IsBackground = true }.Start();
+        }
+    }
+
+    private void Serve(Socket client)
+    {
+        try
+        {
+            client.ReceiveTimeout = (int)ReadTimeout.TotalMilliseconds;
+            client.SendTimeout = (int)ReadTimeout.TotalMilliseconds;
+            client.NoDelay = true;
+            TrySend(client, Handle(ReadHead(client)));
+        }
+        catch (SocketException)
+        {
+            // Timed out or reset: nothing to answer.
+        }
+        catch (Exception ex)
+        {
+            LogRequestFailed(ex);
+            TrySend(client, Response(500, "text/plain; charset=utf-8", "internal error\n"u8.ToArray(), head: false));
+        }
+        finally
+        {
+            client.Dispose();
+            Interlocked.Decrement(ref _active);
+        }
+    }
+
+    /// <summary>Reads up to the blank line that ends the request head; null when it is too large or the peer closed first.</summary>
+    private byte[]? ReadHead(Socket client)
+    {
+        byte[] buffer = new byte[_options.MaxRequestHeaderBytes];
+        int filled = 0;
+        while (filled < buffer.Length)
+        {
+            int read = client.Receive(buffer, filled, buffer.Length - filled, SocketFlags.None);
+            if (read == 0)
+            {
+                return null;
+            }
+
+            int searchFrom = Math.Max(0, filled - 3);
+            filled += read;
+            int end = buffer.AsSpan(searchFrom, filled - searchFrom).IndexOf("\r\n\r\n"u8);
+            if (end >= 0)
+            {
+                return buffer.AsSpan(0, searchFrom + end).ToArray();
+            }
+        }
+
+        return null;
+    }
+
+    private byte[] Handle(byte[]? head)
+    {
+        const string TextPlain = "text/plain; charset=utf-8";
+        if (head is null || HttpRequestParser.Parse(head, out HttpRequestHead? request) != HttpParseStatus.Complete || request is null)
+        {
+            return Response(400, TextPlain, "bad request\n"u8.ToArray(), head: false);
+        }
+
+        if (!_routes.TryGetValue(request.Path, out PlainHttpRoute? route) || route.IsAction)
+        {
+            return Response(404, TextPlain, "not found\n"u8.ToArray(), request.IsHead);
+        }
+
+        if (!route.Allows(request))
+        {
+            return Response(405, TextPlain, "method not allowed\n"u8.ToArray(), head: false, route.AllowHeader);
+        }
+
+        // The probe handlers complete synchronously (readiness is a flag check, a scrape writes to a MemoryStream),
+        // so waiting here never needs a pool thread.
+        PlainHttpResponse response = route.Handler(new PlainHttpRequest(request.Method, request.Path, request.Query, request.Authorization), CancellationToken.None)
+            .AsTask().GetAwaiter().GetResult();
+        return Response(response.StatusCode, response.ContentType, response.Body.ToArray(), request.IsHead);
+    }
+
+    private static byte[] Response(int status, string contentType, byte[] body, bool head, string extraHeaders = "")
+    {
+        string headers = $"HTTP/1.1 {status} {HttpResponseWriter.ReasonPhrase(status)}\r\nContent-Type: {contentType}\r\nContent-Length: {body.Length}\r\nCache-Control: no-store\r\nConnection: close\r\n{extraHeaders}\r\n";
+        byte[] headerBytes = Encoding.ASCII.GetBytes(headers);
+        return head ? headerBytes : [.. headerBytes, .. body];
+    }
+
+    private static void TrySend(Socket client, byte[] response)
+    {
+        try
+        {
+            client.Send(response);
+            client.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+            // The peer went away.
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Management endpoints (/healthz, /readyz, /metrics) listening on port {Port}")]
+    private partial void LogListening(int port);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Management listener: accept failed")]
+    private partial void LogAcceptFailed(Exception ex);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Management request failed")]
+    private partial void LogRequestFailed(Exception ex);
+}
