@@ -171,14 +171,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         // A read loop waiting for a submit slot must not outlive the connection (its submits may never complete here).
-        TaskCompletionSource? waiting;
-        lock (_inFlightGate)
-        {
-            waiting = _submitSlot;
-            _submitSlot = null;
-        }
-
-        waiting?.TrySetResult();
+        WakeSubmitSlotWaiter(submitCompleted: false);
 
         if (_user is not null)
         {
@@ -417,8 +410,16 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             _submitsInFlight++;
         }
 
-        ValueTask<SubmitOutcome> pending = subscription.Hub.SubmitAsync(
-            new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
+        ValueTask<SubmitOutcome> pending;
+        try
+        {
+            pending = subscription.Hub.SubmitAsync(new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
+        }
+        catch
+        {
+            WakeSubmitSlotWaiter(submitCompleted: true); // no outcome will come for it
+            throw;
+        }
         if (pending.IsCompletedSuccessfully)
         {
             OnSubmitted(subscription, clientSeq, requestId, pending.Result, started);
@@ -438,7 +439,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
         catch (Exception ex)
         {
-            ReleaseSubmitSlot();
+            WakeSubmitSlotWaiter(submitCompleted: true);
             _services.Log.MessageFailed(_connection.Id, ex);
             SendError(ErrorCode.Unavailable, "The op could not be sequenced; resend it.", requestId, subscription.DocId, clientSeq);
             return;
@@ -467,13 +468,20 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
     }
 
-    /// <summary>One submit has its outcome: frees its slot and resumes a read loop waiting for one.</summary>
-    private void ReleaseSubmitSlot()
+    /// <summary>
+    /// Resumes a read loop waiting for a submit slot: when one of the connection's submits has its outcome
+    /// (<paramref name="submitCompleted"/>, which also frees its slot), or when the connection closed.
+    /// </summary>
+    private void WakeSubmitSlotWaiter(bool submitCompleted)
     {
         TaskCompletionSource? waiting;
         lock (_inFlightGate)
         {
-            _submitsInFlight--;
+            if (submitCompleted)
+            {
+                _submitsInFlight--;
+            }
+
             waiting = _submitSlot;
             _submitSlot = null;
         }
@@ -483,7 +491,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     private void OnSubmitted(Subscription subscription, long clientSeq, ulong requestId, SubmitOutcome result, long started)
     {
-        ReleaseSubmitSlot();
+        WakeSubmitSlotWaiter(submitCompleted: true);
         switch (result.Status)
         {
             case SubmitStatus.Acked:
