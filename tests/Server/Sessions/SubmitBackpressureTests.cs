@@ -16,14 +16,9 @@ public sealed class SubmitBackpressureTests
     [Fact]
     public async Task AtTheLimitTheConnectionIsNotReadUntilAnOpCommitsAndEveryOpIsAckedInOrder()
     {
-        GatedStore gated = null!;
-        await using SessionHarness harness = await SessionHarness.StartAsync(
-            documents: d => d.MaxSubmitsInFlightPerConnection = 3,
-            wrapStore: inner => gated = new GatedStore(inner));
-        FakeConnection client = await harness.ConnectAsync(harness.Tokens.Create("piper"));
-        await client.SubscribeAndWaitAsync("pipe/1");
+        (SessionHarness harness, GatedStore gated, FakeConnection client) = await StartGatedAsync(limit: 3, "pipe/1");
+        await using SessionHarness _ = harness;
         double waitsBefore = SessionMetrics.SubmitSlotWaits.Value;
-        gated.Close();
         try
         {
             await PipelineAsync(client, gated, waitsBefore);
@@ -73,13 +68,8 @@ public sealed class SubmitBackpressureTests
     [Fact]
     public async Task AReadLoopWaitingForASlotEndsWhenTheConnectionCloses()
     {
-        GatedStore gated = null!;
-        await using SessionHarness harness = await SessionHarness.StartAsync(
-            documents: d => d.MaxSubmitsInFlightPerConnection = 1,
-            wrapStore: inner => gated = new GatedStore(inner));
-        FakeConnection client = await harness.ConnectAsync(harness.Tokens.Create("leaver"));
-        await client.SubscribeAndWaitAsync("pipe/2");
-        gated.Close();
+        (SessionHarness harness, GatedStore gated, FakeConnection client) = await StartGatedAsync(limit: 1, "pipe/2");
+        await using SessionHarness _ = harness;
 
         try
         {
@@ -116,6 +106,19 @@ public sealed class SubmitBackpressureTests
     {
         var options = new DocumentOptions { MaxSubmitsInFlightPerConnection = 0 };
         Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(options.Validate);
+    }
+
+    /// <summary>A harness over a gated store, one client subscribed to <paramref name="docId"/>, and the gate closed.</summary>
+    private static async Task<(SessionHarness Harness, GatedStore Gated, FakeConnection Client)> StartGatedAsync(int limit, string docId)
+    {
+        GatedStore gated = null!;
+        SessionHarness harness = await SessionHarness.StartAsync(
+            documents: d => d.MaxSubmitsInFlightPerConnection = limit,
+            wrapStore: inner => gated = new GatedStore(inner));
+        FakeConnection client = await harness.ConnectAsync(harness.Tokens.Create("writer"));
+        await client.SubscribeAndWaitAsync(docId);
+        gated.Close();
+        return (harness, gated, client);
     }
 
     /// <summary>A real store whose appends wait while the gate is closed.</summary>
