@@ -47,14 +47,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
             return Task.CompletedTask;
         }
 
-        IPAddress address = string.IsNullOrEmpty(_options.ListenAddress) ? IPAddress.IPv6Any : IPAddress.Parse(_options.ListenAddress);
-        var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        if (address.Equals(IPAddress.IPv6Any))
-        {
-            listener.DualMode = true;
-        }
-
-        listener.Bind(new IPEndPoint(address, port));
+        Socket listener = string.IsNullOrEmpty(_options.ListenAddress) ? BindAny(port) : Bind(IPAddress.Parse(_options.ListenAddress), port);
         listener.Listen(16);
         _listener = listener;
         BoundPort = ((IPEndPoint)listener.LocalEndPoint!).Port;
@@ -62,6 +55,44 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         _acceptThread.Start();
         LogListening(BoundPort);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Every interface: IPv6 dual-stack, or IPv4 alone on a host without IPv6 (as Kestrel's ListenAnyIP does).</summary>
+    private static Socket BindAny(int port)
+    {
+        if (Socket.OSSupportsIPv6)
+        {
+            try
+            {
+                return Bind(IPAddress.IPv6Any, port);
+            }
+            catch (SocketException)
+            {
+                // IPv6 present but not usable here: fall back to IPv4.
+            }
+        }
+
+        return Bind(IPAddress.Any, port);
+    }
+
+    private static Socket Bind(IPAddress address, int port)
+    {
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.Bind(new IPEndPoint(address, port));
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
