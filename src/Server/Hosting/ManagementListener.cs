@@ -13,14 +13,14 @@ namespace Collab.Server.Hosting;
 /// so an overloaded server answered scrapes in 1–8 s and an orchestrator's liveness probe could restart a server that
 /// was only busy. Here a request needs only its own thread's share of the CPU (a scrape is ~3 ms of it).
 /// Deliberately small: GET/HEAD of the read-only probe routes, one request per connection (Connection: close), a few
-/// connections at once (more are answered 503), bounded request heads and read timeouts.
+/// connections at once (more are answered 503), bounded request heads and a deadline for the whole head.
 /// </summary>
 internal sealed partial class ManagementListener : IHostedService, IDisposable
 {
     /// <summary>Connections served at once; probes and scrapers need one or two.</summary>
     internal const int MaxConcurrentConnections = 4;
 
-    private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
+    private readonly TimeSpan _requestTimeout;
 
     private readonly TransportOptions _options;
     private readonly IReadOnlyDictionary<string, PlainHttpRoute> _routes;
@@ -30,8 +30,13 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
     private int _active;
     private volatile bool _stopping;
 
-    public ManagementListener(TransportOptions options, ProbeEndpoints probes, ILogger<ManagementListener> logger)
+    /// <param name="requestTimeout">
+    /// Time a connection has to deliver its whole request head (default 5 s): a client trickling bytes cannot hold one
+    /// of the few threads for longer.
+    /// </param>
+    public ManagementListener(TransportOptions options, ProbeEndpoints probes, ILogger<ManagementListener> logger, TimeSpan? requestTimeout = null)
     {
+        _requestTimeout = requestTimeout ?? TimeSpan.FromSeconds(5);
         _options = options;
         _routes = probes.Routes;
         _logger = logger;
@@ -139,8 +144,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
     {
         try
         {
-            client.ReceiveTimeout = (int)ReadTimeout.TotalMilliseconds;
-            client.SendTimeout = (int)ReadTimeout.TotalMilliseconds;
+            client.SendTimeout = (int)_requestTimeout.TotalMilliseconds;
             client.NoDelay = true;
             TrySend(client, Handle(ReadHead(client)));
         }
@@ -160,13 +164,24 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Reads up to the blank line that ends the request head; null when it is too large or the peer closed first.</summary>
+    /// <summary>
+    /// Reads up to the blank line that ends the request head; null when it is too large or the peer closed first. Throws
+    /// <see cref="SocketException"/> (TimedOut) when the whole head has not arrived within the request timeout.
+    /// </summary>
     private byte[]? ReadHead(Socket client)
     {
         byte[] buffer = new byte[_options.MaxRequestHeaderBytes];
         int filled = 0;
+        long deadline = Environment.TickCount64 + (long)_requestTimeout.TotalMilliseconds;
         while (filled < buffer.Length)
         {
+            long remaining = deadline - Environment.TickCount64;
+            if (remaining <= 0)
+            {
+                throw new SocketException((int)SocketError.TimedOut);
+            }
+
+            client.ReceiveTimeout = (int)Math.Max(1, remaining);
             int read = client.Receive(buffer, filled, buffer.Length - filled, SocketFlags.None);
             if (read == 0)
             {

@@ -67,23 +67,71 @@ public sealed class ManagementListenerTests : IAsyncLifetime
     [Fact]
     public async Task Connections_beyond_the_limit_are_refused_at_once_and_served_again_once_others_leave()
     {
-        // Silent connections hold their threads until the read timeout; the next one is answered 503, not queued.
+        // Silent connections hold their threads until the request deadline (long here); the next one is answered 503, not queued.
+        using ManagementListener listener = await StartOwnListenerAsync(TimeSpan.FromSeconds(60));
         var holders = new List<Socket>();
         for (int i = 0; i < ManagementListener.MaxConcurrentConnections; i++)
         {
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-            await socket.ConnectAsync("127.0.0.1", _port);
+            await socket.ConnectAsync("127.0.0.1", listener.BoundPort);
             holders.Add(socket);
         }
 
-        await WaitForAsync(async () => (await GetAsync("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 503);
+        await WaitForAsync(async () => (await RawWebSocketClient.SendHttpAsync(listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 503);
 
         foreach (Socket holder in holders)
         {
             holder.Dispose();
         }
 
-        await WaitForAsync(async () => (await GetAsync("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 200);
+        await WaitForAsync(async () => (await RawWebSocketClient.SendHttpAsync(listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 200);
+        await listener.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_client_trickling_its_request_is_cut_off_at_the_deadline()
+    {
+        using ManagementListener listener = await StartOwnListenerAsync(TimeSpan.FromMilliseconds(500));
+        using var slow = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await slow.ConnectAsync("127.0.0.1", listener.BoundPort);
+        var closed = System.Diagnostics.Stopwatch.StartNew();
+        byte[] buffer = new byte[64];
+        Task<int> ended = slow.ReceiveAsync(buffer, SocketFlags.None);
+        foreach (char c in "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        {
+            if (ended.IsCompleted)
+            {
+                break;
+            }
+
+            try
+            {
+                await slow.SendAsync(new[] { (byte)c }, SocketFlags.None); // a byte every 50 ms: each read is quick, the head never ends
+            }
+            catch (SocketException)
+            {
+                break; // already closed by the server
+            }
+
+            await Task.Delay(50);
+        }
+
+        // The server closed it (no answer: end of stream, or a reset if our last bytes crossed the close) around the
+        // deadline, well before the trickle would have ended.
+        int answered;
+        try
+        {
+            answered = await ended.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        catch (SocketException)
+        {
+            answered = 0;
+        }
+
+        Assert.Equal(0, answered);
+        Assert.InRange(closed.Elapsed, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(3.5));
+        Assert.Equal(200, (await RawWebSocketClient.SendHttpAsync(listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+        await listener.StopAsync(CancellationToken.None);
     }
 
     [Fact]
@@ -99,6 +147,18 @@ public sealed class ManagementListenerTests : IAsyncLifetime
         Assert.Throws<TransportConfigurationException>(() => new TransportOptions { Port = 9000, ManagementPort = 9000 }.Validate());
         Assert.Throws<TransportConfigurationException>(() => new TransportOptions { ManagementPort = 70_000 }.Validate());
         new TransportOptions { Port = 9000, ManagementPort = 9090 }.Validate();
+    }
+
+    /// <summary>A second listener over the same probes with its own request deadline, on a free loopback port.</summary>
+    private async Task<ManagementListener> StartOwnListenerAsync(TimeSpan requestTimeout)
+    {
+        var listener = new ManagementListener(
+            new TransportOptions { ManagementPort = 0, ListenAddress = "127.0.0.1" },
+            _server.Services.GetRequiredService<ProbeEndpoints>(),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<ManagementListener>.Instance,
+            requestTimeout);
+        await listener.StartAsync(CancellationToken.None);
+        return listener;
     }
 
     private Task<RawHttpResponse> GetAsync(string request) => RawWebSocketClient.SendHttpAsync(_port, request);
