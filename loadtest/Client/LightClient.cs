@@ -85,6 +85,8 @@ internal sealed class LightClient : IScheduleTarget
     private ulong _lastAckedSeq;
     private long _droppedAt;
 
+    private int _pingsInFlight; // ping mode: Pings sent on this connection and not answered yet (a drain waits for them)
+
     private byte[]? _outbox;
     private int _outboxLength;
     private bool _flushing;
@@ -156,6 +158,18 @@ internal sealed class LightClient : IScheduleTarget
         }
     }
 
+    /// <summary>Dropped by the storm (or the network) and not yet live again on a new connection.</summary>
+    public bool AwaitingResume
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _droppedAt != 0;
+            }
+        }
+    }
+
     /// <summary>Version, length and outstanding work, read together.</summary>
     public (long Version, long Length, int Pending, int Backlog) Progress
     {
@@ -163,7 +177,7 @@ internal sealed class LightClient : IScheduleTarget
         {
             lock (_gate)
             {
-                return (_version, _length, _pending.Count, _backlog.Count);
+                return (_version, _length, _pending.Count + _pingsInFlight, _backlog.Count);
             }
         }
     }
@@ -516,6 +530,7 @@ internal sealed class LightClient : IScheduleTarget
             previous = _state;
             _socket = null;
             _generation++;
+            _pingsInFlight = 0; // their Pongs cannot come any more: they stay unanswered
             if (_state != ClientState.Closed)
             {
                 _state = ClientState.Disconnected;
@@ -606,6 +621,7 @@ internal sealed class LightClient : IScheduleTarget
                 // A slot while disconnected is simply not answered (it shows as offered but unacknowledged).
                 if (_state == ClientState.Live)
                 {
+                    _pingsInFlight++;
                     SendControlMessageLocked(new ClientMessage { Ping = new Ping { Nonce = (ulong)scheduled } });
                 }
 
@@ -921,7 +937,15 @@ internal sealed class LightClient : IScheduleTarget
     }
 
     /// <summary>A Pong in ping mode: its nonce is the slot's scheduled time, so it counts exactly like an ack.</summary>
-    private void OnPong(ulong nonce, long now) => RecordAck((long)nonce, now);
+    private void OnPong(ulong nonce, long now)
+    {
+        lock (_gate)
+        {
+            _pingsInFlight = Math.Max(0, _pingsInFlight - 1);
+        }
+
+        RecordAck((long)nonce, now);
+    }
 
     private void ReplicaFailed(Exception ex)
     {

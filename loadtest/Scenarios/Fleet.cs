@@ -57,6 +57,9 @@ internal sealed class Fleet
     /// <summary>Clients currently live (connected, subscribed, caught up).</summary>
     public int LiveCount => _connected.Count(static c => c.State == ClientState.Live);
 
+    /// <summary>Clients dropped and not yet live again (a dropped client still reads Live until its receive loop notices).</summary>
+    public int AwaitingResumeCount => _connected.Count(static c => c.AwaitingResume);
+
     /// <summary>Opens every connection, <see cref="LoadTestOptions.ConnectConcurrency"/> at a time.</summary>
     public async Task<ConnectReport> ConnectAllAsync(CancellationToken cancellationToken)
     {

@@ -250,7 +250,7 @@ internal sealed class ScenarioRunner
         while (Clock.Now < deadline)
         {
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
-            if (fleet.LiveCount == fleet.Connected.Count)
+            if (fleet.AwaitingResumeCount == 0 && fleet.LiveCount == fleet.Connected.Count)
             {
                 allResumed = Clock.ToSeconds(Clock.Now - dropped);
                 break;

@@ -56,7 +56,9 @@ public sealed partial class EndToEndTests
         StepReport step = Assert.Single(report.Steps);
         Assert.True(step.Ack.Count > 0);
         Assert.Equal(0, step.Broadcast.Count); // no op was submitted, so nothing was broadcast
-        Assert.True(step.AckedOpsPerSec >= 0.95 * step.OfferedOpsPerSec, $"{step.AckedOpsPerSec} of {step.OfferedOpsPerSec} answered");
+        // Every slot of the window was answered (late Pongs arrive during the drain, which waits for them).
+        Assert.Equal(0, step.UnackedAfterDrain);
+        Assert.Equal(Math.Round(step.OfferedOpsPerSec), step.Ack.Count);
         Assert.Empty(step.Errors);
         Assert.True(report.Convergence!.Converged, string.Join("; ", report.Convergence.Examples));
         Assert.Empty(report.Errors);
