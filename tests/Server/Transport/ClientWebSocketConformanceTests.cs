@@ -91,13 +91,15 @@ public sealed class ClientWebSocketConformanceTests : IAsyncLifetime
     {
         // .NET 9+ ClientWebSocket sends pings and aborts if no pong arrives within KeepAliveTimeout.
         using var ws = new ClientWebSocket();
+        // A ping every 100 ms, each to be answered within 1 s; held for 3 s, so an unanswered ping aborts the socket
+        // well inside the wait (the margins are for a loaded CI machine, where 500 ms pong deadlines were missed).
         ws.Options.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-        ws.Options.KeepAliveTimeout = TimeSpan.FromMilliseconds(500);
+        ws.Options.KeepAliveTimeout = TimeSpan.FromSeconds(1);
         await ws.ConnectAsync(_server.WebSocketUri, CancellationToken.None);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
         var buffer = new byte[16];
         Task<WebSocketReceiveResult> receive = ws.ReceiveAsync(buffer, cts.Token);
-        await Task.Delay(1500);
+        await Task.Delay(3000);
         Assert.Equal(WebSocketState.Open, ws.State);
         Assert.False(receive.IsFaulted);
         await ws.SendAsync("x"u8.ToArray(), WebSocketMessageType.Binary, true, CancellationToken.None);
