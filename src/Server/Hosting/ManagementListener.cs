@@ -225,10 +225,9 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         return Response(response.StatusCode, response.ContentType, response.Body.ToArray(), request.IsHead);
     }
 
-    private static byte[] Response(int status, string contentType, byte[] body, bool head, string extraHeaders = "")
+    private static byte[] Response(int status, string contentType, byte[] body, bool head, string? extraHeaders = null)
     {
-        string headers = $"HTTP/1.1 {status} {HttpResponseWriter.ReasonPhrase(status)}\r\nContent-Type: {contentType}\r\nContent-Length: {body.Length}\r\nCache-Control: no-store\r\nConnection: close\r\n{extraHeaders}\r\n";
-        byte[] headerBytes = Encoding.ASCII.GetBytes(headers);
+        byte[] headerBytes = Encoding.ASCII.GetBytes(HttpResponseWriter.FormatHead(status, contentType, body.Length, keepAlive: false, extraHeaders));
         return head ? headerBytes : [.. headerBytes, .. body];
     }
 

@@ -46,10 +46,25 @@ internal static class HttpResponseWriter
         bool omitBody = false,
         string? extraHeaders = null)
     {
+        var builder = new Builder(output);
+        builder.AppendAscii(FormatHead(statusCode, contentType, body.Length, keepAlive, extraHeaders));
+        builder.Commit();
+        if (!omitBody && !body.IsEmpty)
+        {
+            output.Write(body);
+        }
+    }
+
+    /// <summary>
+    /// The status line and headers of a response with a Content-Length body, through the blank line. Shared with the
+    /// management listener, which writes to a plain socket.
+    /// </summary>
+    public static string FormatHead(int statusCode, string contentType, int contentLength, bool keepAlive, string? extraHeaders = null)
+    {
         var head = new StringBuilder(160);
         head.Append("HTTP/1.1 ").Append(statusCode).Append(' ').Append(ReasonPhrase(statusCode)).Append("\r\n");
         head.Append("Content-Type: ").Append(contentType).Append("\r\n");
-        head.Append("Content-Length: ").Append(body.Length).Append("\r\n");
+        head.Append("Content-Length: ").Append(contentLength).Append("\r\n");
         head.Append("Cache-Control: no-store\r\n");
         head.Append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
         if (extraHeaders is not null)
@@ -57,14 +72,7 @@ internal static class HttpResponseWriter
             head.Append(extraHeaders);
         }
 
-        head.Append("\r\n");
-        var builder = new Builder(output);
-        builder.AppendAscii(head.ToString());
-        builder.Commit();
-        if (!omitBody && !body.IsEmpty)
-        {
-            output.Write(body);
-        }
+        return head.Append("\r\n").ToString();
     }
 
     /// <summary>A text/plain error (connection closed after it).</summary>
