@@ -255,8 +255,10 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// the same frame (its payload is the tick's timestamp): <paramref name="ping"/> is created by the first one
     /// that needs it and shared by the rest, so a tick that pings thousands of connections encodes one frame
     /// instead of renting a message and a buffer per connection. The caller disposes it after the tick.
+    /// A due ping (or the close after too many missed pongs) takes one of the tick's <paramref name="pingBudget"/>;
+    /// when none is left it waits for the next tick.
     /// </summary>
-    internal void OnHeartbeat(long now, ref OutboundMessage? ping)
+    internal void OnHeartbeat(long now, ref OutboundMessage? ping, ref int pingBudget)
     {
         PublishTraffic();
         if (now >= Volatile.Read(ref _deadline))
@@ -282,6 +284,15 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return;
         }
 
+        if (pingBudget <= 0)
+        {
+            // The tick has sent its share (ConnectionRegistry.PingBudget): this one is due again next tick, and a
+            // missed pong is only counted when its ping (or the close) actually goes out.
+            _services.Metrics.PingsDeferred.Inc();
+            return;
+        }
+
+        pingBudget--;
         if (_pingOutstanding)
         {
             _services.Metrics.PongsMissed.Inc();

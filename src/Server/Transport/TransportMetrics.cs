@@ -64,6 +64,7 @@ internal sealed class TransportMetrics
         SlowConsumerCloses = Metrics.CreateCounter("collab_ws_slow_consumer_closes_total", "Connections closed (1008) because their outbound queue passed the bound.");
         PingsSent = Metrics.CreateCounter("collab_ws_pings_sent_total", "Keep-alive pings sent to idle connections.");
         PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
+        PingsDeferred = Metrics.CreateCounter("collab_ws_pings_deferred_total", "Due keep-alive pings left to a later heartbeat tick, so that one tick does not ping thousands of connections at once.");
         Counter violations = Metrics.CreateCounter("collab_ws_protocol_violations_total", "Connections failed for breaking RFC 6455, by close code.", "code");
         _protocolError = violations.WithLabels("1002");
         _invalidPayload = violations.WithLabels("1007");
@@ -96,6 +97,8 @@ internal sealed class TransportMetrics
     public Counter PingsSent { get; }
 
     public Counter PongsMissed { get; }
+
+    public Counter PingsDeferred { get; }
 
 
     public Counter HttpRequests { get; }

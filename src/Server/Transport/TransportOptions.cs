@@ -46,7 +46,7 @@ public sealed class TransportOptions
     /// <summary>Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>A connection silent for this long is pinged; see <see cref="MaxMissedPongs"/>.</summary>
+    /// <summary>A connection silent for this long is pinged; see <see cref="MaxMissedPongs"/>. One heartbeat tick pings at most twice the steady rate (all connections once per interval), so connections that fell due together are pinged over a few ticks.</summary>
     public TimeSpan PingInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Pings left unanswered (no pong and no other frame for a whole interval each) before the connection is closed with 1001.</summary>

@@ -105,4 +105,75 @@ public sealed class HeartbeatTests
             }
         }
     }
+
+    [Fact]
+    public async Task A_tick_pings_at_most_its_budget_and_the_deferred_connections_follow_in_the_next_ticks()
+    {
+        // Budget: 2 x 5 connections x 50 ms / 500 ms = 1, raised to the floor of 2 per tick.
+        var options = new TransportOptions
+        {
+            PingInterval = TimeSpan.FromMilliseconds(500),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(50),
+        };
+        using var registry = new ConnectionRegistry(options) { MinPingsPerTick = 2 };
+        Assert.Equal(2, registry.PingBudget(5));
+        var app = new TestApplication();
+        var connections = new InMemoryConnection[5];
+        for (int i = 0; i < connections.Length; i++)
+        {
+            connections[i] = new InMemoryConnection(app, options, registry);
+            connections[i].Handshake();
+        }
+
+        try
+        {
+            double deferredBefore = TransportMetrics.Instance.PingsDeferred.Value;
+            await Task.Delay(600);
+            var pingedIn = new int[connections.Length];
+            for (int tick = 1; tick <= 4; tick++)
+            {
+                registry.Tick();
+                int pinged = 0;
+                for (int i = 0; i < connections.Length; i++)
+                {
+                    byte[] written = connections[i].ReadAll();
+                    if (written.Length > 0)
+                    {
+                        Assert.Equal(0x89, written[0]);
+                        Assert.Equal(0, pingedIn[i]); // nobody twice
+                        pingedIn[i] = tick;
+                        pinged++;
+                    }
+                }
+
+                // 2, 2, 1, then nothing: every due connection was pinged once, none waited more than two extra ticks.
+                Assert.Equal(tick switch { 1 => 2, 2 => 2, 3 => 1, _ => 0 }, pinged);
+            }
+
+            Assert.All(pingedIn, tick => Assert.InRange(tick, 1, 3));
+
+            // Three were deferred by the first tick and one by the second; a deferral is not a missed pong, so no
+            // connection was closed.
+            Assert.True(TransportMetrics.Instance.PingsDeferred.Value - deferredBefore >= 4);
+            Assert.Equal(0, app.ClosedCount);
+        }
+        finally
+        {
+            foreach (InMemoryConnection connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public void The_budget_is_twice_the_steady_ping_rate_and_never_below_the_floor()
+    {
+        var options = new TransportOptions { PingInterval = TimeSpan.FromSeconds(30), HeartbeatInterval = TimeSpan.FromSeconds(1) };
+        using var registry = new ConnectionRegistry(options);
+        Assert.Equal(256, registry.PingBudget(0));
+        Assert.Equal(256, registry.PingBudget(3_000)); // 200 per tick: the floor
+        Assert.Equal(1_267, registry.PingBudget(19_000)); // 19,000 / 30 s x 2, rounded up
+        Assert.Equal(66_667, registry.PingBudget(1_000_000));
+    }
 }
