@@ -72,7 +72,8 @@ internal static class ConsoleReport
         {
             sb.AppendLine();
             sb.AppendLine(string.Create(s_inv, $"idle: {idle.Connections:N0} subscribed connections on {idle.Documents:N0} docs, connected in {idle.ConnectSeconds:F2} s ({idle.ConnectsPerSecond:N0}/s)"));
-            sb.AppendLine(string.Create(s_inv, $"      server RSS {idle.ServerRssBaseMb:F1} MB before -> {idle.ServerRssHeldMb:F1} MB held (peak {idle.ServerPeakRssMb:F1} MB): {idle.ServerRssPerConnectionKb:F2} KiB per connection; server CPU while connecting {idle.ServerCpuSecondsConnecting:F2} s; connections open (server) {idle.ServerConnectionsOpen:N0}; generator RSS {idle.GeneratorRssMb:F0} MB"));
+            sb.AppendLine(string.Create(s_inv, $"      server RSS {idle.ServerRssBaseMb:F1} MB before -> {idle.ServerRssAfterConnectMb:F1} MB connected ({idle.ServerRssPerConnectionAfterConnectKb:F2} KiB per connection) -> {idle.ServerRssHeldMb:F1} MB held {idle.HeldSeconds:F0} s (peak {idle.ServerPeakRssMb:F1} MB): {idle.ServerRssPerConnectionKb:F2} KiB per connection"));
+            sb.AppendLine(string.Create(s_inv, $"      server CPU while connecting {idle.ServerCpuSecondsConnecting:F2} s; connections open (server) {idle.ServerConnectionsOpen:N0}; generator RSS {idle.GeneratorRssMb:F0} MB"));
         }
 
         if (report.Convergence is { } c)

@@ -228,8 +228,18 @@ internal sealed record IdleReport
 
     public double ServerRssBaseMb { get; init; }
 
+    /// <summary>Server RSS once every connection is open and subscribed.</summary>
+    public double ServerRssAfterConnectMb { get; init; }
+
+    /// <summary>(after connecting − before) / connections.</summary>
+    public double ServerRssPerConnectionAfterConnectKb { get; init; }
+
+    /// <summary>Server RSS at the end of the hold (warm-up + duration after connecting).</summary>
     public double ServerRssHeldMb { get; init; }
 
+    public double HeldSeconds { get; init; }
+
+    /// <summary>(held − before) / connections: the figure the target is checked against.</summary>
     public double ServerRssPerConnectionKb { get; init; }
 
     public double ServerPeakRssMb { get; init; }

@@ -92,6 +92,9 @@ public sealed partial class EndToEndTests
         // The server's gauge lives in prometheus-net's process-wide registry: in-process servers of tests running in
         // parallel (and the scrape's own HTTP connection) count too, so all that is certain is that ours are there.
         Assert.InRange(report.Idle.ServerConnectionsOpen, 50, 10_000);
+        Assert.True(report.Idle.ServerRssAfterConnectMb > 0 && report.Idle.ServerRssHeldMb > 0);
+        Assert.Equal(0.5, report.Idle.HeldSeconds);
+        Assert.Contains(report.Findings, static f => f.StartsWith("idle: held only", StringComparison.Ordinal));
         Assert.Empty(report.Steps);
         Assert.Null(report.Convergence);
     }

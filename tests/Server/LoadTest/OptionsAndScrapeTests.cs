@@ -22,6 +22,7 @@ public sealed class LoadTestOptionsTests
         LoadTestOptions idle = LoadTestOptions.Parse(["idle", "--connections", "19000"]);
         Assert.Equal((1900, 10, 19000), (idle.Docs, idle.ClientsPerDoc, idle.Connections));
         Assert.Equal(8, idle.EffectiveSourceAddresses);
+        Assert.Equal((65.0, 5.0), (idle.DurationSeconds, idle.WarmupSeconds)); // past two ping rounds
     }
 
     [Fact]
