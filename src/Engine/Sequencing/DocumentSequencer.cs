@@ -74,8 +74,9 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     private List<SubmitOperation>? _duplicateWaiters;
     private bool _publishDue;
     private bool _stopped;
-    private OpRecord[] _batchRecords = new OpRecord[16];
-    private TOp[] _batchOps = new TOp[16];
+    // Grown on the first publish: a document that is only read never needs them.
+    private OpRecord[] _batchRecords = [];
+    private TOp[] _batchOps = [];
     private CloseOperation? _close;
 
     /// <summary>Creates the sequencer of <paramref name="docId"/> starting from <paramref name="initial"/> (which it takes ownership of).</summary>
@@ -683,8 +684,8 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         {
             if (count == _batchRecords.Length)
             {
-                Array.Resize(ref _batchRecords, count * 2);
-                Array.Resize(ref _batchOps, count * 2);
+                Array.Resize(ref _batchRecords, Math.Max(4, count * 2));
+                Array.Resize(ref _batchOps, Math.Max(4, count * 2));
             }
 
             _batchRecords[count] = p.Record;

@@ -18,9 +18,14 @@ internal sealed class HistoryWindow<TOp>
 
     public HistoryWindow(long version)
     {
-        _ring = new Entry[16];
+        // No ring until the first op: a loaded document that nobody edits (most of them, on a busy node) holds no
+        // history, and a preallocated ring of 16 entries cost ~1.4 KB per open document.
+        _ring = [];
         _lastVersion = version;
     }
+
+    /// <summary>Entries the ring can hold before it grows (tests).</summary>
+    internal int Capacity => _ring.Length;
 
     /// <summary>Version of the oldest op held; <see cref="LastVersion"/> + 1 when empty.</summary>
     public long FirstVersion => _lastVersion - _count + 1;
@@ -73,7 +78,8 @@ internal sealed class HistoryWindow<TOp>
 
     private void Grow()
     {
-        var ring = new Entry[_ring.Length * 2];
+        // Powers of two from 4: the index arithmetic masks with Length - 1.
+        var ring = new Entry[Math.Max(4, _ring.Length * 2)];
         for (int i = 0; i < _count; i++)
         {
             ring[i] = _ring[(_head + i) & (_ring.Length - 1)];
