@@ -277,6 +277,11 @@ internal sealed class ScenarioRunner
     private async Task<IdleReport> RunIdleAsync(Fleet fleet, ServerProbe probe, ServerPoint baseline, Sampler sampler, ConnectReport connect, CancellationToken cancellationToken)
     {
         sampler.Phase = "hold";
+
+        // Per-second progress keeps reading /proc (spawned servers), but /metrics only every 15 s, Prometheus's
+        // usual interval: each scrape makes garbage in the server, and a scrape a second would be part of the memory
+        // this scenario measures.
+        probe.MinScrapeInterval = TimeSpan.FromSeconds(15);
         ServerPoint afterConnect = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
         await Task.Delay(TimeSpan.FromSeconds(_options.WarmupSeconds + _options.DurationSeconds), cancellationToken).ConfigureAwait(false);
         ServerPoint held = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);

@@ -40,6 +40,7 @@ internal sealed class ServerProbe
     private readonly Lock _merge = new();
     private MetricsSnapshot[] _latest;
     private int _scraping;
+    private long _lastScrapeStarted;
 
     public ServerProbe(IReadOnlyList<ServerProcess> spawned, MetricsScraper scraper)
     {
@@ -56,11 +57,22 @@ internal sealed class ServerProbe
         return Point(metrics);
     }
 
-    /// <summary>/proc now and the most recent scrapes; starts a new scrape in the background unless one is running.</summary>
+    /// <summary>
+    /// Least time between the background scrapes that <see cref="Latest"/> starts (zero: one per call). The idle
+    /// scenario sets it near Prometheus's usual interval: a scrape makes garbage in the server, and once a second over
+    /// a long hold that garbage is part of the memory being measured.
+    /// </summary>
+    public TimeSpan MinScrapeInterval { get; set; }
+
+    /// <summary>/proc now and the most recent scrapes; starts a new scrape in the background unless one is running or the last began under <see cref="MinScrapeInterval"/> ago.</summary>
     public ServerPoint Latest(CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _scraping, 1) == 0)
+        long now = Clock.Now;
+        long last = Volatile.Read(ref _lastScrapeStarted);
+        if ((last == 0 || now - last >= Clock.FromSeconds(MinScrapeInterval.TotalSeconds))
+            && Interlocked.Exchange(ref _scraping, 1) == 0)
         {
+            Volatile.Write(ref _lastScrapeStarted, now);
             _ = RefreshAsync(cancellationToken);
         }
 

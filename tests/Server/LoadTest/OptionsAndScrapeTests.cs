@@ -1,6 +1,7 @@
 using Collab.LoadTest;
 using Collab.LoadTest.Client;
 using Collab.LoadTest.Hosting;
+using Collab.LoadTest.Scenarios;
 
 namespace Collab.Server.Tests.LoadTest;
 
@@ -138,5 +139,57 @@ public sealed class MetricsScraperTests
     public void Metrics_url_is_the_websocket_origin_with_the_metrics_path()
     {
         Assert.Equal(new Uri("http://10.0.0.1:8080/metrics"), MetricsScraper.MetricsUriFor(new Uri("ws://10.0.0.1:8080/ws?x=1")));
+    }
+
+    [Fact]
+    public async Task The_probe_starts_at_most_one_background_scrape_per_minimum_interval()
+    {
+        // A bare HTTP endpoint that counts the scrapes it answers.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        int scrapes = 0;
+        using var stop = new CancellationTokenSource();
+        Task serving = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                using System.Net.Sockets.TcpClient client = await listener.AcceptTcpClientAsync(stop.Token);
+                System.Net.Sockets.NetworkStream stream = client.GetStream();
+                var buffer = new byte[4096];
+                int read = 0;
+                while (!System.Text.Encoding.ASCII.GetString(buffer, 0, read).Contains("\r\n\r\n", StringComparison.Ordinal))
+                {
+                    read += await stream.ReadAsync(buffer.AsMemory(read), stop.Token);
+                }
+
+                Interlocked.Increment(ref scrapes);
+                const string Body = "collab_sessions 1\n";
+                await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {Body.Length}\r\nConnection: close\r\n\r\n{Body}"), stop.Token);
+            }
+        });
+
+        using var scraper = new MetricsScraper([new Uri($"http://127.0.0.1:{port}/metrics")]);
+        var probe = new ServerProbe([], scraper) { MinScrapeInterval = TimeSpan.FromHours(1) };
+        for (int i = 0; i < 5; i++)
+        {
+            probe.Latest(CancellationToken.None);
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(1, Volatile.Read(ref scrapes));
+        Assert.Equal(1, probe.Latest(CancellationToken.None).Metrics[0].Get("collab_sessions"));
+
+        // With no minimum, every call after the previous scrape finished starts another.
+        probe.MinScrapeInterval = TimeSpan.Zero;
+        for (int i = 0; i < 3; i++)
+        {
+            probe.Latest(CancellationToken.None);
+            await Task.Delay(200);
+        }
+
+        Assert.True(Volatile.Read(ref scrapes) >= 3, $"{scrapes} scrapes");
+        stop.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => serving);
     }
 }
