@@ -62,6 +62,19 @@ static void nodelay(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Moves bytes from in[*off, got) into a connection's partial message; true when that holds a whole message (the next
+ * call starts a new one). Both sides read a stream of fixed-size messages that a read may split anywhere. */
+static int next_message(const char *in, size_t got, size_t *off, char *partial, size_t *pending) {
+    while (*off < got) {
+        size_t take = (size_t)size - *pending;
+        if (take > got - *off) take = got - *off;
+        memcpy(partial + *pending, in + *off, take);
+        *pending += take; *off += take;
+        if (*pending == (size_t)size) { *pending = 0; return 1; }
+    }
+    return 0;
+}
+
 /* Writes the whole buffer. The sockets stay blocking on the server side on purpose: at these message sizes a write
  * never blocks unless the client stops reading, and a blocking write is the cheapest form of the one system call. */
 static uint64_t server_writes, server_reads, server_messages;
@@ -134,15 +147,9 @@ static void run_server(int listener, int connections) {
             ssize_t got = read(fds[c], in, 65536);
             server_reads++;
             if (got <= 0) { epoll_ctl(ep, EPOLL_CTL_DEL, fds[c], NULL); close(fds[c]); open--; continue; }
-            /* Reassemble fixed-size messages; each one goes to every connection of its document. */
+            /* Each whole message goes to every connection of its document. */
             size_t off = 0;
-            while (off < (size_t)got) {
-                size_t take = (size_t)size - pending[c];
-                if (take > (size_t)got - off) take = (size_t)got - off;
-                memcpy(partial[c] + pending[c], in + off, take);
-                pending[c] += take; off += take;
-                if (pending[c] < (size_t)size) break;
-                pending[c] = 0;
+            while (next_message(in, (size_t)got, &off, partial[c], &pending[c])) {
                 server_messages++;
                 /* The sender's copy (its ack) first, then the broadcast to the rest of the document. */
                 int first = (c / clients) * clients;
@@ -285,13 +292,7 @@ int main(int argc, char **argv) {
             ssize_t got = read(fds[c], in, 65536);
             if (got <= 0) die("client read");
             size_t off = 0;
-            while (off < (size_t)got) {
-                size_t take = (size_t)size - pending[c];
-                if (take > (size_t)got - off) take = (size_t)got - off;
-                memcpy(partial[c] + pending[c], in + off, take);
-                pending[c] += take; off += take;
-                if (pending[c] < (size_t)size) break;
-                pending[c] = 0;
+            while (next_message(in, (size_t)got, &off, partial[c], &pending[c])) {
                 header_t h;
                 memcpy(&h, partial[c], sizeof h);
                 delivered++;

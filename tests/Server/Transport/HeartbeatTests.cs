@@ -18,12 +18,7 @@ public sealed class HeartbeatTests
         var options = new TransportOptions { PingInterval = TimeSpan.FromMilliseconds(500) };
         using var registry = new ConnectionRegistry(options);
         var app = new TestApplication();
-        var connections = new InMemoryConnection[5];
-        for (int i = 0; i < connections.Length; i++)
-        {
-            connections[i] = new InMemoryConnection(app, options, registry);
-            connections[i].Handshake();
-        }
+        InMemoryConnection[] connections = OpenWebSockets(5, app, options, registry);
 
         try
         {
@@ -58,10 +53,7 @@ public sealed class HeartbeatTests
         }
         finally
         {
-            foreach (InMemoryConnection connection in connections)
-            {
-                await connection.DisposeAsync();
-            }
+            await DisposeAllAsync(connections);
         }
     }
 
@@ -118,12 +110,7 @@ public sealed class HeartbeatTests
         using var registry = new ConnectionRegistry(options) { MinPingsPerTick = 2 };
         Assert.Equal(2, registry.PingBudget(5));
         var app = new TestApplication();
-        var connections = new InMemoryConnection[5];
-        for (int i = 0; i < connections.Length; i++)
-        {
-            connections[i] = new InMemoryConnection(app, options, registry);
-            connections[i].Handshake();
-        }
+        InMemoryConnection[] connections = OpenWebSockets(5, app, options, registry);
 
         try
         {
@@ -159,10 +146,7 @@ public sealed class HeartbeatTests
         }
         finally
         {
-            foreach (InMemoryConnection connection in connections)
-            {
-                await connection.DisposeAsync();
-            }
+            await DisposeAllAsync(connections);
         }
     }
 
@@ -175,5 +159,26 @@ public sealed class HeartbeatTests
         Assert.Equal(256, registry.PingBudget(3_000)); // 200 per tick: the floor
         Assert.Equal(1_267, registry.PingBudget(19_000)); // 19,000 / 30 s x 2, rounded up
         Assert.Equal(66_667, registry.PingBudget(1_000_000));
+    }
+
+    /// <summary>Connections of one (never started) registry, each past its WebSocket handshake.</summary>
+    private static InMemoryConnection[] OpenWebSockets(int count, TestApplication app, TransportOptions options, ConnectionRegistry registry)
+    {
+        var connections = new InMemoryConnection[count];
+        for (int i = 0; i < count; i++)
+        {
+            connections[i] = new InMemoryConnection(app, options, registry);
+            connections[i].Handshake();
+        }
+
+        return connections;
+    }
+
+    private static async Task DisposeAllAsync(IEnumerable<InMemoryConnection> connections)
+    {
+        foreach (InMemoryConnection connection in connections)
+        {
+            await connection.DisposeAsync();
+        }
     }
 }
