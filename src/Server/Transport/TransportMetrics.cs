@@ -100,7 +100,6 @@ internal sealed class TransportMetrics
 
     public Counter PingsDeferred { get; }
 
-
     public Counter HttpRequests { get; }
 
     public Counter.Child Closed(ConnectionEndReason reason) => _closed[(int)reason];
