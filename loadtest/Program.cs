@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Collab.LoadTest;
 using Collab.LoadTest.Hosting;
 using Collab.LoadTest.Reporting;
 using Collab.LoadTest.Scenarios;

@@ -76,7 +76,10 @@ internal static class OpLogBenchmark
         Console.WriteLine("| method | docs x window | ops/s | batches/s | ops/batch | commit ms | client CPU us/op | db CPU us/op | alloc B/op | p50 ms | p99 ms | p99.9 ms | max ms |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
+        {
             Console.WriteLine(r.ToString());
+        }
+
         return 0;
     }
 
@@ -88,7 +91,10 @@ internal static class OpLogBenchmark
         var histogram = new LongHistogram(TimeStamp.Seconds(60), 3);
         var starts = new long[settings.Docs][];
         for (var d = 0; d < settings.Docs; d++)
+        {
             starts[d] = new long[settings.Window];
+        }
+
         var measuring = 0;
         long completed = 0;
 
@@ -99,7 +105,10 @@ internal static class OpLogBenchmark
         stage.CompletionObserver = record =>
         {
             if (Volatile.Read(ref measuring) == 0)
+            {
                 return;
+            }
+
             var d = int.Parse(record.DocId.AsSpan(4), CultureInfo.InvariantCulture);
             histogram.RecordValue(Stopwatch.GetTimestamp() - starts[d][record.Version % settings.Window]);
             completed++;
@@ -162,11 +171,15 @@ internal static class OpLogBenchmark
             var op = new OpRecord(docId, version, clientId, version, "bench-user", OpPayload, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             outstanding.Enqueue(stage.CommitAsync(op, CancellationToken.None));
             if (outstanding.Count == window)
+            {
                 await outstanding.Dequeue();
+            }
         }
 
         while (outstanding.Count > 0)
+        {
             await outstanding.Dequeue();
+        }
     }
 
     /// <summary>Accepts every batch without storing it.</summary>
@@ -200,7 +213,10 @@ internal static class OpLogBenchmark
         // About the size of an encoded "retain n, insert a word" text op.
         var payload = new byte[24];
         for (var i = 0; i < payload.Length; i++)
+        {
             payload[i] = (byte)(i * 37);
+        }
+
         return payload;
     }
 

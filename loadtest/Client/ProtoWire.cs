@@ -212,7 +212,7 @@ internal static class CollabWire
         return ack;
     }
 
-    /// <summary>Reads the doc id of an Ops body; the ops themselves are walked with <see cref="OpsEnumerator"/>.</summary>
+    /// <summary>Reads the doc id of an Ops body; the ops themselves are read one by one as <see cref="SequencedOpView"/>.</summary>
     public static ReadOnlySpan<byte> ReadOpsDocId(ReadOnlySpan<byte> body)
     {
         var reader = new ProtoReader(body);

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using Collab.LoadTest.Metrics;
 
 namespace Collab.LoadTest.Reporting;
 

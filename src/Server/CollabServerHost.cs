@@ -5,11 +5,6 @@ using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server;
 

@@ -1,5 +1,4 @@
 using Collab.Server;
-using Microsoft.AspNetCore.Builder;
 
 // Collab server: single node with the embedded store by default (see README "Configuration").
 try

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 
 namespace Collab.Engine.Sequencing;
@@ -986,7 +985,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
     /// <summary>
     /// One submission, pooled: it is the mailbox node, the pending-commit node, the commit callback and the
-    /// <see cref="IValueTaskSource{TResult}"/> behind the caller's ValueTask, so the steady state allocates nothing for it.
+    /// <see cref="System.Threading.Tasks.Sources.IValueTaskSource{TResult}"/> behind the caller's ValueTask, so the steady state allocates nothing for it.
     /// </summary>
     private sealed class SubmitOperation : WorkItem, System.Threading.Tasks.Sources.IValueTaskSource<SubmitResult>
     {

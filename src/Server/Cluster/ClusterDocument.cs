@@ -123,7 +123,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         long sentAt = Stopwatch.GetTimestamp();
         long? epoch = await _node.Leases.TryAcquireAsync(DocId, _node.Options.LeaseSafetyMargin, cancellationToken).ConfigureAwait(false);
         if (epoch is not { } acquired)
+        {
             return false;
+        }
 
         _node.LeaseTable.Add(DocId, acquired, sentAt);
         _node.CommitStage.ClearFence(DocId);
@@ -161,7 +163,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken)
     {
         if (WritesLog)
+        {
             return _node.CommitStage.CommitAsync(op, cancellationToken);
+        }
 
         if (_expected.TryPeek(out ExpectedOp expected)
             && expected.Version == op.Version
@@ -182,11 +186,16 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public void OnCommitted(ReadOnlySpan<OpRecord> records)
     {
         if (!WritesLog)
+        {
             return; // replayed from the owner's stream
+        }
 
         var message = new DocOps { DocId = DocId, Owner = _node.NodeId, Epoch = Epoch, Version = records[^1].Version };
         foreach (ref readonly OpRecord record in records)
+        {
             message.Ops.Add(ServerFrames.ToWire(record));
+        }
+
         _node.Publish(_opsSubject, message);
         Volatile.Write(ref _publishedVersion, records[^1].Version);
         Volatile.Write(ref _lastCommitMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
@@ -207,7 +216,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public void RequestPresenceSync()
     {
         if (IsStarted && !IsStopping)
+        {
             _node.PublishPresence(new ClusterPresence { DocId = DocId, NodeId = _node.NodeId, Sync = true });
+        }
     }
 
     /// <summary>
@@ -218,21 +229,34 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public async Task RefreshPresenceAsync(TimeSpan expiry, bool expire)
     {
         if (Hub is not { } hub || !IsStarted || IsStopping)
+        {
             return;
+        }
+
         if (_node.IsConnected)
+        {
             await hub.RepublishPresenceAsync().ConfigureAwait(false);
+        }
+
         if (!expire)
+        {
             return;
+        }
+
         int expired = await hub.ExpireRemotePresenceAsync(expiry).ConfigureAwait(false);
         if (expired > 0)
+        {
             ClusterMetrics.PresenceExpired.Inc(expired);
+        }
     }
 
     /// <summary>The clients of <paramref name="nodeId"/> are gone (it died, left or restarted): their presence goes too.</summary>
     public void OnNodeGone(string nodeId)
     {
         if (Hub is { } hub)
+        {
             _ = hub.ClearRemotePresenceAsync(nodeId);
+        }
     }
 
     public async ValueTask<SubmitOutcome> ForwardAsync(Submission<TextOp> submission)
@@ -350,7 +374,10 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         ForwardSubmit? request = msg.Data;
         DocumentHub? hub = Hub;
         if (request is null)
+        {
             return;
+        }
+
         if (!IsOwner || hub is null)
         {
             Reply(msg, new ForwardResult { Status = ForwardStatus.NotOwner, Message = $"Node {_node.NodeId} does not own document '{DocId}'." });
@@ -373,9 +400,13 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             request.ClientId, request.ClientSeq > long.MaxValue ? 0 : (long)request.ClientSeq, request.BaseVersion, op, request.Author.Length == 0 ? null : request.Author);
         ValueTask<SubmitResult> pending = hub.Sequencer.SubmitAsync(submission);
         if (pending.IsCompletedSuccessfully)
+        {
             Reply(msg, ToResult(pending.Result));
+        }
         else
+        {
             _ = ReplyWhenDoneAsync(msg, pending);
+        }
     }
 
     private async Task ReplyWhenDoneAsync(NatsMsg<ForwardSubmit> msg, ValueTask<SubmitResult> pending)
@@ -398,7 +429,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     {
         ValueTask reply = msg.ReplyAsync(result, serializer: ProtobufNatsSerializer<ForwardResult>.Instance);
         if (!reply.IsCompletedSuccessfully)
+        {
             _ = ObserveAsync(reply);
+        }
 
         async Task ObserveAsync(ValueTask task)
         {
@@ -423,7 +456,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             await foreach (NatsMsg<DocOps> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
             {
                 if (msg.Data is { } ops && string.Equals(ops.DocId, DocId, StringComparison.Ordinal))
+                {
                     await OnOpsAsync(ops).ConfigureAwait(false);
+                }
             }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
@@ -457,7 +492,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 }
 
                 if (presence.ClientId.Length == 0)
+                {
                     continue;
+                }
 
                 // A replica behind the sender's version holds the presence until its own stream gets there (ticks and gap
                 // checks guarantee it does); presence itself never triggers a log read.
@@ -480,7 +517,10 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         {
             // Another node published under a newer epoch: it holds the lease now, whatever this node believes.
             if (message.Epoch > Epoch && !string.Equals(message.Owner, _node.NodeId, StringComparison.Ordinal))
+            {
                 OnLeaseLost(Epoch);
+            }
+
             return;
         }
 
@@ -489,7 +529,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         {
             long fed = Volatile.Read(ref _fedVersion);
             if (WritesLog || message.Version <= fed)
+            {
                 return;
+            }
 
             long first = message.Ops.Count > 0 ? message.Ops[0].Version : message.Version + 1;
             if (first > fed + 1)
@@ -499,7 +541,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             }
 
             if (message.Ops.Count > 0)
+            {
                 await FeedLockedAsync(FromWire(message.Ops)).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -524,7 +568,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
 
         if (!WritesLog && version > Volatile.Read(ref _fedVersion) && Interlocked.Exchange(ref _gapCheckScheduled, 1) == 0)
+        {
             _ = CheckBehindAsync(urgent ? TimeSpan.Zero : _node.Options.ReplicaGapGrace);
+        }
     }
 
     public async ValueTask WaitForVersionAsync(long version, CancellationToken cancellationToken)
@@ -532,7 +578,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         NoteVersion(version, urgent: true);
         long deadline = Stopwatch.GetTimestamp() + (long)(_node.Options.ForwardTimeout.TotalSeconds * Stopwatch.Frequency);
         while (!WritesLog && Volatile.Read(ref _fedVersion) < version && Stopwatch.GetTimestamp() < deadline)
+        {
             await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>After a grace period (the batch may just be on its way), fetches from the log whatever is known to exist but has not arrived.</summary>
@@ -541,17 +589,24 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         try
         {
             if (grace > TimeSpan.Zero)
+            {
                 await Task.Delay(grace, _lifetime.Token).ConfigureAwait(false);
+            }
+
             Volatile.Write(ref _gapCheckScheduled, 0);
             long known = Interlocked.Read(ref _knownVersion);
             if (WritesLog || known <= Volatile.Read(ref _fedVersion))
+            {
                 return;
+            }
 
             await _feed.WaitAsync(_lifetime.Token).ConfigureAwait(false);
             try
             {
                 if (!WritesLog && known > Volatile.Read(ref _fedVersion))
+                {
                     await FillFromLogLockedAsync(known).ConfigureAwait(false);
+                }
             }
             finally
             {
@@ -581,7 +636,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             if (ops.Count == 0)
             {
                 if (upTo == long.MaxValue)
+                {
                     break;
+                }
 
                 throw new InvalidOperationException($"The op log of document '{DocId}' has no ops after version {after} although version {upTo} was committed (pruned?).");
             }
@@ -610,16 +667,23 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         foreach (ReplicatedOp op in ops)
         {
             if (op.Version <= fed)
+            {
                 continue;
+            }
+
             if (op.Version != fed + 1)
+            {
                 throw new InvalidOperationException($"Document '{DocId}': op {op.Version} does not follow version {fed}.");
+            }
 
             TextOp decoded = TextOpCodec.Decode(op.Op.Span);
             _expected.Enqueue(new ExpectedOp(op.Version, op.ClientId, op.ClientSeq));
             pending.Add((op.Version, sequencer.SubmitAsync(new Submission<TextOp>(op.ClientId, op.ClientSeq, op.Version - 1, decoded, op.Author))));
             fed = op.Version;
             if (pending.Count == FeedChunk)
+            {
                 await DrainAsync(pending).ConfigureAwait(false);
+            }
         }
 
         await DrainAsync(pending).ConfigureAwait(false);
@@ -631,7 +695,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             {
                 SubmitResult result = await task.ConfigureAwait(false);
                 if (result.Status != SubmitStatus.Acked || result.Version != version)
+                {
                     throw new InvalidOperationException($"Document '{DocId}': replaying op {version} gave {result} instead of the owner's version.");
+                }
             }
 
             ClusterMetrics.ReplicatedOps.Inc(submitted.Count);
@@ -649,27 +715,42 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public async Task<bool> TryPromoteAsync()
     {
         if (IsOwner)
+        {
             return true;
+        }
+
         if (IsStopping || Hub is null)
+        {
             return false;
+        }
 
         // One attempt at a time: the reconciler and forwarders ask repeatedly while an old lease runs out, and queued
         // attempts would pile up behind a slow acquisition.
         if (!_transition.Wait(0))
+        {
             return false;
+        }
 
         long acquired = 0;
         try
         {
             if (IsOwner)
+            {
                 return true;
+            }
+
             if (IsStopping || WritesLog)
+            {
                 return false;
+            }
 
             long sentAt = Stopwatch.GetTimestamp();
             long? epoch = await _node.Leases.TryAcquireAsync(DocId, _node.Options.LeaseSafetyMargin, _lifetime.Token).ConfigureAwait(false);
             if (epoch is null)
+            {
                 return false;
+            }
+
             acquired = epoch.Value;
             _node.LeaseTable.Add(DocId, acquired, sentAt);
 
@@ -719,7 +800,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public void OnLeaseLost(long epoch)
     {
         if (epoch == 0 || Epoch != epoch || !WritesLog)
+        {
             return;
+        }
 
         // From now on the op store refuses this node's writes of the document; what is in flight is fenced.
         _node.LeaseTable.Remove(DocId, epoch);
@@ -742,12 +825,16 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         try
         {
             if (!IsOwner || Hub is not { } hub)
+            {
                 return;
+            }
 
             long epoch = Epoch;
             Volatile.Write(ref _role, (int)Role.Draining);
             if (_submitSub is { } sub)
+            {
                 await UnsubscribeAsync(sub).ConfigureAwait(false);
+            }
 
             // Let the submissions already accepted commit (or be fenced, which fails the hub).
             DocumentSequencer<Rope, TextOp> sequencer = hub.Sequencer;
@@ -779,14 +866,18 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
             _node.LeaseTable.Remove(DocId, epoch);
             if (release)
+            {
                 await ReleaseLeaseAsync(epoch).ConfigureAwait(false);
+            }
 
             _node.Log.Disowned(DocId, epoch, sequencer.CommittedVersion, reason);
             ClusterMetrics.OwnershipChanges.WithLabels(release ? "handed_off" : "lost").Inc();
             ClusterMetrics.OwnedDocuments.Dec();
             ClusterMetrics.ReplicaDocuments.Inc();
             if (release)
+            {
                 _node.HintOwner(this);
+            }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
         {
@@ -801,7 +892,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     {
         _node.Log.ReplicaFailed(DocId, reason);
         if (Hub is { } hub)
+        {
             await hub.FailAsync(reason).ConfigureAwait(false);
+        }
     }
 
     // ------------------------------------------------------------------ stopping
@@ -821,11 +914,19 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             _transition.Release();
             await _lifetime.CancelAsync().ConfigureAwait(false);
             if (_submitSub is { } submit)
+            {
                 await UnsubscribeAsync(submit).ConfigureAwait(false);
+            }
+
             if (_opsSub is { } ops)
+            {
                 await UnsubscribeAsync(ops).ConfigureAwait(false);
+            }
+
             if (_presenceSub is { } presence)
+            {
                 await UnsubscribeAsync(presence).ConfigureAwait(false);
+            }
 
             if (WritesLog)
             {
@@ -899,13 +1000,17 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private static IEnumerable<ReplicatedOp> FromWire(IEnumerable<SequencedOp> ops)
     {
         foreach (SequencedOp op in ops)
+        {
             yield return new ReplicatedOp(op.Version, op.ClientId, (long)op.ClientSeq, op.Author.Length == 0 ? null : op.Author, op.Op.Memory);
+        }
     }
 
     private static IEnumerable<ReplicatedOp> FromLog(IReadOnlyList<OpRecord> ops)
     {
         foreach (OpRecord op in ops)
+        {
             yield return new ReplicatedOp(op.Version, op.ClientId, op.ClientSeq, op.Author, op.Op);
+        }
     }
 
     private static ForwardResult ToResult(in SubmitResult result) => new()

@@ -1,8 +1,5 @@
 using Collab.Server.Hosting;
 using Collab.Server.Storage;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 

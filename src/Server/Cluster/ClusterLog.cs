@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Collab.Server.Cluster;
 
 /// <summary>Source-generated log messages of cluster mode, with stable event ids (3000–3099).</summary>

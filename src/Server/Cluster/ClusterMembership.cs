@@ -40,7 +40,9 @@ internal sealed class ClusterMembership
     {
         left = false;
         if (string.Equals(heartbeat.NodeId, SelfId, StringComparison.Ordinal) || heartbeat.NodeId.Length == 0)
+        {
             return false;
+        }
 
         long now = Stopwatch.GetTimestamp();
         lock (_gate)
@@ -70,9 +72,14 @@ internal sealed class ClusterMembership
     public bool IsLive(string nodeId)
     {
         if (string.Equals(nodeId, SelfId, StringComparison.Ordinal))
+        {
             return true;
+        }
+
         lock (_gate)
+        {
             return _members.TryGetValue(nodeId, out Member? member) && Stopwatch.GetTimestamp() - member.LastSeen < _expiryTicks;
+        }
     }
 
     /// <summary>The nodes among which documents are placed, sorted; cached for a few milliseconds.</summary>
@@ -82,7 +89,9 @@ internal sealed class ClusterMembership
         lock (_gate)
         {
             if (_eligibleComputedAt != 0 && now - _eligibleComputedAt < Stopwatch.Frequency / 100)
+            {
                 return _eligible;
+            }
 
             var eligible = new List<string> { SelfId };
             foreach ((string nodeId, Member member) in _members)
@@ -90,7 +99,9 @@ internal sealed class ClusterMembership
                 bool live = now - member.LastSeen < _expiryTicks;
                 bool settled = now - member.FirstSeen >= _graceTicks || member.FirstSeen - _startedAt < _graceTicks;
                 if (live && settled)
+                {
                     eligible.Add(nodeId);
+                }
             }
 
             eligible.Sort(StringComparer.Ordinal);
@@ -110,13 +121,20 @@ internal sealed class ClusterMembership
             foreach ((string nodeId, Member member) in _members)
             {
                 if (now - member.LastSeen >= _expiryTicks)
+                {
                     gone.Add(nodeId);
+                }
             }
 
             foreach (string nodeId in gone)
+            {
                 _members.Remove(nodeId);
+            }
+
             if (gone.Count > 0)
+            {
                 _eligibleComputedAt = 0;
+            }
         }
 
         return gone;
@@ -129,7 +147,9 @@ internal sealed class ClusterMembership
         {
             long now = Stopwatch.GetTimestamp();
             lock (_gate)
+            {
                 return 1 + _members.Values.Count(m => now - m.LastSeen < _expiryTicks);
+            }
         }
     }
 

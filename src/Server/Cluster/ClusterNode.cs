@@ -4,7 +4,6 @@ using System.Threading.Channels;
 using Collab.Protocol.V1;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
-using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 
 namespace Collab.Server.Cluster;
@@ -141,7 +140,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     public async Task LeaveAsync()
     {
         if (Interlocked.Exchange(ref _leaving, 1) != 0)
+        {
             return;
+        }
+
         Log.Leaving(NodeId);
         await PublishHeartbeatAsync(leaving: true, CancellationToken.None).ConfigureAwait(false);
     }
@@ -160,7 +162,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
 
         foreach (ClusterDocument document in _documents.Values)
+        {
             await document.StopAsync().ConfigureAwait(false);
+        }
+
         await Nats.DisposeAsync().ConfigureAwait(false);
         await Leases.DisposeAsync().ConfigureAwait(false);
         ClusterMetrics.NatsConnected.Set(0);
@@ -190,7 +195,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             await document.SubscribeAsync(cancellationToken).ConfigureAwait(false);
             bool claim = _claims.ContainsKey(docId) || string.Equals(Rendezvous.Choose(docId, Membership.Eligible()), NodeId, StringComparison.Ordinal);
             if (claim && Volatile.Read(ref _leaving) == 0)
+            {
                 await document.TryAcquireInitialAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             return document;
         }
         catch
@@ -213,7 +221,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         if (preferred is null || string.Equals(preferred, NodeId, StringComparison.Ordinal))
         {
             if (!await document.TryPromoteAsync().ConfigureAwait(false))
+            {
                 await Task.Delay(TimeSpan.FromMilliseconds(100)).ConfigureAwait(false); // the old lease has not expired yet
+            }
+
             return;
         }
 
@@ -225,7 +236,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     {
         string? preferred = Rendezvous.Choose(document.DocId, Membership.Eligible());
         if (preferred is not null && !string.Equals(preferred, NodeId, StringComparison.Ordinal))
+        {
             _ = RequestOpenAsync(preferred, document.DocId, Options.ForwardTimeout);
+        }
     }
 
     private async Task RequestOpenAsync(string nodeId, string docId, TimeSpan budget)
@@ -253,21 +266,27 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     public void Publish(string subject, DocOps message)
     {
         if (!_publishQueue.Writer.TryWrite((subject, message)))
+        {
             ClusterMetrics.PublishDropped.Inc();
+        }
     }
 
     /// <summary>Queues a presence message for its document's presence subject, in order. Never blocks the sequencer; drops when full.</summary>
     public void PublishPresence(ClusterPresence message)
     {
         if (!_presenceQueue.Writer.TryWrite(message))
+        {
             ClusterMetrics.PresenceDropped.Inc();
+        }
     }
 
     /// <summary>A node's incarnation is gone: every open document clears the presence of its clients.</summary>
     private void ClearPresenceOf(string nodeId)
     {
         foreach (ClusterDocument document in _documents.Values)
+        {
             document.OnNodeGone(nodeId);
+        }
     }
 
     /// <summary>Publishes the owner's committed version (an empty batch), so replicas that lost the last batch notice.</summary>
@@ -306,7 +325,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
                 {
                     await Nats.PublishAsync(item.Subject, item.Message, serializer: ProtobufNatsSerializer<DocOps>.Instance, cancellationToken: token).ConfigureAwait(false);
                     if (item.Message.Ops.Count > 0)
+                    {
                         ClusterMetrics.PublishedBatches.Inc();
+                    }
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
                 {
@@ -359,7 +380,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         do
         {
             if (Volatile.Read(ref _leaving) == 0)
+            {
                 await PublishHeartbeatAsync(leaving: false, token).ConfigureAwait(false);
+            }
         }
         while (await WaitAsync(timer, token).ConfigureAwait(false));
     }
@@ -367,7 +390,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     private async Task PublishHeartbeatAsync(bool leaving, CancellationToken token)
     {
         if (!IsConnected)
+        {
             return;
+        }
+
         try
         {
             var heartbeat = new NodeHeartbeat { NodeId = NodeId, StartedAtMs = _startedAtMs, Leaving = leaving, OwnedDocuments = (uint)LeaseTable.Count };
@@ -388,7 +414,10 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
                 await foreach (NatsMsg<NodeHeartbeat> msg in Nats.SubscribeAsync(ClusterSubjects.Heartbeat, serializer: ProtobufNatsSerializer<NodeHeartbeat>.Instance, cancellationToken: token).ConfigureAwait(false))
                 {
                     if (msg.Data is not { } heartbeat)
+                    {
                         continue;
+                    }
+
                     bool joined = Membership.Observe(heartbeat, out bool left);
                     if (left)
                     {
@@ -397,7 +426,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
                     }
 
                     if (joined)
+                    {
                         Log.NodeJoined(heartbeat.NodeId);
+                    }
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -439,7 +470,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
     private async Task ServeOpenAsync(NatsMsg<OpenRequest> msg)
     {
         if (msg.Data is not { } request || !DocumentId.IsValid(request.DocId))
+        {
             return;
+        }
 
         var reply = new OpenReply();
         try
@@ -497,7 +530,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         {
             List<(string DocId, long Epoch)> leases = LeaseTable.Snapshot();
             if (leases.Count == 0)
+            {
                 continue;
+            }
 
             long sentAt = Stopwatch.GetTimestamp();
             HashSet<string> renewed;
@@ -517,11 +552,17 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             foreach ((string docId, long epoch) in leases)
             {
                 if (renewed.Contains(docId))
+                {
                     LeaseTable.Extend(docId, epoch, sentAt);
+                }
                 else if (_documents.TryGetValue(docId, out ClusterDocument? document))
+                {
                     document.OnLeaseLost(epoch);
+                }
                 else
+                {
                     LeaseTable.Remove(docId, epoch);
+                }
             }
         }
     }
@@ -551,9 +592,13 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         foreach ((string docId, long epoch) in LeaseTable.Expired())
         {
             if (_documents.TryGetValue(docId, out ClusterDocument? document))
+            {
                 document.OnLeaseLost(epoch);
+            }
             else
+            {
                 LeaseTable.Remove(docId, epoch);
+            }
         }
 
         foreach (string gone in Membership.Sweep())
@@ -563,31 +608,44 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
         ClusterMetrics.LiveNodes.Set(Membership.LiveCount);
         if (Volatile.Read(ref _leaving) != 0 || !IsConnected)
+        {
             return; // without NATS this node's view of the membership is stale: move nothing
+        }
 
         IReadOnlyList<string> eligible = Membership.Eligible();
         List<ClusterDocument>? candidates = null;
         foreach (ClusterDocument document in _documents.Values)
         {
             if (document.IsStopping)
+            {
                 continue;
+            }
+
             string? preferred = Rendezvous.Choose(document.DocId, eligible);
             bool mine = string.Equals(preferred, NodeId, StringComparison.Ordinal);
             if (document.IsOwner && !mine && document.OwnedFor >= Options.JoinGracePeriod)
+            {
                 _ = document.HandOffAsync($"node {preferred} owns it now");
+            }
             else if (!document.IsOwner && mine && document.IsStarted)
+            {
                 (candidates ??= []).Add(document);
+            }
         }
 
         if (candidates is null)
+        {
             return;
+        }
 
         Dictionary<string, LeaseRow> leases = await Leases.ReadAsync(candidates.ConvertAll(d => d.DocId), token).ConfigureAwait(false);
         foreach (ClusterDocument document in candidates)
         {
             // Take it when nobody holds a live lease, or its holder is gone (the acquire only succeeds once it expired).
             if (!leases.TryGetValue(document.DocId, out LeaseRow lease) || !lease.Live || !Membership.IsLive(lease.Owner))
+            {
                 _ = document.TryPromoteAsync();
+            }
         }
     }
 
@@ -602,7 +660,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             foreach (ClusterDocument document in _documents.Values)
             {
                 if (document.IsOwner && now - document.LastCommitMs <= activeWindowMs)
+                {
                     PublishTick(document);
+                }
             }
         }
     }
@@ -676,14 +736,18 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             foreach (ClusterDocument document in _documents.Values)
             {
                 if (!document.IsOwner && !document.IsStopping)
+                {
                     replicas.Add(document);
+                }
             }
 
             Dictionary<string, long> versions = await Leases.ReadVersionsAsync(replicas.ConvertAll(d => d.DocId), _stopping.Token).ConfigureAwait(false);
             foreach (ClusterDocument document in replicas)
             {
                 if (versions.TryGetValue(document.DocId, out long version))
+                {
                     document.NoteVersion(version, urgent: true);
+                }
             }
         }
         catch (Exception ex) when (!_stopping.IsCancellationRequested)

@@ -95,11 +95,16 @@ public sealed class ClusterOptions
         void Positive(TimeSpan value, string name)
         {
             if (value <= TimeSpan.Zero)
+            {
                 failures.Add($"{Section}:{name} must be positive (was {value}).");
+            }
         }
 
         if (Enabled && string.IsNullOrWhiteSpace(NatsUrl))
+        {
             failures.Add($"{Section}:{nameof(NatsUrl)} is required in cluster mode.");
+        }
+
         Positive(LeaseDuration, nameof(LeaseDuration));
         Positive(RenewInterval, nameof(RenewInterval));
         Positive(HeartbeatInterval, nameof(HeartbeatInterval));
@@ -110,25 +115,49 @@ public sealed class ClusterOptions
         Positive(ReplicaGapGrace, nameof(ReplicaGapGrace));
         Positive(PresenceRefreshInterval, nameof(PresenceRefreshInterval));
         if (PresenceExpiry <= PresenceRefreshInterval * 2)
+        {
             failures.Add($"{Section}:{nameof(PresenceExpiry)} ({PresenceExpiry}) must be more than twice {nameof(PresenceRefreshInterval)} ({PresenceRefreshInterval}).");
+        }
+
         if (JoinGracePeriod < TimeSpan.Zero)
+        {
             failures.Add($"{Section}:{nameof(JoinGracePeriod)} must not be negative (was {JoinGracePeriod}).");
+        }
+
         if (LeaseSafetyMargin < TimeSpan.Zero)
+        {
             failures.Add($"{Section}:{nameof(LeaseSafetyMargin)} must not be negative (was {LeaseSafetyMargin}).");
+        }
 
         // A lease must survive at least one failed renewal, and the owner must stop before it can expire.
         if (RenewInterval * 2 + LeaseSafetyMargin > LeaseDuration)
+        {
             failures.Add($"{Section}:{nameof(LeaseDuration)} ({LeaseDuration}) must be at least twice {nameof(RenewInterval)} ({RenewInterval}) plus {nameof(LeaseSafetyMargin)} ({LeaseSafetyMargin}).");
+        }
+
         if (NodeExpiry <= HeartbeatInterval * 2)
+        {
             failures.Add($"{Section}:{nameof(NodeExpiry)} ({NodeExpiry}) must be more than twice {nameof(HeartbeatInterval)} ({HeartbeatInterval}).");
+        }
+
         if (VersionTicksAfterActivity < 1)
+        {
             failures.Add($"{Section}:{nameof(VersionTicksAfterActivity)} must be at least 1 (was {VersionTicksAfterActivity}).");
+        }
+
         if (MaxPublishQueue < 1)
+        {
             failures.Add($"{Section}:{nameof(MaxPublishQueue)} must be positive (was {MaxPublishQueue}).");
+        }
+
         if (SubscriptionPendingMessages < 16)
+        {
             failures.Add($"{Section}:{nameof(SubscriptionPendingMessages)} must be at least 16 (was {SubscriptionPendingMessages}).");
+        }
 
         if (failures.Count > 0)
+        {
             throw new OptionsValidationException(Section, typeof(ClusterOptions), failures);
+        }
     }
 }

@@ -1,7 +1,5 @@
 using Collab.Protocol.V1;
 using Collab.Server.Security;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 using Npgsql;
 

@@ -43,7 +43,9 @@ internal static class ClusterSubjects
 
             int length = rune.EncodeToUtf8(utf8);
             for (int i = 0; i < length; i++)
+            {
                 token.Append('_').Append(utf8[i].ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+            }
         }
 
         return token.ToString();

@@ -40,7 +40,10 @@ internal sealed class LeaseStore : IAsyncDisposable
     {
         string name = "collab-w:" + nodeId;
         while (System.Text.Encoding.UTF8.GetByteCount(name) > MaxApplicationName)
+        {
             name = name[..^1];
+        }
+
         return name;
     }
 
@@ -111,7 +114,9 @@ internal sealed class LeaseStore : IAsyncDisposable
                 do
                 {
                     if (reader.FieldCount == 1 && reader.GetName(0) == "epoch" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
                         epoch = reader.GetInt64(0);
+                    }
                 }
                 while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
             }
@@ -135,11 +140,16 @@ internal sealed class LeaseStore : IAsyncDisposable
     {
         var renewed = new HashSet<string>(StringComparer.Ordinal);
         if (leases.Count == 0)
+        {
             return renewed;
+        }
+
         var docs = new string[leases.Count];
         var epochs = new long[leases.Count];
         for (int i = 0; i < leases.Count; i++)
+        {
             (docs[i], epochs[i]) = leases[i];
+        }
 
         await using var command = _dataSource.CreateCommand("""
             UPDATE doc_leases l SET expires_at = clock_timestamp() + $3
@@ -153,7 +163,10 @@ internal sealed class LeaseStore : IAsyncDisposable
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _nodeId });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
             renewed.Add(reader.GetString(0));
+        }
+
         return renewed;
     }
 
@@ -173,7 +186,10 @@ internal sealed class LeaseStore : IAsyncDisposable
     {
         var rows = new Dictionary<string, LeaseRow>(StringComparer.Ordinal);
         if (docIds.Count == 0)
+        {
             return rows;
+        }
+
         await using var command = _dataSource.CreateCommand(
             "SELECT doc_id, owner, epoch, expires_at > clock_timestamp() FROM doc_leases WHERE doc_id = ANY($1)");
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. docIds] });
@@ -192,7 +208,10 @@ internal sealed class LeaseStore : IAsyncDisposable
     {
         var versions = new Dictionary<string, long>(StringComparer.Ordinal);
         if (docIds.Count == 0)
+        {
             return versions;
+        }
+
         await using var command = _dataSource.CreateCommand("""
             SELECT d.doc_id, (SELECT max(o.version) FROM ops o WHERE o.doc_id = d.doc_id)
             FROM unnest($1::text[]) AS d(doc_id)
@@ -202,7 +221,9 @@ internal sealed class LeaseStore : IAsyncDisposable
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             if (!reader.IsDBNull(1))
+            {
                 versions[reader.GetString(0)] = reader.GetInt64(1);
+            }
         }
 
         return versions;

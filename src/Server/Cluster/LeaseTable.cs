@@ -67,7 +67,9 @@ internal sealed class LeaseTable : IWriteFence
     public void Remove(string docId, long epoch)
     {
         if (_leases.TryGetValue(docId, out Entry? entry) && entry.Epoch == epoch)
+        {
             _leases.TryRemove(KeyValuePair.Create(docId, entry));
+        }
     }
 
     /// <summary>Every lease with its epoch (for the renewal statement).</summary>
@@ -75,7 +77,10 @@ internal sealed class LeaseTable : IWriteFence
     {
         var list = new List<(string, long)>(_leases.Count);
         foreach ((string docId, Entry entry) in _leases)
+        {
             list.Add((docId, entry.Epoch));
+        }
+
         return list;
     }
 
@@ -87,7 +92,9 @@ internal sealed class LeaseTable : IWriteFence
         foreach ((string docId, Entry entry) in _leases)
         {
             if (now >= Volatile.Read(ref entry.ValidUntil))
+            {
                 list.Add((docId, entry.Epoch));
+            }
         }
 
         return list;

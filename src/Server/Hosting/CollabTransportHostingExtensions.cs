@@ -2,11 +2,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Collab.Server.Transport;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server.Hosting;
 

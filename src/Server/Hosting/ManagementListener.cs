@@ -2,8 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Collab.Server.Transport;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server.Hosting;
 
@@ -30,6 +28,9 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
     private int _active;
     private volatile bool _stopping;
 
+    /// <param name="options">The transport options (ManagementPort, ListenAddress).</param>
+    /// <param name="probes">The endpoints it serves.</param>
+    /// <param name="logger">Start, stop and failures of the listener.</param>
     /// <param name="requestTimeout">
     /// Time a connection has to deliver its whole request head (default 5 s): a client trickling bytes cannot hold one
     /// of the few threads for longer.

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Collab.Server.Security;
 
 /// <summary>Source-generated log messages of authentication, authorization and limits, with stable event ids (4000–4099).</summary>

@@ -1,8 +1,6 @@
 using Collab.Server.Hosting;
 using Collab.Server.Transport;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server.Security;
 

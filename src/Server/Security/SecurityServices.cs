@@ -1,6 +1,4 @@
 using Collab.Server.Hosting;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server.Security;
 

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Collab.Server.Storage;
-using Microsoft.Extensions.Logging;
 
 namespace Collab.Server.Sessions;
 

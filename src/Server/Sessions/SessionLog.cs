@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Collab.Server.Sessions;
 
 /// <summary>Source-generated log messages of the session layer, with stable event ids (2000–2099).</summary>

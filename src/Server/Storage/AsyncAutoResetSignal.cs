@@ -27,7 +27,10 @@ internal sealed class AsyncAutoResetSignal : IValueTaskSource
                     return;
                 case Idle:
                     if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle)
+                    {
                         return;
+                    }
+
                     break;
                 default:
                     if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
@@ -45,10 +48,15 @@ internal sealed class AsyncAutoResetSignal : IValueTaskSource
     public ValueTask WaitAsync()
     {
         if (Interlocked.CompareExchange(ref _state, Idle, Signaled) == Signaled)
+        {
             return default;
+        }
+
         _core.Reset();
         if (Interlocked.CompareExchange(ref _state, Waiting, Idle) == Idle)
+        {
             return new ValueTask(this, _core.Version);
+        }
 
         // Set() won the race between the two exchanges: consume it.
         Volatile.Write(ref _state, Idle);

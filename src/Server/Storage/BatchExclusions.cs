@@ -28,11 +28,17 @@ internal sealed class BatchExclusions
     public void ObserveExisting(in OpRecord record, string ownerClientId, long ownerClientSeq)
     {
         if (_excludedDocs.Contains(record.DocId))
+        {
             return;
+        }
+
         if (string.Equals(ownerClientId, record.ClientId, StringComparison.Ordinal) && ownerClientSeq == record.ClientSeq)
         {
             if (_alreadyCommitted.Add((record.DocId, record.Version)))
+            {
                 _changes++;
+            }
+
             return;
         }
 
@@ -48,7 +54,9 @@ internal sealed class BatchExclusions
     public void ExcludeFenced(string docId)
     {
         if (_excludedDocs.Add(docId))
+        {
             _conflicted.Add(docId);
+        }
     }
 
     /// <summary>
@@ -64,7 +72,10 @@ internal sealed class BatchExclusions
         {
             var record = batch[i];
             if (Skip(record) || seen.Add((record.DocId, record.Version)))
+            {
                 continue;
+            }
+
             _excludedDocs.Add(record.DocId);
             _conflicted.Add(record.DocId);
             found = true;

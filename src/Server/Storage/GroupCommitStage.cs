@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using System.Threading.Tasks.Sources;
 using Collab.Engine.Sequencing;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Collab.Server.Storage;
@@ -84,7 +83,10 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         _metrics.Ready.Set(1);
         _delayTimer = new Timer(static state => ((AsyncAutoResetSignal)state!).Set(), _workSignal, Timeout.Infinite, Timeout.Infinite);
         for (var i = 0; i < BatchesInRotation; i++)
+        {
             _freeBatches.Writer.TryWrite(new CommitBatch());
+        }
+
         _committer = Task.Run(RunCommitterAsync);
         _completer = Task.Run(RunCompleterAsync);
     }
@@ -107,7 +109,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         get
         {
             lock (_gate)
+            {
                 return _queue.Count;
+            }
         }
     }
 
@@ -117,14 +121,18 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     {
         StorageValidation.ValidateRecord(op);
         if (cancellationToken.IsCancellationRequested)
+        {
             return ValueTask.FromCanceled(cancellationToken);
+        }
 
         PendingCommit pending;
         bool wake;
         lock (_gate)
         {
             if (_closing)
+            {
                 return ValueTask.FromException(new OperationCanceledException("The durability stage is shutting down."));
+            }
 
             pending = _pool.TryPop(out var pooled) ? pooled : new PendingCommit(this);
             pending.Record = op;
@@ -140,11 +148,16 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             // (start the delay) or full (commit now).
             wake = _committerWaiting && (_queue.Count == 1 || _queue.Count >= _maxBatchOps);
             if (wake)
+            {
                 _committerWaiting = false;
+            }
         }
 
         if (wake)
+        {
             _workSignal.Set();
+        }
+
         return new ValueTask(pending, pending.Version);
     }
 
@@ -155,14 +168,18 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     public void ClearFence(string docId)
     {
         lock (_gate)
+        {
             _fenced.Remove(docId);
+        }
     }
 
     /// <summary>Whether <paramref name="docId"/> is fenced by a version conflict.</summary>
     public bool IsFenced(string docId)
     {
         lock (_gate)
+        {
             return _fenced.Contains(docId);
+        }
     }
 
     /// <summary>Stops taking calls, flushes the queue, and cancels whatever is still unwritten after the shutdown timeout.</summary>
@@ -202,9 +219,15 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             {
                 var batch = await _freeBatches.Reader.ReadAsync().ConfigureAwait(false);
                 if (!await FillAsync(batch).ConfigureAwait(false))
+                {
                     break;
+                }
+
                 if (batch.Records.Count > 0)
+                {
                     await CommitAsync(batch).ConfigureAwait(false);
+                }
+
                 _completions.Writer.TryWrite(batch);
             }
         }
@@ -262,7 +285,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 
             await _workSignal.WaitAsync().ConfigureAwait(false);
             lock (_gate)
+            {
                 _committerWaiting = false;
+            }
         }
     }
 
@@ -292,7 +317,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 
         _queue.RemoveRange(0, take);
         if (batch.CancelledDocs is { Count: > 0 } cancelled)
+        {
             SweepQueue(batch, cancelled, Outcome.Cancelled);
+        }
     }
 
     /// <summary>Moves every queued call of the given documents into the batch with the given outcome. Caller holds _gate.</summary>
@@ -303,9 +330,13 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             var pending = _queue[i];
             if (docs.Contains(pending.Record.DocId))
+            {
                 batch.Add(pending, outcome);
+            }
             else
+            {
                 _queue[kept++] = pending;
+            }
         }
 
         _queue.RemoveRange(kept, _queue.Count - kept);
@@ -326,7 +357,10 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 _metrics.Batches.Inc();
                 _metrics.Ops.Inc(batch.Records.Count);
                 if (result.ConflictedDocs.Count > 0)
+                {
                     Fence(batch, result.ConflictedDocs);
+                }
+
                 SetHealthy(true, null);
                 return;
             }
@@ -344,9 +378,13 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             SetHealthy(false, failure);
             var delay = BackoffDelay(attempt);
             if (StorageErrors.IsTransient(failure))
+            {
                 _logger.LogWarning(failure, "Commit of {Ops} ops failed (attempt {Attempt}); retrying in {Delay}", batch.Records.Count, attempt + 1, delay);
+            }
             else
+            {
                 _logger.LogError(failure, "Commit of {Ops} ops failed with an unexpected error (attempt {Attempt}); retrying in {Delay}", batch.Records.Count, attempt + 1, delay);
+            }
 
             try
             {
@@ -391,13 +429,21 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private void SetHealthy(bool healthy, Exception? failure)
     {
         if (_healthy == healthy)
+        {
             return;
+        }
+
         _healthy = healthy;
         _metrics.Ready.Set(healthy ? 1 : 0);
         if (healthy)
+        {
             _logger.LogInformation("Op store commits succeed again");
+        }
         else
+        {
             _logger.LogError(failure, "Op store commits are failing; ops stay pending and are retried");
+        }
+
         try
         {
             HealthChanged?.Invoke(this, EventArgs.Empty);
@@ -458,7 +504,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         lock (_gate)
         {
             if (_pool.Count < PoolCapacity)
+            {
                 _pool.Push(pending);
+            }
         }
     }
 
@@ -494,7 +542,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             Entries.Add(pending);
             Outcomes.Add(outcome);
             if (outcome == Outcome.Commit)
+            {
                 Records.Add(pending.Record);
+            }
         }
 
         public void Clear()

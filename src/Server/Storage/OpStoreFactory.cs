@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Collab.Server.Storage;
 
 /// <summary>Creates the configured <see cref="IOpStore"/>.</summary>

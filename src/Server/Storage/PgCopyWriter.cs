@@ -61,7 +61,10 @@ internal sealed class PgCopyWriter : IDisposable
     public async ValueTask CompleteAsync(CancellationToken cancellationToken)
     {
         if (_length + 2 > _buffer.Length)
+        {
             await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         BinaryPrimitives.WriteInt16BigEndian(_buffer.AsSpan(_length), -1);
         _length += 2;
         await FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -72,7 +75,9 @@ internal sealed class PgCopyWriter : IDisposable
         var buffer = _buffer;
         _buffer = [];
         if (buffer.Length > 0)
+        {
             ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Everything of a row but the op bytes, at most: field count, 8 lengths, 4 int64s, 3 ids.</summary>
@@ -161,7 +166,10 @@ internal sealed class PgCopyWriter : IDisposable
     private async ValueTask FlushAsync(CancellationToken cancellationToken)
     {
         if (_length == 0)
+        {
             return;
+        }
+
         await _stream.WriteAsync(_buffer.AsMemory(0, _length), cancellationToken).ConfigureAwait(false);
         _length = 0;
     }

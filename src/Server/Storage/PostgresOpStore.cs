@@ -2,7 +2,6 @@ using System.Data;
 using System.Globalization;
 using System.Text;
 using Collab.Engine.Sequencing;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
@@ -98,14 +97,22 @@ public sealed class PostgresOpStore : IOpStore
             var migrations = BuildMigrations(_partitions);
             long current;
             await using (var command = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_migrations", connection))
+            {
                 current = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+            }
+
             if (current > migrations[^1].Version)
+            {
                 StorageSchemaException.ThrowNewerSchema("PostgreSQL", current, migrations[^1].Version);
+            }
 
             foreach (var migration in migrations)
             {
                 if (migration.Version <= current)
+                {
                     continue;
+                }
+
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
                 await ExecuteAsync(connection, migration.Sql, cancellationToken).ConfigureAwait(false);
                 await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, description) VALUES ($1, $2)", connection))
@@ -149,7 +156,9 @@ public sealed class PostgresOpStore : IOpStore
         ArgumentNullException.ThrowIfNull(batch);
         StorageValidation.ValidateBatch(batch);
         if (batch.Count == 0)
+        {
             return AppendResult.Ok;
+        }
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         BatchExclusions? exclusions = null;
@@ -167,7 +176,10 @@ public sealed class PostgresOpStore : IOpStore
                 }
 
                 if (await WriteBatchAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false) > 0)
+                {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 return BatchExclusions.ToResult(exclusions);
             }
             catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation
@@ -183,7 +195,10 @@ public sealed class PostgresOpStore : IOpStore
                     // The clashing row is gone again (a prune removed it between the two statements): retry a few
                     // times, then let the caller's back-off take over rather than spin.
                     if (++fruitlessRounds == 3)
+                    {
                         throw new InvalidOperationException("The op log keeps reporting a unique violation for a row that does not exist.", ex);
+                    }
+
                     _logger.LogDebug(ex, "Unique violation on the op log with no clashing row left; retrying the batch");
                 }
                 else if (exclusions.Conflicted.Count > 0)
@@ -230,7 +245,10 @@ public sealed class PostgresOpStore : IOpStore
         StorageValidation.ValidateDocId(docId);
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
         if (limit == 0 || toVersion <= afterVersion)
+        {
             return Array.Empty<OpRecord>();
+        }
+
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await ReadOpsAsync(connection, transaction: null, docId, afterVersion, toVersion, limit, cancellationToken).ConfigureAwait(false);
     }
@@ -296,7 +314,10 @@ public sealed class PostgresOpStore : IOpStore
         }
 
         if (removed > 0)
+        {
             _logger.LogInformation("Pruned {Removed} ops older than {Retention} covered by snapshots", removed, retention);
+        }
+
         return removed;
     }
 
@@ -304,14 +325,19 @@ public sealed class PostgresOpStore : IOpStore
     public async ValueTask DisposeAsync()
     {
         if (_ownsDataSource)
+        {
             await _dataSource.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private static NpgsqlDataSource CreateDataSource(StorageOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrWhiteSpace(options.PostgresConnectionString))
+        {
             throw new ArgumentException($"{nameof(StorageOptions.PostgresConnectionString)} is required.", nameof(options));
+        }
+
         var builder = new NpgsqlDataSourceBuilder(options.PostgresConnectionString);
         builder.ConnectionStringBuilder.ApplicationName ??= "collab";
         return builder.Build();
@@ -389,7 +415,10 @@ public sealed class PostgresOpStore : IOpStore
             connection);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
             names.Add(reader.GetString(0));
+        }
+
         return names.Count == 0 ? ["ops"] : [.. names];
     }
 
@@ -416,14 +445,22 @@ public sealed class PostgresOpStore : IOpStore
         {
             var record = batch[i];
             if (Skip(record, exclusions))
+            {
                 continue;
+            }
+
             rows++;
             if (record.Version == 1)
+            {
                 (newDocs ??= []).Add(record.DocId);
+            }
         }
 
         if (rows == 0)
+        {
             return 0;
+        }
+
         if (newDocs is not null)
         {
             await using var command = new NpgsqlCommand("INSERT INTO documents (id, created) SELECT unnest($1::text[]), now() ON CONFLICT DO NOTHING", connection);
@@ -464,7 +501,9 @@ public sealed class PostgresOpStore : IOpStore
             {
                 var record = batch[i];
                 if (!Skip(record, exclusions))
+                {
                     await writer.WriteOpAsync(record, EpochOf(record, epochs), cancellationToken).ConfigureAwait(false);
+                }
             }
 
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -482,7 +521,10 @@ public sealed class PostgresOpStore : IOpStore
         for (var i = 0; i < batch.Count; i++)
         {
             if (Skip(batch[i], exclusions))
+            {
                 continue;
+            }
+
             chunk.Add(batch[i]);
             if (chunk.Count == MultiRowChunk)
             {
@@ -492,19 +534,29 @@ public sealed class PostgresOpStore : IOpStore
         }
 
         if (chunk.Count > 0)
+        {
             await InsertChunkAsync(connection, chunk, epochs, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private async Task InsertChunkAsync(NpgsqlConnection connection, List<OpRecord> chunk, Dictionary<string, long>? epochs, CancellationToken cancellationToken)
     {
         string sql;
         if (chunk.Count == MultiRowChunk)
+        {
             sql = _fullChunkInsertSql ??= BuildMultiRowInsert(MultiRowChunk);
+        }
         else
+        {
             sql = BuildMultiRowInsert(chunk.Count);
+        }
+
         await using var command = new NpgsqlCommand(sql, connection);
         foreach (var record in chunk)
+        {
             AddOpParameters(command.Parameters, record, EpochOf(record, epochs));
+        }
+
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -519,7 +571,10 @@ public sealed class PostgresOpStore : IOpStore
         for (var i = 0; i < batch.Count; i++)
         {
             if (Skip(batch[i], exclusions))
+            {
                 continue;
+            }
+
             command.Parameters.Clear();
             AddOpParameters(command.Parameters, batch[i], EpochOf(batch[i], epochs));
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -573,15 +628,24 @@ public sealed class PostgresOpStore : IOpStore
         {
             var docId = batch[i].DocId;
             if (exclusions.IsExcluded(docId) || expected.ContainsKey(docId))
+            {
                 continue;
+            }
+
             if (fence.TryGetEpoch(docId, out var epoch))
+            {
                 expected.Add(docId, epoch);
+            }
             else
+            {
                 exclusions.ExcludeFenced(docId);
+            }
         }
 
         if (expected.Count == 0)
+        {
             return expected;
+        }
 
         var timeoutMs = Math.Max(1, (long)fence.WriteTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
         await using var command = new NpgsqlBatch(connection);
@@ -635,7 +699,10 @@ public sealed class PostgresOpStore : IOpStore
         for (var i = 0; i < batch.Count; i++)
         {
             if (exclusions.IsExcluded(batch[i].DocId))
+            {
                 continue;
+            }
+
             docs.Add(batch[i].DocId);
             versions.Add(batch[i].Version);
         }
@@ -651,14 +718,18 @@ public sealed class PostgresOpStore : IOpStore
             command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. versions] });
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
                 existing[(reader.GetString(0), reader.GetInt64(1))] = (reader.GetString(2), reader.GetInt64(3));
+            }
         }
 
         for (var i = 0; i < batch.Count; i++)
         {
             var record = batch[i];
             if (existing.TryGetValue((record.DocId, record.Version), out var owner))
+            {
                 exclusions.ObserveExisting(record, owner.ClientId, owner.ClientSeq);
+            }
         }
     }
 

@@ -1,7 +1,6 @@
 using System.Globalization;
 using Collab.Engine.Sequencing;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Collab.Server.Storage;
@@ -123,7 +122,9 @@ public sealed class SqliteOpStore : IOpStore
             var writer = EnsureWriter();
             Migrate(writer);
             if (_checkpointer is null && _checkpointInterval > TimeSpan.Zero)
+            {
                 _checkpointer = new SqliteCheckpointer(_writerConnectionString, _checkpointInterval, _walRestartBytes, _logger);
+            }
         }
         catch
         {
@@ -142,7 +143,9 @@ public sealed class SqliteOpStore : IOpStore
         ArgumentNullException.ThrowIfNull(batch);
         StorageValidation.ValidateBatch(batch);
         if (batch.Count == 0)
+        {
             return AppendResult.Ok;
+        }
 
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -163,7 +166,10 @@ public sealed class SqliteOpStore : IOpStore
                 {
                     var record = batch[i];
                     if (exclusions is not null && exclusions.Skip(record))
+                    {
                         continue;
+                    }
+
                     if (!TryInsert(record))
                     {
                         failedAt = i;
@@ -191,7 +197,9 @@ public sealed class SqliteOpStore : IOpStore
                 }
 
                 if (exclusions.Conflicted.Count > 0)
+                {
                     _logger.LogWarning("Version conflict in the op log: {Count} document(s) fenced, first '{DocId}'", exclusions.Conflicted.Count, exclusions.Conflicted[0]);
+                }
             }
         }
         catch (Exception ex) when (ex is not ArgumentException and not OperationCanceledException)
@@ -244,7 +252,10 @@ public sealed class SqliteOpStore : IOpStore
         StorageValidation.ValidateDocId(docId);
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
         if (limit == 0 || toVersion <= afterVersion)
+        {
             return Array.Empty<OpRecord>();
+        }
+
         await using var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false);
         return ReadOps(connection, transaction: null, docId, afterVersion, toVersion, limit);
     }
@@ -326,7 +337,9 @@ public sealed class SqliteOpStore : IOpStore
             command.CommandText = "SELECT doc_id, max(version) FROM snapshots GROUP BY doc_id";
             using var reader = command.ExecuteReader();
             while (reader.Read())
+            {
                 covered.Add((reader.GetString(0), reader.GetInt64(1)));
+            }
         }
 
         long removed = 0;
@@ -366,7 +379,10 @@ public sealed class SqliteOpStore : IOpStore
         }
 
         if (removed > 0)
+        {
             _logger.LogInformation("Pruned {Removed} ops older than {Retention} covered by snapshots from {Path}", removed, retention, _path);
+        }
+
         return removed;
     }
 
@@ -377,7 +393,10 @@ public sealed class SqliteOpStore : IOpStore
         try
         {
             if (_disposed)
+            {
                 return;
+            }
+
             _disposed = true;
             _checkpointer?.Dispose();
             ResetWriter();
@@ -400,7 +419,10 @@ public sealed class SqliteOpStore : IOpStore
     private void RestartLogIfDue(SqliteConnection writer)
     {
         if (_checkpointer?.TakeRestartDue() != true)
+        {
             return;
+        }
+
         try
         {
             SqliteCheckpointer.Checkpoint(writer, "RESTART");
@@ -469,12 +491,17 @@ public sealed class SqliteOpStore : IOpStore
         {
             var record = batch[i];
             if (exclusions.IsExcluded(record.DocId))
+            {
                 continue;
+            }
+
             select.Parameters[0].Value = record.DocId;
             select.Parameters[1].Value = record.Version;
             using var reader = select.ExecuteReader();
             if (reader.Read())
+            {
                 exclusions.ObserveExisting(record, reader.GetString(0), reader.GetInt64(1));
+            }
         }
     }
 
@@ -544,14 +571,18 @@ public sealed class SqliteOpStore : IOpStore
         public void Dispose()
         {
             if (writer.State == System.Data.ConnectionState.Open)
+            {
                 SetSynchronous(writer, level);
+            }
         }
     }
 
     private SqliteConnection EnsureWriter()
     {
         if (_writer is not null)
+        {
             return _writer;
+        }
 
         Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
         var connection = new SqliteConnection(_writerConnectionString);
@@ -565,7 +596,9 @@ public sealed class SqliteOpStore : IOpStore
                 pragma.CommandText = "PRAGMA journal_mode=WAL";
                 var mode = Convert.ToString(pragma.ExecuteScalar(), CultureInfo.InvariantCulture);
                 if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
+                {
                     throw new StorageSchemaException($"SQLite refused WAL mode for '{_path}' (journal_mode={mode}).");
+                }
                 // A 64 MB page cache and memory-mapped reads keep the op-log B-tree's hot pages out of read() calls
                 // (the default 2 MB cache made every batch re-read interior pages through the kernel).
                 pragma.CommandText = $"PRAGMA synchronous={_synchronous}; PRAGMA busy_timeout={_busyTimeoutMs}; PRAGMA foreign_keys=OFF; " +
@@ -626,7 +659,10 @@ public sealed class SqliteOpStore : IOpStore
             command.CommandText = "SELECT coalesce(max(version), 0) FROM schema_version";
             var current = Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
             if (current > Migrations[^1].Version)
+            {
                 StorageSchemaException.ThrowNewerSchema("SQLite", current, Migrations[^1].Version);
+            }
+
             if (current >= migration.Version)
             {
                 transaction.Rollback();

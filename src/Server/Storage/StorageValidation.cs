@@ -24,7 +24,10 @@ internal static class StorageValidation
     {
         ValidateDocId(record.DocId);
         if (record.Version < 1)
+        {
             ThrowArgument($"Version must be at least 1 (was {record.Version}) for document '{record.DocId}'.");
+        }
+
         ValidateId(record.ClientId, "Client id", allowNull: false);
         ValidateId(record.Author, "Author", allowNull: true);
         ValidateTimestamp(record.TimestampMs);
@@ -34,7 +37,9 @@ internal static class StorageValidation
     public static void ValidateTimestamp(long timestampMs)
     {
         if (timestampMs is < 0 or > MaxTimestampMs)
+        {
             ThrowArgument($"Timestamp {timestampMs} ms is outside 1970-01-01 .. 9999-12-31.");
+        }
     }
 
     public static DateTime ToUtcDateTime(long timestampMs) => DateTime.UnixEpoch.AddMilliseconds(timestampMs);
@@ -65,7 +70,10 @@ internal static class StorageValidation
         ArgumentNullException.ThrowIfNull(snapshot);
         ValidateDocId(snapshot.DocId);
         if (snapshot.Version < 1)
+        {
             ThrowArgument($"Snapshot version must be at least 1 (was {snapshot.Version}) for document '{snapshot.DocId}'.");
+        }
+
         ArgumentNullException.ThrowIfNull(snapshot.Text);
         ValidateTimestamp(snapshot.TimestampMs);
     }
@@ -92,18 +100,32 @@ internal static class StorageValidation
         if (value is null)
         {
             if (!allowNull)
+            {
                 ThrowArgument($"{what} is required.");
+            }
+
             return;
         }
 
         if (value.Length == 0 && !allowNull)
+        {
             ThrowArgument($"{what} must not be empty.");
+        }
+
         if (value.Length > MaxIdLength)
+        {
             ThrowArgument($"{what} is longer than {MaxIdLength} characters.");
+        }
+
         if (value.Contains('\0', StringComparison.Ordinal))
+        {
             ThrowArgument($"{what} must not contain U+0000.");
+        }
+
         if (value.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF') && !IsWellFormedUtf16(value))
+        {
             ThrowArgument($"{what} is not well-formed UTF-16 (unpaired surrogate).");
+        }
     }
 
     private static bool IsWellFormedUtf16(string value)
@@ -112,7 +134,10 @@ internal static class StorageValidation
         while (!span.IsEmpty)
         {
             if (Rune.DecodeFromUtf16(span, out _, out var consumed) != System.Buffers.OperationStatus.Done)
+            {
                 return false;
+            }
+
             span = span[consumed..];
         }
 

@@ -30,7 +30,9 @@ public sealed class StoreHistorySource : IHistorySource
     {
         ArgumentOutOfRangeException.ThrowIfNegative(afterVersion);
         if (toVersion <= afterVersion)
+        {
             return Array.Empty<OpRecord>();
+        }
 
         List<OpRecord>? all = null;
         var next = afterVersion + 1;
@@ -39,17 +41,26 @@ public sealed class StoreHistorySource : IHistorySource
             var page = await _store.ReadOpsAsync(docId, next - 1, toVersion, _pageSize, cancellationToken).ConfigureAwait(false);
             var contiguous = 0;
             while (contiguous < page.Count && page[contiguous].Version == next + contiguous)
+            {
                 contiguous++;
+            }
 
             if (all is null && contiguous == page.Count && page.Count < _pageSize)
+            {
                 return page; // The common case: one short page, nothing to copy.
+            }
 
             all ??= new List<OpRecord>(contiguous);
             for (var i = 0; i < contiguous; i++)
+            {
                 all.Add(page[i]);
+            }
+
             next += contiguous;
             if (contiguous < page.Count || page.Count < _pageSize)
+            {
                 break; // A gap, or the end of what is stored.
+            }
         }
 
         return all ?? (IReadOnlyList<OpRecord>)Array.Empty<OpRecord>();

@@ -23,7 +23,9 @@ public sealed class ClusterConvergenceTests(PostgresFixture postgres, ITestOutpu
             Assert.Equal(3, editors.Select(e => e.Client.ServerId).Distinct().Count());
 
             using (var run = new CancellationTokenSource(TimeSpan.FromSeconds(4)))
+            {
                 await Task.WhenAll(editors.Select(e => e.RunAsync(TimeSpan.FromMilliseconds(15), run.Token)));
+            }
 
             await Task.WhenAll(editors.Select(e => e.WhenSyncedAsync(TimeSpan.FromSeconds(20))));
             IReadOnlyDictionary<string, (string Owner, long Epoch)> leases = await cluster.ReadLeasesAsync();
@@ -39,7 +41,10 @@ public sealed class ClusterConvergenceTests(PostgresFixture postgres, ITestOutpu
                 Assert.True(leases.ContainsKey(docId), $"{docId} has no lease.");
                 Assert.All(ops, op => Assert.NotNull(op.Epoch));
                 for (int i = 1; i < ops.Count; i++)
+                {
                     Assert.True(ops[i].Epoch >= ops[i - 1].Epoch, $"{docId}: epoch {ops[i].Epoch} after {ops[i - 1].Epoch}.");
+                }
+
                 Assert.Equal(leases[docId].Epoch, ops[^1].Epoch);
                 output.WriteLine($"{docId}: {ops.Count} ops under {ops.Select(o => o.Epoch).Distinct().Count()} epoch(s), owner {leases[docId].Owner}.");
 
@@ -64,7 +69,9 @@ public sealed class ClusterConvergenceTests(PostgresFixture postgres, ITestOutpu
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 }

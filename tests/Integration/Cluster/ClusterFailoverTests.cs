@@ -52,7 +52,9 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 
@@ -99,7 +101,9 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 
@@ -112,9 +116,15 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
         {
             IReadOnlyDictionary<string, (string Owner, long Epoch)> now = await cluster.ReadLeasesAsync();
             if (docIds.All(d => now.TryGetValue(d, out var lease) && lease.Owner != lost && lease.Epoch > before[d].Epoch))
+            {
                 return clock.Elapsed;
+            }
+
             if (clock.Elapsed > timeout)
+            {
                 Assert.Fail($"Not all of {string.Join(", ", docIds)} were taken over from {lost} within {timeout}.\n{cluster.Logs()}");
+            }
+
             await Task.Delay(50);
         }
     }
@@ -132,7 +142,9 @@ public sealed class ClusterFailoverTests(PostgresFixture postgres, ITestOutputHe
 
             // Owners follow each other: epochs never go back along the versions.
             for (int i = 1; i < ops.Count; i++)
+            {
                 Assert.True(ops[i].Epoch >= ops[i - 1].Epoch, $"{docId}: version {ops[i].Version} written under epoch {ops[i].Epoch} after epoch {ops[i - 1].Epoch}.");
+            }
         }
     }
 

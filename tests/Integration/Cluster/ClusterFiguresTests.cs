@@ -40,7 +40,9 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
         report.AppendLine("|---|---|---|---|---|");
         // Warm every path first (JIT, connection pools, NATS subscriptions): the first few hundred edits are slower.
         foreach ((ServerProcess from, ServerProcess to) in (ValueTuple<ServerProcess, ServerProcess>[])[(owner, owner), (replicas[0], replicas[1]), (owner, replicas[0])])
+        {
             await MeasureAsync(cluster, DocId, from, to, "warm-up", "warm-up", 0);
+        }
 
         report.AppendLine(await MeasureAsync(cluster, DocId, owner, owner, "owner", "owner (same node)", 0));
         report.AppendLine(await MeasureAsync(cluster, DocId, replicas[0], replicas[0], "replica", "replica (same node)", 2));
@@ -93,7 +95,10 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
             writer.Insert(0, tag);
             Assert.True(await seen.WaitAsync(TimeSpan.FromSeconds(10)), $"{tag} never reached the client on {to.NodeId}.");
             if (i >= 0)
+            {
                 latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+
             await writer.WhenSynced();
         }
 
@@ -108,7 +113,9 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
         try
         {
             for (int i = 0; i < Clients; i++)
+            {
                 editors.Add(await Editor.OpenAsync(cluster, $"t{i}", seed: 8000 + i, [$"tp{nodes}/{i}"]));
+            }
 
             // Each client edits whenever its previous op was acknowledged (closed loop).
             using var run = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -134,17 +141,24 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
 
             double forwarded = 0;
             foreach (ServerProcess node in cluster.Nodes)
+            {
                 forwarded += ClusterHarness.MetricValue(await node.MetricsAsync(), "collab_cluster_forwarded_submits_total{outcome=\"acked\"}") ?? 0;
+            }
 
             // Correctness under load: every acknowledged op is in the log once.
             foreach (Editor editor in editors)
+            {
                 await cluster.VerifyLogAsync(editor.Documents.Keys.Single(), editor.Acked);
+            }
+
             return string.Create(CultureInfo.InvariantCulture, $"| {nodes} | {acked / seconds:F0} | {forwarded / Math.Max(1, acked):P0} |");
         }
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 
@@ -163,7 +177,9 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "Collab.sln")))
+            {
                 return dir.FullName;
+            }
         }
 
         return AppContext.BaseDirectory;

@@ -65,7 +65,9 @@ internal sealed class ClusterHarness : IAsyncDisposable
                 if (settings is not null)
                 {
                     foreach ((string key, string value) in settings)
+                    {
                         all[key] = value;
+                    }
                 }
 
                 starting.Add(ServerProcess.StartAsync(all));
@@ -79,7 +81,10 @@ internal sealed class ClusterHarness : IAsyncDisposable
             catch
             {
                 foreach (Task<ServerProcess> start in starting.Where(t => t.IsCompletedSuccessfully))
+                {
                     harness._nodes.Add(start.Result);
+                }
+
                 throw;
             }
 
@@ -105,7 +110,10 @@ internal sealed class ClusterHarness : IAsyncDisposable
             while (MetricValue(await node.MetricsAsync(), "collab_cluster_live_nodes") != count)
             {
                 if (DateTime.UtcNow > deadline)
+                {
                     throw new TimeoutException($"{node.NodeId} does not see {count} live nodes.\n{Logs()}");
+                }
+
                 await Task.Delay(100);
             }
         }
@@ -159,7 +167,10 @@ internal sealed class ClusterHarness : IAsyncDisposable
         await using var command = new NpgsqlCommand("SELECT doc_id, owner, epoch FROM doc_leases", connection);
         await using var reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync())
+        {
             leases[reader.GetString(0)] = (reader.GetString(1), reader.GetInt64(2));
+        }
+
         return leases;
     }
 
@@ -212,9 +223,15 @@ internal sealed class ClusterHarness : IAsyncDisposable
                 await using CollabClient probe = await ConnectAsync(node);
                 await using CollabDocument document = await probe.OpenDocumentAsync(docId);
                 if (document.Text == expected)
+                {
                     break;
+                }
+
                 if (DateTime.UtcNow > deadline)
+                {
                     Assert.Fail($"{node.NodeId} serves {docId} as \"{Abbreviate(document.Text)}\" (v{document.Version}), the log says \"{Abbreviate(expected)}\".\n{Logs()}");
+                }
+
                 await Task.Delay(200);
             }
         }
@@ -224,7 +241,10 @@ internal sealed class ClusterHarness : IAsyncDisposable
     {
         var all = new StringBuilder();
         foreach (ServerProcess node in _nodes)
+        {
             all.AppendLine(node.LogTail(80));
+        }
+
         all.AppendLine("[nats]").AppendLine(Nats.LogTail(20));
         return all.ToString();
     }
@@ -233,13 +253,18 @@ internal sealed class ClusterHarness : IAsyncDisposable
     public void DumpLogs()
     {
         foreach (ServerProcess node in _nodes)
+        {
             _output.WriteLine(node.LogTail(4000));
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
         if (Balancer is not null)
+        {
             await Balancer.DisposeAsync();
+        }
+
         await Task.WhenAll(_nodes.Select(async n => await n.DisposeAsync()));
         await Nats.DisposeAsync();
     }
@@ -249,7 +274,9 @@ internal sealed class ClusterHarness : IAsyncDisposable
         foreach (string line in metrics.Split('\n'))
         {
             if (line.StartsWith(name + " ", StringComparison.Ordinal))
+            {
                 return double.Parse(line[(name.Length + 1)..], CultureInfo.InvariantCulture);
+            }
         }
 
         return null;
@@ -298,7 +325,9 @@ internal sealed class Editor : IAsyncDisposable
     public static async Task OpenManyAsync(ClusterHarness cluster, List<Editor> editors, string prefix, int seedBase, IEnumerable<string> docIds, int count = 6)
     {
         for (int i = 0; i < count; i++)
+        {
             editors.Add(await OpenAsync(cluster, $"{prefix}{i}", seed: seedBase + i, docIds));
+        }
     }
 
     public static async Task<Editor> OpenAsync(ClusterHarness cluster, string name, int seed, IEnumerable<string> docIds, ServerProcess? node = null)
@@ -312,7 +341,9 @@ internal sealed class Editor : IAsyncDisposable
             document.Changed += (_, e) =>
             {
                 if (e.IsResync)
+                {
                     Interlocked.Increment(ref editor._resyncs);
+                }
             };
             editor.Documents[docId] = document;
         }
@@ -358,7 +389,9 @@ internal sealed class Editor : IAsyncDisposable
     {
         using var cts = new CancellationTokenSource(timeout);
         foreach (CollabDocument document in Documents.Values)
+        {
             await document.WhenSynced(cts.Token);
+        }
     }
 
     public async ValueTask DisposeAsync() => await Client.DisposeAsync();

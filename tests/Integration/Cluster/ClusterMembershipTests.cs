@@ -40,7 +40,10 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
             while (!(await cluster.ReadLeasesAsync()).Any(l => l.Value.Owner == leaver && l.Value.Epoch > whileAway[l.Key].Epoch))
             {
                 if (clock.Elapsed > TimeSpan.FromSeconds(15))
+                {
                     Assert.Fail($"{leaver} rejoined but was handed nothing.\n{cluster.Logs()}");
+                }
+
                 await Task.Delay(100);
             }
 
@@ -59,7 +62,9 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 
@@ -78,12 +83,18 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
             // Busy writers on the owner itself (fast local commits, one published batch per commit), one quiet observer on
             // another node.
             await using (Editor first = await Editor.OpenAsync(cluster, "probe", seed: 1, [DocId]))
+            {
                 first.EditOnce();
+            }
+
             await Task.Delay(500);
             string owner = (await cluster.ReadLeasesAsync())[DocId].Owner;
             ServerProcess replica = cluster.Nodes.First(n => n.NodeId != owner);
             for (int i = 0; i < 4; i++)
+            {
                 editors.Add(await Editor.OpenAsync(cluster, $"w{i}", seed: 6000 + i, [DocId], cluster.Node(owner)));
+            }
+
             Editor observer = await Editor.OpenAsync(cluster, "obs", seed: 7000, [DocId], replica);
             editors.Add(observer);
 
@@ -122,7 +133,9 @@ public sealed class ClusterMembershipTests(PostgresFixture postgres, ITestOutput
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 }

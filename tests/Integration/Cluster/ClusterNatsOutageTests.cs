@@ -1,4 +1,3 @@
-using Collab.Client;
 using Collab.Integration.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -20,7 +19,10 @@ public sealed class ClusterNatsOutageTests(PostgresFixture postgres, ITestOutput
             await Editor.OpenManyAsync(cluster, editors, "n", seedBase: 4000, Documents);
             int disconnects = 0;
             foreach (Editor editor in editors)
+            {
                 editor.Client.Disconnected += (_, _) => Interlocked.Increment(ref disconnects);
+            }
+
             string?[] servers = [.. editors.Select(e => e.Client.ServerId)];
 
             using var run = new CancellationTokenSource();
@@ -56,7 +58,9 @@ public sealed class ClusterNatsOutageTests(PostgresFixture postgres, ITestOutput
         finally
         {
             foreach (Editor editor in editors)
+            {
                 await editor.DisposeAsync();
+            }
         }
     }
 
@@ -66,7 +70,10 @@ public sealed class ClusterNatsOutageTests(PostgresFixture postgres, ITestOutput
         while (!await condition())
         {
             if (DateTime.UtcNow > deadline)
+            {
                 Assert.Fail($"Timed out waiting for {what}.\n{cluster.Logs()}");
+            }
+
             await Task.Delay(100);
         }
     }

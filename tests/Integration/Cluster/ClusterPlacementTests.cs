@@ -43,7 +43,9 @@ public sealed class ClusterPlacementTests
 
         var placed = docs.ToDictionary(d => d, d => Rendezvous.Choose(d, three)!);
         foreach (IGrouping<string, string> share in placed.GroupBy(p => p.Value, p => p.Key))
+        {
             Assert.InRange(share.Count(), 1700, 2300);
+        }
 
         // Deterministic and independent of the order nodes are listed in.
         Assert.All(docs.Take(500), d => Assert.Equal(placed[d], Rendezvous.Choose(d, [.. three.Reverse()])));
@@ -67,7 +69,9 @@ public sealed class ClusterPlacementTests
         {
             string now = Rendezvous.Choose(doc, ["node1", "node3"])!;
             if (placed[doc] != "node2")
+            {
                 Assert.Equal(placed[doc], now);
+            }
         }
 
         Assert.Null(Rendezvous.Choose("doc", []));

@@ -90,7 +90,9 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
         finally
         {
             foreach (CollabClient client in clients)
+            {
                 await client.DisposeAsync();
+            }
         }
     }
 
@@ -148,7 +150,9 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
         finally
         {
             foreach (CollabClient client in clients)
+            {
                 await client.DisposeAsync();
+            }
         }
     }
 
@@ -194,7 +198,9 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
         finally
         {
             foreach (CollabClient client in clients)
+            {
                 await client.DisposeAsync();
+            }
         }
     }
 
@@ -227,7 +233,10 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
         while (!condition())
         {
             if (DateTime.UtcNow > deadline)
+            {
                 Assert.Fail($"Timed out waiting for {what()}.\n{cluster.Logs()}");
+            }
+
             await Task.Delay(20);
         }
     }

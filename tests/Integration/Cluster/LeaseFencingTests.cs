@@ -28,7 +28,9 @@ public sealed class LeaseFencingTests(PostgresFixture postgres) : IAsyncLifetime
     public async Task DisposeAsync()
     {
         foreach (IAsyncDisposable item in _owned)
+        {
             await item.DisposeAsync();
+        }
     }
 
     [Fact]
@@ -97,7 +99,10 @@ public sealed class LeaseFencingTests(PostgresFixture postgres) : IAsyncLifetime
         await using NpgsqlConnection writer = await writerSource.OpenConnectionAsync();
         await using NpgsqlTransaction transaction = await writer.BeginTransactionAsync();
         await using (var check = new NpgsqlCommand("SELECT 1 FROM doc_leases WHERE doc_id = 'doc' FOR KEY SHARE", writer, transaction))
+        {
             await check.ExecuteScalarAsync();
+        }
+
         NpgsqlBinaryImporter frozenCopy = await writer.BeginBinaryImportAsync("COPY ops (doc_id, version, client_id, client_seq, op, ts, epoch) FROM STDIN (FORMAT BINARY)");
         await frozenCopy.StartRowAsync();
         await frozenCopy.WriteAsync("doc", NpgsqlDbType.Text);
@@ -111,7 +116,10 @@ public sealed class LeaseFencingTests(PostgresFixture postgres) : IAsyncLifetime
         var clock = Stopwatch.StartNew();
         long? epoch = null;
         while (epoch is null && clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
             epoch = await leasesB.TryAcquireAsync("doc", WriteTimeout, default);
+        }
+
         Assert.Equal(2, epoch);
 
         // The frozen writer was terminated: nothing it started can commit.
@@ -158,7 +166,10 @@ public sealed class LeaseFencingTests(PostgresFixture postgres) : IAsyncLifetime
         command.Parameters.AddWithValue(docId);
         await using NpgsqlDataReader reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync())
+        {
             rows.Add((reader.GetInt64(0), reader.GetInt64(1)));
+        }
+
         return rows;
     }
 }

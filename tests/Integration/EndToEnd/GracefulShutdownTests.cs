@@ -1,6 +1,5 @@
 using System.Net.WebSockets;
 using Collab.Integration.Tests.Infrastructure;
-using Collab.Protocol.V1;
 using Collab.Server.Storage;
 using Xunit.Abstractions;
 

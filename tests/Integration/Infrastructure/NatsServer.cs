@@ -62,7 +62,10 @@ public sealed class NatsServer : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (IsRunning)
+        {
             return;
+        }
+
         var start = new ProcessStartInfo
         {
             FileName = FindBinary(),
@@ -72,7 +75,10 @@ public sealed class NatsServer : IAsyncDisposable
             WorkingDirectory = _root,
         };
         foreach (var arg in (string[])["-c", Path.Combine(_root, "nats.conf"), "-l", LogFile])
+        {
             start.ArgumentList.Add(arg);
+        }
+
         _process = Process.Start(start) ?? throw new InvalidOperationException("Could not start nats-server.");
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
@@ -80,14 +86,19 @@ public sealed class NatsServer : IAsyncDisposable
         _process.BeginErrorReadLine();
         await LoopbackPorts.WaitListeningAsync(Port, TimeSpan.FromSeconds(15), () => _process.HasExited).ConfigureAwait(false);
         if (_process.HasExited)
+        {
             throw new InvalidOperationException($"nats-server exited with {_process.ExitCode}:\n{LogTail()}");
+        }
     }
 
     /// <summary>Stops the server gracefully (SIGTERM) and waits for it to exit.</summary>
     public async Task StopAsync()
     {
         if (_process is not { } process)
+        {
             return;
+        }
+
         if (!process.HasExited)
         {
             Signals.Send(process.Id, Signals.SigTerm);
@@ -142,7 +153,10 @@ public sealed class NatsServer : IAsyncDisposable
     public ValueTask DisposeAsync()
     {
         if (_disposed)
+        {
             return ValueTask.CompletedTask;
+        }
+
         _disposed = true;
         Kill();
         _process?.Dispose();
@@ -164,7 +178,9 @@ public sealed class NatsServer : IAsyncDisposable
         {
             var candidate = Path.Combine(dir, "nats-server");
             if (File.Exists(candidate))
+            {
                 return candidate;
+            }
         }
 
         throw new InvalidOperationException("nats-server is not installed (scripts/install-test-deps.sh installs it).");

@@ -66,7 +66,10 @@ public sealed class PostgresServer : IAsyncDisposable
         try
         {
             if (asServiceUser)
+            {
                 await RunAsync("chown", ["-R", ServiceUser, root], asServiceUser: false, cancellationToken).ConfigureAwait(false);
+            }
+
             await server.RunToolAsync("initdb", ["-D", server.DataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"], cancellationToken).ConfigureAwait(false);
 
             var conf = new StringBuilder()
@@ -80,7 +83,9 @@ public sealed class PostgresServer : IAsyncDisposable
             if (settings is not null)
             {
                 foreach (var (name, value) in settings)
+                {
                     conf.AppendLine(CultureInfo.InvariantCulture, $"{name} = {value}");
+                }
             }
 
             await File.AppendAllTextAsync(Path.Combine(server.DataDirectory, "postgresql.conf"), conf.ToString(), cancellationToken).ConfigureAwait(false);
@@ -152,13 +157,18 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (ReadPostmasterPid() is not { } pid)
+        {
             return;
+        }
 
         // Children first: a backend that outlived its postmaster keeps the shared memory attached and the next start
         // would refuse to run.
         var victims = ChildPids(pid);
         foreach (var child in victims)
+        {
             TryKill(child);
+        }
+
         TryKill(pid);
         foreach (var child in ChildPids(pid))
         {
@@ -175,11 +185,16 @@ public sealed class PostgresServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (_disposed)
+        {
             return;
+        }
+
         try
         {
             if (_running)
+            {
                 await StopAsync(PostgresStopMode.Immediate).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException)
         {
@@ -221,10 +236,15 @@ public sealed class PostgresServer : IAsyncDisposable
     public TimeSpan CpuTime()
     {
         if (ReadPostmasterPid() is not { } pid)
+        {
             return TimeSpan.Zero;
+        }
+
         var ticks = ReadCpuTicks(pid, includeReapedChildren: true);
         foreach (var child in ChildPids(pid))
+        {
             ticks += ReadCpuTicks(child, includeReapedChildren: true);
+        }
 
         // /proc reports clock ticks (USER_HZ), 100 per second on Linux.
         return TimeSpan.FromSeconds(ticks / 100.0);
@@ -240,7 +260,10 @@ public sealed class PostgresServer : IAsyncDisposable
             // Fields after "(comm)": state=0 ... utime=11, stime=12, cutime=13, cstime=14.
             var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
             if (includeReapedChildren)
+            {
                 ticks += long.Parse(fields[13], CultureInfo.InvariantCulture) + long.Parse(fields[14], CultureInfo.InvariantCulture);
+            }
+
             return ticks;
         }
         catch (IOException)
@@ -260,7 +283,10 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         var pidFile = Path.Combine(DataDirectory, "postmaster.pid");
         if (!File.Exists(pidFile))
+        {
             return null;
+        }
+
         var first = File.ReadLines(pidFile).FirstOrDefault();
         return int.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) ? pid : null;
     }
@@ -271,14 +297,19 @@ public sealed class PostgresServer : IAsyncDisposable
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid))
+            {
                 continue;
+            }
+
             try
             {
                 // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces, so parse after the last ')'.
                 var stat = File.ReadAllText(Path.Combine(dir, "stat"));
                 var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
                 if (int.Parse(fields[1], CultureInfo.InvariantCulture) == parent)
+                {
                     children.Add(pid);
+                }
             }
             catch (IOException)
             {
@@ -296,7 +327,9 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline && pids.Exists(IsAlive))
+        {
             Thread.Sleep(20);
+        }
     }
 
     /// <summary>Running, not a zombie (a killed process not yet reaped holds nothing anymore).</summary>
@@ -345,11 +378,15 @@ public sealed class PostgresServer : IAsyncDisposable
         if (asServiceUser)
         {
             foreach (var a in (string[])["-u", ServiceUser, "--", fileName])
+            {
                 start.ArgumentList.Add(a);
+            }
         }
 
         foreach (var a in arguments)
+        {
             start.ArgumentList.Add(a);
+        }
 
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
         var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);

@@ -113,7 +113,9 @@ public sealed class RoundRobinBalancer : IAsyncDisposable
         {
             int read;
             while ((read = await from.ReadAsync(buffer, _stop.Token).ConfigureAwait(false)) > 0)
+            {
                 await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or SocketException)
         {
@@ -129,7 +131,10 @@ public sealed class RoundRobinBalancer : IAsyncDisposable
         lock (_open)
         {
             foreach (var socket in _open)
+            {
                 socket.Dispose();
+            }
+
             _open.Clear();
         }
 

@@ -41,14 +41,18 @@ public sealed class GroupCommitStagePropertyTests
             for (var d = 0; d < docCount; d++)
             {
                 if (random.NextDouble() < 0.35)
+                {
                     rivals[$"doc-{d}"] = (random.NextInt64(1, opsPerDoc + 1), random.Next(-1, 8));
+                }
             }
 
             var rivalWrote = new Dictionary<string, bool>();
             foreach (var (docId, (version, at)) in rivals)
             {
                 if (at < 0)
+                {
                     rivalWrote[docId] = await WriteRivalAsync(inner, docId, version);
+                }
             }
 
             var faults = new FaultyStore(inner, seed, async attempt =>
@@ -56,7 +60,9 @@ public sealed class GroupCommitStagePropertyTests
                 foreach (var (docId, (version, at)) in rivals)
                 {
                     if (at == attempt)
+                    {
                         rivalWrote[docId] = await WriteRivalAsync(inner, docId, version);
+                    }
                 }
             });
             var options = new StorageOptions
@@ -73,25 +79,35 @@ public sealed class GroupCommitStagePropertyTests
             await using (var stage = new GroupCommitStage(faults, options, metrics: new StorageMetrics(Metrics.NewCustomRegistry())))
             {
                 for (var d = 0; d < docCount; d++)
+                {
                     completionOrder[$"doc-{d}"] = [];
+                }
 
                 // Runs on the single completion loop: no lock needed.
                 stage.CompletionObserver = record => completionOrder[record.DocId].Add(record.Version);
                 var next = new long[docCount];
                 for (var d = 0; d < docCount; d++)
+                {
                     outcomes[$"doc-{d}"] = [];
+                }
+
                 var remaining = docCount * opsPerDoc;
                 while (remaining > 0)
                 {
                     var d = random.Next(docCount);
                     if (next[d] == opsPerDoc)
+                    {
                         continue;
+                    }
+
                     var docId = $"doc-{d}";
                     var version = ++next[d];
                     remaining--;
                     calls.Add(ObserveAsync(stage.CommitAsync(new OpRecord(docId, version, "ours", version, null, new byte[] { (byte)version }, 1), default), outcomes[docId], version));
                     if (random.NextDouble() < 0.05)
+                    {
                         await Task.Yield();
+                    }
                 }
 
                 await Task.WhenAll(calls).WaitAsync(TimeSpan.FromSeconds(20));
@@ -108,9 +124,13 @@ public sealed class GroupCommitStagePropertyTests
                 Assert.All(results.Skip(committed), r => Assert.IsType<VersionConflictException>(r.Error));
                 var rivalVersion = rivalWrote.GetValueOrDefault(docId) ? rivals[docId].Version : (long?)null;
                 if (rivalVersion is null)
+                {
                     Assert.Equal(opsPerDoc, committed);
+                }
                 else
+                {
                     Assert.True(committed < rivalVersion, $"{docId}: {committed} committed past the rival's version {rivalVersion}.");
+                }
 
                 // The store holds exactly our committed prefix (plus the rival's op), each once.
                 var stored = await inner.ReadOpsAsync(docId, 0, long.MaxValue, int.MaxValue, default);
@@ -138,7 +158,9 @@ public sealed class GroupCommitStagePropertyTests
             }
 
             lock (results)
+            {
                 results.Add((version, error));
+            }
         }
     }
 
@@ -157,12 +179,21 @@ public sealed class GroupCommitStagePropertyTests
             await beforeAttempt(attempt);
             var roll = _random.NextDouble();
             if (roll < 0.5)
+            {
                 await Task.Yield();
+            }
+
             if (roll < 0.15)
+            {
                 throw new IOException($"injected failure before attempt {attempt}");
+            }
+
             var result = await inner.AppendAsync(batch, cancellationToken);
             if (roll > 0.9)
+            {
                 throw new IOException($"injected lost acknowledgement of attempt {attempt}");
+            }
+
             return result;
         }
 

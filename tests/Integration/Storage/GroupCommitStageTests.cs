@@ -36,9 +36,15 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         foreach (var stage in _stages)
+        {
             await stage.DisposeAsync();
+        }
+
         if (_inner is not null)
+        {
             await _inner.DisposeAsync();
+        }
+
         await CleanupAsync();
     }
 
@@ -54,7 +60,10 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         stage.CompletionObserver = record =>
         {
             if (!Store.Committed.ContainsKey((record.DocId, record.Version)))
+            {
                 completedBeforeCommit.Enqueue(record);
+            }
+
             completions.GetOrAdd(record.DocId, _ => []).Add(record.Version);
         };
 
@@ -73,7 +82,9 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
                 var record = Op(docId, v, clientId: $"client-{docId}");
                 outstanding.Enqueue(Observe(stage.CommitAsync(record, default), record));
                 if (outstanding.Count == Window)
+                {
                     await outstanding.Dequeue();
+                }
             }
 
             await Task.WhenAll(outstanding);
@@ -317,7 +328,9 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         // five seconds if they waited; a commit of one op takes milliseconds).
         var started = System.Diagnostics.Stopwatch.StartNew();
         for (var v = 1; v <= 5; v++)
+        {
             await stage.CommitAsync(Op("light", v), default).AsTask().WaitAsync(Timeout);
+        }
 
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(1), $"five lone ops took {started.Elapsed}");
         Assert.Equal([1, 1, 1, 1, 1], Store.BatchSizes);
@@ -334,7 +347,10 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         Assert.All(calls, c => Assert.True(c.IsCompletedSuccessfully));
         var stored = 0;
         for (var d = 0; d < 5; d++)
+        {
             stored += (await Inner.LoadAsync($"doc-{d}", default))!.Ops.Count;
+        }
+
         Assert.Equal(50, stored);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => stage.CommitAsync(Op("late", 1), default).AsTask());
     }
@@ -350,7 +366,10 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         await stage.DisposeAsync().AsTask().WaitAsync(Timeout);
 
         foreach (var call in calls)
+        {
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+        }
+
         Assert.Null(await Inner.LoadAsync("doc", default));
     }
 

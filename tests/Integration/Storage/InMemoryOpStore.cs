@@ -30,10 +30,16 @@ internal sealed class InMemoryOpStore : IOpStore
             foreach (var record in batch)
             {
                 if (excluded.Contains(record.DocId))
+                {
                     continue;
+                }
+
                 var clash = !seen.Add((record.DocId, record.Version));
                 if (!clash && _ops.TryGetValue(record.DocId, out var existing) && existing.TryGetValue(record.Version, out var owner))
+                {
                     clash = owner.ClientId != record.ClientId || owner.ClientSeq != record.ClientSeq;
+                }
+
                 if (clash)
                 {
                     excluded.Add(record.DocId);
@@ -44,9 +50,15 @@ internal sealed class InMemoryOpStore : IOpStore
             foreach (var record in batch)
             {
                 if (excluded.Contains(record.DocId))
+                {
                     continue;
+                }
+
                 if (!_ops.TryGetValue(record.DocId, out var ops))
+                {
                     _ops[record.DocId] = ops = [];
+                }
+
                 ops.TryAdd(record.Version, record with { Op = record.Op.ToArray() });
             }
 
@@ -69,7 +81,9 @@ internal sealed class InMemoryOpStore : IOpStore
     {
         StorageValidation.ValidateDocId(docId);
         lock (_gate)
+        {
             return ValueTask.FromResult<IReadOnlyList<OpRecord>>(Range(docId, afterVersion, toVersion, limit));
+        }
     }
 
     public ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken)
@@ -79,12 +93,21 @@ internal sealed class InMemoryOpStore : IOpStore
         lock (_gate)
         {
             if (!_snapshots.TryGetValue(snapshot.DocId, out var snaps))
+            {
                 _snapshots[snapshot.DocId] = snaps = [];
+            }
+
             if (snaps.Count > 0 && snaps.Keys.Last() >= snapshot.Version)
+            {
                 return ValueTask.CompletedTask;
+            }
+
             snaps[snapshot.Version] = snapshot with { Meta = snapshot.Meta.ToArray() };
             while (snaps.Count > _snapshotsToKeep)
+            {
                 snaps.Remove(snaps.Keys.First());
+            }
+
             return ValueTask.CompletedTask;
         }
     }
@@ -98,7 +121,10 @@ internal sealed class InMemoryOpStore : IOpStore
             foreach (var (docId, snaps) in _snapshots)
             {
                 if (snaps.Count == 0 || !_ops.TryGetValue(docId, out var ops))
+                {
                     continue;
+                }
+
                 var covered = snaps.Keys.Last();
                 foreach (var version in ops.Values.Where(o => o.Version <= covered && o.TimestampMs < cutoff).Select(o => o.Version).ToList())
                 {
@@ -114,7 +140,9 @@ internal sealed class InMemoryOpStore : IOpStore
     public long SnapshotCount(string docId)
     {
         lock (_gate)
+        {
             return _snapshots.TryGetValue(docId, out var snaps) ? snaps.Count : 0;
+        }
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

@@ -27,7 +27,9 @@ internal sealed class InterceptingStore(IOpStore inner) : IOpStore
         get
         {
             lock (_gate)
+            {
                 return [.. _batchSizes];
+            }
         }
     }
 
@@ -49,7 +51,9 @@ internal sealed class InterceptingStore(IOpStore inner) : IOpStore
         lock (_gate)
         {
             if (_open.Task.IsCompleted)
+            {
                 _open = CreateOpen(opened: false);
+            }
         }
     }
 
@@ -63,7 +67,9 @@ internal sealed class InterceptingStore(IOpStore inner) : IOpStore
     public void Open()
     {
         lock (_gate)
+        {
             _open.TrySetResult();
+        }
     }
 
     public ValueTask InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
@@ -86,24 +92,37 @@ internal sealed class InterceptingStore(IOpStore inner) : IOpStore
             AppendStarted.Release();
             await open.WaitAsync(cancellationToken);
             if (_holds.TryGetValue(attempt, out var hold))
+            {
                 await hold.Task.WaitAsync(cancellationToken);
+            }
+
             if (FailBefore?.Invoke(attempt) is { } before)
+            {
                 throw before;
+            }
+
             var result = await inner.AppendAsync(batch, cancellationToken);
             foreach (var record in batch)
             {
                 if (!result.ConflictedDocs.Contains(record.DocId))
+                {
                     Committed[(record.DocId, record.Version)] = true;
+                }
             }
 
             if (FailAfter?.Invoke(attempt) is { } after)
+            {
                 throw after;
+            }
+
             return result;
         }
         finally
         {
             lock (_gate)
+            {
                 _inFlight--;
+            }
         }
     }
 
@@ -122,14 +141,19 @@ internal sealed class InterceptingStore(IOpStore inner) : IOpStore
     public async Task WaitForAppendsAsync(int count = 1)
     {
         for (var i = 0; i < count; i++)
+        {
             Assert.True(await AppendStarted.WaitAsync(TimeSpan.FromSeconds(30)), "The stage did not start an append in time.");
+        }
     }
 
     private static TaskCompletionSource CreateOpen(bool opened)
     {
         var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (opened)
+        {
             tcs.SetResult();
+        }
+
         return tcs;
     }
 }

@@ -80,7 +80,9 @@ public sealed class SqliteOpStoreTests : OpStoreConformanceTests
                 var walBytes = new FileInfo(options.SqlitePath + "-wal").Length;
                 Assert.True(walBytes < 2 * 1024 * 1024, $"WAL is {walBytes} bytes");
                 for (var d = 0; d < 64; d++)
+                {
                     Assert.Equal(150, (await store.LoadAsync($"doc-{d}", default))!.Ops.Count);
+                }
             }
 
             // Stopped with the store: reopening finds everything.
@@ -233,7 +235,9 @@ public sealed class SqliteOpStoreTests : OpStoreConformanceTests
         var writes = Task.Run(async () =>
         {
             for (var v = 101; v <= 300; v += 10)
+            {
                 await Store.AppendAsync(StorageTestData.Ops("doc", v, v + 9), default);
+            }
         });
 
         while (!writes.IsCompleted)
@@ -275,7 +279,10 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         // Rows really spread over the partitions.
         var batch = new List<Collab.Engine.Sequencing.OpRecord>();
         for (var d = 0; d < 64; d++)
+        {
             batch.Add(StorageTestData.Op($"spread-{d}", 1));
+        }
+
         await Store.AppendAsync(batch, default);
         Assert.Equal(4L, await ScalarAsync<long>("SELECT count(DISTINCT tableoid) FROM ops"));
     }
@@ -313,7 +320,9 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         finally
         {
             foreach (var store in stores)
+            {
                 await store.DisposeAsync();
+            }
         }
     }
 
@@ -335,7 +344,10 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await using var store = new PostgresOpStore(Options) { AppendMethod = method };
         var batch = new List<Collab.Engine.Sequencing.OpRecord>();
         for (var v = 1; v <= 1500; v++)
+        {
             batch.Add(StorageTestData.Op("baseline", v, author: v % 3 == 0 ? null : "someone"));
+        }
+
         await store.AppendAsync([StorageTestData.Op("fenced", 2, clientId: "rival")], default);
         batch.Add(StorageTestData.Op("fenced", 1));
         batch.Add(StorageTestData.Op("fenced", 2));
@@ -352,7 +364,10 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         foreach (var p in parameters)
+        {
             command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
         return (T)(await command.ExecuteScalarAsync())!;
     }
 }

@@ -39,7 +39,10 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         if (_store is not null)
+        {
             await _store.DisposeAsync();
+        }
+
         await CleanupAsync();
     }
 
@@ -137,7 +140,10 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
     public async Task Only_the_newest_snapshots_are_kept()
     {
         for (var v = 1; v <= 5; v++)
+        {
             await Store.WriteSnapshotAsync(Snapshot("doc", v * 10), default);
+        }
+
         await Store.WriteSnapshotAsync(Snapshot("other", 7), default);
 
         Assert.Equal(Options.SnapshotsToKeep, await CountSnapshotsAsync("doc"));
@@ -176,7 +182,9 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
         for (var v = 1; v <= 100; v++)
         {
             for (var d = 0; d < 10; d++)
+            {
                 batch.Add(Op($"doc-{d:D2}", v));
+            }
         }
 
         var result = await Store.AppendAsync(batch, default);
@@ -298,7 +306,9 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
         for (var v = 1; v <= 200; v++)
         {
             for (var d = 0; d < 100; d++)
+            {
                 batch.Add(Op($"big-{d}", v, clientId: $"client-{d}", op: new byte[v % 64]));
+            }
         }
 
         Assert.Empty((await Store.AppendAsync(batch, default)).ConflictedDocs);
@@ -324,7 +334,9 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
         }
 
         for (var v = 1; v <= 40; v++)
+        {
             batch.Add(Op("filler", v, op: new byte[9_999]));
+        }
 
         Assert.Empty((await Store.AppendAsync(batch, default)).ConflictedDocs);
 

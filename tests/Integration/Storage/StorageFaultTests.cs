@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Collab.Engine.Sequencing;
 using Collab.Integration.Tests.Infrastructure;
 using Collab.Server.Storage;
 using Microsoft.Data.Sqlite;
@@ -25,7 +24,9 @@ public sealed class PostgresOutageTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         if (_server is not null)
+        {
             await _server.DisposeAsync();
+        }
     }
 
     [Theory]
@@ -80,9 +81,14 @@ public sealed class PostgresOutageTests : IAsyncLifetime
         await WaitUntilAsync(() => acked.Count >= 400);
 
         if (kill)
+        {
             Server.Kill();
+        }
         else
+        {
             await Server.StopAsync(PostgresStopMode.Immediate);
+        }
+
         await WaitUntilAsync(() => !stage.IsHealthy);
         Assert.Equal(0, registry.GetGaugeValue("collab_storage_ready"));
 

@@ -17,7 +17,10 @@ internal static class StorageTestData
         var bytes = new byte[8 + (docId.Length % 7)];
         BitConverter.TryWriteBytes(bytes, version);
         for (var i = 8; i < bytes.Length; i++)
+        {
             bytes[i] = (byte)(docId[i % docId.Length] + i);
+        }
+
         return bytes;
     }
 
@@ -26,7 +29,10 @@ internal static class StorageTestData
     {
         var ops = new List<OpRecord>();
         for (var v = from; v <= to; v++)
+        {
             ops.Add(Op(docId, v, clientId, timestampMs: timestampMs));
+        }
+
         return ops;
     }
 
@@ -49,7 +55,9 @@ internal static class StorageTestData
     {
         Assert.Equal(expected.Count, actual.Count);
         for (var i = 0; i < expected.Count; i++)
+        {
             AssertSame(expected[i], actual[i]);
+        }
     }
 
     public static string TempDirectory()

@@ -91,7 +91,9 @@ public sealed class StoreHistorySourceTests
             }
 
             await using (var postgres = OpStoreFactory.Create(new StorageOptions { Provider = StorageProvider.Postgres, PostgresConnectionString = "Host=127.0.0.1;Port=1" }))
+            {
                 Assert.IsType<PostgresOpStore>(postgres);
+            }
 
             Assert.Throws<OptionsValidationException>(() => OpStoreFactory.Create(new StorageOptions { Provider = StorageProvider.Postgres }));
         }

@@ -1,6 +1,5 @@
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
-using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;
 using CsCheck;
 using Google.Protobuf;

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Text;
 using Collab.Server.Hosting;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;

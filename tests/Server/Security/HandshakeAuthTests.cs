@@ -1,6 +1,5 @@
 using System.Net;
 using System.Security.Cryptography;
-using System.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;

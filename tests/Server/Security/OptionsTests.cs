@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Options;
 using Collab.Server.Security;
+using Microsoft.Extensions.Options;
 
 namespace Collab.Server.Tests.Security;
 

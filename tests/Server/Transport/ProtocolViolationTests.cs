@@ -1,4 +1,3 @@
-using System.Text;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
 

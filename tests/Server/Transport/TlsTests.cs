@@ -1,8 +1,7 @@
-using System.Security.Cryptography.X509Certificates;
-using System.Net.Http;
 using System.Net.Security;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
 
