@@ -707,15 +707,19 @@ public sealed class CollabClient : IAsyncDisposable
     }
 }
 
-/// <summary>WebSocket close codes of the Collab protocol beyond RFC 6455's (docs/PROTOCOL.md).</summary>
+/// <summary>
+/// WebSocket close codes of the Collab protocol beyond RFC 6455's (docs/PROTOCOL.md section 10), as
+/// <see cref="DisconnectedEventArgs.CloseStatus"/> reports them. The values come from the protocol's one definition
+/// (<c>enum CloseCode</c> in collab.proto).
+/// </summary>
 public static class CloseCodes
 {
     /// <summary>The access token expired; reconnect with a fresh one.</summary>
-    public const int AuthExpired = 4001;
+    public const int AuthExpired = (int)CloseCode.AuthExpired;
 
     /// <summary>The token is valid but grants no access; do not reconnect.</summary>
-    public const int Forbidden = 4003;
+    public const int Forbidden = (int)CloseCode.Forbidden;
 
     /// <summary>The client sent too much; reconnect after a backoff.</summary>
-    public const int RateLimited = 4008;
+    public const int RateLimited = (int)CloseCode.RateLimited;
 }

@@ -3,6 +3,7 @@ using Collab.Client.Internal;
 using Collab.Engine;
 using Collab.Engine.Client;
 using Collab.Engine.Text;
+using Collab.Protocol;
 using Collab.Protocol.V1;
 using Google.Protobuf;
 
@@ -60,6 +61,9 @@ public sealed class CollabDocument : IAsyncDisposable
     private List<SequencedOp>? _probeQueue;
 
     private LocalPresence? _localPresence;
+
+    // The latest server's announced presence limit (Welcome.max_presence_bytes); the protocol default until one is known.
+    private int _maxPresenceBytes = ProtocolLimits.DefaultMaxPresenceBytes;
     private bool _presenceDirty;
 
     internal CollabDocument(CollabClient client, string docId)
@@ -231,17 +235,21 @@ public sealed class CollabDocument : IAsyncDisposable
     /// </summary>
     /// <param name="anchor">Where the selection starts.</param>
     /// <param name="head">Where the caret is; equal to <paramref name="anchor"/> for a caret.</param>
-    /// <param name="userData">Opaque data shown to others (name, colour); at most 1 KiB.</param>
+    /// <param name="userData">
+    /// Opaque data shown to others (name, colour); at most the server's announced <c>max_presence_bytes</c>
+    /// (1 KiB unless the server says otherwise).
+    /// </param>
+    /// <exception cref="ArgumentOutOfRangeException">A position is outside the text, or <paramref name="userData"/> is over the limit.</exception>
     public void SetPresence(int anchor, int head, ReadOnlyMemory<byte> userData = default)
     {
-        if (userData.Length > 1024)
-        {
-            throw new ArgumentOutOfRangeException(nameof(userData), "Presence user data is limited to 1 KiB.");
-        }
-
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_closed, this);
+            if (userData.Length > _maxPresenceBytes)
+            {
+                throw new ArgumentOutOfRangeException(nameof(userData), $"Presence user data is limited to {_maxPresenceBytes} bytes by the server.");
+            }
+
             int length = _state?.Snapshot.Length ?? 0;
             ArgumentOutOfRangeException.ThrowIfNegative(anchor);
             ArgumentOutOfRangeException.ThrowIfGreaterThan(anchor, length);
@@ -305,6 +313,7 @@ public sealed class CollabDocument : IAsyncDisposable
 
             _session = session;
             _generation = generation;
+            _maxPresenceBytes = session.Limits.MaxPresenceBytes;
             _retryAttempt = 0;
             _inflightSentOnSession = false;
             _state?.OnReconnect();

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Threading.Channels;
 using Collab.Client.Transport;
+using Collab.Protocol;
 using Collab.Protocol.V1;
 using Google.Protobuf;
 
@@ -40,6 +41,7 @@ internal sealed class ClientSession
         _transport = transport;
         Uri = uri;
         Welcome = welcome;
+        Limits = AnnouncedLimits.FromWelcome(welcome);
         _pingInterval = options.PingInterval;
         _deadAfter = options.PingInterval == Timeout.InfiniteTimeSpan ? Timeout.InfiniteTimeSpan : options.PingInterval + options.PongTimeout;
     }
@@ -47,6 +49,9 @@ internal sealed class ClientSession
     public Uri Uri { get; }
 
     public Welcome Welcome { get; }
+
+    /// <summary>The limits the server announced in Welcome (protocol defaults for what it left out).</summary>
+    public AnnouncedLimits Limits { get; }
 
     public IClientTransport Transport => _transport;
 

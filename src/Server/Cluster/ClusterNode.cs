@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
+using Collab.Protocol;
 using Collab.Protocol.V1;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;

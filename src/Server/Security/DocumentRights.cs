@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Collab.Server.Sessions;
+using Collab.Protocol;
 
 namespace Collab.Server.Security;
 

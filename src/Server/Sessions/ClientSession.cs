@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Collab.Engine;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
+using Collab.Protocol;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Transport;
@@ -15,7 +16,9 @@ namespace Collab.Server.Sessions;
 /// subscriptions, submits and presence updates. Messages are handled one at a time in arrival order
 /// (the transport reads the next one when the returned task completes), but a submit does not hold
 /// up the connection while it commits: its ack comes from the document hub, in version order.
-/// Bad input gets an error with a code; only persistent abuse closes the connection.
+/// Bad input gets an error with a code; the connection is closed only where the stream cannot be trusted any more
+/// (docs/PROTOCOL.md section 10: a text message 1003, an undecodable envelope 1007, no Hello or a wrong protocol
+/// version 1002) or the abuse persists (1008).
 /// Security: the session acts for a <see cref="SessionPrincipal"/> (replaced by Reauthenticate), checks
 /// its document rights on every subscribe and submit, spends rate budgets per connection and per user,
 /// and is closed with 4001 when its token expires, 4001/4003 when revoked, 4008 when it persists over a limit.
@@ -87,7 +90,9 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
     {
         if (isText)
         {
-            return ProtocolError(ErrorCode.BadMessage, "Collab messages are binary protobuf frames; text frames are not part of the protocol.", 0);
+            // Not this protocol at all (a JSON client, a misrouted browser socket): nothing it sends next can be read.
+            CloseFor(CloseCode.UnsupportedData, "text messages are not part of the protocol; send binary protobuf");
+            return ValueTask.CompletedTask;
         }
 
         ClientMessage message;
@@ -97,14 +102,17 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
         catch (InvalidProtocolBufferException ex)
         {
-            return ProtocolError(ErrorCode.BadMessage, "The message is not a valid ClientMessage: " + ex.Message, 0);
+            // An envelope that does not decode says the client's encoder is broken: answer why, then close (1007).
+            SendError(ErrorCode.BadMessage, "The message is not a valid ClientMessage: " + ex.Message, 0);
+            CloseFor(CloseCode.InvalidPayload, "undecodable message");
+            return ValueTask.CompletedTask;
         }
 
         SessionMetrics.MessagesReceived.WithLabels(KindLabel(message.BodyCase)).Inc();
         if (_clientId is null && message.BodyCase != ClientMessage.BodyOneofCase.Hello)
         {
             SendError(ErrorCode.NotHello, "The first message on a connection must be Hello.", message.RequestId);
-            Abort("no Hello");
+            CloseFor(CloseCode.ProtocolError, "no Hello");
             return ValueTask.CompletedTask;
         }
 
@@ -197,7 +205,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         if (hello.ProtocolVersion != (uint)ProtocolVersion.Current)
         {
             SendError(ErrorCode.ProtocolVersion, $"Protocol version {hello.ProtocolVersion} is not supported; this server speaks {(int)ProtocolVersion.Current}.", requestId);
-            Abort("unsupported protocol version");
+            CloseFor(CloseCode.ProtocolError, "unsupported protocol version");
             return;
         }
 
@@ -221,19 +229,15 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         _clientId = resumed ? hello.ClientId : principal.NewClientId();
         SessionMetrics.Sessions.Inc();
         _services.Log.Hello(_connection.Id, _clientId, resumed);
-        SendOwned(ServerFrames.Build(new ServerMessage
+        var welcome = new Welcome
         {
-            RequestId = requestId,
-            Welcome = new Welcome
-            {
-                ProtocolVersion = (uint)ProtocolVersion.Current,
-                ServerId = _services.NodeId,
-                ClientId = _clientId,
-                Resumed = resumed,
-                MaxMessageBytes = (uint)_services.MaxMessageBytes,
-                MaxOpBytes = (uint)_services.Options.MaxOpBytes,
-            },
-        }));
+            ProtocolVersion = (uint)ProtocolVersion.Current,
+            ServerId = _services.NodeId,
+            ClientId = _clientId,
+            Resumed = resumed,
+        };
+        _services.Limits.AnnounceIn(welcome);
+        SendOwned(ServerFrames.Build(new ServerMessage { RequestId = requestId, Welcome = welcome }));
 
         if (!principal.IsAnonymous)
         {
@@ -247,7 +251,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         string docId = subscribe.DocId;
         if (!DocumentId.IsValid(docId))
         {
-            await ProtocolError(ErrorCode.InvalidDocId, "doc_id must be 1-128 characters of [A-Za-z0-9._:/-] (not starting with '/' or '.', no '..').", requestId).ConfigureAwait(false);
+            await ProtocolError(ErrorCode.InvalidDocId, "doc_id must be " + DocumentId.Rule + ".", requestId).ConfigureAwait(false);
             return;
         }
 
@@ -520,9 +524,9 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        if (update.UserData.Length > _services.Options.MaxPresenceUserDataBytes)
+        if (update.UserData.Length > _services.Limits.MaxPresenceBytes)
         {
-            SendError(ErrorCode.BadMessage, $"Presence user_data is limited to {_services.Options.MaxPresenceUserDataBytes} bytes.", requestId, update.DocId);
+            SendError(ErrorCode.BadMessage, $"Presence user_data is limited to {_services.Limits.MaxPresenceBytes} bytes (Welcome.max_presence_bytes).", requestId, update.DocId);
             return;
         }
 
@@ -645,7 +649,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             SecurityMetrics.AuthFailed(AuthStage.Reauth, AuthFailure.WrongUser);
             SendError(ErrorCode.Forbidden, "Reauthenticate carried another user's token; a connection cannot change its user.", requestId);
-            CloseForSecurity(SecurityCloseCodes.Forbidden, "token of another user");
+            CloseForSecurity(CloseCode.Forbidden, "token of another user");
             return;
         }
 
@@ -718,7 +722,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         if (expire)
         {
             SecurityMetrics.ExpiredCloses.Inc();
-            CloseForSecurity(SecurityCloseCodes.AuthExpired, "access token expired");
+            CloseForSecurity(CloseCode.AuthExpired, "access token expired");
         }
         else if (warn)
         {
@@ -733,11 +737,11 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         SecurityMetrics.RevokedCloses.WithLabels(kind == RevocationKind.User ? "user" : "token").Inc();
         if (kind == RevocationKind.User)
         {
-            CloseForSecurity(SecurityCloseCodes.Forbidden, "access revoked");
+            CloseForSecurity(CloseCode.Forbidden, "access revoked");
         }
         else
         {
-            CloseForSecurity(SecurityCloseCodes.AuthExpired, "access token revoked");
+            CloseForSecurity(CloseCode.AuthExpired, "access token revoked");
         }
     }
 
@@ -757,7 +761,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         Volatile.Write(ref _nextAuthCheck, next.UtcTicks);
     }
 
-    private void CloseForSecurity(ushort code, string reason)
+    private void CloseForSecurity(CloseCode code, string reason)
     {
         _security.Log.SessionClosed(_connection.Id, _principal.UserId, reason);
         _connection.Close(code, reason);
@@ -783,7 +787,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             SecurityMetrics.ClosedOver(limit);
             _security.Log.LimitClose(_connection.Id, limit);
-            _connection.Close(SecurityCloseCodes.RateLimited, "over the " + SecurityMetrics.Snake(limit.ToString()) + " limit");
+            _connection.Close(CloseCode.RateLimited, "over the " + SecurityMetrics.Snake(limit.ToString()) + " limit");
         }
     }
 
@@ -807,7 +811,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{hub.DocId}' moved" },
         }));
-        _connection.Close(1012, "document moved; reconnect");
+        _connection.Close(CloseCode.ServiceRestart, "document moved; reconnect");
     }
 
     /// <summary>A subscription ended on the hub's side (history gone); forget it here.</summary>
@@ -856,13 +860,14 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         return ValueTask.CompletedTask;
     }
 
-    internal void Abort(string reason)
-    {
-        _services.Log.ProtocolAbuse(_connection.Id, reason);
-        _connection.Close(1008, reason);
-    }
+    internal void Abort(string reason) => CloseFor(CloseCode.PolicyViolation, reason);
 
-    internal void Close(ushort code, string reason) => _connection.Close(code, reason);
+    /// <summary>Closes the connection for something the client sent (logged: it is a client bug or abuse).</summary>
+    private void CloseFor(CloseCode code, string reason)
+    {
+        _services.Log.ProtocolAbuse(_connection.Id, (int)code, reason);
+        _connection.Close(code, reason);
+    }
 
     private Subscription? Find(string docId)
     {

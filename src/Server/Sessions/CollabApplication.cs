@@ -41,7 +41,8 @@ internal sealed class CollabApplication : IWebSocketApplication
             }
         }
 
-        return HandshakeDecision.Accept(chosen, auth.Principal);
+        // Hello first, within the handshake timeout (docs/PROTOCOL.md section 4.1).
+        return HandshakeDecision.Accept(chosen, auth.Principal) with { RequireFirstMessage = true };
     }
 
     public IWebSocketSession OnOpen(IWebSocketConnection connection, object? handshakeState) =>

@@ -1,3 +1,5 @@
+using Collab.Protocol;
+
 namespace Collab.Server.Sessions;
 
 /// <summary>Per-document and per-session limits (configuration section "Collab:Documents").</summary>
@@ -5,8 +7,8 @@ public sealed class DocumentOptions
 {
     public const string Section = "Documents";
 
-    /// <summary>Largest encoded op a client may submit.</summary>
-    public int MaxOpBytes { get; set; } = 256 * 1024;
+    /// <summary>Largest encoded op a client may submit (announced in Welcome.max_op_bytes).</summary>
+    public int MaxOpBytes { get; set; } = ProtocolLimits.DefaultMaxOpBytes;
 
     /// <summary>Largest document, in code points; an op that would grow past it is refused (DOC_TOO_LARGE).</summary>
     public int MaxDocumentLength { get; set; } = 8 * 1024 * 1024;
@@ -39,8 +41,8 @@ public sealed class DocumentOptions
     /// <summary>Most ops one FetchOps answer carries (clients page through longer ranges).</summary>
     public int MaxFetchOps { get; set; } = 10_000;
 
-    /// <summary>Largest presence user_data blob.</summary>
-    public int MaxPresenceUserDataBytes { get; set; } = 512;
+    /// <summary>Largest presence user_data blob (announced in Welcome.max_presence_bytes).</summary>
+    public int MaxPresenceUserDataBytes { get; set; } = ProtocolLimits.DefaultMaxPresenceBytes;
 
     public void Validate()
     {

@@ -31,8 +31,8 @@ internal sealed partial class SessionLog
     [LoggerMessage(2007, LogLevel.Debug, "Connection {ConnectionId}: client {ClientId} said hello (resumed: {Resumed})")]
     public partial void Hello(long connectionId, string clientId, bool resumed);
 
-    [LoggerMessage(2008, LogLevel.Information, "Connection {ConnectionId} closed for protocol abuse: {Reason}")]
-    public partial void ProtocolAbuse(long connectionId, string reason);
+    [LoggerMessage(2008, LogLevel.Information, "Connection {ConnectionId} closed with {CloseCode} for what the client sent: {Reason}")]
+    public partial void ProtocolAbuse(long connectionId, int closeCode, string reason);
 
     [LoggerMessage(2009, LogLevel.Error, "Connection {ConnectionId}: unexpected error handling a message")]
     public partial void MessageFailed(long connectionId, Exception exception);

@@ -1,3 +1,4 @@
+using Collab.Protocol;
 using Collab.Server.Security;
 
 namespace Collab.Server.Sessions;
@@ -12,6 +13,7 @@ internal sealed class SessionServices
         Options = options;
         NodeId = nodeId;
         MaxMessageBytes = maxMessageBytes;
+        Limits = new AnnouncedLimits(maxMessageBytes, options.MaxOpBytes, options.MaxPresenceUserDataBytes);
         Log = documents.Log;
     }
 
@@ -22,6 +24,9 @@ internal sealed class SessionServices
     public string NodeId { get; }
 
     public int MaxMessageBytes { get; }
+
+    /// <summary>The limits this node enforces, announced in every Welcome.</summary>
+    public AnnouncedLimits Limits { get; }
 
     public SessionLog Log { get; }
 

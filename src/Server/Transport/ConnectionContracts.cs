@@ -19,6 +19,13 @@ public readonly record struct HandshakeDecision(int StatusCode, string? SubProto
 {
     public bool Accepted => StatusCode == 101;
 
+    /// <summary>
+    /// For an acceptance: the client must send its first message within the transport's HandshakeTimeout, or the
+    /// connection is closed with 1002 (a protocol whose first message is a Hello: a socket that never says it holds
+    /// a connection slot for nothing, since pings alone keep it alive).
+    /// </summary>
+    public bool RequireFirstMessage { get; init; }
+
     /// <summary>For a rejection: seconds the client should wait before trying again (a <c>Retry-After</c> header); 0 sends none.</summary>
     public int RetryAfterSeconds { get; init; }
 

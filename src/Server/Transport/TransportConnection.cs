@@ -42,6 +42,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private volatile bool _pingOutstanding;
     private volatile bool _shutdownRequested;
     private volatile bool _discarding;
+    private volatile bool _awaitingFirstMessage;
+    private bool _failed;
     private bool _closeSent;
     private bool _holdsSlot;
     private int _holdsHandshakeSlot;
@@ -209,9 +211,10 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     private void CloseSlowConsumer()
     {
-        // The peer does not read fast enough: drop what is queued rather than grow server memory.
+        // The peer does not read fast enough: drop what is queued rather than grow server memory. 1013 (try again
+        // later), not 1008: a client on a slow link did nothing wrong and should reconnect and resume.
         _services.Metrics.SlowConsumerCloses.Inc();
-        StartClose(WebSocketCloseCodes.PolicyViolation, "slow consumer", ConnectionEndReason.SlowConsumer, _services.CloseTimeoutMs, dropQueued: true);
+        StartClose(WebSocketCloseCodes.TryAgainLater, "slow consumer", ConnectionEndReason.SlowConsumer, _services.CloseTimeoutMs, dropQueued: true);
     }
 
     /// <inheritdoc />
@@ -263,6 +266,15 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         if (now >= Volatile.Read(ref _deadline))
         {
             int phase = Volatile.Read(ref _phase);
+            if (phase == PhaseOpen && _awaitingFirstMessage)
+            {
+                // The application required a first message (a Hello) within the handshake timeout: a normal close,
+                // the stream itself is fine.
+                _services.Metrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
+                StartClose(WebSocketCloseCodes.ProtocolError, "no message within the handshake timeout", ConnectionEndReason.HandshakeTimeout, _services.CloseTimeoutMs, dropQueued: false);
+                return;
+            }
+
             if (phase == PhaseHttp)
             {
                 _services.Metrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
@@ -585,7 +597,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         lock (_sync)
         {
             _phase = PhaseOpen;
-            _deadline = long.MaxValue;
+            _awaitingFirstMessage = decision.RequireFirstMessage;
+            _deadline = decision.RequireFirstMessage ? now + _services.HandshakeTimeoutMs : long.MaxValue;
         }
 
         LeaveHandshakePhase();
@@ -723,6 +736,11 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                     }
 
                     messages++;
+                    if (_awaitingFirstMessage)
+                    {
+                        FirstMessageArrived();
+                    }
+
                     try
                     {
                         if (!_discarding && _session is not null)
@@ -790,6 +808,14 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         {
             while (true)
             {
+                if (_failed)
+                {
+                    // The connection was failed (RFC 6455 section 7.1.7): our Close is queued, and the peer's stream
+                    // cannot be parsed any further, so its Close is not awaited. Stop reading; TCP closes once our
+                    // Close is flushed.
+                    return ReadStep.Stop;
+                }
+
                 if (_frameRemaining > 0)
                 {
                     if (buffer.IsEmpty)
@@ -801,6 +827,10 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                     if (!_discarding)
                     {
                         AppendPayload(buffer.Slice(0, take));
+                        if (_failed)
+                        {
+                            return ReadStep.Stop;
+                        }
                     }
 
                     buffer = buffer.Slice(take);
@@ -925,6 +955,19 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         finally
         {
             _framesInBatch += frames;
+        }
+    }
+
+    /// <summary>Disarms the first-message deadline (<see cref="HandshakeDecision.RequireFirstMessage"/>).</summary>
+    private void FirstMessageArrived()
+    {
+        lock (_sync)
+        {
+            _awaitingFirstMessage = false;
+            if (_phase == PhaseOpen)
+            {
+                _deadline = long.MaxValue; // a closing connection keeps its close deadline
+            }
         }
     }
 
@@ -1086,9 +1129,14 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         return false;
     }
 
-    /// <summary>Fails the connection for a protocol violation (RFC 6455 section 7.1.7).</summary>
+    /// <summary>
+    /// Fails the connection for a protocol violation (RFC 6455 section 7.1.7): queues our Close and stops reading, so the
+    /// TCP connection closes as soon as the Close is flushed, without waiting for a Close from a peer whose byte stream
+    /// can no longer be parsed.
+    /// </summary>
     private void Fail(ushort code)
     {
+        _failed = true;
         _services.Metrics.Violation(code).Inc();
         ConnectionEndReason reason = code switch
         {

@@ -61,7 +61,7 @@ internal sealed class TransportMetrics
         BytesReceived = Metrics.CreateCounter("collab_ws_bytes_received_total", "Frame bytes (headers and payload) received after the handshake.");
         BytesSent = Metrics.CreateCounter("collab_ws_bytes_sent_total", "Frame bytes (headers and payload) written to sockets.");
         Flushes = Metrics.CreateCounter("collab_ws_flushes_total", "Socket pipe flushes; frames_sent / flushes is the write coalescing factor.");
-        SlowConsumerCloses = Metrics.CreateCounter("collab_ws_slow_consumer_closes_total", "Connections closed (1008) because their outbound queue passed the bound.");
+        SlowConsumerCloses = Metrics.CreateCounter("collab_ws_slow_consumer_closes_total", "Connections closed (1013) because their outbound queue passed the bound.");
         PingsSent = Metrics.CreateCounter("collab_ws_pings_sent_total", "Keep-alive pings sent to idle connections.");
         PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
         PingsDeferred = Metrics.CreateCounter("collab_ws_pings_deferred_total", "Due keep-alive pings left to a later heartbeat tick, so that one tick does not ping thousands of connections at once.");

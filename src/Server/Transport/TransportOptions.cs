@@ -25,8 +25,8 @@ public sealed class TransportOptions
     /// <summary>Request path of the WebSocket endpoint.</summary>
     public string WebSocketPath { get; set; } = "/ws";
 
-    /// <summary>Largest message (all fragments together) a client may send; larger ones close with 1009.</summary>
-    public int MaxMessageBytes { get; set; } = 1024 * 1024;
+    /// <summary>Largest message (all fragments together) a client may send; larger ones close with 1009 (announced in Welcome.max_message_bytes).</summary>
+    public int MaxMessageBytes { get; set; } = Collab.Protocol.ProtocolLimits.DefaultMaxMessageBytes;
 
     /// <summary>
     /// Most concurrently open WebSocket connections; further upgrades are answered 503 before the
@@ -42,7 +42,11 @@ public sealed class TransportOptions
     /// </summary>
     public int MaxPendingHandshakes { get; set; } = 1000;
 
-    /// <summary>Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head.</summary>
+    /// <summary>
+    /// Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head, and a new
+    /// WebSocket whose application requires it (Collab: the Hello) its first message; a WebSocket that sends none is
+    /// closed with 1002.
+    /// </summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>A connection silent for this long is pinged; see <see cref="MaxMissedPongs"/>. One heartbeat tick pings at most twice the steady rate (all connections once per interval), so connections that fell due together are pinged over a few ticks.</summary>
@@ -51,7 +55,7 @@ public sealed class TransportOptions
     /// <summary>Pings left unanswered (no pong and no other frame for a whole interval each) before the connection is closed with 1001.</summary>
     public int MaxMissedPongs { get; set; } = 2;
 
-    /// <summary>Bound on framed bytes queued for one connection and not yet handed to its socket; past it the connection is closed with 1008 as a slow consumer.</summary>
+    /// <summary>Bound on framed bytes queued for one connection and not yet handed to its socket; past it the connection is closed with 1013 (try again later) as a slow consumer.</summary>
     public int MaxOutboundBytesPerConnection { get; set; } = 4 * 1024 * 1024;
 
     /// <summary>Origins allowed to open a WebSocket (e.g. <c>https://app.example.com</c>, compared case-insensitively). Empty allows any; a request without Origin (not a browser) is always allowed.</summary>

@@ -1,9 +1,13 @@
+using Collab.Protocol.V1;
 
 namespace Collab.Server.Transport;
 
 /// <summary>One-off sends: frame a single reply in pooled memory and queue it (no allocation in steady state).</summary>
 public static class WebSocketConnectionExtensions
 {
+    /// <summary>Starts the close handshake with one of the protocol's close codes (docs/PROTOCOL.md section 10).</summary>
+    public static void Close(this IWebSocketConnection connection, CloseCode code, string reason) => connection.Close((ushort)code, reason);
+
     /// <summary>Copies <paramref name="payload"/> into a pooled binary frame and queues it; false when the connection refuses it.</summary>
     public static bool TrySendBinary(this IWebSocketConnection connection, ReadOnlySpan<byte> payload)
     {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using Collab.Protocol.V1;
 
 namespace Collab.Server.Transport;
 
@@ -15,18 +16,21 @@ public enum WebSocketOpcode : byte
     Pong = 0xA,
 }
 
-/// <summary>Close status codes the transport sends (RFC 6455 section 7.4.1).</summary>
+/// <summary>
+/// Close status codes the transport sends (RFC 6455 section 7.4.1), as ushort constants for frame code. The values
+/// come from the protocol's one definition, <see cref="CloseCode"/> in collab.proto.
+/// </summary>
 public static class WebSocketCloseCodes
 {
-    public const ushort NormalClosure = 1000;
-    public const ushort GoingAway = 1001;
-    public const ushort ProtocolError = 1002;
-    public const ushort UnsupportedData = 1003;
-    public const ushort InvalidPayload = 1007;
-    public const ushort PolicyViolation = 1008;
-    public const ushort MessageTooBig = 1009;
-    public const ushort InternalError = 1011;
-    public const ushort TryAgainLater = 1013;
+    public const ushort NormalClosure = (ushort)CloseCode.NormalClosure;
+    public const ushort GoingAway = (ushort)CloseCode.GoingAway;
+    public const ushort ProtocolError = (ushort)CloseCode.ProtocolError;
+    public const ushort UnsupportedData = (ushort)CloseCode.UnsupportedData;
+    public const ushort InvalidPayload = (ushort)CloseCode.InvalidPayload;
+    public const ushort PolicyViolation = (ushort)CloseCode.PolicyViolation;
+    public const ushort MessageTooBig = (ushort)CloseCode.MessageTooBig;
+    public const ushort InternalError = (ushort)CloseCode.InternalError;
+    public const ushort TryAgainLater = (ushort)CloseCode.TryAgainLater;
 
     /// <summary>
     /// Whether a code may appear in a Close frame on the wire. 1004-1006 and 1015 are reserved for

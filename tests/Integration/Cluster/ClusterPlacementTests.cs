@@ -12,7 +12,7 @@ public sealed class ClusterPlacementTests
     private static readonly Gen<string> DocIds =
         Gen.Char["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/-"].Array[1, 128]
             .Select(chars => new string(chars))
-            .Where(Server.Sessions.DocumentId.IsValid);
+            .Where(Collab.Protocol.DocumentId.IsValid);
 
     [Fact]
     public void Document_ids_become_one_reversible_subject_token()

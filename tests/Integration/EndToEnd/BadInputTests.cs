@@ -8,8 +8,9 @@ using Google.Protobuf;
 namespace Collab.Integration.Tests.EndToEnd;
 
 /// <summary>
-/// Whatever a client sends, it gets a clear error with a code, the document is untouched, other
-/// sessions are unaffected, and only protocol abuse closes the connection.
+/// Whatever a client sends, it gets a clear error with a code, the document is untouched and other
+/// sessions are unaffected. The connection is closed only when its stream cannot be trusted (docs/PROTOCOL.md
+/// section 10: text 1003, an undecodable envelope 1007, no Hello or a wrong version 1002) or abuse persists (1008).
 /// </summary>
 public sealed class BadInputTests : IAsyncLifetime
 {
@@ -20,14 +21,16 @@ public sealed class BadInputTests : IAsyncLifetime
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
     [Fact]
-    public async Task Malformed_protobuf_gets_BAD_MESSAGE_and_the_connection_stays_usable()
+    public async Task Malformed_protobuf_gets_BAD_MESSAGE_then_close_1007()
     {
+        await using RawProtocolClient bystander = await RawProtocolClient.ConnectAsync(_server.WebSocketUri);
         await using RawProtocolClient client = await RawProtocolClient.ConnectAsync(_server.WebSocketUri);
         await client.SendBytesAsync([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
         ServerMessage error = await client.ReceiveAsync();
         Assert.Equal(ErrorCode.BadMessage, error.Error.Code);
         Assert.False(error.Error.Retryable);
-        await AssertAliveAsync(client);
+        Assert.Equal(WebSocketCloseStatus.InvalidPayloadData, await client.ReceiveCloseAsync());
+        await AssertAliveAsync(bystander);
     }
 
     [Fact]
@@ -43,30 +46,29 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_text_frame_gets_BAD_MESSAGE()
+    public async Task A_text_frame_closes_1003()
     {
         await using RawProtocolClient client = await RawProtocolClient.ConnectAsync(_server.WebSocketUri);
         await client.SendBytesAsync("{\"hello\":1}"u8.ToArray(), WebSocketMessageType.Text);
-        Assert.Equal(ErrorCode.BadMessage, (await client.ReceiveAsync()).Error.Code);
-        await AssertAliveAsync(client);
+        Assert.Equal(WebSocketCloseStatus.InvalidMessageType, await client.ReceiveCloseAsync());
     }
 
     [Fact]
-    public async Task Anything_before_Hello_is_refused_and_the_connection_closed()
+    public async Task Anything_before_Hello_gets_NOT_HELLO_then_close_1002()
     {
         await using RawProtocolClient client = await RawProtocolClient.ConnectAsync(_server.WebSocketUri, hello: false);
         await client.SendAsync(new ClientMessage { Subscribe = new Subscribe { DocId = "a", Snapshot = true } });
         Assert.Equal(ErrorCode.NotHello, (await client.ReceiveAsync()).Error.Code);
-        Assert.Equal(WebSocketCloseStatus.PolicyViolation, await client.ReceiveCloseAsync());
+        Assert.Equal(WebSocketCloseStatus.ProtocolError, await client.ReceiveCloseAsync());
     }
 
     [Fact]
-    public async Task An_unsupported_protocol_version_is_refused()
+    public async Task An_unsupported_protocol_version_gets_PROTOCOL_VERSION_then_close_1002()
     {
         await using RawProtocolClient client = await RawProtocolClient.ConnectAsync(_server.WebSocketUri, hello: false);
         await client.SendAsync(new ClientMessage { Hello = new Hello { ProtocolVersion = 99 } });
         Assert.Equal(ErrorCode.ProtocolVersion, (await client.ReceiveAsync()).Error.Code);
-        Assert.Equal(WebSocketCloseStatus.PolicyViolation, await client.ReceiveCloseAsync());
+        Assert.Equal(WebSocketCloseStatus.ProtocolError, await client.ReceiveCloseAsync());
     }
 
     [Theory]
@@ -153,20 +155,18 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_client_that_keeps_sending_garbage_is_closed_and_others_are_unaffected()
+    public async Task A_client_that_keeps_sending_invalid_requests_is_closed_1008_and_others_are_unaffected()
     {
         await using RawProtocolClient bystander = await RawProtocolClient.ConnectAsync(_server.WebSocketUri);
         await using RawProtocolClient abuser = await RawProtocolClient.ConnectAsync(_server.WebSocketUri);
-        var random = new Random(1234);
-        WebSocketCloseStatus? status = null;
-        for (int i = 0; i < 100 && status is null; i++)
+
+        // Each one decodes but is refused (INVALID_DOC_ID): tolerated a few dozen times, then the connection is closed.
+        int errors = 0;
+        for (int i = 0; i < 100; i++)
         {
-            byte[] garbage = new byte[random.Next(1, 64)];
-            random.NextBytes(garbage);
-            garbage[0] = 0xff; // never a valid first tag
             try
             {
-                await abuser.SendBytesAsync(garbage);
+                await abuser.SendAsync(new ClientMessage { RequestId = (ulong)i, Subscribe = new Subscribe { DocId = "../" + i, Snapshot = true } });
             }
             catch (WebSocketException)
             {
@@ -174,8 +174,24 @@ public sealed class BadInputTests : IAsyncLifetime
             }
         }
 
-        status = await abuser.ReceiveCloseAsync();
-        Assert.Equal(WebSocketCloseStatus.PolicyViolation, status);
+        while (true)
+        {
+            ServerMessage message;
+            try
+            {
+                message = await abuser.ReceiveAsync();
+            }
+            catch (WebSocketException)
+            {
+                break; // the server's close
+            }
+
+            Assert.Equal(ErrorCode.InvalidDocId, message.Error.Code);
+            errors++;
+        }
+
+        Assert.Equal(WebSocketCloseStatus.PolicyViolation, abuser.CloseStatus);
+        Assert.InRange(errors, 2, 99);
         await AssertAliveAsync(bystander);
     }
 

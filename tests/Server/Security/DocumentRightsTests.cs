@@ -1,6 +1,6 @@
 using System.Text.Json;
+using Collab.Protocol;
 using Collab.Server.Security;
-using Collab.Server.Sessions;
 using CsCheck;
 
 namespace Collab.Server.Tests.Security;

@@ -107,7 +107,7 @@ public sealed class HandshakeAuthTests : IAsyncLifetime
         Assert.Contains("revoked jti admin-revoke-1", revoke.Body, StringComparison.Ordinal);
 
         RawFrame close = await client.ReceiveCloseAsync();
-        Assert.Equal(SecurityCloseCodes.AuthExpired, close.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, close.CloseCode);
         Assert.Equal(401, (await UpgradeAsync($"Authorization: Bearer {token}\r\n")).StatusCode);
 
         // A user revocation: 4003 for open sessions, 403 for new ones.
@@ -115,7 +115,7 @@ public sealed class HandshakeAuthTests : IAsyncLifetime
         await using RawWebSocketClient banned = await RawWebSocketClient.ConnectAsync(_server.Port, extraHeaders: $"Authorization: Bearer {userToken}\r\n");
         await HelloAsync(banned);
         Assert.Equal(200, (await AdminAsync("POST", "/admin/revoke?sub=banned", AdminToken)).StatusCode);
-        Assert.Equal(SecurityCloseCodes.Forbidden, (await banned.ReceiveCloseAsync()).CloseCode);
+        Assert.Equal((ushort)CloseCode.Forbidden, (await banned.ReceiveCloseAsync()).CloseCode);
         Assert.Equal(403, (await UpgradeAsync($"Authorization: Bearer {userToken}\r\n")).StatusCode);
     }
 

@@ -1,3 +1,4 @@
+using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;
 
@@ -17,8 +18,8 @@ public sealed class RevocationTests
 
         await harness.Security.Revocations.RevokeAsync(new RevocationEntry(RevocationKind.TokenId, "j-1", harness.Time.GetUtcNow().AddHours(1)), default);
 
-        Assert.Equal(SecurityCloseCodes.AuthExpired, first.CloseCode);
-        Assert.Equal(SecurityCloseCodes.AuthExpired, sameToken.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, first.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, sameToken.CloseCode);
         Assert.Null(otherToken.CloseCode);
         Assert.Null(bob.CloseCode);
         await Assert.ThrowsAsync<InvalidOperationException>(() => harness.ConnectAsync(harness.Tokens.Create("alice", jti: "j-1")));
@@ -33,7 +34,7 @@ public sealed class RevocationTests
 
         await harness.Security.Revocations.RevokeAsync(new RevocationEntry(RevocationKind.User, "alice", harness.Time.GetUtcNow().AddHours(1)), default);
 
-        Assert.All(alice, c => Assert.Equal(SecurityCloseCodes.Forbidden, c.CloseCode));
+        Assert.All(alice, c => Assert.Equal((ushort)CloseCode.Forbidden, c.CloseCode));
         Assert.Null(bob.CloseCode);
         Assert.Equal(1, harness.Security.Sessions.UserCount);
     }
@@ -48,7 +49,7 @@ public sealed class RevocationTests
 
         await nodeA.Security.Revocations.RevokeAsync(new RevocationEntry(RevocationKind.TokenId, "shared", DateTimeOffset.UtcNow.AddHours(1)), default);
 
-        Assert.Equal(SecurityCloseCodes.AuthExpired, onB.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, onB.CloseCode);
         Assert.False((await nodeB.Security.Validator!.ValidateAsync(nodeB.Tokens.Create("alice", jti: "shared"), default)).Succeeded);
     }
 
@@ -62,7 +63,7 @@ public sealed class RevocationTests
         // The token was checked, then revoked before the session registered.
         await harness.Security.Revocations.RevokeAsync(new RevocationEntry(RevocationKind.TokenId, "racy", harness.Time.GetUtcNow().AddHours(1)), default);
         FakeConnection late = await harness.OpenAsync(validated.Principal!, hello: false);
-        Assert.Equal(SecurityCloseCodes.AuthExpired, late.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, late.CloseCode);
         Assert.Equal(0, harness.Security.Sessions.UserCount);
     }
 

@@ -45,7 +45,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
         Assert.Single(client.Received, m => m.AuthExpiring is not null);
         Assert.Null(client.CloseCode);
         Advance(TimeSpan.FromSeconds(15));
-        Assert.Equal(SecurityCloseCodes.AuthExpired, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, client.CloseCode);
         Assert.True(SecurityCloseCount() - expiredBefore >= 1);
     }
 
@@ -71,7 +71,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
         Advance(TimeSpan.FromMinutes(8));
         Assert.Equal(2, client.Received.Count(m => m.AuthExpiring is not null));
         Advance(TimeSpan.FromMinutes(1));
-        Assert.Equal(SecurityCloseCodes.AuthExpired, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, client.CloseCode);
     }
 
     [Fact]
@@ -87,7 +87,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
         Assert.Single(client.Received, m => m.AuthExpiring is not null);
         Assert.DoesNotContain(client.Received, m => m.Error is not null);
         Advance(TimeSpan.FromSeconds(60));
-        Assert.Equal(SecurityCloseCodes.AuthExpired, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, client.CloseCode);
     }
 
     [Fact]
@@ -106,7 +106,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
 
         Assert.Null(client.CloseCode);
         Advance(TimeSpan.FromMinutes(3));
-        Assert.Equal(SecurityCloseCodes.AuthExpired, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.AuthExpired, client.CloseCode);
     }
 
     [Fact]
@@ -115,7 +115,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
         FakeConnection client = await _harness.ConnectAsync(Tokens.Create("alice"));
         await client.SendAsync(new ClientMessage { RequestId = 3, Reauth = new Reauthenticate { Token = Tokens.Create("mallory") } });
         Assert.Equal(ErrorCode.Forbidden, (await client.NextErrorAsync()).Error.Code);
-        Assert.Equal(SecurityCloseCodes.Forbidden, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.Forbidden, client.CloseCode);
     }
 
     [Fact]

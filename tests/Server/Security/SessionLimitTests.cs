@@ -34,7 +34,7 @@ public sealed class SessionLimitTests
         }
 
         // 10 accepted, then 20 refusals are tolerated and the 21st closes: the flood stops there.
-        Assert.Equal(SecurityCloseCodes.RateLimited, flooder.CloseCode);
+        Assert.Equal((ushort)CloseCode.RateLimited, flooder.CloseCode);
         Assert.Equal(10 + 20 + 1, sent);
         ServerMessage[] errors = [.. flooder.Received.Where(m => m.Error is not null)];
         Assert.Equal(21, errors.Length);
@@ -147,7 +147,7 @@ public sealed class SessionLimitTests
 
         // Hello and Subscribe took 2 of the 50 messages: 48 presence updates pass the message rate, of which 5
         // are relayed and 43 dropped with a single error; then 11 message-rate refusals close the connection.
-        Assert.Equal(SecurityCloseCodes.RateLimited, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.RateLimited, client.CloseCode);
         Assert.Equal(48 + 11, sent);
         ServerMessage presenceError = Assert.Single(client.Received, m => m.Error is not null && m.Error.DocId == "presence/1");
         Assert.Equal(ErrorCode.RateLimited, presenceError.Error.Code);
@@ -196,7 +196,7 @@ public sealed class SessionLimitTests
             sent++;
         }
 
-        Assert.Equal(SecurityCloseCodes.RateLimited, client.CloseCode);
+        Assert.Equal((ushort)CloseCode.RateLimited, client.CloseCode);
         Assert.Equal(20 + 50 + 1, sent);
         Assert.Equal(20, client.Received.Count(m => m.Snapshot is not null));
         ServerMessage[] errors = [.. client.Received.Where(m => m.Error is not null)];

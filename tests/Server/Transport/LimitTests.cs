@@ -36,6 +36,61 @@ public sealed class LimitTests
     }
 
     [Fact]
+    public async Task A_first_message_the_application_requires_must_arrive_within_the_handshake_timeout()
+    {
+        var app = new TestApplication { Handshake = _ => HandshakeDecision.Accept() with { RequireFirstMessage = true } };
+        await using TestTransportServer server = await TestTransportServer.StartAsync(app, new TransportOptions
+        {
+            HandshakeTimeout = TimeSpan.FromMilliseconds(400),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(20),
+            PingInterval = TimeSpan.FromMilliseconds(100), // pings (and their pongs) do not count as a message
+        });
+
+        // Silent but answering pings: closed with 1002 once the timeout passes.
+        await using RawWebSocketClient silent = await RawWebSocketClient.ConnectAsync(server.Port);
+        long started = Environment.TickCount64;
+        RawFrame frame;
+        while ((frame = await silent.ReceiveFrameAsync()).Opcode == 0x9)
+        {
+            await silent.SendFrameAsync(0xA, frame.Payload);
+        }
+
+        Assert.Equal(0x8, frame.Opcode);
+        Assert.Equal(1002, frame.CloseCode);
+        Assert.True(Environment.TickCount64 - started >= 300, "closed before the handshake timeout");
+        Assert.Equal(ConnectionEndReason.HandshakeTimeout, await app.NextClosedAsync());
+
+        // A client that speaks in time stays open long after the timeout.
+        await using RawWebSocketClient speaking = await RawWebSocketClient.ConnectAsync(server.Port);
+        await speaking.SendTextAsync("hello");
+        Assert.Equal("hello", (await ReceiveDataAsync(speaking)).Text);
+        for (int i = 0; i < 10; i++)
+        {
+            await Task.Delay(100);
+            await speaking.SendTextAsync("still here");
+            Assert.Equal("still here", (await ReceiveDataAsync(speaking)).Text);
+        }
+
+        Assert.Equal(1, app.ClosedCount);
+    }
+
+    [Fact]
+    public async Task Without_RequireFirstMessage_a_silent_websocket_stays_open()
+    {
+        var app = new TestApplication();
+        await using TestTransportServer server = await TestTransportServer.StartAsync(app, new TransportOptions
+        {
+            HandshakeTimeout = TimeSpan.FromMilliseconds(200),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(20),
+        });
+        await using RawWebSocketClient client = await RawWebSocketClient.ConnectAsync(server.Port);
+        await Task.Delay(800);
+        await client.SendTextAsync("late");
+        Assert.Equal("late", (await client.ReceiveFrameAsync()).Text);
+        Assert.Equal(0, app.ClosedCount);
+    }
+
+    [Fact]
     public async Task Silent_client_is_pinged_then_closed_after_two_missed_pongs()
     {
         var app = new TestApplication();
@@ -177,5 +232,20 @@ public sealed class LimitTests
         Assert.Equal(1011, (await client.ReceiveCloseAsync()).CloseCode);
         await client.SendCloseAsync(1011);
         Assert.Equal(ConnectionEndReason.InternalError, await app.NextClosedAsync());
+    }
+
+    /// <summary>The next data frame, answering (and skipping) the server's pings.</summary>
+    private static async Task<RawFrame> ReceiveDataAsync(RawWebSocketClient client)
+    {
+        while (true)
+        {
+            RawFrame frame = await client.ReceiveFrameAsync();
+            if (frame.Opcode != 0x9)
+            {
+                return frame;
+            }
+
+            await client.SendFrameAsync(0xA, frame.Payload);
+        }
     }
 }
