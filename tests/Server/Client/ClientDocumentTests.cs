@@ -401,6 +401,27 @@ public sealed class ClientDocumentTests
         Assert.Equal(2, changes.All.Count);
     }
 
+    [Theory]
+    [InlineData(0u, 1024)] // not announced: the protocol's default, 1 KiB
+    [InlineData(100u, 100)]
+    [InlineData(4096u, 4096)]
+    public async Task Presence_UserDataIsBoundByTheAnnouncedLimit(uint announced, int limit)
+    {
+        var server = new FakeServer();
+        Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
+        (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync(maxPresenceBytes: announced);
+        await using CollabClient client = await connecting;
+        Task<CollabDocument> opening = client.OpenDocumentAsync(Doc);
+        await connection.ExpectSubscribeAsync(Doc);
+        connection.SendSnapshot(Doc, 1, "hello");
+        CollabDocument document = await opening;
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => document.SetPresence(1, 1, new byte[limit + 1]));
+        document.SetPresence(1, 2, new byte[limit]);
+        ClientMessage update = await connection.ReceiveAsync(ClientMessage.BodyOneofCase.Presence);
+        Assert.Equal(limit, update.Presence.UserData.Length);
+    }
+
     [Fact]
     public async Task Presence_IsSentWhenSyncedAndDeferredWhilePending()
     {

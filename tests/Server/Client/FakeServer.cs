@@ -68,7 +68,7 @@ internal sealed class FakeServer : IClientTransportFactory
     public bool HasPendingConnection => _accepted.Reader.Count > 0;
 
     /// <summary>Accepts a connection and answers its Hello with Welcome.</summary>
-    public async Task<(FakeConnection Connection, Hello Hello)> AcceptAndWelcomeAsync(string clientId = "c1", bool? resumed = null, uint maxOpBytes = 0)
+    public async Task<(FakeConnection Connection, Hello Hello)> AcceptAndWelcomeAsync(string clientId = "c1", bool? resumed = null, uint maxOpBytes = 0, uint maxPresenceBytes = 0)
     {
         FakeConnection connection = await AcceptAsync();
         Hello hello = (await connection.ReceiveAsync(ClientMessage.BodyOneofCase.Hello)).Hello;
@@ -82,6 +82,7 @@ internal sealed class FakeServer : IClientTransportFactory
                 Resumed = resumed ?? hello.ClientId == clientId,
                 MaxMessageBytes = 1 << 20,
                 MaxOpBytes = maxOpBytes,
+                MaxPresenceBytes = maxPresenceBytes,
             },
         });
         return (connection, hello);
