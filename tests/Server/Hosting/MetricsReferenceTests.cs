@@ -5,6 +5,7 @@ using Collab.Server.Cluster;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
+using Collab.Server.Tests.Infrastructure;
 using Collab.Server.Transport;
 using Prometheus;
 
@@ -34,24 +35,11 @@ public sealed partial class MetricsReferenceTests
         var registered = TypeLine().Matches(exposition).Select(static m => m.Groups[1].Value).ToHashSet(StringComparer.Ordinal);
         Assert.True(registered.Count >= 60, $"only {registered.Count} collab_* families registered: a holder was missed");
 
-        string guide = await File.ReadAllTextAsync(Path.Combine(RepositoryRoot(), "docs", "OPERATIONS.md"));
+        string guide = await File.ReadAllTextAsync(RepositoryFiles.PathOf("docs/OPERATIONS.md"));
         var documented = DocumentedName().Matches(guide).Select(static m => m.Groups[1].Value).ToHashSet(StringComparer.Ordinal);
 
         Assert.Empty(registered.Except(documented).Order(StringComparer.Ordinal));
         Assert.Empty(documented.Except(registered).Order(StringComparer.Ordinal));
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Collab.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Collab.sln not found above " + AppContext.BaseDirectory);
     }
 
     [GeneratedRegex(@"^# TYPE (collab_[a-z0-9_]+) ", RegexOptions.Multiline)]

@@ -21,6 +21,9 @@ public sealed class SecureServer : IAsyncDisposable
 
     public int Port { get; }
 
+    /// <summary>The embedded store's directory (the SQLite file is <c>collab.db</c> in it).</summary>
+    public string DataDirectory => _directory;
+
     public Uri WebSocketUri => new($"ws://127.0.0.1:{Port}/ws");
 
     public IServiceProvider Services => _app.Services;
