@@ -5,6 +5,7 @@ using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
+using Microsoft.Extensions.Options;
 
 namespace Collab.Server;
 
@@ -35,33 +36,43 @@ public static class CollabServerHost
         configure?.Invoke(builder.Configuration);
         IConfiguration config = builder.Configuration;
 
-        var transport = TransportOptions.FromConfiguration(config);
-        var storage = new StorageOptions();
-        config.GetSection(StorageOptions.SectionName).Bind(storage);
-        if (!string.IsNullOrEmpty(storage.PostgresConnectionString) && config[$"{StorageOptions.SectionName}:Provider"] is null)
-        {
-            storage.Provider = StorageProvider.Postgres; // --postgres alone selects PostgreSQL
-        }
+        // Every section is checked key by key before it binds (SettingsBinder), then validated; a typo, a value of the
+        // wrong type or an invalid combination is reported with all the others at once (Program prints one line each
+        // and exits 2), never an ignored key or an unhandled exception.
+        var invalid = new List<string>();
+        TransportOptions transport = Load(() => TransportOptions.FromConfiguration(config), t => t.Validate(), invalid);
+        StorageOptions storage = Load(
+            () =>
+            {
+                StorageOptions bound = SettingsBinder.Bind<StorageOptions>(config, StorageOptions.SectionName);
+                if (!string.IsNullOrEmpty(bound.PostgresConnectionString) && config[$"{StorageOptions.SectionName}:Provider"] is null)
+                {
+                    bound.Provider = StorageProvider.Postgres; // --postgres alone selects PostgreSQL
+                }
 
-        storage.Validate();
-        var documents = new DocumentOptions();
-        config.GetSection(DocumentOptions.Section).Bind(documents);
-        documents.Validate();
-        var node = new NodeOptions();
-        config.GetSection(NodeOptions.Section).Bind(node);
-        node.Validate();
-        var auth = new AuthOptions();
-        config.GetSection(AuthOptions.Section).Bind(auth);
-        var limits = new LimitsOptions();
-        config.GetSection(LimitsOptions.Section).Bind(limits);
-        var cluster = new ClusterOptions();
-        config.GetSection(ClusterOptions.Section).Bind(cluster);
-        if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
-        {
-            cluster.Enabled = true; // --nats alone (or Cluster:NatsUrl) selects cluster mode
-        }
+                return bound;
+            },
+            s => s.Validate(), invalid);
+        DocumentOptions documents = Load(() => SettingsBinder.Bind<DocumentOptions>(config, DocumentOptions.Section), d => d.Validate(), invalid);
+        NodeOptions node = Load(() => SettingsBinder.Bind<NodeOptions>(config, NodeOptions.Section), n => n.Validate(), invalid);
+        AuthOptions auth = Load(() => SettingsBinder.Bind<AuthOptions>(config, AuthOptions.Section), a => a.Validate(), invalid);
+        LimitsOptions limits = Load(() => SettingsBinder.Bind<LimitsOptions>(config, LimitsOptions.Section), l => l.Validate(), invalid);
+        ClusterOptions cluster = Load(
+            () =>
+            {
+                ClusterOptions bound = SettingsBinder.Bind<ClusterOptions>(config, ClusterOptions.Section);
+                if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
+                {
+                    bound.Enabled = true; // --nats alone (or Cluster:NatsUrl) selects cluster mode
+                }
 
-        cluster.Validate();
+                return bound;
+            },
+            c => c.Validate(), invalid);
+        if (invalid.Count > 0)
+        {
+            throw new OptionsValidationException("Collab", typeof(CollabServerHost), invalid);
+        }
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -108,6 +119,23 @@ public static class CollabServerHost
         builder.WebHost.ConfigureCollabKestrel(transport);
 
         return builder.Build();
+    }
+
+    /// <summary>Binds and validates one options class; its invalid settings go to <paramref name="invalid"/> (defaults are returned then).</summary>
+    private static T Load<T>(Func<T> bind, Action<T> validate, List<string> invalid)
+        where T : class, new()
+    {
+        try
+        {
+            T options = bind();
+            validate(options);
+            return options;
+        }
+        catch (OptionsValidationException ex)
+        {
+            invalid.AddRange(ex.Failures);
+            return new T();
+        }
     }
 
     private static Dictionary<string, string?> EnvironmentShortcuts()

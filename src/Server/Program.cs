@@ -1,6 +1,9 @@
 using Collab.Server;
+using Microsoft.Extensions.Options;
 
 // Collab server: single node with the embedded store by default (see README "Configuration").
+// Exit codes: 0 after a clean shutdown, 2 for invalid configuration (one line per invalid setting), 1 when the
+// server could not start or run for another reason (the cause is printed; never an unhandled-exception abort).
 try
 {
     // The authentication mode is logged at start-up by the security layer (loudly when anonymous).
@@ -8,8 +11,33 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (Exception ex) when (ex is Microsoft.Extensions.Options.OptionsValidationException or Collab.Server.Transport.TransportConfigurationException)
+catch (Exception ex) when (FindConfigurationError(ex) is { } invalid)
 {
-    Console.Error.WriteLine($"collab: invalid configuration: {ex.Message}");
+    foreach (string failure in invalid.Failures)
+    {
+        Console.Error.WriteLine($"collab: invalid configuration: {failure}");
+    }
+
     return 2;
+}
+catch (Exception ex)
+{
+    Console.Error.WriteLine($"collab: the server stopped: {ex.GetType().Name}: {ex.Message}");
+    Console.Error.WriteLine(ex);
+    return 1;
+}
+
+// Start-up runs some validation inside DI and hosted-service start, which may wrap it (an AggregateException's
+// InnerException is its first).
+static OptionsValidationException? FindConfigurationError(Exception? ex)
+{
+    for (; ex is not null; ex = ex.InnerException)
+    {
+        if (ex is OptionsValidationException invalid)
+        {
+            return invalid;
+        }
+    }
+
+    return null;
 }

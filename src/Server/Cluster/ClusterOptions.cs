@@ -91,73 +91,62 @@ public sealed class ClusterOptions
     /// <summary>Checks every setting and throws one <see cref="OptionsValidationException"/> listing all problems.</summary>
     public void Validate()
     {
-        var failures = new List<string>();
-        void Positive(TimeSpan value, string name)
-        {
-            if (value <= TimeSpan.Zero)
-            {
-                failures.Add($"{Section}:{name} must be positive (was {value}).");
-            }
-        }
-
+        var errors = new SettingErrors(Section, typeof(ClusterOptions));
         if (Enabled && string.IsNullOrWhiteSpace(NatsUrl))
         {
-            failures.Add($"{Section}:{nameof(NatsUrl)} is required in cluster mode.");
+            errors.Add(nameof(NatsUrl), "is required in cluster mode.");
         }
 
-        Positive(LeaseDuration, nameof(LeaseDuration));
-        Positive(RenewInterval, nameof(RenewInterval));
-        Positive(HeartbeatInterval, nameof(HeartbeatInterval));
-        Positive(NodeExpiry, nameof(NodeExpiry));
-        Positive(ReconcileInterval, nameof(ReconcileInterval));
-        Positive(ForwardTimeout, nameof(ForwardTimeout));
-        Positive(VersionTickInterval, nameof(VersionTickInterval));
-        Positive(ReplicaGapGrace, nameof(ReplicaGapGrace));
-        Positive(PresenceRefreshInterval, nameof(PresenceRefreshInterval));
+        errors.Positive(LeaseDuration, nameof(LeaseDuration));
+        errors.Positive(RenewInterval, nameof(RenewInterval));
+        errors.Positive(HeartbeatInterval, nameof(HeartbeatInterval));
+        errors.Positive(NodeExpiry, nameof(NodeExpiry));
+        errors.Positive(ReconcileInterval, nameof(ReconcileInterval));
+        errors.Positive(ForwardTimeout, nameof(ForwardTimeout));
+        errors.Positive(VersionTickInterval, nameof(VersionTickInterval));
+        errors.Positive(ReplicaGapGrace, nameof(ReplicaGapGrace));
+        errors.Positive(PresenceRefreshInterval, nameof(PresenceRefreshInterval));
         if (PresenceExpiry <= PresenceRefreshInterval * 2)
         {
-            failures.Add($"{Section}:{nameof(PresenceExpiry)} ({PresenceExpiry}) must be more than twice {nameof(PresenceRefreshInterval)} ({PresenceRefreshInterval}).");
+            errors.Add(nameof(PresenceExpiry), $"must be more than twice {nameof(PresenceRefreshInterval)} ({PresenceRefreshInterval}) (was {PresenceExpiry}).");
         }
 
         if (JoinGracePeriod < TimeSpan.Zero)
         {
-            failures.Add($"{Section}:{nameof(JoinGracePeriod)} must not be negative (was {JoinGracePeriod}).");
+            errors.Add(nameof(JoinGracePeriod), $"must not be negative (was {JoinGracePeriod}).");
         }
 
         if (LeaseSafetyMargin < TimeSpan.Zero)
         {
-            failures.Add($"{Section}:{nameof(LeaseSafetyMargin)} must not be negative (was {LeaseSafetyMargin}).");
+            errors.Add(nameof(LeaseSafetyMargin), $"must not be negative (was {LeaseSafetyMargin}).");
         }
 
         // A lease must survive at least one failed renewal, and the owner must stop before it can expire.
         if (RenewInterval * 2 + LeaseSafetyMargin > LeaseDuration)
         {
-            failures.Add($"{Section}:{nameof(LeaseDuration)} ({LeaseDuration}) must be at least twice {nameof(RenewInterval)} ({RenewInterval}) plus {nameof(LeaseSafetyMargin)} ({LeaseSafetyMargin}).");
+            errors.Add(nameof(LeaseDuration), $"must be at least twice {nameof(RenewInterval)} ({RenewInterval}) plus {nameof(LeaseSafetyMargin)} ({LeaseSafetyMargin}) (was {LeaseDuration}).");
         }
 
         if (NodeExpiry <= HeartbeatInterval * 2)
         {
-            failures.Add($"{Section}:{nameof(NodeExpiry)} ({NodeExpiry}) must be more than twice {nameof(HeartbeatInterval)} ({HeartbeatInterval}).");
+            errors.Add(nameof(NodeExpiry), $"must be more than twice {nameof(HeartbeatInterval)} ({HeartbeatInterval}) (was {NodeExpiry}).");
         }
 
         if (VersionTicksAfterActivity < 1)
         {
-            failures.Add($"{Section}:{nameof(VersionTicksAfterActivity)} must be at least 1 (was {VersionTicksAfterActivity}).");
+            errors.Add(nameof(VersionTicksAfterActivity), $"must be at least 1 (was {VersionTicksAfterActivity}).");
         }
 
         if (MaxPublishQueue < 1)
         {
-            failures.Add($"{Section}:{nameof(MaxPublishQueue)} must be positive (was {MaxPublishQueue}).");
+            errors.Add(nameof(MaxPublishQueue), $"must be positive (was {MaxPublishQueue}).");
         }
 
         if (SubscriptionPendingMessages < 16)
         {
-            failures.Add($"{Section}:{nameof(SubscriptionPendingMessages)} must be at least 16 (was {SubscriptionPendingMessages}).");
+            errors.Add(nameof(SubscriptionPendingMessages), $"must be at least 16 (was {SubscriptionPendingMessages}).");
         }
 
-        if (failures.Count > 0)
-        {
-            throw new OptionsValidationException(Section, typeof(ClusterOptions), failures);
-        }
+        errors.ThrowIfAny();
     }
 }

@@ -66,9 +66,14 @@ public static class CollabTransportHostingExtensions
         {
             foreach ((string path, PlainHttpRoute route) in source.Routes)
             {
-                if (string.Equals(path, options.WebSocketPath, StringComparison.Ordinal) || !routes.TryAdd(path, route))
+                if (string.Equals(path, options.WebSocketPath, StringComparison.Ordinal))
                 {
-                    throw new TransportConfigurationException($"The HTTP path '{path}' is served twice.");
+                    throw SettingErrors.Single(TransportOptions.SectionName, typeof(TransportOptions), nameof(TransportOptions.WebSocketPath), $"'{path}' is also an HTTP endpoint of the server.");
+                }
+
+                if (!routes.TryAdd(path, route))
+                {
+                    throw new InvalidOperationException($"The HTTP path '{path}' is registered twice.");
                 }
             }
         }
@@ -129,7 +134,7 @@ public static class CollabTransportHostingExtensions
     /// <summary>Loads a PFX/PKCS#12 file, or a PEM certificate with its PEM key.</summary>
     public static X509Certificate2 LoadCertificate(TransportOptions options)
     {
-        string path = options.CertificatePath ?? throw new TransportConfigurationException("No certificate configured.");
+        string path = options.CertificatePath ?? throw new InvalidOperationException("No certificate configured.");
         try
         {
             if (!string.IsNullOrEmpty(options.CertificateKeyPath))
@@ -143,7 +148,7 @@ public static class CollabTransportHostingExtensions
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {
-            throw new TransportConfigurationException($"Cannot load certificate '{path}': {ex.Message}");
+            throw SettingErrors.Single(TransportOptions.SectionName, typeof(TransportOptions), nameof(TransportOptions.CertificatePath), $"cannot load '{path}' (PFX, or PEM with CertificateKeyPath; right CertificatePassword?): {ex.Message}");
         }
     }
 }

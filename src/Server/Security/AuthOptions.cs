@@ -119,7 +119,7 @@ public sealed class AuthOptions
             }
             catch (FormatException)
             {
-                throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(AuthOptions), [$"{Section}:{nameof(SigningKey)} starts with '{Base64Prefix}' but the rest is not base64."]);
+                throw SettingErrors.Single(Section, typeof(AuthOptions), nameof(SigningKey), $"starts with '{Base64Prefix}' but the rest is not base64.");
             }
         }
 
@@ -151,54 +151,61 @@ public sealed class AuthOptions
 
     internal bool HasKeySet => !string.IsNullOrEmpty(JwksPath) || !string.IsNullOrEmpty(JwksUrl);
 
-    /// <summary>Throws <see cref="InvalidOperationException"/> listing every invalid setting.</summary>
+    /// <summary>Throws <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every invalid setting.</summary>
     public void Validate()
     {
-        var errors = new List<string>();
-        Positive(ClockSkew, nameof(ClockSkew), errors, allowZero: true);
-        Positive(ExpiryWarning, nameof(ExpiryWarning), errors, allowZero: true);
-        Positive(RevocationTtl, nameof(RevocationTtl), errors);
-        Positive(JwksRefreshInterval, nameof(JwksRefreshInterval), errors);
-        Positive(JwksMinRefreshInterval, nameof(JwksMinRefreshInterval), errors);
+        var errors = new SettingErrors(Section, typeof(AuthOptions));
+        errors.Positive(ClockSkew, nameof(ClockSkew), allowZero: true);
+        errors.Positive(ExpiryWarning, nameof(ExpiryWarning), allowZero: true);
+        errors.Positive(RevocationTtl, nameof(RevocationTtl));
+        errors.Positive(JwksRefreshInterval, nameof(JwksRefreshInterval));
+        errors.Positive(JwksMinRefreshInterval, nameof(JwksMinRefreshInterval));
         if (!string.IsNullOrEmpty(AdminToken) && AdminToken.Length < MinAdminTokenLength)
         {
-            errors.Add($"{nameof(AdminToken)} must be at least {MinAdminTokenLength} characters.");
+            errors.Add(nameof(AdminToken), $"must be at least {MinAdminTokenLength} characters.");
         }
 
         if (string.IsNullOrWhiteSpace(RightsClaim))
         {
-            errors.Add($"{nameof(RightsClaim)} must name a claim.");
+            errors.Add(nameof(RightsClaim), "must name a claim.");
         }
 
-        foreach (string algorithm in AllowedAlgorithms)
+        bool unsupported = false;
+        for (int i = 0; i < AllowedAlgorithms.Count; i++)
         {
+            string algorithm = AllowedAlgorithms[i];
             if (!SupportedAlgorithms.Contains(algorithm))
             {
-                errors.Add($"{nameof(AllowedAlgorithms)} entry '{algorithm}' is not one of {string.Join(", ", SupportedAlgorithms)} (\"none\" is never allowed).");
+                unsupported = true;
+                errors.Add($"{nameof(AllowedAlgorithms)}:{i}", string.Equals(algorithm, "none", StringComparison.OrdinalIgnoreCase)
+                    ? "'none' (unsigned tokens) is never allowed."
+                    : $"'{algorithm}' is not one of {string.Join(", ", SupportedAlgorithms)}.");
             }
         }
 
         if (IsJwt)
         {
-            ValidateJwt(errors);
+            ValidateJwt(errors, checkAlgorithms: !unsupported);
         }
 
-        if (errors.Count > 0)
-        {
-            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(AuthOptions), errors);
-        }
+        errors.ThrowIfAny();
     }
 
-    private void ValidateJwt(List<string> errors)
+    /// <param name="errors">Where the invalid settings go.</param>
+    /// <param name="checkAlgorithms">
+    /// False when <see cref="AllowedAlgorithms"/> already lists an unsupported entry: whether the listed algorithms fit
+    /// the configured keys is then moot, and saying so would only bury the one real error under a misleading second one.
+    /// </param>
+    private void ValidateJwt(SettingErrors errors, bool checkAlgorithms)
     {
         if (Issuers.Count == 0 || Issuers.Any(string.IsNullOrWhiteSpace))
         {
-            errors.Add($"{nameof(Issuers)} must list the accepted token issuers (iss) in Jwt mode.");
+            errors.Add(nameof(Issuers), "must list the accepted token issuers (iss) in Jwt mode.");
         }
 
         if (Audiences.Count == 0 || Audiences.Any(string.IsNullOrWhiteSpace))
         {
-            errors.Add($"{nameof(Audiences)} must list the accepted audiences (aud) in Jwt mode.");
+            errors.Add(nameof(Audiences), "must list the accepted audiences (aud) in Jwt mode.");
         }
 
         byte[]? key = null;
@@ -206,63 +213,60 @@ public sealed class AuthOptions
         {
             key = SigningKeyBytes();
         }
-        catch (InvalidOperationException ex)
+        catch (Microsoft.Extensions.Options.OptionsValidationException)
         {
-            errors.Add(ex.Message);
+            errors.Add(nameof(SigningKey), $"starts with '{Base64Prefix}' but the rest is not base64.");
         }
 
         if (key is not null && key.Length < MinSigningKeyBytes)
         {
-            errors.Add($"{nameof(SigningKey)} must be at least {MinSigningKeyBytes} bytes (was {key.Length}).");
+            errors.Add(nameof(SigningKey), $"must be at least {MinSigningKeyBytes} bytes (was {key.Length}).");
         }
 
         if (key is null && !HasKeySet && string.IsNullOrEmpty(SigningKey))
         {
-            errors.Add($"Jwt mode needs keys: {nameof(SigningKey)} (HS256), {nameof(JwksPath)} or {nameof(JwksUrl)}.");
+            errors.Add(nameof(Mode), $"Jwt mode needs keys: {Section}:{nameof(SigningKey)} (HS256), {Section}:{nameof(JwksPath)} or {Section}:{nameof(JwksUrl)}.");
         }
 
         if (!string.IsNullOrEmpty(JwksPath) && !string.IsNullOrEmpty(JwksUrl))
         {
-            errors.Add($"Set {nameof(JwksPath)} or {nameof(JwksUrl)}, not both.");
+            errors.Add(nameof(JwksUrl), $"set {nameof(JwksPath)} or {nameof(JwksUrl)}, not both.");
         }
 
         if (!string.IsNullOrEmpty(JwksUrl))
         {
             if (!Uri.TryCreate(JwksUrl, UriKind.Absolute, out Uri? uri) || !(uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback)))
             {
-                errors.Add($"{nameof(JwksUrl)} '{JwksUrl}' must be an https URL (http only on a loopback address).");
+                errors.Add(nameof(JwksUrl), $"'{JwksUrl}' must be an https URL (http only on a loopback address).");
             }
         }
 
         if (!string.IsNullOrEmpty(JwksPath) && !File.Exists(JwksPath))
         {
-            errors.Add($"{nameof(JwksPath)} '{JwksPath}' does not exist.");
+            errors.Add(nameof(JwksPath), $"'{JwksPath}' does not exist.");
+        }
+
+        if (!checkAlgorithms)
+        {
+            return;
         }
 
         IReadOnlyList<string> algorithms = EffectiveAlgorithms();
         if (algorithms.Count == 0)
         {
-            errors.Add($"No usable {nameof(AllowedAlgorithms)} for the configured keys.");
+            errors.Add(nameof(AllowedAlgorithms), "no usable algorithm for the configured keys.");
         }
 
         bool symmetric = algorithms.Any(a => a.StartsWith("HS", StringComparison.Ordinal));
         bool asymmetric = algorithms.Any(a => !a.StartsWith("HS", StringComparison.Ordinal));
         if (symmetric && string.IsNullOrEmpty(SigningKey))
         {
-            errors.Add($"{nameof(AllowedAlgorithms)} lists an HS algorithm but no {nameof(SigningKey)} is set.");
+            errors.Add(nameof(AllowedAlgorithms), $"lists an HS algorithm but no {nameof(SigningKey)} is set.");
         }
 
         if (asymmetric && !HasKeySet)
         {
-            errors.Add($"{nameof(AllowedAlgorithms)} lists an asymmetric algorithm but no {nameof(JwksPath)} or {nameof(JwksUrl)} is set.");
-        }
-    }
-
-    private static void Positive(TimeSpan value, string name, List<string> errors, bool allowZero = false)
-    {
-        if (value < TimeSpan.Zero || (!allowZero && value == TimeSpan.Zero))
-        {
-            errors.Add($"{name} must be {(allowZero ? "zero or positive" : "positive")}.");
+            errors.Add(nameof(AllowedAlgorithms), $"lists an asymmetric algorithm but no {nameof(JwksPath)} or {nameof(JwksUrl)} is set.");
         }
     }
 }

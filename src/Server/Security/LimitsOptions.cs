@@ -73,47 +73,28 @@ public sealed class LimitsOptions
     /// <summary>Throws <see cref="InvalidOperationException"/> listing every invalid setting.</summary>
     public void Validate()
     {
-        var errors = new List<string>();
+        var errors = new SettingErrors(Section, typeof(LimitsOptions));
         Rate(MessagesPerSecond, MessageBurst, nameof(MessagesPerSecond), nameof(MessageBurst), errors);
         Rate(OpsPerSecond, OpsBurst, nameof(OpsPerSecond), nameof(OpsBurst), errors);
         Rate(UserOpsPerSecond, UserOpsBurst, nameof(UserOpsPerSecond), nameof(UserOpsBurst), errors);
         Rate(PresencePerSecond, PresenceBurst, nameof(PresencePerSecond), nameof(PresenceBurst), errors);
         Rate(UserPresencePerSecond, UserPresenceBurst, nameof(UserPresencePerSecond), nameof(UserPresenceBurst), errors);
-        if (ViolationsBeforeClose <= 0)
-        {
-            errors.Add($"{nameof(ViolationsBeforeClose)} must be positive.");
-        }
-
-        if (ViolationWindow <= TimeSpan.Zero)
-        {
-            errors.Add($"{nameof(ViolationWindow)} must be positive.");
-        }
-
-        if (ConnectionAttemptsPerIpPerMinute < 0)
-        {
-            errors.Add($"{nameof(ConnectionAttemptsPerIpPerMinute)} must be zero (off) or positive.");
-        }
-
-        if (MaxTrackedAddresses <= 0)
-        {
-            errors.Add($"{nameof(MaxTrackedAddresses)} must be positive.");
-        }
-
-        if (errors.Count > 0)
-        {
-            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(LimitsOptions), errors);
-        }
+        errors.Positive(ViolationsBeforeClose, nameof(ViolationsBeforeClose));
+        errors.Positive(ViolationWindow, nameof(ViolationWindow));
+        errors.Positive(ConnectionAttemptsPerIpPerMinute, nameof(ConnectionAttemptsPerIpPerMinute), allowZero: true);
+        errors.Positive(MaxTrackedAddresses, nameof(MaxTrackedAddresses));
+        errors.ThrowIfAny();
     }
 
-    private static void Rate(double perSecond, int burst, string rateName, string burstName, List<string> errors)
+    private static void Rate(double perSecond, int burst, string rateName, string burstName, SettingErrors errors)
     {
         if (double.IsNaN(perSecond) || perSecond < 0)
         {
-            errors.Add($"{rateName} must be zero (off) or positive.");
+            errors.Add(rateName, $"must be zero (off) or positive (was {perSecond}).");
         }
         else if (perSecond > 0 && burst < 1)
         {
-            errors.Add($"{burstName} must be at least 1 when {rateName} is set.");
+            errors.Add(burstName, $"must be at least 1 when {rateName} is set (was {burst}).");
         }
     }
 }

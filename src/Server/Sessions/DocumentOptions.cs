@@ -46,27 +46,18 @@ public sealed class DocumentOptions
 
     public void Validate()
     {
-        static void Positive(long v, string name)
-        {
-            if (v <= 0)
-            {
-                throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{name} must be positive (was {v})."]);
-            }
-        }
-
-        Positive(MaxOpBytes, nameof(MaxOpBytes));
-        Positive(MaxDocumentLength, nameof(MaxDocumentLength));
-        Positive(MaxPendingSubmissions, nameof(MaxPendingSubmissions));
-        Positive(HistoryMaxOps, nameof(HistoryMaxOps));
-        Positive(HistoryMaxBytes, nameof(HistoryMaxBytes));
-        Positive(MaxSubscriptionsPerConnection, nameof(MaxSubscriptionsPerConnection));
-        Positive(MaxSubmitsInFlightPerConnection, nameof(MaxSubmitsInFlightPerConnection));
-        Positive(CatchUpBatchOps, nameof(CatchUpBatchOps));
-        Positive(MaxFetchOps, nameof(MaxFetchOps));
-        Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));
-        if (IdleCloseAfter <= TimeSpan.Zero)
-        {
-            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{nameof(IdleCloseAfter)} must be positive."]);
-        }
+        var errors = new SettingErrors(Section, typeof(DocumentOptions));
+        errors.Positive(MaxOpBytes, nameof(MaxOpBytes));
+        errors.Positive(MaxDocumentLength, nameof(MaxDocumentLength));
+        errors.Positive(MaxPendingSubmissions, nameof(MaxPendingSubmissions));
+        errors.Positive(HistoryMaxOps, nameof(HistoryMaxOps));
+        errors.Positive(HistoryMaxBytes, nameof(HistoryMaxBytes));
+        errors.Positive(MaxSubscriptionsPerConnection, nameof(MaxSubscriptionsPerConnection));
+        errors.Positive(MaxSubmitsInFlightPerConnection, nameof(MaxSubmitsInFlightPerConnection));
+        errors.Positive(CatchUpBatchOps, nameof(CatchUpBatchOps));
+        errors.Positive(MaxFetchOps, nameof(MaxFetchOps));
+        errors.Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));
+        errors.Positive(IdleCloseAfter, nameof(IdleCloseAfter));
+        errors.ThrowIfAny();
     }
 }

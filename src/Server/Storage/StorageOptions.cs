@@ -125,103 +125,112 @@ public sealed class StorageOptions
     /// <summary>Checks every setting and throws one <see cref="OptionsValidationException"/> listing all problems.</summary>
     public void Validate()
     {
-        var failures = new List<string>();
+        var errors = new SettingErrors(SectionName, typeof(StorageOptions));
         if (!Enum.IsDefined(Provider))
         {
-            failures.Add($"{nameof(Provider)} '{Provider}' is not a known storage provider.");
+            errors.Add(nameof(Provider), $"'{Provider}' is not a known storage provider.");
         }
 
         if (Provider == StorageProvider.Sqlite)
         {
             if (string.IsNullOrWhiteSpace(DataDirectory))
             {
-                failures.Add($"{nameof(DataDirectory)} is required for the SQLite store.");
+                errors.Add(nameof(DataDirectory), "is required for the SQLite store.");
             }
 
             if (string.IsNullOrWhiteSpace(SqliteFileName) || SqliteFileName.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
             {
-                failures.Add($"{nameof(SqliteFileName)} '{SqliteFileName}' is not a valid file name.");
+                errors.Add(nameof(SqliteFileName), $"'{SqliteFileName}' is not a valid file name.");
             }
         }
 
         if (Provider == StorageProvider.Postgres && string.IsNullOrWhiteSpace(PostgresConnectionString))
         {
-            failures.Add($"{nameof(PostgresConnectionString)} is required for the PostgreSQL store.");
+            errors.Add(nameof(PostgresConnectionString), "is required for the PostgreSQL store.");
+        }
+        else if (!string.IsNullOrWhiteSpace(PostgresConnectionString))
+        {
+            try
+            {
+                _ = new Npgsql.NpgsqlConnectionStringBuilder(PostgresConnectionString);
+            }
+            catch (ArgumentException ex)
+            {
+                // Npgsql's message names the keyword or position, never the value (which may hold a password).
+                errors.Add(nameof(PostgresConnectionString), "is not a valid connection string: " + ex.Message);
+            }
         }
 
         if (PostgresPartitions is < 1 or > 1024)
         {
-            failures.Add($"{nameof(PostgresPartitions)} must be between 1 and 1024 (was {PostgresPartitions}).");
+            errors.Add(nameof(PostgresPartitions), $"must be between 1 and 1024 (was {PostgresPartitions}).");
         }
 
         if (MaxBatchOps is < 1 or > 1_000_000)
         {
-            failures.Add($"{nameof(MaxBatchOps)} must be between 1 and 1,000,000 (was {MaxBatchOps}).");
+            errors.Add(nameof(MaxBatchOps), $"must be between 1 and 1,000,000 (was {MaxBatchOps}).");
         }
 
         if (MaxBatchDelay < TimeSpan.Zero || MaxBatchDelay > TimeSpan.FromSeconds(1))
         {
-            failures.Add($"{nameof(MaxBatchDelay)} must be between 0 and 1 s (was {MaxBatchDelay}).");
+            errors.Add(nameof(MaxBatchDelay), $"must be between 0 and 1 s (was {MaxBatchDelay}).");
         }
 
         if (BatchDelayMinOps < 0)
         {
-            failures.Add($"{nameof(BatchDelayMinOps)} must not be negative (was {BatchDelayMinOps}).");
+            errors.Add(nameof(BatchDelayMinOps), $"must not be negative (was {BatchDelayMinOps}).");
         }
 
         if (SnapshotEveryOps < 1)
         {
-            failures.Add($"{nameof(SnapshotEveryOps)} must be positive (was {SnapshotEveryOps}).");
+            errors.Add(nameof(SnapshotEveryOps), $"must be positive (was {SnapshotEveryOps}).");
         }
 
         if (SnapshotsToKeep < 1)
         {
-            failures.Add($"{nameof(SnapshotsToKeep)} must be at least 1 (was {SnapshotsToKeep}).");
+            errors.Add(nameof(SnapshotsToKeep), $"must be at least 1 (was {SnapshotsToKeep}).");
         }
 
         if (OpRetention < TimeSpan.Zero)
         {
-            failures.Add($"{nameof(OpRetention)} must not be negative (was {OpRetention}).");
+            errors.Add(nameof(OpRetention), $"must not be negative (was {OpRetention}).");
         }
 
         if (PruneInterval <= TimeSpan.Zero)
         {
-            failures.Add($"{nameof(PruneInterval)} must be positive (was {PruneInterval}).");
+            errors.Add(nameof(PruneInterval), $"must be positive (was {PruneInterval}).");
         }
 
         if (RetryInitialDelay <= TimeSpan.Zero)
         {
-            failures.Add($"{nameof(RetryInitialDelay)} must be positive (was {RetryInitialDelay}).");
+            errors.Add(nameof(RetryInitialDelay), $"must be positive (was {RetryInitialDelay}).");
         }
 
         if (RetryMaxDelay < RetryInitialDelay)
         {
-            failures.Add($"{nameof(RetryMaxDelay)} must be at least {nameof(RetryInitialDelay)} (was {RetryMaxDelay}).");
+            errors.Add(nameof(RetryMaxDelay), $"must be at least {nameof(RetryInitialDelay)} (was {RetryMaxDelay}).");
         }
 
         if (ShutdownTimeout < TimeSpan.Zero)
         {
-            failures.Add($"{nameof(ShutdownTimeout)} must not be negative (was {ShutdownTimeout}).");
+            errors.Add(nameof(ShutdownTimeout), $"must not be negative (was {ShutdownTimeout}).");
         }
 
         if (SqliteBusyTimeout < TimeSpan.Zero)
         {
-            failures.Add($"{nameof(SqliteBusyTimeout)} must not be negative (was {SqliteBusyTimeout}).");
+            errors.Add(nameof(SqliteBusyTimeout), $"must not be negative (was {SqliteBusyTimeout}).");
         }
 
         if (SqliteCheckpointInterval < TimeSpan.Zero || SqliteCheckpointInterval > TimeSpan.FromMinutes(1))
         {
-            failures.Add($"{nameof(SqliteCheckpointInterval)} must be between 0 and 1 minute (was {SqliteCheckpointInterval}).");
+            errors.Add(nameof(SqliteCheckpointInterval), $"must be between 0 and 1 minute (was {SqliteCheckpointInterval}).");
         }
 
         if (SqliteWalRestartBytes < 64 * 1024)
         {
-            failures.Add($"{nameof(SqliteWalRestartBytes)} must be at least 64 KiB (was {SqliteWalRestartBytes}).");
+            errors.Add(nameof(SqliteWalRestartBytes), $"must be at least 64 KiB (was {SqliteWalRestartBytes}).");
         }
 
-        if (failures.Count > 0)
-        {
-            throw new OptionsValidationException(nameof(StorageOptions), typeof(StorageOptions), failures);
-        }
+        errors.ThrowIfAny();
     }
 }

@@ -91,14 +91,13 @@ public sealed class TransportOptions
     /// </summary>
     public static TransportOptions FromConfiguration(IConfiguration configuration)
     {
-        var options = new TransportOptions();
-        configuration.GetSection(SectionName).Bind(options);
+        TransportOptions options = SettingsBinder.Bind<TransportOptions>(configuration, SectionName);
         string? port = configuration["port"] ?? configuration["COLLAB_PORT"];
         if (!string.IsNullOrWhiteSpace(port))
         {
             if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
             {
-                throw new TransportConfigurationException($"Port '{port}' is not a number.");
+                throw SettingErrors.Single(SectionName, typeof(TransportOptions), nameof(Port), $"'{port}' (from --port or COLLAB_PORT) is not a port number.");
             }
 
             options.Port = value;
@@ -107,107 +106,72 @@ public sealed class TransportOptions
         return options;
     }
 
-    /// <summary>Throws <see cref="TransportConfigurationException"/> listing every invalid setting.</summary>
+    /// <summary>Throws <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every invalid setting.</summary>
     public void Validate()
     {
-        var errors = new List<string>();
+        var errors = new SettingErrors(SectionName, typeof(TransportOptions));
         if (Port is < 0 or > 65535)
         {
-            errors.Add($"Port must be 0-65535 (was {Port}).");
+            errors.Add(nameof(Port), $"must be 0-65535 (was {Port}).");
         }
 
         if (ManagementPort is < 0 or > 65535 || (ManagementPort is { } management && management != 0 && management == Port))
         {
-            errors.Add($"ManagementPort must be 0-65535 and differ from Port (was {ManagementPort}).");
+            errors.Add(nameof(ManagementPort), $"must be 0-65535 and differ from Port (was {ManagementPort}).");
         }
 
         if (string.IsNullOrEmpty(WebSocketPath) || WebSocketPath[0] != '/')
         {
-            errors.Add("WebSocketPath must start with '/'.");
+            errors.Add(nameof(WebSocketPath), "must start with '/'.");
         }
         else if (WebSocketPath is "/healthz" or "/readyz" or "/metrics")
         {
-            errors.Add($"WebSocketPath '{WebSocketPath}' collides with a probe endpoint.");
+            errors.Add(nameof(WebSocketPath), $"'{WebSocketPath}' collides with a probe endpoint.");
         }
 
-        if (MaxMessageBytes <= 0)
-        {
-            errors.Add("MaxMessageBytes must be positive.");
-        }
-
-        if (MaxConnections <= 0)
-        {
-            errors.Add("MaxConnections must be positive.");
-        }
-
-        if (MaxPendingHandshakes <= 0)
-        {
-            errors.Add("MaxPendingHandshakes must be positive.");
-        }
-
-        Positive(HandshakeTimeout, nameof(HandshakeTimeout), errors);
-        Positive(PingInterval, nameof(PingInterval), errors);
-        Positive(CloseTimeout, nameof(CloseTimeout), errors);
-        Positive(ShutdownTimeout, nameof(ShutdownTimeout), errors);
-        Positive(HeartbeatInterval, nameof(HeartbeatInterval), errors);
-        if (MaxMissedPongs <= 0)
-        {
-            errors.Add("MaxMissedPongs must be positive.");
-        }
-
+        errors.Positive(MaxMessageBytes, nameof(MaxMessageBytes));
+        errors.Positive(MaxConnections, nameof(MaxConnections));
+        errors.Positive(MaxPendingHandshakes, nameof(MaxPendingHandshakes));
+        errors.Positive(HandshakeTimeout, nameof(HandshakeTimeout));
+        errors.Positive(PingInterval, nameof(PingInterval));
+        errors.Positive(CloseTimeout, nameof(CloseTimeout));
+        errors.Positive(ShutdownTimeout, nameof(ShutdownTimeout));
+        errors.Positive(HeartbeatInterval, nameof(HeartbeatInterval));
+        errors.Positive(MaxMissedPongs, nameof(MaxMissedPongs));
         if (MaxOutboundBytesPerConnection < 1024)
         {
-            errors.Add("MaxOutboundBytesPerConnection must be at least 1024.");
+            errors.Add(nameof(MaxOutboundBytesPerConnection), $"must be at least 1024 (was {MaxOutboundBytesPerConnection}).");
         }
 
         if (MaxRequestHeaderBytes < 256)
         {
-            errors.Add("MaxRequestHeaderBytes must be at least 256.");
+            errors.Add(nameof(MaxRequestHeaderBytes), $"must be at least 256 (was {MaxRequestHeaderBytes}).");
         }
 
-        foreach (string origin in AllowedOrigins)
+        for (int i = 0; i < AllowedOrigins.Count; i++)
         {
+            string origin = AllowedOrigins[i];
             if (!Uri.TryCreate(origin, UriKind.Absolute, out Uri? uri) || uri.AbsolutePath != "/" || origin.EndsWith('/'))
             {
-                errors.Add($"AllowedOrigins entry '{origin}' is not an origin like https://host[:port].");
+                errors.Add($"{nameof(AllowedOrigins)}:{i}", $"'{origin}' is not an origin like https://host[:port].");
             }
         }
 
         if (UseTls && !File.Exists(CertificatePath))
         {
-            errors.Add($"CertificatePath '{CertificatePath}' does not exist.");
+            errors.Add(nameof(CertificatePath), $"'{CertificatePath}' does not exist.");
         }
 
         if (!string.IsNullOrEmpty(CertificateKeyPath) && !File.Exists(CertificateKeyPath))
         {
-            errors.Add($"CertificateKeyPath '{CertificateKeyPath}' does not exist.");
+            errors.Add(nameof(CertificateKeyPath), $"'{CertificateKeyPath}' does not exist.");
         }
 
         if (!string.IsNullOrEmpty(ListenAddress) && !System.Net.IPAddress.TryParse(ListenAddress, out _))
         {
-            errors.Add($"ListenAddress '{ListenAddress}' is not an IP address.");
+            errors.Add(nameof(ListenAddress), $"'{ListenAddress}' is not an IP address.");
         }
 
-        if (errors.Count > 0)
-        {
-            throw new TransportConfigurationException(string.Join(" ", errors));
-        }
-    }
-
-    private static void Positive(TimeSpan value, string name, List<string> errors)
-    {
-        if (value <= TimeSpan.Zero)
-        {
-            errors.Add($"{name} must be positive.");
-        }
-    }
-}
-
-/// <summary>Invalid transport configuration, detected at startup.</summary>
-public sealed class TransportConfigurationException : Exception
-{
-    public TransportConfigurationException(string message)
-        : base(message)
-    {
+        errors.ThrowIfAny();
     }
 }

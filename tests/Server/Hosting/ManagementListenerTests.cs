@@ -3,6 +3,7 @@ using Collab.Server.Hosting;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Collab.Server.Tests.Hosting;
 
@@ -143,8 +144,8 @@ public sealed class ManagementListenerTests : IAsyncLifetime
     [Fact]
     public void The_management_port_must_differ_from_the_websocket_port()
     {
-        Assert.Throws<TransportConfigurationException>(() => new TransportOptions { Port = 9000, ManagementPort = 9000 }.Validate());
-        Assert.Throws<TransportConfigurationException>(() => new TransportOptions { ManagementPort = 70_000 }.Validate());
+        Assert.Throws<OptionsValidationException>(() => new TransportOptions { Port = 9000, ManagementPort = 9000 }.Validate());
+        Assert.Throws<OptionsValidationException>(() => new TransportOptions { ManagementPort = 70_000 }.Validate());
         new TransportOptions { Port = 9000, ManagementPort = 9090 }.Validate();
     }
 

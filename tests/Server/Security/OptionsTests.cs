@@ -77,11 +77,20 @@ public sealed class OptionsTests
     [InlineData("none")]
     [InlineData("None")]
     [InlineData("HS1")]
-    public void AlgorithmNoneAndUnknownAlgorithmsAreRefused(string algorithm)
+    public void AlgorithmNoneAndUnknownAlgorithmsAreRefusedWithOneClearError(string algorithm)
     {
+        string expected = string.Equals(algorithm, "none", StringComparison.OrdinalIgnoreCase) ? "never allowed" : "is not one of";
         AuthOptions options = ValidJwt();
         options.AllowedAlgorithms = ["HS256", algorithm];
-        Assert.Contains("never allowed", Assert.Throws<OptionsValidationException>(options.Validate).Message, StringComparison.Ordinal);
+        string failure = Assert.Single(Assert.Throws<OptionsValidationException>(options.Validate).Failures);
+        Assert.StartsWith("Auth:AllowedAlgorithms:1: ", failure, StringComparison.Ordinal);
+        Assert.Contains(expected, failure, StringComparison.Ordinal);
+
+        // Alone, too: no second error claiming it is an asymmetric algorithm without a key set.
+        options.AllowedAlgorithms = [algorithm];
+        failure = Assert.Single(Assert.Throws<OptionsValidationException>(options.Validate).Failures);
+        Assert.StartsWith("Auth:AllowedAlgorithms:0: ", failure, StringComparison.Ordinal);
+        Assert.Contains(expected, failure, StringComparison.Ordinal);
     }
 
     [Fact]

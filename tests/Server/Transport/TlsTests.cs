@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
+using Microsoft.Extensions.Options;
 
 namespace Collab.Server.Tests.Transport;
 
@@ -95,7 +96,7 @@ public sealed class TlsTests : IAsyncLifetime
             Assert.Equal(_certificate.Certificate.Thumbprint, loaded.Thumbprint);
 
             var wrongPassword = new TransportOptions { CertificatePath = _certificate.PfxPath, CertificatePassword = "wrong" };
-            Assert.Throws<TransportConfigurationException>(() => Collab.Server.Hosting.CollabTransportHostingExtensions.LoadCertificate(wrongPassword));
+            Assert.Throws<OptionsValidationException>(() => Collab.Server.Hosting.CollabTransportHostingExtensions.LoadCertificate(wrongPassword));
         }
         finally
         {

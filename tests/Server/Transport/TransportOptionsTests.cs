@@ -1,5 +1,6 @@
 using Collab.Server.Transport;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 
 namespace Collab.Server.Tests.Transport;
 
@@ -33,7 +34,7 @@ public sealed class TransportOptionsTests
         Assert.Equal(9001, TransportOptions.FromConfiguration(environmentOnly).Port);
 
         IConfiguration bad = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["COLLAB_PORT"] = "http" }).Build();
-        Assert.Throws<TransportConfigurationException>(() => TransportOptions.FromConfiguration(bad));
+        Assert.Throws<OptionsValidationException>(() => TransportOptions.FromConfiguration(bad));
     }
 
     [Fact]
@@ -48,13 +49,13 @@ public sealed class TransportOptionsTests
             AllowedOrigins = { "https://ok.example.com", "not an origin", "https://x.example.com/path" },
             CertificatePath = "/nonexistent.pfx",
         };
-        TransportConfigurationException error = Assert.Throws<TransportConfigurationException>(options.Validate);
+        OptionsValidationException error = Assert.Throws<OptionsValidationException>(options.Validate);
         foreach (string fragment in new[] { "Port", "WebSocketPath", "MaxMessageBytes", "HandshakeTimeout", "not an origin", "/path", "CertificatePath" })
         {
             Assert.Contains(fragment, error.Message);
         }
 
         Assert.DoesNotContain("ok.example.com", error.Message);
-        Assert.Throws<TransportConfigurationException>(new TransportOptions { WebSocketPath = "/metrics" }.Validate);
+        Assert.Throws<OptionsValidationException>(new TransportOptions { WebSocketPath = "/metrics" }.Validate);
     }
 }
