@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Collab.Server.Security;
 using Collab.Server.Transport;
 
 namespace Collab.Server.Hosting;
@@ -11,33 +12,46 @@ namespace Collab.Server.Hosting;
 /// so an overloaded server answered scrapes in 1–8 s and an orchestrator's liveness probe could restart a server that
 /// was only busy. Here a request needs only its own thread's share of the CPU (a scrape is ~3 ms of it).
 /// Deliberately small: GET/HEAD of the read-only probe routes, one request per connection (Connection: close), a few
-/// connections at once (more are answered 503), bounded request heads and a deadline for the whole head.
+/// connections at once, bounded request heads and a short deadline for the whole head.
+/// <para>
+/// A probe port must stay answerable, so a handful of connections that say nothing (or trickle bytes) cannot hold it:
+/// a connection is only "being served" once its request head has arrived, and until then it can be dropped to make
+/// room. One address (IPv6: its /64) holds at most <see cref="MaxConnectionsPerAddress"/> of the slots, so another
+/// address always finds one; a new connection from an address at that share, or arriving when every slot is taken,
+/// replaces the oldest connection still waiting for its request (of its own address, or of the address holding the
+/// most). Only when every slot it could take is answering a request is it answered 503, and answering takes
+/// milliseconds.
+/// </para>
 /// </summary>
 internal sealed partial class ManagementListener : IHostedService, IDisposable
 {
     /// <summary>Connections served at once; probes and scrapers need one or two.</summary>
     internal const int MaxConcurrentConnections = 4;
 
+    /// <summary>Slots one client address may hold, so that one address cannot take them all.</summary>
+    internal const int MaxConnectionsPerAddress = MaxConcurrentConnections / 2;
+
     private readonly TimeSpan _requestTimeout;
 
     private readonly TransportOptions _options;
     private readonly IReadOnlyDictionary<string, PlainHttpRoute> _routes;
     private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly List<Slot> _slots = new(MaxConcurrentConnections + 1); // guarded by _gate, oldest first
     private Socket? _listener;
     private Thread? _acceptThread;
-    private int _active;
     private volatile bool _stopping;
 
     /// <param name="options">The transport options (ManagementPort, ListenAddress).</param>
     /// <param name="probes">The endpoints it serves.</param>
     /// <param name="logger">Start, stop and failures of the listener.</param>
     /// <param name="requestTimeout">
-    /// Time a connection has to deliver its whole request head (default 5 s): a client trickling bytes cannot hold one
-    /// of the few threads for longer.
+    /// Time a connection has to deliver its whole request head (default 2 s; a probe or a scraper sends it at once): a
+    /// client trickling bytes cannot hold one of the few threads for longer, even when nobody needs its slot.
     /// </param>
     public ManagementListener(TransportOptions options, ProbeEndpoints probes, ILogger<ManagementListener> logger, TimeSpan? requestTimeout = null)
     {
-        _requestTimeout = requestTimeout ?? TimeSpan.FromSeconds(5);
+        _requestTimeout = requestTimeout ?? TimeSpan.FromSeconds(2);
         _options = options;
         _routes = probes.Routes;
         _logger = logger;
@@ -129,29 +143,104 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
                 continue;
             }
 
-            if (Interlocked.Increment(ref _active) > MaxConcurrentConnections)
+            var slot = new Slot(client, AddressOf(client));
+            Slot? replaced;
+            bool admitted;
+            lock (_gate)
             {
-                Interlocked.Decrement(ref _active);
+                admitted = TryAdmitLocked(slot, out replaced);
+            }
+
+            if (replaced is not null)
+            {
+                TransportMetrics.Instance.ManagementConnectionsDropped(idle: true).Inc();
+                replaced.Drop();
+            }
+
+            if (!admitted)
+            {
+                TransportMetrics.Instance.ManagementConnectionsDropped(idle: false).Inc();
                 TrySend(client, Response(503, "text/plain; charset=utf-8", "too many management connections\n"u8.ToArray(), head: false));
                 client.Dispose();
                 continue;
             }
 
-            new Thread(() => Serve(client)) { Name = "collab-management-conn", IsBackground = true }.Start();
+            new Thread(() => Serve(slot)) { Name = "collab-management-conn", IsBackground = true }.Start();
         }
     }
 
-    private void Serve(Socket client)
+    /// <summary>
+    /// Takes a slot for <paramref name="slot"/>, replacing the oldest connection still waiting for its request when the
+    /// address is at its share or the pool is full (<paramref name="replaced"/>, to be dropped). False: every slot it
+    /// could take is answering a request.
+    /// </summary>
+    private bool TryAdmitLocked(Slot slot, out Slot? replaced)
     {
+        replaced = null;
+        int fromAddress = 0;
+        foreach (Slot other in _slots)
+        {
+            fromAddress += other.Address == slot.Address ? 1 : 0;
+        }
+
+        if (fromAddress >= MaxConnectionsPerAddress)
+        {
+            replaced = _slots.Find(other => other.Address == slot.Address && !other.Serving);
+        }
+        else if (_slots.Count >= MaxConcurrentConnections)
+        {
+            // The waiting connection of the address holding the most slots; the oldest among equals (the list is in
+            // arrival order, and only a strictly larger share displaces an earlier candidate).
+            int bestShare = 0;
+            foreach (Slot other in _slots)
+            {
+                int share = other.Serving ? 0 : _slots.Count(o => o.Address == other.Address);
+                if (share > bestShare)
+                {
+                    (replaced, bestShare) = (other, share);
+                }
+            }
+        }
+        else
+        {
+            _slots.Add(slot);
+            return true;
+        }
+
+        if (replaced is null)
+        {
+            return false;
+        }
+
+        replaced.Dropped = true;
+        _slots.Remove(replaced);
+        _slots.Add(slot);
+        return true;
+    }
+
+    private void Serve(Slot slot)
+    {
+        Socket client = slot.Socket;
         try
         {
             client.SendTimeout = (int)_requestTimeout.TotalMilliseconds;
             client.NoDelay = true;
-            TrySend(client, Handle(ReadHead(client)));
+            byte[]? head = ReadHead(client);
+            lock (_gate)
+            {
+                if (slot.Dropped)
+                {
+                    return; // replaced while it waited: its socket is closed
+                }
+
+                slot.Serving = true; // from now on nobody can take this slot
+            }
+
+            TrySend(client, Handle(head));
         }
-        catch (SocketException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
-            // Timed out or reset: nothing to answer.
+            // Timed out, reset, or dropped to make room: nothing to answer.
         }
         catch (Exception ex)
         {
@@ -160,10 +249,18 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         }
         finally
         {
+            lock (_gate)
+            {
+                _slots.Remove(slot);
+            }
+
             client.Dispose();
-            Interlocked.Decrement(ref _active);
         }
     }
+
+    /// <summary>The address a slot counts against: IPv4 alone, IPv6 per /64 (as the connection-attempt limit counts).</summary>
+    private static UInt128 AddressOf(Socket client) =>
+        client.RemoteEndPoint is IPEndPoint remote ? ConnectionAttemptLimiter.KeyOf(remote.Address) : UInt128.Zero;
 
     /// <summary>
     /// Reads up to the blank line that ends the request head; null when it is too large or the peer closed first. Throws
@@ -242,6 +339,35 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         catch (SocketException)
         {
             // The peer went away.
+        }
+    }
+
+    /// <summary>One accepted connection; <see cref="Serving"/> and <see cref="Dropped"/> change under the listener's gate.</summary>
+    private sealed class Slot(Socket socket, UInt128 address)
+    {
+        public Socket Socket { get; } = socket;
+
+        public UInt128 Address { get; } = address;
+
+        /// <summary>Its request head arrived: it is being answered and cannot be replaced.</summary>
+        public bool Serving { get; set; }
+
+        /// <summary>Replaced by a newer connection before its request arrived.</summary>
+        public bool Dropped { get; set; }
+
+        /// <summary>Closes the socket, which wakes the thread blocked reading its request.</summary>
+        public void Drop()
+        {
+            try
+            {
+                Socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already gone.
+            }
+
+            Socket.Dispose();
         }
     }
 

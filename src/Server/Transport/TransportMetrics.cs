@@ -39,6 +39,8 @@ internal sealed class TransportMetrics
     private readonly Counter.Child _protocolError;
     private readonly Counter.Child _invalidPayload;
     private readonly Counter.Child _messageTooBig;
+    private readonly Counter.Child _managementIdle;
+    private readonly Counter.Child _managementRefused;
 
     private TransportMetrics()
     {
@@ -65,6 +67,9 @@ internal sealed class TransportMetrics
         PingsSent = Metrics.CreateCounter("collab_ws_pings_sent_total", "Keep-alive pings sent to idle connections.");
         PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
         PingsDeferred = Metrics.CreateCounter("collab_ws_pings_deferred_total", "Due keep-alive pings left to a later heartbeat tick, so that one tick does not ping thousands of connections at once.");
+        Counter managementDropped = Metrics.CreateCounter("collab_management_connections_dropped_total", "Management-port connections dropped: 'idle' ones (no request yet) replaced by a newer connection, 'refused' ones answered 503 because every slot they could take was answering a request.", "reason");
+        _managementIdle = managementDropped.WithLabels("idle");
+        _managementRefused = managementDropped.WithLabels("refused");
         Counter violations = Metrics.CreateCounter("collab_ws_protocol_violations_total", "Connections failed for breaking RFC 6455, by close code.", "code");
         _protocolError = violations.WithLabels("1002");
         _invalidPayload = violations.WithLabels("1007");
@@ -93,6 +98,9 @@ internal sealed class TransportMetrics
     public Counter Flushes { get; }
 
     public Counter SlowConsumerCloses { get; }
+
+    /// <summary>A management-port connection dropped: an idle one replaced, or a new one refused (503).</summary>
+    public Counter.Child ManagementConnectionsDropped(bool idle) => idle ? _managementIdle : _managementRefused;
 
     public Counter PingsSent { get; }
 

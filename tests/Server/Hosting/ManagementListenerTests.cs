@@ -1,4 +1,7 @@
+using System.Globalization;
+using System.Net;
 using System.Net.Sockets;
+using System.Text;
 using Collab.Server.Hosting;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
@@ -64,27 +67,71 @@ public sealed class ManagementListenerTests : IAsyncLifetime
         Assert.Equal(200, (await GetAsync("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
     }
 
-    [Fact]
-    public async Task Connections_beyond_the_limit_are_refused_at_once_and_served_again_once_others_leave()
+    [Theory]
+    [InlineData(4)]
+    [InlineData(40)]
+    public async Task Idle_connections_from_one_address_leave_the_probe_answerable(int idle)
     {
-        // Silent connections hold their threads until the request deadline (long here); the next one is answered 503, not queued.
+        // A long request deadline: what keeps the probe answerable is the slot policy, not idle connections timing out.
         using ManagementListener listener = await StartOwnListenerAsync(TimeSpan.FromSeconds(60));
         var holders = new List<Socket>();
-        for (int i = 0; i < ManagementListener.MaxConcurrentConnections; i++)
+        try
         {
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-            await socket.ConnectAsync("127.0.0.1", listener.BoundPort);
-            holders.Add(socket);
+            for (int i = 0; i < idle; i++)
+            {
+                holders.Add(await ConnectFromAsync(Attacker, listener.BoundPort)); // connect and say nothing
+            }
+
+            // From another address, and from the idle connections' own address (a node's kubelet shares its address).
+            Assert.Equal(200, (await GetFromAsync(Prober, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+            Assert.Equal(200, (await GetFromAsync(Attacker, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+            Assert.Equal(200, (await GetFromAsync(Prober, listener.BoundPort, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+        }
+        finally
+        {
+            holders.ForEach(h => h.Dispose());
+            await listener.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task One_address_cannot_take_every_slot_and_a_full_pool_answers_503_at_once()
+    {
+        // Requests held in service by a readiness check that blocks until released.
+        using var release = new ManualResetEventSlim();
+        var blocking = new BlockingCheck(release);
+        using ManagementListener listener = await StartOwnListenerAsync(TimeSpan.FromSeconds(60), new ProbeEndpoints(new ReadinessRegistry([blocking])));
+        var held = new List<Task<RawHttpResponse>>();
+        try
+        {
+            // The attacker's address gets its share of the slots, all of them busy answering...
+            for (int i = 0; i < ManagementListener.MaxConnectionsPerAddress; i++)
+            {
+                held.Add(GetFromAsync(Attacker, listener.BoundPort, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"));
+            }
+
+            await WaitForAsync(() => Task.FromResult(blocking.Waiting == ManagementListener.MaxConnectionsPerAddress));
+
+            // ...so its next connection is refused at once, while another address is served.
+            Assert.Equal(503, (await GetFromAsync(Attacker, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+            Assert.Equal(200, (await GetFromAsync(Prober, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+
+            // Every slot answering a request: a new connection gets 503 at once instead of waiting in a queue.
+            for (int i = ManagementListener.MaxConnectionsPerAddress; i < ManagementListener.MaxConcurrentConnections; i++)
+            {
+                held.Add(GetFromAsync(Prober, listener.BoundPort, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"));
+            }
+
+            await WaitForAsync(() => Task.FromResult(blocking.Waiting == ManagementListener.MaxConcurrentConnections));
+            Assert.Equal(503, (await GetFromAsync(Third, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+        }
+        finally
+        {
+            release.Set();
         }
 
-        await WaitForAsync(async () => (await RawWebSocketClient.SendHttpAsync(listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 503);
-
-        foreach (Socket holder in holders)
-        {
-            holder.Dispose();
-        }
-
-        await WaitForAsync(async () => (await RawWebSocketClient.SendHttpAsync(listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode == 200);
+        Assert.All(await Task.WhenAll(held), r => Assert.Equal(200, r.StatusCode));
+        Assert.Equal(200, (await GetFromAsync(Third, listener.BoundPort, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
         await listener.StopAsync(CancellationToken.None);
     }
 
@@ -149,12 +196,17 @@ public sealed class ManagementListenerTests : IAsyncLifetime
         new TransportOptions { Port = 9000, ManagementPort = 9090 }.Validate();
     }
 
-    /// <summary>A second listener over the same probes with its own request deadline, on a free loopback port.</summary>
-    private async Task<ManagementListener> StartOwnListenerAsync(TimeSpan requestTimeout)
+    /// <summary>Client addresses: Linux routes all of 127.0.0.0/8 to loopback, so each is a distinct client address.</summary>
+    private const string Attacker = "127.0.0.1";
+    private const string Prober = "127.0.0.2";
+    private const string Third = "127.0.0.3";
+
+    /// <summary>A second listener over the same probes (or <paramref name="probes"/>) with its own request deadline, on a free loopback port.</summary>
+    private async Task<ManagementListener> StartOwnListenerAsync(TimeSpan requestTimeout, ProbeEndpoints? probes = null)
     {
         var listener = new ManagementListener(
             new TransportOptions { ManagementPort = 0, ListenAddress = "127.0.0.1" },
-            _server.Services.GetRequiredService<ProbeEndpoints>(),
+            probes ?? _server.Services.GetRequiredService<ProbeEndpoints>(),
             Microsoft.Extensions.Logging.Abstractions.NullLogger<ManagementListener>.Instance,
             requestTimeout);
         await listener.StartAsync(CancellationToken.None);
@@ -162,6 +214,51 @@ public sealed class ManagementListenerTests : IAsyncLifetime
     }
 
     private Task<RawHttpResponse> GetAsync(string request) => RawWebSocketClient.SendHttpAsync(_port, request);
+
+    private static async Task<Socket> ConnectFromAsync(string localAddress, int port)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Parse(localAddress), 0));
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        return socket;
+    }
+
+    /// <summary>One request from <paramref name="localAddress"/>; the response is read to the end (the listener closes after it).</summary>
+    private static async Task<RawHttpResponse> GetFromAsync(string localAddress, int port, string request)
+    {
+        using Socket socket = await ConnectFromAsync(localAddress, port);
+        await socket.SendAsync(Encoding.ASCII.GetBytes(request), SocketFlags.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var received = new MemoryStream();
+        byte[] buffer = new byte[16 * 1024];
+        int read;
+        while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
+        {
+            received.Write(buffer, 0, read);
+        }
+
+        string text = Encoding.UTF8.GetString(received.ToArray());
+        int split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        Assert.True(split > 0, "no response: " + text);
+        return new RawHttpResponse(int.Parse(text.AsSpan(9, 3), CultureInfo.InvariantCulture), text[..(split + 4)], text[(split + 4)..]);
+    }
+
+    /// <summary>A readiness check that blocks every /readyz until released, holding its request in service.</summary>
+    private sealed class BlockingCheck(ManualResetEventSlim release) : IReadinessCheck
+    {
+        private int _waiting;
+
+        public string Name => "blocking";
+
+        public int Waiting => Volatile.Read(ref _waiting);
+
+        public ReadinessResult Check()
+        {
+            Interlocked.Increment(ref _waiting);
+            release.Wait(TimeSpan.FromSeconds(30));
+            return ReadinessResult.Ready;
+        }
+    }
 
     private static async Task WaitForAsync(Func<Task<bool>> condition)
     {
