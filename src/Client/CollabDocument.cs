@@ -105,7 +105,12 @@ public sealed class CollabDocument : IAsyncDisposable
         Rejected,
     }
 
-    /// <summary>A remote op was applied or the document was resynced. Not raised for local edits.</summary>
+    /// <summary>
+    /// Something reached this replica from the server: another client's op was applied, or the document was resynced.
+    /// Not raised for this client's own <see cref="Insert"/>, <see cref="Delete"/> or <see cref="Submit"/>: <see cref="Text"/>
+    /// has those at once, and an editor applies its own keystrokes itself (<see cref="Acknowledged"/> tells when they are
+    /// durable).
+    /// </summary>
     public event EventHandler<DocumentChangedEventArgs>? Changed;
 
     /// <summary>Another client's selection changed, appeared or went away.</summary>

@@ -26,9 +26,23 @@ public static class CollabServerHost
         ["--nats"] = "Cluster:NatsUrl",
     };
 
+    /// <summary>The configuration sections the server reads; a command-line key outside them sets nothing.</summary>
+    private static readonly string[] s_sections =
+    [
+        TransportOptions.SectionName, StorageOptions.SectionName, DocumentOptions.Section, NodeOptions.Section,
+        AuthOptions.Section, LimitsOptions.Section, ClusterOptions.Section, "Logging",
+    ];
+
     /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
     public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)
     {
+        // Arguments that set nothing are reported before the configuration providers see them (an undefined short switch
+        // would make them throw).
+        if (SettingsBinder.CheckCommandLine(args, s_switches, s_sections) is { Count: > 0 } stray)
+        {
+            throw new OptionsValidationException("Collab", typeof(CollabServerHost), stray);
+        }
+
         MetricsDefaults.Apply();
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
         builder.Configuration.AddInMemoryCollection(EnvironmentShortcuts());

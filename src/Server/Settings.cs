@@ -104,6 +104,67 @@ public static class SettingsBinder
         return options;
     }
 
+    /// <summary>
+    /// The command-line arguments that set nothing: a <c>--key</c> that is neither a switch nor in one of
+    /// <paramref name="sections"/> (<c>--prot 9000</c>, <c>--Trasnport:Port=1</c>: the configuration would keep them as
+    /// keys nobody reads), a short <c>-x</c> switch that is not defined (the configuration provider would throw), and a
+    /// stray value. One failure each, in the "setting: why" form.
+    /// </summary>
+    public static IReadOnlyList<string> CheckCommandLine(IReadOnlyList<string> args, IReadOnlyDictionary<string, string> switches, IReadOnlyCollection<string> sections)
+    {
+        // Host settings WebApplication itself reads from the command line.
+        string[] hostKeys = ["environment", "applicationName", "contentRoot"];
+        var failures = new List<string>();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            bool isSwitch = switches.ContainsKey(arg.Split('=', 2)[0]);
+            string? key = isSwitch ? null
+                : arg.StartsWith("--", StringComparison.Ordinal) ? arg[2..]
+                : arg.StartsWith('/') ? arg[1..]
+                : null;
+            if (!isSwitch && key is null)
+            {
+                if (!arg.StartsWith('-'))
+                {
+                    failures.Add($"{arg}: is an argument without a setting; write --Section:Name=value (or --Section:Name value).");
+                    continue;
+                }
+
+                failures.Add($"{arg.Split('=', 2)[0]}: is not a switch; the switches are {string.Join(", ", switches.Keys)}, and --Section:Name=value sets any setting.");
+                i += arg.Contains('=', StringComparison.Ordinal) ? 0 : 1; // its value
+                continue;
+            }
+
+            if (!arg.Contains('=', StringComparison.Ordinal))
+            {
+                i++; // "--key value": the next argument is the value
+            }
+
+            if (key is null)
+            {
+                continue;
+            }
+
+            key = key.Split('=', 2)[0];
+            string first = key.Split(':', 2)[0];
+            bool known = sections.Contains(first, StringComparer.OrdinalIgnoreCase) && key.Contains(':', StringComparison.Ordinal)
+                || hostKeys.Contains(key, StringComparer.OrdinalIgnoreCase);
+            if (!known && sections.Contains(key, StringComparer.OrdinalIgnoreCase))
+            {
+                failures.Add($"--{key}: is a section, not a setting; write --{key}:Name=value.");
+            }
+            else if (!known)
+            {
+                string? closest = Closest(key, [.. switches.Keys.Select(k => k.TrimStart('-')), .. sections.Select(s => s + key[first.Length..])]);
+                string shown = key.Contains(':', StringComparison.Ordinal) ? key : "--" + key;
+                failures.Add($"{shown}: is not a setting" + (closest is null ? "; write --Section:Name=value." : $"; did you mean {(switches.ContainsKey("--" + closest) ? "--" : string.Empty)}{closest}?"));
+            }
+        }
+
+        return failures;
+    }
+
     /// <summary>What a value of <paramref name="type"/> looks like, for error messages.</summary>
     public static string Describe(Type type)
     {
@@ -217,28 +278,33 @@ public static class SettingsBinder
         return bestDistance <= Math.Max(1, name.Length / 3) ? best : null;
     }
 
-    /// <summary>Levenshtein distance (two rows).</summary>
+    /// <summary>Edit distance counting a swap of two neighbours as one edit (optimal string alignment): "prot" is 1 from "port".</summary>
     private static int Distance(string a, string b)
     {
-        int[] previous = new int[b.Length + 1];
-        int[] current = new int[b.Length + 1];
+        int[,] d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++)
+        {
+            d[i, 0] = i;
+        }
+
         for (int j = 0; j <= b.Length; j++)
         {
-            previous[j] = j;
+            d[0, j] = j;
         }
 
         for (int i = 1; i <= a.Length; i++)
         {
-            current[0] = i;
             for (int j = 1; j <= b.Length; j++)
             {
-                int substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-                current[j] = Math.Min(Math.Min(previous[j] + 1, current[j - 1] + 1), substitution);
+                int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + cost);
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                {
+                    d[i, j] = Math.Min(d[i, j], d[i - 2, j - 2] + 1);
+                }
             }
-
-            (previous, current) = (current, previous);
         }
 
-        return previous[b.Length];
+        return d[a.Length, b.Length];
     }
 }

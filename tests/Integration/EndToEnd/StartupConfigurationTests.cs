@@ -33,6 +33,9 @@ public sealed partial class StartupConfigurationTests : IDisposable
         { ["--Limits:OpsPerSecond=fast"], ["Limits:OpsPerSecond"] },
         { ["--Cluster:Enabled=maybe"], ["Cluster:Enabled"] },
         { ["--Node:NodeId="], ["Node:NodeId"] },
+        { ["--prot", "9000"], ["--prot"] },
+        { ["-p", "8080"], ["-p"] },
+        { ["--Trasnport:Port=9000"], ["Trasnport:Port"] },
         { ["--Auth:Mode=jwt-typo", "--Transport:Port=abc", "--Documents:MaxOpBytes=0", "--Storage:SnapshotsToKeep=0"], ["Auth:Mode", "Transport:Port", "Documents:MaxOpBytes", "Storage:SnapshotsToKeep"] },
     };
 
@@ -82,6 +85,6 @@ public sealed partial class StartupConfigurationTests : IDisposable
         Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
     }
 
-    [GeneratedRegex(@"^collab: invalid configuration: (?<setting>[A-Za-z]+(:[A-Za-z0-9]+)+): (?<why>\S.*)$")]
+    [GeneratedRegex(@"^collab: invalid configuration: (?<setting>--?[a-z][a-z-]*|[A-Za-z]+(:[A-Za-z0-9]+)+): (?<why>\S.*)$")]
     private static partial Regex ErrorLine();
 }

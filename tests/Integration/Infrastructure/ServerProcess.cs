@@ -48,28 +48,29 @@ public sealed partial class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>The server assembly next to this build of the tests (same configuration).</summary>
-    public static string ServerAssembly
-    {
-        get
-        {
-            string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-            string root = AppContext.BaseDirectory;
-            while (!File.Exists(Path.Combine(root, "Collab.sln")))
-            {
-                root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
-            }
+    public static string ServerAssembly => BuildOutput("src/Server", "Collab.Server");
 
-            string path = Path.Combine(root, "src", "Server", "bin", configuration, "net10.0", "Collab.Server.dll");
-            return File.Exists(path) ? path : throw new FileNotFoundException($"Build the server first ({configuration}).", path);
+    /// <summary>The assembly a project of the repository built in the tests' configuration (Debug or Release).</summary>
+    public static string BuildOutput(string projectDirectory, string assemblyName)
+    {
+        string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Collab.sln")))
+        {
+            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
         }
+
+        string path = Path.Combine(root, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"Build {projectDirectory} first ({configuration}).", path);
     }
 
     /// <summary>
-    /// Runs the server binary with <paramref name="arguments"/> (and settings as environment variables) until it exits by
-    /// itself, as an operator's mistyped command line would: for start-up failures. Kills it after <paramref name="timeout"/>.
+    /// Runs the server binary (or another built <paramref name="assembly"/>) with <paramref name="arguments"/> (and settings
+    /// as environment variables) until it exits by itself, as an operator's mistyped command line would: for start-up
+    /// failures. Kills it after <paramref name="timeout"/>.
     /// </summary>
     public static async Task<(int ExitCode, string StandardOutput, string StandardError)> RunToExitAsync(
-        IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? settings = null, TimeSpan? timeout = null)
+        IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? settings = null, TimeSpan? timeout = null, string? assembly = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -77,7 +78,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(ServerAssembly);
+        info.ArgumentList.Add(assembly ?? ServerAssembly);
         foreach (string argument in arguments)
         {
             info.ArgumentList.Add(argument);

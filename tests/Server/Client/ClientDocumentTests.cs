@@ -214,6 +214,29 @@ public sealed class ClientDocumentTests
     }
 
     [Fact]
+    public async Task Changed_IsRaisedForRemoteEditsNotForLocalOnes()
+    {
+        // As README.md and the Changed docs say: the application made its own edits (Text has them at once); Changed
+        // tells it about everyone else's.
+        await using Harness h = await OpenAsync("hello", 5);
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+
+        h.Document.Insert(5, "!");
+        Assert.Equal("hello!", h.Document.Text);
+        Submit submit = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Connection.SendAck(Doc, submit.ClientSeq, 6);
+        await h.Document.WhenSynced();
+
+        h.Connection.SendOps(Doc, FakeConnection.Op(7, TextOp.Insert(0, ">"), "other", 1));
+        DocumentChangedEventArgs change = await changes.NextAsync();
+        Assert.Equal(">hello!", change.Text);
+        Assert.Equal("other", change.ClientId);
+        Assert.False(change.IsResync);
+        Assert.Single(changes.All); // the local insert and its ack raised nothing
+    }
+
+    [Fact]
     public async Task Reconnect_OwnOpInTheCatchUpCountsAsItsAck()
     {
         await using Harness h = await OpenAsync();

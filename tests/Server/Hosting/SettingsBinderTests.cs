@@ -84,4 +84,25 @@ public sealed class SettingsBinderTests
     [Fact]
     public void A_nullable_setting_may_be_left_empty() =>
         Assert.Null(SettingsBinder.Bind<TransportOptions>(Config(("Transport:ManagementPort", "")), TransportOptions.SectionName).ManagementPort);
+
+    [Fact]
+    public void Command_line_arguments_that_set_nothing_are_reported()
+    {
+        var switches = new Dictionary<string, string> { ["--port"] = "port", ["--data-dir"] = "Storage:DataDirectory" };
+        string[] sections = ["Transport", "Storage", "Logging"];
+
+        Assert.Empty(SettingsBinder.CheckCommandLine(
+            ["--port", "9000", "--data-dir=/d", "--Transport:PingInterval", "00:00:05", "/Storage:Provider=Sqlite", "--Logging:LogLevel:Default=Warning", "--environment", "Production"],
+            switches,
+            sections));
+        Assert.Equal(
+            [
+                "--prot: is not a setting; did you mean --port?",
+                "Trasnport:Port: is not a setting; did you mean Transport:Port?",
+                "-x: is not a switch; the switches are --port, --data-dir, and --Section:Name=value sets any setting.",
+                "stray: is an argument without a setting; write --Section:Name=value (or --Section:Name value).",
+                "--Transport: is a section, not a setting; write --Transport:Name=value.",
+            ],
+            SettingsBinder.CheckCommandLine(["--prot", "9000", "--Trasnport:Port=1", "-x", "1", "stray", "--Transport=1"], switches, sections));
+    }
 }
