@@ -1,5 +1,8 @@
 # Collab server image. Multi-stage: build with the SDK, run on the ASP.NET Core runtime.
-# Build: docker build -t collab .    Run: docker run -p 8080:8080 -p 9090:9090 -v collab-data:/data collab
+# Build: docker build -t collab .    Run: docker run -p 8080:8080 -v collab-data:/data collab
+# Publish only the WebSocket port (8080). The management port (9090: /healthz, /readyz, /metrics, no authentication)
+# must stay private: reach it from the orchestrator's probes and Prometheus inside the cluster network, never publish
+# it on a public interface (docs/OPERATIONS.md).
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props Collab.sln ./

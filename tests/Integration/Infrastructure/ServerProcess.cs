@@ -17,13 +17,15 @@ public sealed partial class ServerProcess : IAsyncDisposable
     private const int SigStop = 19;
 
     private readonly IReadOnlyDictionary<string, string> _settings;
+    private readonly bool _portOnCommandLine;
     private readonly ConcurrentQueue<string> _log = new();
     private Process? _process;
 
-    private ServerProcess(int port, IReadOnlyDictionary<string, string> settings)
+    private ServerProcess(int port, IReadOnlyDictionary<string, string> settings, bool portOnCommandLine)
     {
         Port = port;
         _settings = settings;
+        _portOnCommandLine = portOnCommandLine;
     }
 
     public int Port { get; }
@@ -39,10 +41,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>The node id from the settings (<c>Node:NodeId</c>), for cluster tests and failure messages.</summary>
     public string NodeId => _settings.TryGetValue("Node:NodeId", out string? id) ? id : $"server:{Port}";
 
-    /// <summary>Starts the server and waits until /readyz answers 200.</summary>
-    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, int? port = null, TimeSpan? readyTimeout = null)
+    /// <summary>
+    /// Starts the server and waits until /readyz answers 200. Unless <paramref name="portOnCommandLine"/> is false (the
+    /// settings then choose the port, e.g. COLLAB_PORT, and <paramref name="port"/> says which it is), the port is passed as
+    /// <c>--port</c>.
+    /// </summary>
+    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, int? port = null, TimeSpan? readyTimeout = null, bool portOnCommandLine = true)
     {
-        var server = new ServerProcess(port ?? InProcessServer.FreePort(), settings);
+        var server = new ServerProcess(port ?? InProcessServer.FreePort(), settings, portOnCommandLine);
         await server.StartAgainAsync(readyTimeout);
         return server;
     }
@@ -50,17 +56,26 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>The server assembly next to this build of the tests (same configuration).</summary>
     public static string ServerAssembly => BuildOutput("src/Server", "Collab.Server");
 
+    /// <summary>The repository's root directory (the one holding Collab.sln), found from the test binaries upwards.</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            string root = AppContext.BaseDirectory;
+            while (!File.Exists(Path.Combine(root, "Collab.sln")))
+            {
+                root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
+            }
+
+            return root;
+        }
+    }
+
     /// <summary>The assembly a project of the repository built in the tests' configuration (Debug or Release).</summary>
     public static string BuildOutput(string projectDirectory, string assemblyName)
     {
         string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-        string root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Collab.sln")))
-        {
-            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
-        }
-
-        string path = Path.Combine(root, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
+        string path = Path.Combine(RepositoryRoot, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
         return File.Exists(path) ? path : throw new FileNotFoundException($"Build {projectDirectory} first ({configuration}).", path);
     }
 
@@ -122,8 +137,12 @@ public sealed partial class ServerProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         info.ArgumentList.Add(ServerAssembly);
-        info.ArgumentList.Add("--port");
-        info.ArgumentList.Add(Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (_portOnCommandLine)
+        {
+            info.ArgumentList.Add("--port");
+            info.ArgumentList.Add(Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
         info.Environment["Transport__ListenAddress"] = "127.0.0.1";
         info.Environment["Logging__LogLevel__Default"] = "Warning";
         foreach ((string key, string value) in _settings)
