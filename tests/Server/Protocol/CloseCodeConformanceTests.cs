@@ -287,21 +287,8 @@ public sealed partial class CloseCodeConformanceTests
 
     private static async Task RateLimitedAsync(IReadOnlyDictionary<string, string> row)
     {
-        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Limits:MessagesPerSecond"] = "1",
-            ["Limits:MessageBurst"] = "2",
-            ["Limits:ViolationsBeforeClose"] = "3",
-            ["Limits:ViolationWindow"] = "00:01:00",
-        });
-        await using WireClient client = await WireClient.ConnectAsync(server.Port);
-        for (int i = 0; i < 10; i++)
-        {
-            await client.SendAsync(new ClientMessage { Ping = new Ping { Nonce = (ulong)i } });
-        }
-
-        var before = new List<ServerMessage>();
-        Assert.Equal(4008, await client.ReceiveCloseAsync(before));
+        (List<ServerMessage> before, ushort close) = await WireClient.FloodPastTheMessageRateAsync();
+        Assert.Equal(4008, close);
         Assert.Contains(before, m => m.Error?.Code == ErrorCode.RateLimited);
     }
 

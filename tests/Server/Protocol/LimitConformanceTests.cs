@@ -205,22 +205,7 @@ public sealed partial class LimitConformanceTests
         var defaults = new LimitsOptions();
         Assert.Equal(ProtocolSpec.Quantity(row["Default"]), defaults.MessagesPerSecond);
         Assert.Equal(int.Parse(Burst().Match(row["Default"]).Groups[1].Value, CultureInfo.InvariantCulture), defaults.MessageBurst);
-        Assert.Equal("Limits:MessagesPerSecond", Setting(row));
-        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>
-        {
-            [Setting(row)] = "1",
-            ["Limits:MessageBurst"] = "2",
-            ["Limits:ViolationsBeforeClose"] = "3",
-            ["Limits:ViolationWindow"] = "00:01:00",
-        });
-        await using WireClient client = await WireClient.ConnectAsync(server.Port);
-        for (int i = 0; i < 10; i++)
-        {
-            await client.SendAsync(new ClientMessage { Ping = new Ping { Nonce = (ulong)i } });
-        }
-
-        var before = new List<ServerMessage>();
-        ushort close = await client.ReceiveCloseAsync(before);
+        (List<ServerMessage> before, ushort close) = await WireClient.FloodPastTheMessageRateAsync(Setting(row));
         return new Outcome(Errors(before), close);
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
+using Collab.Server.Tests.Security.Infrastructure;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Google.Protobuf;
 
@@ -107,6 +108,31 @@ public sealed class WireClient : IAsyncDisposable
         while ((await ReceiveAsync(ServerMessage.BodyOneofCase.Pong)).Pong.Nonce != nonce)
         {
         }
+    }
+
+    /// <summary>
+    /// A server whose message rate is 1/s (burst 2) and that closes after 3 refusals, flooded with Pings by one client:
+    /// the scenario of both the rate limit (section 11) and close code 4008 (section 10). Returns what the client got
+    /// before the close, and the close code.
+    /// </summary>
+    public static async Task<(List<ServerMessage> Before, ushort Close)> FloodPastTheMessageRateAsync(string rateSetting = "Limits:MessagesPerSecond")
+    {
+        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>
+        {
+            [rateSetting] = "1",
+            ["Limits:MessageBurst"] = "2",
+            ["Limits:ViolationsBeforeClose"] = "3",
+            ["Limits:ViolationWindow"] = "00:01:00",
+        });
+        await using WireClient client = await ConnectAsync(server.Port);
+        for (int i = 0; i < 10; i++)
+        {
+            await client.SendAsync(new ClientMessage { Ping = new Ping { Nonce = (ulong)i } });
+        }
+
+        var before = new List<ServerMessage>();
+        ushort close = await client.ReceiveCloseAsync(before);
+        return (before, close);
     }
 
     public static ClientMessage Submit(string docId, ulong clientSeq, long baseVersion, TextOp op)
