@@ -97,27 +97,8 @@ internal static partial class ComposeFile
     /// <summary>The Dockerfile's ENV settings of the final stage and its EXPOSEd ports.</summary>
     public static (IReadOnlyDictionary<string, string> Environment, IReadOnlyList<int> Exposed) Dockerfile()
     {
-        string text = File.ReadAllText(Path.Combine(DeployAssets.RepositoryRoot, "Dockerfile")).Replace("\\\n", " ", StringComparison.Ordinal);
-        var lines = text.Split('\n').Select(l => l.Trim()).ToList();
-        int lastStage = lines.FindLastIndex(l => l.StartsWith("FROM ", StringComparison.Ordinal));
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-        var exposed = new List<int>();
-        foreach (string line in lines.Skip(lastStage))
-        {
-            if (line.StartsWith("ENV ", StringComparison.Ordinal))
-            {
-                foreach (Match pair in EnvPair().Matches(line[4..]))
-                {
-                    environment[pair.Groups["key"].Value] = pair.Groups["value"].Value.Trim('"');
-                }
-            }
-            else if (line.StartsWith("EXPOSE ", StringComparison.Ordinal))
-            {
-                exposed.AddRange(line[7..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p.Split('/')[0], CultureInfo.InvariantCulture)));
-            }
-        }
-
-        return (environment, exposed);
+        Infrastructure.Dockerfile dockerfile = Infrastructure.Dockerfile.Repository();
+        return (dockerfile.Env, dockerfile.Expose);
     }
 
     /// <summary>What a node's process sees: the image's ENV overlaid with the service's environment.</summary>
@@ -137,7 +118,4 @@ internal static partial class ComposeFile
 
     [GeneratedRegex(@"^(?:(?<m>\d+)m)?(?:(?<s>\d+)s)?$")]
     private static partial Regex Duration();
-
-    [GeneratedRegex(@"(?<key>[A-Za-z_][A-Za-z0-9_]*)=(?<value>""[^""]*""|\S*)")]
-    private static partial Regex EnvPair();
 }

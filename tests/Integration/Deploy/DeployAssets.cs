@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Collab.Integration.Tests.Infrastructure;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 
@@ -26,20 +27,7 @@ internal sealed record DashboardQuery(string Where, string Expr);
 /// <summary>The files of deploy/ as the tests read them: YAML through YamlDotNet (anchors and merge keys resolved), JSON through System.Text.Json.</summary>
 internal static partial class DeployAssets
 {
-    private static readonly Lazy<string> s_root = new(() =>
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Collab.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Collab.sln not found above " + AppContext.BaseDirectory);
-    });
-
-    public static string RepositoryRoot => s_root.Value;
+    public static string RepositoryRoot => RepositoryFiles.Root;
 
     public static string Directory => Path.Combine(RepositoryRoot, "deploy");
 

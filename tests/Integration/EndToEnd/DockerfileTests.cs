@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using Collab.Integration.Tests.Infrastructure;
 
@@ -15,7 +14,7 @@ namespace Collab.Integration.Tests.EndToEnd;
 /// </summary>
 public sealed partial class DockerfileTests
 {
-    private static readonly Lazy<Dockerfile> s_dockerfile = new(() => Dockerfile.Parse(File.ReadAllText(Path.Combine(ServerProcess.RepositoryRoot, "Dockerfile"))));
+    private static readonly Lazy<Dockerfile> s_dockerfile = new(() => Dockerfile.Parse(File.ReadAllText(RepositoryFiles.PathOf("Dockerfile"))));
 
     [Fact]
     public async Task The_server_takes_every_ENV_setting_and_the_HEALTHCHECK_passes_against_it()
@@ -63,13 +62,13 @@ public sealed partial class DockerfileTests
         Assert.Equal([docker.Env["COLLAB_PORT"]], published);
         Assert.Contains(docker.Comments, c => c.Contains("must stay private", StringComparison.Ordinal));
         Assert.Equal(["dotnet", "Collab.Server.dll"], docker.Entrypoint);
-        Assert.True(File.Exists(Path.Combine(ServerProcess.RepositoryRoot, "src", "Server", "Collab.Server.csproj")));
+        Assert.True(File.Exists(Path.Combine(RepositoryFiles.Root, "src", "Server", "Collab.Server.csproj")));
     }
 
     [Fact]
     public void Dockerignore_keeps_local_output_and_data_out_but_not_the_sources()
     {
-        string[] patterns = [.. File.ReadAllLines(Path.Combine(ServerProcess.RepositoryRoot, ".dockerignore")).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#'))];
+        string[] patterns = [.. File.ReadAllLines(Path.Combine(RepositoryFiles.Root, ".dockerignore")).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#'))];
         foreach (string required in new[] { "**/bin/", "**/obj/", "**/data/", "**/node_modules/", "artifacts/", ".git" })
         {
             Assert.Contains(required, patterns);
@@ -102,90 +101,4 @@ public sealed partial class DockerfileTests
 
     [GeneratedRegex(@"-p (\d+):\d+")]
     private static partial Regex PublishedPort();
-
-    /// <summary>The parts of a Dockerfile these checks need (final stage for ENV/EXPOSE/VOLUME/HEALTHCHECK/ENTRYPOINT).</summary>
-    private sealed record Dockerfile(
-        IReadOnlyDictionary<string, string> Env,
-        IReadOnlyList<int> Expose,
-        IReadOnlyList<string> Volumes,
-        string[] HealthCheck,
-        string[] Entrypoint,
-        IReadOnlyList<string> CopiedSources,
-        IReadOnlyList<string> Comments)
-    {
-        public static Dockerfile Parse(string text)
-        {
-            var env = new Dictionary<string, string>(StringComparer.Ordinal);
-            var expose = new List<int>();
-            var volumes = new List<string>();
-            var copied = new List<string>();
-            var comments = new List<string>();
-            string[] health = [];
-            string[] entrypoint = [];
-            foreach (string instruction in Instructions(text, comments))
-            {
-                string[] parts = instruction.Split(' ', 2, StringSplitOptions.TrimEntries);
-                string arguments = parts.Length > 1 ? parts[1] : "";
-                switch (parts[0].ToUpperInvariant())
-                {
-                    case "ENV":
-                        foreach (Match pair in EnvPair().Matches(arguments))
-                        {
-                            env[pair.Groups[1].Value] = pair.Groups[2].Value.Trim('"');
-                        }
-
-                        break;
-                    case "EXPOSE":
-                        expose.AddRange(arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p.Split('/')[0], System.Globalization.CultureInfo.InvariantCulture)));
-                        break;
-                    case "VOLUME":
-                        volumes.AddRange(JsonSerializer.Deserialize<string[]>(arguments)!);
-                        break;
-                    case "HEALTHCHECK":
-                        health = JsonSerializer.Deserialize<string[]>(arguments[(arguments.IndexOf("CMD ", StringComparison.Ordinal) + 4)..])!;
-                        break;
-                    case "ENTRYPOINT":
-                        entrypoint = JsonSerializer.Deserialize<string[]>(arguments)!;
-                        break;
-                    case "COPY" when !arguments.StartsWith("--from", StringComparison.Ordinal):
-                        string[] paths = arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                        copied.AddRange(paths[..^1]);
-                        break;
-                }
-            }
-
-            return new Dockerfile(env, expose, volumes, health, entrypoint, copied, comments);
-        }
-
-        /// <summary>Instructions with continuation lines joined; comment lines go to <paramref name="comments"/>.</summary>
-        private static IEnumerable<string> Instructions(string text, List<string> comments)
-        {
-            string pending = "";
-            foreach (string raw in text.Split('\n'))
-            {
-                string line = raw.Trim();
-                if (line.StartsWith('#'))
-                {
-                    comments.Add(line[1..].Trim());
-                    continue;
-                }
-
-                if (line.EndsWith('\\'))
-                {
-                    pending += line[..^1] + " ";
-                    continue;
-                }
-
-                string instruction = (pending + line).Trim();
-                pending = "";
-                if (instruction.Length > 0)
-                {
-                    yield return instruction;
-                }
-            }
-        }
-    }
-
-    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_]*)=(""[^""]*""|\S+)")]
-    private static partial Regex EnvPair();
 }

@@ -56,26 +56,11 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>The server assembly next to this build of the tests (same configuration).</summary>
     public static string ServerAssembly => BuildOutput("src/Server", "Collab.Server");
 
-    /// <summary>The repository's root directory (the one holding Collab.sln), found from the test binaries upwards.</summary>
-    public static string RepositoryRoot
-    {
-        get
-        {
-            string root = AppContext.BaseDirectory;
-            while (!File.Exists(Path.Combine(root, "Collab.sln")))
-            {
-                root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("Collab.sln not found above the test directory.");
-            }
-
-            return root;
-        }
-    }
-
     /// <summary>The assembly a project of the repository built in the tests' configuration (Debug or Release).</summary>
     public static string BuildOutput(string projectDirectory, string assemblyName)
     {
         string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-        string path = Path.Combine(RepositoryRoot, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
+        string path = Path.Combine(RepositoryFiles.Root, projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
         return File.Exists(path) ? path : throw new FileNotFoundException($"Build {projectDirectory} first ({configuration}).", path);
     }
 
