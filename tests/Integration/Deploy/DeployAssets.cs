@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Collab.Integration.Tests.Infrastructure;
+using Collab.Testing;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 

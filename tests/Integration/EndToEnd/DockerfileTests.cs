@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Collab.Integration.Tests.Infrastructure;
+using Collab.Testing;
 
 namespace Collab.Integration.Tests.EndToEnd;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Collab.Testing;
 
 namespace Collab.Integration.Tests.Infrastructure;
 

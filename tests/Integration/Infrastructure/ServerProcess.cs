@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Collab.Testing;
 
 namespace Collab.Integration.Tests.Infrastructure;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using Collab.LoadTest;
-using Collab.Server.Tests.Infrastructure;
+using Collab.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 

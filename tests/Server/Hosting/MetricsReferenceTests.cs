@@ -5,7 +5,7 @@ using Collab.Server.Cluster;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
-using Collab.Server.Tests.Infrastructure;
+using Collab.Testing;
 using Collab.Server.Transport;
 using Prometheus;
 

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Collab.Server.Tests.Infrastructure;
+using Collab.Testing;
 
 namespace Collab.Server.Tests.Protocol;
 

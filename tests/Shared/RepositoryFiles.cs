@@ -1,6 +1,9 @@
-namespace Collab.Server.Tests.Infrastructure;
+namespace Collab.Testing;
 
-/// <summary>Files of the repository the tests check against (docs, README, Dockerfile), found from the test binaries upwards.</summary>
+/// <summary>
+/// Files of the repository the tests check or run (docs, README, Dockerfile, build outputs), found from the test binaries
+/// upwards. Compiled into every test project from tests/Shared (tests/Directory.Build.props).
+/// </summary>
 public static class RepositoryFiles
 {
     private static readonly Lazy<string> s_root = new(() =>
