@@ -198,7 +198,7 @@ public sealed class CollabDocument : IAsyncDisposable
                 return;
             }
 
-            if (_session?.Welcome.MaxOpBytes is > 0 and var maxOpBytes && TextOpCodec.GetEncodedLength(op) > maxOpBytes)
+            if (_session?.Limits.MaxOpBytes is { } maxOpBytes && TextOpCodec.GetEncodedLength(op) > maxOpBytes)
             {
                 throw new ArgumentException($"The op encodes to more than the server's limit of {maxOpBytes} bytes; split it.", nameof(op));
             }

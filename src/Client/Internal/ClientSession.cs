@@ -67,8 +67,6 @@ internal sealed class ClientSession
     /// <summary>Set when the application disposed the client.</summary>
     public bool ClosedByClient { get; set; }
 
-    /// <summary>The largest message the server accepts (0: unknown).</summary>
-    public int MaxMessageBytes => (int)Math.Min(Welcome.MaxMessageBytes, int.MaxValue);
 
     /// <summary>Starts the send loop and the keep-alive.</summary>
     public void Start()

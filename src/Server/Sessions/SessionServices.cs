@@ -12,7 +12,6 @@ internal sealed class SessionServices
         Security = security;
         Options = options;
         NodeId = nodeId;
-        MaxMessageBytes = maxMessageBytes;
         Limits = new AnnouncedLimits(maxMessageBytes, options.MaxOpBytes, options.MaxPresenceUserDataBytes);
         Log = documents.Log;
     }
@@ -22,8 +21,6 @@ internal sealed class SessionServices
     public DocumentOptions Options { get; }
 
     public string NodeId { get; }
-
-    public int MaxMessageBytes { get; }
 
     /// <summary>The limits this node enforces, announced in every Welcome.</summary>
     public AnnouncedLimits Limits { get; }

@@ -445,6 +445,27 @@ public sealed class ClientDocumentTests
         Assert.Equal(limit, update.Presence.UserData.Length);
     }
 
+    [Theory]
+    [InlineData(0u, 256 * 1024)] // not announced: the protocol's default
+    [InlineData(100u, 100)]
+    public async Task Submit_OpsAreBoundByTheAnnouncedOpSize(uint announced, int limit)
+    {
+        var server = new FakeServer();
+        Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
+        (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync(maxOpBytes: announced);
+        await using CollabClient client = await connecting;
+        Task<CollabDocument> opening = client.OpenDocumentAsync(Doc);
+        await connection.ExpectSubscribeAsync(Doc);
+        connection.SendSnapshot(Doc, 1, "");
+        CollabDocument document = await opening;
+
+        // An insert of n ASCII characters encodes to n bytes plus a varint header.
+        Assert.Throws<ArgumentException>(() => document.Insert(0, new string('x', limit)));
+        Assert.Equal("", document.Text);
+        document.Insert(0, new string('x', limit - 8));
+        Assert.InRange((await connection.ExpectSubmitAsync(Doc)).Op.Length, limit - 8, limit);
+    }
+
     [Fact]
     public async Task Presence_IsSentWhenSyncedAndDeferredWhilePending()
     {
