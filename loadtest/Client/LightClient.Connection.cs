@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Collab.LoadTest.Metrics;
-using Collab.Protocol.V1;
 using Google.Protobuf;
 
 namespace Collab.LoadTest.Client;
@@ -10,8 +9,9 @@ namespace Collab.LoadTest.Client;
 internal sealed partial class LightClient
 {
     /// <summary>
-    /// Connects, upgrades, says Hello (resuming the client id after the first time) and subscribes (a snapshot the
-    /// first time, from the last known version afterwards); completes once the client is live and caught up.
+    /// Connects, upgrades, says Hello (ShareDB: the handshake; resuming the client id after the first time) and
+    /// subscribes (a snapshot the first time, from the last known version afterwards); completes once the client is
+    /// live and caught up.
     /// </summary>
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
@@ -59,15 +59,7 @@ internal sealed partial class LightClient
                 _outboxLength = 0;
                 _flushing = false;
                 _fragmentLength = 0;
-                SendControlMessageLocked(new ClientMessage
-                {
-                    Hello = new Hello
-                    {
-                        ProtocolVersion = (uint)ProtocolVersion.Current,
-                        ClientId = ClientId ?? string.Empty,
-                        ClientName = _ctx.Settings.ClientName,
-                    },
-                });
+                SendHelloLocked();
             }
 
             _ = ReceiveLoopAsync(socket, generation, buffer, leftover);
@@ -166,7 +158,7 @@ internal sealed partial class LightClient
         // A buffer per connection (not per client): a dying connection's loop may still hold the previous one.
         byte[] buffer = new byte[InitialReceiveBuffer];
         string key = WebSocketFraming.NewKey();
-        await socket.SendAsync(WebSocketFraming.BuildUpgradeRequest(Server, key), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        await socket.SendAsync(WebSocketFraming.BuildUpgradeRequest(Server, key, _shareDb ? null : CollabSubprotocol), SocketFlags.None, cancellationToken).ConfigureAwait(false);
         int filled = 0;
         while (true)
         {
@@ -212,6 +204,8 @@ internal sealed partial class LightClient
             _socket = null;
             _generation++;
             _pingsInFlight = 0; // their Pongs cannot come any more: they stay unanswered
+            _pingSchedule?.Clear();
+            _fetching = false;
             if (_state != ClientState.Closed)
             {
                 _state = ClientState.Disconnected;
@@ -272,7 +266,7 @@ internal sealed partial class LightClient
             {
                 return;
             }
-            catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or TimeoutException or WebSocketProtocolException or ServerRefusedException or WireFormatException or InvalidProtocolBufferException)
+            catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or TimeoutException or WebSocketProtocolException or ServerRefusedException or WireFormatException or InvalidProtocolBufferException or System.Text.Json.JsonException)
             {
                 _ctx.Errors.Add("reconnect-attempt", ex.Message);
                 if (min <= TimeSpan.Zero)

@@ -40,7 +40,7 @@ internal sealed partial class LightClient
                 Interlocked.Add(ref _ctx.Counters.BytesReceived, read);
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or WebSocketProtocolException or WireFormatException or InvalidProtocolBufferException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or WebSocketProtocolException or WireFormatException or InvalidProtocolBufferException or System.Text.Json.JsonException)
         {
             failure = ex;
         }
@@ -72,18 +72,19 @@ internal sealed partial class LightClient
             offset += header.FrameLength;
             switch (header.Opcode)
             {
-                case WsOpcode.Binary when header.Fin && _fragmentLength == 0:
+                case WsOpcode.Binary or WsOpcode.Text when header.Opcode != MessageOpcode:
+                    // Collab speaks binary protobuf, ShareDB JSON text: the other kind means the wrong server.
+                    throw new WebSocketProtocolException($"the server sent a {header.Opcode.ToString().ToLowerInvariant()} message");
+                case WsOpcode.Binary or WsOpcode.Text when header.Fin && _fragmentLength == 0:
                     HandleMessage(payload, generation, now);
                     break;
-                case WsOpcode.Binary or WsOpcode.Continuation:
+                case WsOpcode.Binary or WsOpcode.Text or WsOpcode.Continuation:
                     if (!AppendFragment(header.Opcode, payload, header.Fin, generation, now))
                     {
                         throw new WebSocketProtocolException("continuation frame without a message to continue");
                     }
 
                     break;
-                case WsOpcode.Text:
-                    throw new WebSocketProtocolException("the server sent a text message");
                 case WsOpcode.Ping:
                     lock (_gate)
                     {

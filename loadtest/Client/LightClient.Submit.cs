@@ -1,7 +1,6 @@
 using System.Text;
 using Collab.Engine.Text;
 using Collab.LoadTest.Metrics;
-using Collab.Protocol.V1;
 
 namespace Collab.LoadTest.Client;
 
@@ -25,7 +24,7 @@ internal sealed partial class LightClient
                 if (_state == ClientState.Live)
                 {
                     _pingsInFlight++;
-                    SendControlMessageLocked(new ClientMessage { Ping = new Ping { Nonce = (ulong)scheduled } });
+                    SendPingLocked(scheduled);
                 }
 
                 return;
@@ -43,7 +42,8 @@ internal sealed partial class LightClient
 
     /// <summary>
     /// Submits one op directly (setup: the initial text of a document), outside the schedule and the statistics'
-    /// window. Inserts <paramref name="text"/> (ASCII) at the start.
+    /// window. Inserts <paramref name="text"/> (ASCII) at the start; on ShareDB, creates the document with it (a
+    /// ShareDB document does not exist until created, and its harness creates each with its initial text).
     /// </summary>
     public void SubmitInitialText(string text)
     {
@@ -51,7 +51,7 @@ internal sealed partial class LightClient
         {
             // Scheduled time 0 marks a setup op: acked and delivered like any other, but left out of the statistics.
             ulong seq = ++_lastSeq;
-            var op = new PendingOp(seq, 0, _version, 0, Encoding.ASCII.GetBytes(text));
+            var op = new PendingOp(seq, 0, _version, 0, Encoding.ASCII.GetBytes(text), Create: _shareDb);
             _pending.Enqueue(op);
             Track?.Register(seq, 0, Doc.ReceiversPerOp);
             SendSubmitLocked(op, op.Text);
@@ -76,10 +76,26 @@ internal sealed partial class LightClient
 
     private void SendSubmitLocked(PendingOp op, ReadOnlySpan<byte> token)
     {
-        int length = CollabWire.SubmitInsertLength(Doc.IdUtf8.Length, op.Seq, op.BaseVersion, op.Position, token.Length);
-        EnsureScratch(length);
-        CollabWire.WriteSubmitInsert(_scratch.AsSpan(HeaderGap), Doc.IdUtf8, op.Seq, op.BaseVersion, op.Position, token);
-        SendPreparedLocked(WsOpcode.Binary, length);
+        if (_shareDb)
+        {
+            SendShareDbSubmitLocked(op, token);
+        }
+        else
+        {
+            SendCollabSubmitLocked(op, token);
+        }
+    }
+
+    private void SendPingLocked(long scheduled)
+    {
+        if (_shareDb)
+        {
+            SendShareDbPingLocked(scheduled);
+        }
+        else
+        {
+            SendCollabPingLocked(scheduled);
+        }
     }
 
     private void WriteToken(ulong seq, Span<byte> token)
@@ -100,36 +116,29 @@ internal sealed partial class LightClient
         return Encoding.ASCII.GetString(token);
     }
 
-
-    private void OnAckLocked(ReadOnlySpan<byte> body, long now)
+    /// <summary>The server acknowledged this client's op <paramref name="clientSeq"/>, sequenced at <paramref name="version"/>.</summary>
+    private void OnAckLocked(ulong clientSeq, long version, long now)
     {
-        AckView ack = CollabWire.ReadAck(body);
-        if (!ack.DocId.SequenceEqual(Doc.IdUtf8))
-        {
-            _ctx.Errors.Add("wrong-document", "an Ack for a document this connection did not subscribe");
-            return;
-        }
-
-        if (ack.ClientSeq <= _lastAckedSeq)
+        if (clientSeq <= _lastAckedSeq)
         {
             // A resend's duplicate ack after the original ack (or the own op in the catch-up) arrived first.
             Interlocked.Increment(ref _ctx.Counters.StaleAcks);
             return;
         }
 
-        if (!_pending.TryPeek(out PendingOp front) || front.Seq != ack.ClientSeq)
+        if (!_pending.TryPeek(out PendingOp front) || front.Seq != clientSeq)
         {
-            _ctx.Errors.Add("unexpected-ack", $"ack for seq {ack.ClientSeq}, oldest pending is {(_pending.Count > 0 ? front.Seq : 0)}");
+            _ctx.Errors.Add("unexpected-ack", $"ack for seq {clientSeq}, oldest pending is {(_pending.Count > 0 ? front.Seq : 0)}");
             return;
         }
 
-        if (ack.Version != _version + 1)
+        if (version != _version + 1)
         {
-            _ctx.Errors.Add("ack-version", $"ack at version {ack.Version}, client at {_version}");
-            Fault ??= $"ack at version {ack.Version} after {_version}";
+            _ctx.Errors.Add("ack-version", $"ack at version {version}, client at {_version}");
+            Fault ??= $"ack at version {version} after {_version}";
         }
 
-        CompleteFrontLocked(ack.Version, now, default);
+        CompleteFrontLocked(version, now, default);
         if (_state == ClientState.CatchingUp && _version >= _catchUpTarget)
         {
             GoLiveLocked(now);
@@ -140,8 +149,11 @@ internal sealed partial class LightClient
         }
     }
 
-    /// <summary>The oldest pending op was sequenced at <paramref name="version"/> (ack, or own op seen in Ops).</summary>
-    private void CompleteFrontLocked(long version, long now, ReadOnlySpan<byte> sequencedOp)
+    /// <summary>
+    /// The oldest pending op was sequenced at <paramref name="version"/>: acknowledged (<paramref name="sequencedOp"/>
+    /// empty), or seen as the server sequenced it among the ops (own op from an earlier connection).
+    /// </summary>
+    private void CompleteFrontLocked(long version, long now, WireOp sequencedOp)
     {
         PendingOp op = _pending.Dequeue();
         _lastAckedSeq = op.Seq;
@@ -155,11 +167,11 @@ internal sealed partial class LightClient
                 if (sequencedOp.IsEmpty)
                 {
                     string text = op.Text is null ? TokenString(op.Seq) : Encoding.ASCII.GetString(op.Text);
-                    Replica.ApplyOwn(version, TextOp.Insert(op.Position, text), op.BaseVersion, oldest);
+                    Replica.ApplyOwn(version, text.Length == 0 ? TextOp.Empty : TextOp.Insert(op.Position, text), op.BaseVersion, oldest);
                 }
                 else
                 {
-                    Replica.ApplySequenced(version, sequencedOp, oldest);
+                    Replica.ApplySequenced(version, sequencedOp.Decode(), oldest);
                 }
             }
             catch (Collab.Engine.OtException ex)
@@ -185,14 +197,14 @@ internal sealed partial class LightClient
         }
     }
 
-    /// <summary>A Pong in ping mode: its nonce is the slot's scheduled time, so it counts exactly like an ack.</summary>
-    private void OnPong(ulong nonce, long now)
+    /// <summary>A Pong in ping mode answers the slot scheduled at <paramref name="scheduled"/>, so it counts exactly like an ack.</summary>
+    private void OnPong(long scheduled, long now)
     {
         lock (_gate)
         {
             _pingsInFlight = Math.Max(0, _pingsInFlight - 1);
         }
 
-        RecordAck((long)nonce, now);
+        RecordAck(scheduled, now);
     }
 }

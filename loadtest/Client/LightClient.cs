@@ -34,9 +34,10 @@ internal enum ClientState
 /// <summary>
 /// An op this client submitted and has not seen acknowledged yet: an insert at <paramref name="Position"/> of
 /// <paramref name="Text"/> (ASCII), or of the token derived from the seq when it is null (every scheduled op).
-/// <paramref name="Scheduled"/> 0 marks a setup op, left out of the statistics.
+/// <paramref name="Scheduled"/> 0 marks a setup op, left out of the statistics. <paramref name="Create"/>: ShareDB's
+/// creation of the document with <paramref name="Text"/>.
 /// </summary>
-internal readonly record struct PendingOp(ulong Seq, long Scheduled, long BaseVersion, int Position, byte[]? Text = null);
+internal readonly record struct PendingOp(ulong Seq, long Scheduled, long BaseVersion, int Position, byte[]? Text = null, bool Create = false);
 
 /// <summary>A Subscribe or Hello was refused by the server.</summary>
 internal sealed class ServerRefusedException(string message) : Exception(message);
@@ -44,8 +45,8 @@ internal sealed class ServerRefusedException(string message) : Exception(message
 /// <summary>
 /// One simulated client: a raw TCP socket with its own RFC 6455 client framing, one document, and just enough
 /// protocol state to produce valid ops and check what it receives — the document's version and length, the
-/// unacknowledged ops, and (optionally) a full replica of the text. Hot messages (Ops, Ack) are decoded in place
-/// without allocating; everything else goes through the generated protobuf classes.
+/// unacknowledged ops, and (optionally) a full replica of the text. It speaks Collab's protocol or ShareDB's
+/// (<see cref="ClientSettings.Server"/>); hot messages (ops, acks) are decoded in place without allocating.
 /// </summary>
 /// <remarks>
 /// Threads: the receive loop runs on the socket engine's thread (inline completions), the scheduler calls
@@ -53,8 +54,9 @@ internal sealed class ServerRefusedException(string message) : Exception(message
 /// state is guarded by one lock per client; sends are non-blocking writes under that lock, with an outbox
 /// flushed asynchronously if the socket buffer is ever full (a slow server never blocks the scheduler).
 /// The class is split by concern: <c>LightClient.Connection.cs</c> (connect, handshake, drop, close, reconnect),
-/// <c>.Receive.cs</c> (receive loop and frame parsing), <c>.Messages.cs</c> (incoming protocol messages),
-/// <c>.Submit.cs</c> (scheduled submits and ack matching) and <c>.Send.cs</c> (framing and non-blocking writes).
+/// <c>.Receive.cs</c> (receive loop and frame parsing), <c>.Document.cs</c> (document state from incoming ops,
+/// snapshot, client id; going live), <c>.Submit.cs</c> (scheduled submits and ack matching), <c>.Send.cs</c>
+/// (framing and non-blocking writes), and one file per protocol: <c>.Collab.cs</c> and <c>.ShareDb.cs</c>.
 /// </remarks>
 internal sealed partial class LightClient : IScheduleTarget
 {
@@ -62,10 +64,12 @@ internal sealed partial class LightClient : IScheduleTarget
     private const int HeaderGap = WebSocketFraming.MaxClientHeaderLength;
     private const int SolIp = 0;
     private const int IpBindAddressNoPort = 24;
+    private const string CollabSubprotocol = "collab.v1";
 
     private static readonly byte[] s_tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"u8.ToArray();
 
     private readonly RunContext _ctx;
+    private readonly bool _shareDb;
     private readonly Lock _gate = new();
     private readonly Queue<PendingOp> _pending = new();
     private readonly Queue<long> _backlog = new();
@@ -85,6 +89,10 @@ internal sealed partial class LightClient : IScheduleTarget
     private long _droppedAt;
 
     private int _pingsInFlight; // ping mode: Pings sent on this connection and not answered yet (a drain waits for them)
+    private readonly Queue<long>? _pingSchedule; // ShareDB ping mode: the slots of the pings in flight, in order (its pong has no payload)
+
+    private byte[] _clientIdJson = []; // ShareDB: the client id JSON-escaped (the src of this client's ops)
+    private bool _fetching; // ShareDB: a fetch for missed ops is in flight
 
     private byte[]? _outbox;
     private int _outboxLength;
@@ -96,6 +104,8 @@ internal sealed partial class LightClient : IScheduleTarget
     public LightClient(RunContext ctx, int index, DocState doc, Uri server, IPAddress? source, ClientRole role, bool replica, int trackCapacity)
     {
         _ctx = ctx;
+        _shareDb = ctx.Settings.Server == ServerKind.ShareDb;
+        _pingSchedule = _shareDb ? new Queue<long>() : null;
         Index = index;
         Doc = doc;
         Server = server;
@@ -111,6 +121,9 @@ internal sealed partial class LightClient : IScheduleTarget
     }
 
     public int Index { get; }
+
+    /// <summary>The opcode of the server's messages: binary protobuf (Collab) or JSON text (ShareDB).</summary>
+    private WsOpcode MessageOpcode => _shareDb ? WsOpcode.Text : WsOpcode.Binary;
 
     public DocState Doc { get; }
 

@@ -10,6 +10,9 @@ internal sealed record RunReport
 
     public required string Scenario { get; init; }
 
+    /// <summary>The server driven: "collab" or "sharedb".</summary>
+    public string Target { get; init; } = "collab";
+
     public string? Label { get; init; }
 
     public required DateTime StartedUtc { get; init; }
@@ -61,6 +64,9 @@ internal sealed record RunSetup
     public string? GeneratorCpus { get; init; }
 
     public string? Storage { get; init; }
+
+    /// <summary>Extra arguments the spawned Collab server got (--server-arg), e.g. --Storage:SqliteSynchronous=Normal.</summary>
+    public string[] ServerArgs { get; init; } = [];
 
     public required int SourceAddresses { get; init; }
 
@@ -119,6 +125,15 @@ internal sealed record StepReport
     public long Reconnects { get; init; }
 
     public long Resends { get; init; }
+
+    /// <summary>ShareDB: ops received again at a version already held (its protocol repeats ops; ignored, as its client does).</summary>
+    public long DuplicateDeliveries { get; init; }
+
+    /// <summary>ShareDB: fetches of missed ops after an op from beyond the next version.</summary>
+    public long CatchUpFetches { get; init; }
+
+    /// <summary>The machine's 1-minute load average at the start and the end of the measured window.</summary>
+    public double[] LoadAverage { get; init; } = [];
 
     public long UnackedAfterDrain { get; init; }
 
