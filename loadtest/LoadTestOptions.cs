@@ -451,11 +451,18 @@ internal sealed class LoadTestOptions
         return options;
     }
 
-    /// <summary>This run's options for one of the <see cref="Targets"/>.</summary>
-    public LoadTestOptions ForTarget(ServerKind target)
+    /// <summary>Total runs: every target, <see cref="Repeat"/> times.</summary>
+    public int RunCount => Targets.Count * Repeat;
+
+    /// <summary>Tells this run's files apart from the other runs of the same invocation (null for a single run).</summary>
+    public string? RunTag { get; private set; }
+
+    /// <summary>This run's options for one of the <see cref="Targets"/>; <paramref name="run"/> counts repeats from 1.</summary>
+    public LoadTestOptions ForTarget(ServerKind target, int run = 1)
     {
         var copy = (LoadTestOptions)MemberwiseClone();
         copy.Target = target;
+        copy.RunTag = RunCount > 1 ? $"{(target == ServerKind.ShareDb ? "sharedb" : "collab")}-{run}" : null;
         return copy;
     }
 

@@ -235,6 +235,9 @@ internal sealed record IdleReport
 {
     public int Connections { get; init; }
 
+    /// <summary>The machine's 1-minute load average when the hold started and when it ended.</summary>
+    public double[] LoadAverage { get; init; } = [];
+
     public int Documents { get; init; }
 
     public double ConnectSeconds { get; init; }

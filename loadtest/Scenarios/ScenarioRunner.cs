@@ -293,6 +293,7 @@ internal sealed class ScenarioRunner
         // this scenario measures.
         probe.MinScrapeInterval = TimeSpan.FromSeconds(15);
         ServerPoint afterConnect = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
+        double loadStart = ProcessStats.LoadAverage();
         await Task.Delay(TimeSpan.FromSeconds(_options.WarmupSeconds + _options.DurationSeconds), cancellationToken).ConfigureAwait(false);
         ServerPoint held = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
         int n = fleet.Connected.Count;
@@ -303,6 +304,7 @@ internal sealed class ScenarioRunner
             Documents = fleet.Docs.Count(static d => d.Clients.Count > 0),
             ConnectSeconds = Math.Round(connect.Seconds, 2),
             ConnectsPerSecond = Math.Round(n / Math.Max(1e-9, connect.Seconds), 0),
+            LoadAverage = [loadStart, ProcessStats.LoadAverage()],
             ServerRssBaseMb = Math.Round(baseline.RssBytes / Mb, 1),
             ServerRssAfterConnectMb = Math.Round(afterConnect.RssBytes / Mb, 1),
             ServerRssPerConnectionAfterConnectKb = Math.Round((afterConnect.RssBytes - baseline.RssBytes) / 1024 / Math.Max(1, n), 2),
