@@ -27,3 +27,8 @@ fi
 if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# ShareDB 7, the server the load tool compares Collab with (loadtest --target sharedb; its end-to-end tests).
+if [ -f loadtest/peers/package-lock.json ]; then
+  (cd loadtest/peers && npm ci --no-audit --no-fund --loglevel=error)
+fi

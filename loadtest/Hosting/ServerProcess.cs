@@ -257,17 +257,24 @@ internal sealed class ServerProcess : IAsyncDisposable
         return dll;
     }
 
-    /// <summary>loadtest/peers/sharedb-server.js, with its packages installed (scripts/install-test-deps.sh runs npm ci there).</summary>
-    public static string ShareDbServerScript()
+    /// <summary>Where loadtest/peers/sharedb-server.js is in this repository.</summary>
+    public static string ShareDbServerPath()
     {
         string root = RepositoryRoot() ?? throw new InvalidOperationException("Cannot find the repository (Collab.sln) to start ShareDB from; use --server-cmd.");
-        string directory = Path.Combine(root, "loadtest", "peers");
+        return Path.Combine(root, "loadtest", "peers", "sharedb-server.js");
+    }
+
+    /// <summary>loadtest/peers/sharedb-server.js, with its packages installed (scripts/install-test-deps.sh runs npm ci there).</summary>
+    private static string ShareDbServerScript()
+    {
+        string script = ShareDbServerPath();
+        string directory = Path.GetDirectoryName(script)!;
         if (!File.Exists(Path.Combine(directory, "node_modules", "sharedb", "package.json")))
         {
             throw new InvalidOperationException($"ShareDB is not installed: run `npm ci` in {directory} (scripts/install-test-deps.sh does).");
         }
 
-        return Path.Combine(directory, "sharedb-server.js");
+        return script;
     }
 
     /// <summary>The directory holding Collab.sln, searched upwards from the working directory, then from the tool's binaries.</summary>
