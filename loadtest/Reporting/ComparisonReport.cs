@@ -27,11 +27,11 @@ internal static class ComparisonReport
         sb.AppendLine(string.Create(s_inv, $"{reports.Count} runs: {string.Join("; ", shapes)}"));
 
         var load = new TextTable(
-            "server", "step", "run", "offered/s", "acked/s", "ack p50", "p90", "p99", "p99.9", "bcast p50", "p99",
+            "server", "scenario", "step", "run", "offered/s", "acked/s", "ack p50", "p90", "p99", "p99.9", "bcast p50", "p99",
             "deliv/s", "srv cpu", "gen cpu", "lag p99", "load avg", "unacked", "errors", "SLO");
         var groups = reports
             .SelectMany(static r => r.Steps.Select(s => (Label: ServerLabel(r), Report: r, Step: s)))
-            .GroupBy(static x => (x.Label, x.Step.Name));
+            .GroupBy(static x => (x.Label, x.Report.Scenario, x.Step.Name));
         bool any = false;
         foreach (var group in groups)
         {
@@ -41,7 +41,7 @@ internal static class ComparisonReport
             {
                 StepReport s = runs[i].Step;
                 load.Add(
-                    group.Key.Label, group.Key.Name, (i + 1).ToString(s_inv), ConsoleReport.N(s.OfferedOpsPerSec), ConsoleReport.N(s.AckedOpsPerSec),
+                    group.Key.Label, group.Key.Scenario, group.Key.Name, (i + 1).ToString(s_inv), ConsoleReport.N(s.OfferedOpsPerSec), ConsoleReport.N(s.AckedOpsPerSec),
                     ConsoleReport.Ms(s.Ack.P50), ConsoleReport.Ms(s.Ack.P90), ConsoleReport.Ms(s.Ack.P99), ConsoleReport.Ms(s.Ack.P999),
                     ConsoleReport.Ms(s.Broadcast.P50), ConsoleReport.Ms(s.Broadcast.P99), ConsoleReport.N(s.DeliveriesPerSec),
                     ConsoleReport.Pct(s.Server.CpuPercent), ConsoleReport.Pct(s.Generator.CpuPercent), ConsoleReport.Ms(s.SendLag.P99),
@@ -52,7 +52,7 @@ internal static class ComparisonReport
             {
                 double M(Func<StepReport, double> value) => Median(runs.Select(r => value(r.Step)));
                 load.Add(
-                    group.Key.Label, group.Key.Name, "median", ConsoleReport.N(M(static s => s.OfferedOpsPerSec)), ConsoleReport.N(M(static s => s.AckedOpsPerSec)),
+                    group.Key.Label, group.Key.Scenario, group.Key.Name, "median", ConsoleReport.N(M(static s => s.OfferedOpsPerSec)), ConsoleReport.N(M(static s => s.AckedOpsPerSec)),
                     ConsoleReport.Ms(M(static s => s.Ack.P50)), ConsoleReport.Ms(M(static s => s.Ack.P90)), ConsoleReport.Ms(M(static s => s.Ack.P99)), ConsoleReport.Ms(M(static s => s.Ack.P999)),
                     ConsoleReport.Ms(M(static s => s.Broadcast.P50)), ConsoleReport.Ms(M(static s => s.Broadcast.P99)), ConsoleReport.N(M(static s => s.DeliveriesPerSec)),
                     ConsoleReport.Pct(M(static s => s.Server.CpuPercent)), ConsoleReport.Pct(M(static s => s.Generator.CpuPercent)), ConsoleReport.Ms(M(static s => s.SendLag.P99)),

@@ -96,10 +96,10 @@ public sealed class ShareDbEndToEndTests
         RunReport again = await RunAsync("small", "--docs", "2", "--clients", "2", "--rate", "10", "--duration", "0.5", "--warmup", "0.2");
 
         string table = ComparisonReport.Render([sharedb, again, sharedb with { Target = "collab" }], markdown: true);
-        Assert.Contains("| sharedb | rate=10/s | 1 |", table, StringComparison.Ordinal);
-        Assert.Contains("| sharedb | rate=10/s | median |", table, StringComparison.Ordinal);
-        Assert.Contains("| collab | rate=10/s | 1 |", table, StringComparison.Ordinal);
-        Assert.DoesNotContain("| collab | rate=10/s | median |", table, StringComparison.Ordinal);
+        Assert.Contains("| sharedb | small | rate=10/s | 1 |", table, StringComparison.Ordinal);
+        Assert.Contains("| sharedb | small | rate=10/s | median |", table, StringComparison.Ordinal);
+        Assert.Contains("| collab | small | rate=10/s | 1 |", table, StringComparison.Ordinal);
+        Assert.DoesNotContain("| collab | small | rate=10/s | median |", table, StringComparison.Ordinal);
     }
 
     private static async Task<RunReport> RunAsync(string scenario, params string[] args)
