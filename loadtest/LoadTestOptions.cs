@@ -74,6 +74,8 @@ internal sealed class LoadTestOptions
           --server-cmd CMD          command to start instead ({port}, {dataDir} substituted)
           --server-cpus LIST        taskset CPUs for the spawned server (default 0; "none" = unpinned)
           --generator-cpus LIST     re-run the generator under taskset (default 1 with --spawn-server; "none")
+          --nice N                  run the spawned server and the re-run generator at nice N (e.g. -20 on a
+                                    machine shared with other work; needs root or CAP_SYS_NICE)
           --postgres CONNSTR        spawned server uses PostgreSQL
           --server-arg ARG          extra Collab server argument (repeatable; not passed to ShareDB)
           --build-server            rebuild src/Server before spawning it
@@ -140,6 +142,9 @@ internal sealed class LoadTestOptions
     public string? GeneratorCpus { get; private set; }
 
     public string? Postgres { get; private set; }
+
+    /// <summary>Nice value for the spawned server and the pinned generator (0: leave the priority alone).</summary>
+    public int Nice { get; private set; }
 
     public List<string> ServerArgs { get; } = [];
 
@@ -309,6 +314,11 @@ internal sealed class LoadTestOptions
                     break;
                 case "--postgres":
                     options.Postgres = Value();
+                    break;
+                case "--nice":
+                    options.Nice = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int nice) && nice is >= -20 and <= 19
+                        ? nice
+                        : throw new OptionsException("--nice takes -20..19.");
                     break;
                 case "--server-arg":
                     options.ServerArgs.Add(Value());

@@ -41,7 +41,7 @@ internal static class Program
 
         if (options.GeneratorCpus is { } cpus && Environment.GetEnvironmentVariable(ReexecMarker) is null && OperatingSystem.IsLinux())
         {
-            return await RunPinnedAsync(cpus, args, options.InlineCompletions).ConfigureAwait(false);
+            return await RunPinnedAsync(cpus, options.Nice, args, options.InlineCompletions).ConfigureAwait(false);
         }
 
         if (options.InlineCompletions)
@@ -170,10 +170,18 @@ internal static class Program
     /// Runs this same command again under taskset, so the runtime sizes its thread pool and socket engine for the
     /// CPUs it really has (affinity set from inside would apply to one thread only).
     /// </summary>
-    private static async Task<int> RunPinnedAsync(string cpus, string[] args, bool inlineCompletions)
+    private static async Task<int> RunPinnedAsync(string cpus, int nice, string[] args, bool inlineCompletions)
     {
         string host = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find the running executable.");
-        var start = new ProcessStartInfo("taskset") { UseShellExecute = false };
+        var start = new ProcessStartInfo(nice != 0 ? "nice" : "taskset") { UseShellExecute = false };
+        if (nice != 0)
+        {
+            // Every thread of the generator at this priority (its scheduler thread raises itself further when it may).
+            start.ArgumentList.Add("-n");
+            start.ArgumentList.Add(nice.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            start.ArgumentList.Add("taskset");
+        }
+
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(cpus);
         start.ArgumentList.Add(host);

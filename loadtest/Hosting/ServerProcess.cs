@@ -14,6 +14,12 @@ internal sealed record ServerLaunchOptions
     /// <summary>CPU list for taskset (e.g. "0"); null or empty runs unpinned.</summary>
     public string? Cpus { get; init; } = "0";
 
+    /// <summary>
+    /// Scheduling priority for the server (nice -n; 0 leaves it alone). On a shared machine, -20 keeps other work
+    /// from taking the server's CPU in the middle of a measurement; needs root or CAP_SYS_NICE.
+    /// </summary>
+    public int Nice { get; init; }
+
     /// <summary>Port to listen on; 0 picks a free one.</summary>
     public int Port { get; init; }
 
@@ -125,6 +131,11 @@ internal sealed class ServerProcess : IAsyncDisposable
         if (!string.IsNullOrEmpty(options.Cpus))
         {
             command.InsertRange(0, ["taskset", "-c", options.Cpus]);
+        }
+
+        if (options.Nice != 0)
+        {
+            command.InsertRange(0, ["nice", "-n", options.Nice.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         }
 
         start.FileName = command[0];

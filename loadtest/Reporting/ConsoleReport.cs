@@ -21,7 +21,7 @@ internal static class ConsoleReport
         RunSetup setup = report.Setup;
         string title = $" collab load test - {report.Target} - {report.Scenario} - {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing) - {setup.SubmitMode} - verify {setup.Verify} ";
         sb.AppendLine(new string('=', 8) + title + new string('=', Math.Max(8, 140 - title.Length)));
-        sb.AppendLine(string.Create(s_inv, $"servers: {string.Join(", ", setup.Servers)}{(setup.SpawnedServer ? $" (spawned, CPUs {setup.ServerCpus ?? "any"}, {setup.Storage}{(setup.ServerArgs.Length > 0 ? ", " + string.Join(' ', setup.ServerArgs) : string.Empty)})" : string.Empty)}; generator CPUs {setup.GeneratorCpus}; {setup.Runtime}; {setup.MachineCores} cores"));
+        sb.AppendLine(string.Create(s_inv, $"servers: {string.Join(", ", setup.Servers)}{(setup.SpawnedServer ? $" (spawned, CPUs {setup.ServerCpus ?? "any"}, {setup.Storage}{(setup.ServerArgs.Length > 0 ? ", " + string.Join(' ', setup.ServerArgs) : string.Empty)}{(setup.Nice != 0 ? $", nice {setup.Nice}" : string.Empty)})" : string.Empty)}; generator CPUs {setup.GeneratorCpus}; {setup.Runtime}; {setup.MachineCores} cores"));
         if (report.Connect is { } connect)
         {
             sb.AppendLine(string.Create(s_inv, $"connect: {connect.Connected:N0}/{connect.Requested:N0} clients in {connect.Seconds:F2} s, {connect.Failed:N0} failed"));

@@ -68,6 +68,9 @@ internal sealed record RunSetup
     /// <summary>Extra arguments the spawned Collab server got (--server-arg), e.g. --Storage:SqliteSynchronous=Normal.</summary>
     public string[] ServerArgs { get; init; } = [];
 
+    /// <summary>The nice value the spawned server and the pinned generator ran at (--nice; 0: the default priority).</summary>
+    public int Nice { get; init; }
+
     public required int SourceAddresses { get; init; }
 
     public required int Seed { get; init; }

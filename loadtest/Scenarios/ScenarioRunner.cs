@@ -38,6 +38,7 @@ internal sealed class ScenarioRunner
                     {
                         Kind = _options.Target,
                         Cpus = _options.ServerCpus,
+                        Nice = _options.Nice,
                         Command = _options.ServerCommand,
                         Postgres = _options.Postgres,
                         ExtraArgs = _options.ServerArgs,
@@ -336,6 +337,7 @@ internal sealed class ScenarioRunner
         GeneratorCpus = Native.AllowedCpuList(),
         Storage = !spawned ? null : _options.Target == ServerKind.ShareDb ? "memory" : _options.Postgres is null ? "sqlite" : "postgres",
         ServerArgs = spawned && _options.Target == ServerKind.Collab ? [.. _options.ServerArgs] : [],
+        Nice = _options.Nice,
         SourceAddresses = _options.EffectiveSourceAddresses,
         Seed = _options.Seed,
         MachineCores = MachineCores(),
