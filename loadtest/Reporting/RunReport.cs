@@ -23,7 +23,7 @@ internal sealed record RunReport
 
     public required RunSetup Setup { get; init; }
 
-    public List<StepReport> Steps { get; } = [];
+    public List<StepReport> Steps { get; init; } = [];
 
     public ConvergenceReport? Convergence { get; set; }
 
@@ -37,10 +37,10 @@ internal sealed record RunReport
 
     public Dictionary<string, string[]> ErrorSamples { get; set; } = [];
 
-    public List<Sample> TimeSeries { get; } = [];
+    public List<Sample> TimeSeries { get; init; } = [];
 
     /// <summary>Human-readable conclusions (target met or not, and what limited it).</summary>
-    public List<string> Findings { get; } = [];
+    public List<string> Findings { get; init; } = [];
 }
 
 internal sealed record RunSetup
