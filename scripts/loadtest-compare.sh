@@ -6,6 +6,7 @@
 #   scripts/loadtest-compare.sh [OUT_DIR]          (default loadtest/results/compare-<UTC time>)
 #   env: PARTS="light small big idle"  REPEAT=3  WARMUP=30  DURATION=20  NICE=-20 (0: default priority)
 #        SMALL_RATES=2,4,6,8,10,15,20  SMALL_REPEAT=2  BIG_RATES=0.5,1,2,5,10,20  BIG_REPEAT=2  IDLE_CONNECTIONS=19000
+#        SMALL_EXTRA / BIG_EXTRA: more loadtest options for those parts (e.g. --no-ramp-stop on a noisy machine)
 #
 # light: 200 x 5 at 1 op/s (1,000 ops/s), Collab with SqliteSynchronous=Normal beside ShareDB, then Collab with the
 #        default Full (an fsync per commit). small: 200 x 5 ramp, each run stops after its first step over ack p99
@@ -44,11 +45,11 @@ for part in $PARTS; do
       ;;
     small)
       lt small --rate "${SMALL_RATES:-2,4,6,8,10,15,20}" --target collab,sharedb --repeat "${SMALL_REPEAT:-2}" \
-        --warmup "${SMALL_WARMUP:-15}" --duration "${SMALL_DURATION:-15}" --label small
+        --warmup "${SMALL_WARMUP:-15}" --duration "${SMALL_DURATION:-15}" --label small ${SMALL_EXTRA:-}
       ;;
     big)
       lt big --rate "${BIG_RATES:-0.5,1,2,5,10,20}" --target collab,sharedb --repeat "${BIG_REPEAT:-2}" \
-        --warmup "${BIG_WARMUP:-15}" --duration "${BIG_DURATION:-15}" --label big
+        --warmup "${BIG_WARMUP:-15}" --duration "${BIG_DURATION:-15}" --label big ${BIG_EXTRA:-}
       ;;
     idle)
       lt idle --connections "${IDLE_CONNECTIONS:-19000}" --target collab,sharedb --repeat "${IDLE_REPEAT:-2}" --label idle
