@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Collab.LoadTest.Metrics;
 
 namespace Collab.LoadTest.Reporting;
 
@@ -42,8 +43,8 @@ internal static class ComparisonReport
                 StepReport s = runs[i].Step;
                 load.Add(
                     group.Key.Label, group.Key.Scenario, group.Key.Name, (i + 1).ToString(s_inv), ConsoleReport.N(s.OfferedOpsPerSec), ConsoleReport.N(s.AckedOpsPerSec),
-                    ConsoleReport.Ms(s.Ack.P50), ConsoleReport.Ms(s.Ack.P90), ConsoleReport.Ms(s.Ack.P99), ConsoleReport.Ms(s.Ack.P999),
-                    ConsoleReport.Ms(s.Broadcast.P50), ConsoleReport.Ms(s.Broadcast.P99), ConsoleReport.N(s.DeliveriesPerSec),
+                    ConsoleReport.Ms(Of(s.Ack, static l => l.P50)), ConsoleReport.Ms(Of(s.Ack, static l => l.P90)), ConsoleReport.Ms(Of(s.Ack, static l => l.P99)), ConsoleReport.Ms(Of(s.Ack, static l => l.P999)),
+                    ConsoleReport.Ms(Of(s.Broadcast, static l => l.P50)), ConsoleReport.Ms(Of(s.Broadcast, static l => l.P99)), ConsoleReport.N(s.DeliveriesPerSec),
                     ConsoleReport.Pct(s.Server.CpuPercent), ConsoleReport.Pct(s.Generator.CpuPercent), ConsoleReport.Ms(s.SendLag.P99),
                     LoadAverage(s.LoadAverage), s.UnackedAfterDrain.ToString(s_inv), s.Errors.Values.Sum().ToString("N0", s_inv), s.MeetsSlo ? "ok" : "MISS");
             }
@@ -53,8 +54,8 @@ internal static class ComparisonReport
                 double M(Func<StepReport, double> value) => Median(runs.Select(r => value(r.Step)));
                 load.Add(
                     group.Key.Label, group.Key.Scenario, group.Key.Name, "median", ConsoleReport.N(M(static s => s.OfferedOpsPerSec)), ConsoleReport.N(M(static s => s.AckedOpsPerSec)),
-                    ConsoleReport.Ms(M(static s => s.Ack.P50)), ConsoleReport.Ms(M(static s => s.Ack.P90)), ConsoleReport.Ms(M(static s => s.Ack.P99)), ConsoleReport.Ms(M(static s => s.Ack.P999)),
-                    ConsoleReport.Ms(M(static s => s.Broadcast.P50)), ConsoleReport.Ms(M(static s => s.Broadcast.P99)), ConsoleReport.N(M(static s => s.DeliveriesPerSec)),
+                    ConsoleReport.Ms(M(static s => Of(s.Ack, static l => l.P50))), ConsoleReport.Ms(M(static s => Of(s.Ack, static l => l.P90))), ConsoleReport.Ms(M(static s => Of(s.Ack, static l => l.P99))), ConsoleReport.Ms(M(static s => Of(s.Ack, static l => l.P999))),
+                    ConsoleReport.Ms(M(static s => Of(s.Broadcast, static l => l.P50))), ConsoleReport.Ms(M(static s => Of(s.Broadcast, static l => l.P99))), ConsoleReport.N(M(static s => s.DeliveriesPerSec)),
                     ConsoleReport.Pct(M(static s => s.Server.CpuPercent)), ConsoleReport.Pct(M(static s => s.Generator.CpuPercent)), ConsoleReport.Ms(M(static s => s.SendLag.P99)),
                     ConsoleReport.F2(M(static s => s.LoadAverage.Length == 0 ? double.NaN : s.LoadAverage.Average())),
                     ConsoleReport.N(M(static s => s.UnackedAfterDrain)), ConsoleReport.N(M(static s => s.Errors.Values.Sum())),
@@ -65,7 +66,7 @@ internal static class ComparisonReport
         if (any)
         {
             sb.Append(load.Render(markdown));
-            sb.AppendLine("latencies in ms from the scheduled send time; srv/gen cpu: 100 % = one core; load avg: the machine's 1-min load average at the window's start-end");
+            sb.AppendLine("latencies in ms from the scheduled send time (-: no op of the window acknowledged; medians over the runs that have one); srv/gen cpu: 100 % = one core; load avg: the machine's 1-min load average at the window's start-end");
         }
 
         var idle = new TextTable("server", "run", "connections", "connect s", "KiB/conn after connect", "KiB/conn held", "held s", "load avg");
@@ -106,6 +107,9 @@ internal static class ComparisonReport
             : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2]
             : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
     }
+
+    /// <summary>A latency figure, or NaN when nothing was measured (an empty histogram's zeros are not latencies).</summary>
+    private static double Of(LatencySummary latency, Func<LatencySummary, double> value) => latency.Count == 0 ? double.NaN : value(latency);
 
     private static string LoadAverage(double[] load) =>
         load.Length == 2 ? string.Create(s_inv, $"{load[0]:F1}-{load[1]:F1}") : "-";
