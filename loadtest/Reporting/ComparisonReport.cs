@@ -109,7 +109,7 @@ internal static class ComparisonReport
     }
 
     /// <summary>A latency figure, or NaN when nothing was measured (an empty histogram's zeros are not latencies).</summary>
-    private static double Of(LatencySummary latency, Func<LatencySummary, double> value) => latency.Count == 0 ? double.NaN : value(latency);
+    internal static double Of(LatencySummary latency, Func<LatencySummary, double> value) => latency.Count == 0 ? double.NaN : value(latency);
 
     private static string LoadAverage(double[] load) =>
         load.Length == 2 ? string.Create(s_inv, $"{load[0]:F1}-{load[1]:F1}") : "-";

@@ -11,8 +11,8 @@ internal static class ConsoleReport
     /// <summary>One line summarising a finished step (printed as the run goes).</summary>
     public static string StepLine(StepReport s) => string.Create(
         s_inv,
-        $"step {s.Name}: offered {s.OfferedOpsPerSec:N0}/s acked {s.AckedOpsPerSec:N0}/s | ack p50 {s.Ack.P50:F3} p99 {s.Ack.P99:F3} p99.9 {s.Ack.P999:F3} max {s.Ack.Max:F1} ms | " +
-        $"bcast p50 {s.Broadcast.P50:F3} p99 {s.Broadcast.P99:F3} ms, {s.DeliveriesPerSec:N0} deliveries/s | gen {s.Generator.CpuPercent:F0}% srv {s.Server.CpuPercent:F0}% | " +
+        $"step {s.Name}: offered {s.OfferedOpsPerSec:N0}/s acked {s.AckedOpsPerSec:N0}/s | ack p50 {Ms(L(s.Ack, static l => l.P50))} p99 {Ms(L(s.Ack, static l => l.P99))} p99.9 {Ms(L(s.Ack, static l => l.P999))} max {Ms(L(s.Ack, static l => l.Max))} ms | " +
+        $"bcast p50 {Ms(L(s.Broadcast, static l => l.P50))} p99 {Ms(L(s.Broadcast, static l => l.P99))} ms, {s.DeliveriesPerSec:N0} deliveries/s | gen {s.Generator.CpuPercent:F0}% srv {s.Server.CpuPercent:F0}% | " +
         $"unacked {s.UnackedAfterDrain} missing {s.BroadcastsMissingAfterDrain} | {(s.MeetsSlo ? "SLO ok" : "SLO MISSED")}");
 
     public static string Render(RunReport report, string? jsonPath, string? chartPath)
@@ -37,15 +37,15 @@ internal static class ConsoleReport
             {
                 table.Add(
                     s.Name, N(s.TargetOpsPerSec), N(s.OfferedOpsPerSec), N(s.AckedOpsPerSec),
-                    Ms(s.Ack.P50), Ms(s.Ack.P90), Ms(s.Ack.P99), Ms(s.Ack.P999), Ms(s.Ack.Max),
-                    Ms(s.Broadcast.P50), Ms(s.Broadcast.P99), Ms(s.Broadcast.P999), Ms(s.Broadcast.Max),
+                    Ms(L(s.Ack, static l => l.P50)), Ms(L(s.Ack, static l => l.P90)), Ms(L(s.Ack, static l => l.P99)), Ms(L(s.Ack, static l => l.P999)), Ms(L(s.Ack, static l => l.Max)),
+                    Ms(L(s.Broadcast, static l => l.P50)), Ms(L(s.Broadcast, static l => l.P99)), Ms(L(s.Broadcast, static l => l.P999)), Ms(L(s.Broadcast, static l => l.Max)),
                     N(s.DeliveriesPerSec), Pct(s.Generator.CpuPercent), Ms(s.SendLag.P99), Pct(s.Server.CpuPercent),
                     double.IsNaN(s.Server.RssMb) ? "-" : string.Create(s_inv, $"{s.Server.RssMb:F0} MB"),
                     s.Errors.Values.Sum().ToString("N0", s_inv), s.MeetsSlo ? "ok" : "MISS");
             }
 
             sb.Append(table.Render());
-            sb.AppendLine("latencies in ms from the scheduled send time (open loop); gen cpu = generator process (100 % = one core); lag = scheduler lateness (included in the latencies)");
+            sb.AppendLine("latencies in ms from the scheduled send time (open loop; -: no op of the window answered); gen cpu = generator process (100 % = one core); lag = scheduler lateness (included in the latencies)");
             sb.AppendLine();
             var server = new TextTable("step", "committed/s", "frames/s", "frames/flush", "ops/batch", "commit mean", "srv ack mean", "msgs recv/s", "disconnects", "reconnects", "resends", "unacked", "backlog", "bcast missing", "drain s");
             foreach (StepReport s in report.Steps)
@@ -127,6 +127,9 @@ internal static class ConsoleReport
 
         return sb.ToString();
     }
+
+    /// <summary>A latency figure, NaN (shown "-") when no op of the window was answered.</summary>
+    private static double L(Metrics.LatencySummary latency, Func<Metrics.LatencySummary, double> value) => ComparisonReport.Of(latency, value);
 
     internal static string N(double value) => double.IsFinite(value) ? value.ToString("N0", s_inv) : "-";
 
