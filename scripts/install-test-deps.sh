@@ -27,3 +27,8 @@ fi
 if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The npm oracle (ShareDB's rich-text type on quill-delta) for the rich-text differential test.
+if [ -f tests/Engine/oracle/package-lock.json ]; then
+  (cd tests/Engine/oracle && npm ci --no-audit --no-fund --loglevel=error)
+fi
