@@ -246,71 +246,85 @@ public static class RichOpCodec
         }
 
         var reader = new Reader(input);
-        var components = new List<RichComponent>(4);
-        long baseLength = 0;
-        long targetLength = 0;
-        RichComponent previous = default;
-        while (!reader.AtEnd)
+        RichComponent[] components = ArrayPool<RichComponent>.Shared.Rent(8);
+        int count = 0;
+        try
         {
-            ulong tag = reader.ReadVarint();
-            int kind = (int)((tag >> 1) & 3);
-            bool hasAttributes = (tag & 1) != 0;
-            ulong value = tag >> 3;
-            if (value == 0)
+            long baseLength = 0;
+            long targetLength = 0;
+            RichComponent previous = default;
+            while (!reader.AtEnd)
             {
-                ThrowMalformed("a component has length zero");
+                RichComponent component = ReadComponent(ref reader);
+                CheckNormalAfter(previous, component);
+                baseLength += component.IsInsert ? 0 : component.Length;
+                targetLength += component.IsDelete ? 0 : component.Length;
+                if (baseLength > int.MaxValue || targetLength > int.MaxValue)
+                {
+                    ThrowMalformed("the op's lengths exceed int.MaxValue");
+                }
+
+                if (count == components.Length)
+                {
+                    RichComponent[] bigger = ArrayPool<RichComponent>.Shared.Rent(count * 2);
+                    components.AsSpan(0, count).CopyTo(bigger);
+                    ArrayPool<RichComponent>.Shared.Return(components, clearArray: true);
+                    components = bigger;
+                }
+
+                components[count++] = component;
+                previous = component;
             }
 
-            if (value > int.MaxValue)
+            if (previous.IsPlainRetain)
             {
-                ThrowMalformed("a component length exceeds int.MaxValue");
+                ThrowMalformed("it ends with a retain without attributes (the op is not normalized)");
             }
 
-            object? content = null;
-            int length = (int)value;
-            switch (kind)
-            {
-                case KindText:
-                    string text = reader.ReadUtf8((int)value);
-                    content = text;
-                    length = text.Length;
-                    break;
-                case KindEmbed:
-                    string type = reader.ReadName((int)value);
-                    content = RichEmbed.CreateTrusted(type, reader.ReadValue(0));
-                    length = 1;
-                    break;
-                case KindDelete when hasAttributes:
+            return new RichOp(components.AsSpan(0, count).ToArray(), (int)baseLength, (int)targetLength);
+        }
+        finally
+        {
+            // Cleared: the pooled array must not keep this op's strings alive.
+            ArrayPool<RichComponent>.Shared.Return(components, clearArray: true);
+        }
+    }
+
+    private static RichComponent ReadComponent(ref Reader reader)
+    {
+        ulong tag = reader.ReadVarint();
+        int kind = (int)((tag >> 1) & 3);
+        bool hasAttributes = (tag & 1) != 0;
+        ulong value = tag >> 3;
+        if (value == 0)
+        {
+            ThrowMalformed("a component has length zero");
+        }
+
+        if (value > int.MaxValue)
+        {
+            ThrowMalformed("a component length exceeds int.MaxValue");
+        }
+
+        switch (kind)
+        {
+            case KindRetain:
+                return RichComponent.RetainTrusted((int)value, hasAttributes ? reader.ReadAttributes() : null);
+            case KindText:
+                string text = reader.ReadUtf8((int)value);
+                return RichComponent.InsertTrusted(text, hasAttributes ? reader.ReadAttributes() : null);
+            case KindEmbed:
+                string type = reader.ReadName((int)value);
+                var embed = RichEmbed.CreateTrusted(type, reader.ReadValue(0));
+                return RichComponent.InsertTrusted(embed, hasAttributes ? reader.ReadAttributes() : null);
+            default:
+                if (hasAttributes)
+                {
                     ThrowMalformed("a delete carries attributes");
-                    break;
-            }
+                }
 
-            AttributeMap? attributes = hasAttributes ? reader.ReadAttributes() : null;
-            RichComponent component = kind switch
-            {
-                KindRetain => RichComponent.RetainTrusted(length, attributes),
-                KindDelete => RichComponent.DeleteTrusted(length),
-                _ => RichComponent.InsertTrusted(content!, attributes),
-            };
-
-            CheckNormalAfter(previous, component);
-            baseLength += component.IsInsert ? 0 : length;
-            targetLength += component.IsDelete ? 0 : length;
-            if (baseLength > int.MaxValue || targetLength > int.MaxValue)
-            {
-                ThrowMalformed("the op's lengths exceed int.MaxValue");
-            }
-
-            components.Add(component);
-            previous = component;
+                return RichComponent.DeleteTrusted((int)value);
         }
-
-        if (previous.IsPlainRetain)
-        {
-            ThrowMalformed("it ends with a retain without attributes (the op is not normalized)");
-        }
-
-        return new RichOp([.. components], (int)baseLength, (int)targetLength);
     }
 
     /// <summary>Decodes one value written by <see cref="WriteValue"/>, which must take all of <paramref name="input"/>.</summary>

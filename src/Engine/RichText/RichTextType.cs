@@ -392,7 +392,7 @@ public sealed class RichTextType : IOtType<RichDocument, RichOp>
             }
             else if (c.IsEmbed)
             {
-                size += MapOverhead + RichOpCodec.GetEncodedLength(c.Embed, int.MaxValue);
+                size += MapOverhead + SizeOf(c.Embed.Value);
             }
 
             if (c.Attributes is { } attributes)
@@ -402,6 +402,34 @@ public sealed class RichTextType : IOtType<RichDocument, RichOp>
         }
 
         return (int)Math.Min(size, int.MaxValue);
+
+        // From lengths only: an embed can be a 256 KiB data URL, and this runs on the sequencer's thread for every op.
+        static long SizeOf(RichValue value)
+        {
+            long size = EntrySize;
+            switch (value.Kind)
+            {
+                case RichValueKind.String:
+                    size += StringOverhead + 2L * value.String!.Length;
+                    break;
+                case RichValueKind.Array:
+                    foreach (RichValue item in value.Items)
+                    {
+                        size += SizeOf(item);
+                    }
+
+                    break;
+                case RichValueKind.Object:
+                    foreach (KeyValuePair<string, RichValue> member in value.Members)
+                    {
+                        size += StringOverhead + 2L * member.Key.Length + SizeOf(member.Value);
+                    }
+
+                    break;
+            }
+
+            return size;
+        }
     }
 
     // ---- IOtType -----------------------------------------------------------------------------------------------------
