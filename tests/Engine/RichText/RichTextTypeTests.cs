@@ -44,6 +44,17 @@ public sealed class RichTextTypeTests
     }
 
     [Fact]
+    public void Text_typed_inside_a_range_formatted_concurrently_stays_unformatted()
+    {
+        RichDocument doc = Doc("""[{"insert":"abcd\n"}]""");
+        RichOp bold = Op("""[{"retain":4,"attributes":{"bold":true}}]""");
+        RichOp typing = Op("""[{"retain":2},{"insert":"X"}]""");
+        RichDocument server = RichTextType.Apply(RichTextType.Apply(doc, bold), RichTextType.Transform(typing, bold, TransformSide.Left));
+        Assert.Equal(Doc("""[{"insert":"ab","attributes":{"bold":true}},{"insert":"X"},{"insert":"cd","attributes":{"bold":true}},{"insert":"\n"}]"""), server);
+        Assert.Equal(server, RichTextType.Apply(RichTextType.Apply(doc, typing), RichTextType.Transform(bold, typing, TransformSide.Right)));
+    }
+
+    [Fact]
     public void Apply_formats_removes_formats_and_keeps_nulls_on_inserts_as_quill_delta_does()
     {
         RichDocument doc = Doc("""[{"insert":"Hello","attributes":{"bold":true,"color":"red"}},{"insert":" world"}]""");
