@@ -319,6 +319,8 @@ public sealed class RichDocument : IEquatable<RichDocument>
         try
         {
             RichComponent[] segments = leaf._segments!;
+            // What the leaf keeps cannot hold a surrogate if the leaf held none: only inserted text needs a scan.
+            pieces.HasSurrogates = leaf._hasSurrogates;
             pieces.AddRange(segments, 0, start, null);
             if (edit.IsFormat)
             {
@@ -326,10 +328,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
             }
             else
             {
-                foreach (ref readonly RichComponent c in edit.Inserted)
-                {
-                    pieces.Add(c.Content!, 0, c.Length, c.Attributes);
-                }
+                pieces.AddInserts(edit.Inserted);
             }
 
             pieces.AddRange(segments, end, leaf._length, null);
@@ -347,11 +346,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
         var pieces = new LeafBuilder();
         try
         {
-            foreach (ref readonly RichComponent c in segments)
-            {
-                pieces.Add(c.Content!, 0, c.Length, c.Attributes);
-            }
-
+            pieces.AddInserts(segments);
             return pieces.Build();
         }
         finally
@@ -365,7 +360,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
         bool surrogates = false;
         foreach (RichComponent segment in segments)
         {
-            if (segment.IsText && segment.Text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF'))
+            if (HasSurrogate(segment))
             {
                 surrogates = true;
                 break;
@@ -374,6 +369,8 @@ public sealed class RichDocument : IEquatable<RichDocument>
 
         return new RichDocument(segments, length, surrogates);
     }
+
+    private static bool HasSurrogate(in RichComponent segment) => segment.IsText && segment.Text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF');
 
     // ---- Balancing (as Rope: the AVL join of Blelloch, Ferizovic and Sun) -------------------------------------------
 
@@ -512,7 +509,8 @@ public sealed class RichDocument : IEquatable<RichDocument>
                     length += s.Length;
                 }
 
-                if (length != node._length || length == 0 || length > MaxLeaf || node._height != 0 || surrogates != node._hasSurrogates)
+                // The surrogate flag may stay raised after the text holding one is deleted (it only saves scans), never the reverse.
+                if (length != node._length || length == 0 || length > MaxLeaf || node._height != 0 || (surrogates && !node._hasSurrogates))
                 {
                     throw new InvalidOperationException($"Bad leaf of {length} units.");
                 }
@@ -625,6 +623,18 @@ public sealed class RichDocument : IEquatable<RichDocument>
             _pieces = ArrayPool<Piece>.Shared.Rent(16);
         }
 
+        /// <summary>Whether any piece may hold a surrogate (set from the source leaf, raised by inserted text).</summary>
+        public bool HasSurrogates { get; set; }
+
+        public void AddInserts(ReadOnlySpan<RichComponent> inserts)
+        {
+            foreach (ref readonly RichComponent c in inserts)
+            {
+                HasSurrogates |= HasSurrogate(c);
+                Add(c.Content!, 0, c.Length, c.Attributes);
+            }
+        }
+
         /// <summary>Adds the content of <paramref name="segments"/> in [<paramref name="from"/>, <paramref name="to"/>), composing <paramref name="format"/> onto it when given.</summary>
         public void AddRange(RichComponent[] segments, int from, int to, AttributeMap? format)
         {
@@ -715,7 +725,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
             }
 
             int total = (int)_length;
-            return total <= MaxLeaf ? NewLeaf(runs, total) : Split(runs, total);
+            return total <= MaxLeaf ? new RichDocument(runs, total, HasSurrogates) : Split(runs, total);
         }
 
         public void Dispose()
