@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
@@ -23,11 +22,7 @@ namespace Collab.Engine.RichText;
 /// </remarks>
 public ref struct RichOpBuilder
 {
-    private const int InlineCapacity = 8;
-
-    private InlineComponents _inline;
-    private RichComponent[]? _spill;
-    private int _count;
+    private InlineList<RichComponent> _items;
     private int _baseLength;
     private int _targetLength;
 
@@ -36,7 +31,7 @@ public ref struct RichOpBuilder
     }
 
     /// <summary>Components appended so far (after merging).</summary>
-    public readonly int Count => _count;
+    public readonly int Count => _items.Count;
 
     /// <summary>Retains <paramref name="count"/> units, setting <paramref name="attributes"/>; zero appends nothing.</summary>
     public void Retain(int count, AttributeMap? attributes = null)
@@ -97,19 +92,18 @@ public ref struct RichOpBuilder
     /// <summary>Returns the op built so far (trailing plain retain dropped) and resets the builder for reuse.</summary>
     public RichOp ToOp()
     {
-        int count = _count;
+        int count = _items.Count;
         int baseLength = _baseLength;
         int targetLength = _targetLength;
-        Span<RichComponent> items = Items;
-        if (count > 0 && items[count - 1].IsPlainRetain)
+        if (count > 0 && _items.Span[count - 1].IsPlainRetain)
         {
-            int trailing = items[count - 1].Length;
+            int trailing = _items.Span[count - 1].Length;
             baseLength -= trailing;
             targetLength -= trailing;
             count--;
         }
 
-        RichOp op = count == 0 ? RichOp.Empty : new RichOp(items[..count].ToArray(), baseLength, targetLength);
+        RichOp op = count == 0 ? RichOp.Empty : new RichOp(_items.ToArray(count), baseLength, targetLength);
         Dispose();
         return op;
     }
@@ -117,25 +111,10 @@ public ref struct RichOpBuilder
     /// <summary>Returns a spilled buffer to the pool and clears the builder.</summary>
     public void Dispose()
     {
-        RichComponent[]? spill = _spill;
-        if (spill is not null)
-        {
-            _spill = null;
-            // Cleared: the components reference strings and maps that must not outlive the op in the pool.
-            ArrayPool<RichComponent>.Shared.Return(spill, clearArray: true);
-        }
-        else
-        {
-            ((Span<RichComponent>)_inline)[.._count].Clear();
-        }
-
-        _count = 0;
+        _items.Dispose();
         _baseLength = 0;
         _targetLength = 0;
     }
-
-    [UnscopedRef]
-    private Span<RichComponent> Items => _spill is null ? _inline : _spill;
 
     /// <summary>quill-delta's <c>retain(length, attributes)</c> for a positive length from the engine.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -155,8 +134,8 @@ public ref struct RichOpBuilder
             _targetLength = CheckedAdd(_targetLength, component.Length);
         }
 
-        Span<RichComponent> items = Items;
-        int count = _count;
+        Span<RichComponent> items = _items.Span;
+        int count = items.Length;
         if (count > 0)
         {
             ref RichComponent last = ref items[count - 1];
@@ -172,7 +151,7 @@ public ref struct RichOpBuilder
                 index--;
                 if (index == 0)
                 {
-                    InsertAt(0, component);
+                    _items.InsertBeforeLast(component);
                     return;
                 }
             }
@@ -195,54 +174,12 @@ public ref struct RichOpBuilder
 
             if (index < count)
             {
-                InsertAt(index, component);
+                _items.InsertBeforeLast(component);
                 return;
             }
         }
 
-        if (count == items.Length)
-        {
-            Grow();
-            items = Items;
-        }
-
-        items[count] = component;
-        _count = count + 1;
-    }
-
-    /// <summary>Inserts before the last component (the delete an insert goes in front of).</summary>
-    private void InsertAt(int index, in RichComponent component)
-    {
-        Debug.Assert(index == _count - 1);
-        Span<RichComponent> items = Items;
-        if (_count == items.Length)
-        {
-            Grow();
-            items = Items;
-        }
-
-        items[_count] = items[index];
-        items[index] = component;
-        _count++;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Grow()
-    {
-        Span<RichComponent> items = Items;
-        RichComponent[] bigger = ArrayPool<RichComponent>.Shared.Rent(items.Length * 2);
-        items[.._count].CopyTo(bigger);
-        RichComponent[]? old = _spill;
-        if (old is not null)
-        {
-            ArrayPool<RichComponent>.Shared.Return(old, clearArray: true);
-        }
-        else
-        {
-            ((Span<RichComponent>)_inline).Clear();
-        }
-
-        _spill = bigger;
+        _items.Add(component);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -260,10 +197,4 @@ public ref struct RichOpBuilder
     [DoesNotReturn]
     private static void ThrowTooLong() =>
         throw new OtException(OtErrorCode.OpTooLong, "The op's lengths exceed int.MaxValue units, more than any document holds.");
-
-    [InlineArray(InlineCapacity)]
-    private struct InlineComponents
-    {
-        private RichComponent _element0;
-    }
 }

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using System.Text.Unicode;
@@ -33,13 +32,8 @@ public static class RichOpCodec
     private const int TypeArray = 4;
     private const int TypeObject = 5;
 
-    private const int MaxVarintBytes = 10;
-
     /// <summary>Largest integer written as an integer: JavaScript's <c>Number.MAX_SAFE_INTEGER</c>.</summary>
     private const double MaxSafeInteger = 9007199254740991;
-
-    /// <summary>Strings up to this many UTF-8 bytes are written in one span; longer ones stream in pieces.</summary>
-    private const int ContiguousStringLimit = 16 * 1024;
 
     /// <summary>Names Quill uses, decoded without allocating (and a cached <c>{name: true}</c> map for each).</summary>
     private static readonly string[] s_knownNames =
@@ -64,20 +58,20 @@ public static class RichOpCodec
             {
                 case RichComponentKind.Insert when c.IsText:
                     int bytes = Encoding.UTF8.GetByteCount(c.Text);
-                    size += VarintLength(Tag(bytes, KindText, c.Attributes)) + bytes;
+                    size += WireFormat.VarintLength(Tag(bytes, KindText, c.Attributes)) + bytes;
                     break;
                 case RichComponentKind.Insert:
                     int typeBytes = Encoding.UTF8.GetByteCount(c.Embed!.Type);
-                    size += VarintLength(Tag(typeBytes, KindEmbed, c.Attributes)) + typeBytes + GetEncodedLength(c.Embed.Value, long.MaxValue);
+                    size += WireFormat.VarintLength(Tag(typeBytes, KindEmbed, c.Attributes)) + typeBytes + GetEncodedLength(c.Embed.Value, long.MaxValue);
                     break;
                 default:
-                    size += VarintLength(Tag(c.Length, c.IsRetain ? KindRetain : KindDelete, c.Attributes));
+                    size += WireFormat.VarintLength(Tag(c.Length, c.IsRetain ? KindRetain : KindDelete, c.Attributes));
                     break;
             }
 
             if (c.Attributes is { } attributes)
             {
-                size += VarintLength((ulong)attributes.Count);
+                size += WireFormat.VarintLength((ulong)attributes.Count);
                 foreach (KeyValuePair<string, RichValue> entry in attributes.Entries)
                 {
                     size += StringLength(entry.Key) + GetEncodedLength(entry.Value, long.MaxValue);
@@ -106,12 +100,12 @@ public static class RichOpCodec
             case RichValueKind.True:
                 return 1;
             case RichValueKind.Number:
-                return TryGetInteger(value.Number, out long integer) ? VarintLength(Header(ZigZag(integer), TypeInteger)) : 9;
+                return TryGetInteger(value.Number, out long integer) ? WireFormat.VarintLength(Header(ZigZag(integer), TypeInteger)) : 9;
             case RichValueKind.String:
                 int bytes = Encoding.UTF8.GetByteCount(value.String!);
-                return VarintLength(Header((ulong)bytes, TypeString)) + bytes;
+                return WireFormat.VarintLength(Header((ulong)bytes, TypeString)) + bytes;
             case RichValueKind.Array:
-                long size = VarintLength(Header((ulong)value.Items.Length, TypeArray));
+                long size = WireFormat.VarintLength(Header((ulong)value.Items.Length, TypeArray));
                 foreach (RichValue item in value.Items)
                 {
                     size += GetEncodedLength(item, cap - size);
@@ -123,7 +117,7 @@ public static class RichOpCodec
 
                 return size;
             default:
-                long total = VarintLength(Header((ulong)value.Members.Length, TypeObject));
+                long total = WireFormat.VarintLength(Header((ulong)value.Members.Length, TypeObject));
                 foreach (KeyValuePair<string, RichValue> member in value.Members)
                 {
                     total += StringLength(member.Key);
@@ -154,13 +148,13 @@ public static class RichOpCodec
                     WriteValue(output, c.Embed.Value);
                     break;
                 default:
-                    WriteVarint(output, Tag(c.Length, c.IsRetain ? KindRetain : KindDelete, c.Attributes));
+                    WireFormat.WriteVarint(output, Tag(c.Length, c.IsRetain ? KindRetain : KindDelete, c.Attributes));
                     break;
             }
 
             if (c.Attributes is { } attributes)
             {
-                WriteVarint(output, (ulong)attributes.Count);
+                WireFormat.WriteVarint(output, (ulong)attributes.Count);
                 foreach (KeyValuePair<string, RichValue> entry in attributes.Entries)
                 {
                     WriteName(output, entry.Key);
@@ -184,18 +178,18 @@ public static class RichOpCodec
         switch (value.Kind)
         {
             case RichValueKind.Null:
-                WriteVarint(output, Header(0, TypeLiteral));
+                WireFormat.WriteVarint(output, Header(0, TypeLiteral));
                 break;
             case RichValueKind.False:
-                WriteVarint(output, Header(1, TypeLiteral));
+                WireFormat.WriteVarint(output, Header(1, TypeLiteral));
                 break;
             case RichValueKind.True:
-                WriteVarint(output, Header(2, TypeLiteral));
+                WireFormat.WriteVarint(output, Header(2, TypeLiteral));
                 break;
             case RichValueKind.Number:
                 if (TryGetInteger(value.Number, out long integer))
                 {
-                    WriteVarint(output, Header(ZigZag(integer), TypeInteger));
+                    WireFormat.WriteVarint(output, Header(ZigZag(integer), TypeInteger));
                 }
                 else
                 {
@@ -210,7 +204,7 @@ public static class RichOpCodec
                 WriteString(output, value.String!, TypeString, null, header: true);
                 break;
             case RichValueKind.Array:
-                WriteVarint(output, Header((ulong)value.Items.Length, TypeArray));
+                WireFormat.WriteVarint(output, Header((ulong)value.Items.Length, TypeArray));
                 foreach (RichValue item in value.Items)
                 {
                     WriteValue(output, item);
@@ -218,7 +212,7 @@ public static class RichOpCodec
 
                 break;
             default:
-                WriteVarint(output, Header((ulong)value.Members.Length, TypeObject));
+                WireFormat.WriteVarint(output, Header((ulong)value.Members.Length, TypeObject));
                 foreach (KeyValuePair<string, RichValue> member in value.Members)
                 {
                     WriteName(output, member.Key);
@@ -383,75 +377,25 @@ public static class RichOpCodec
         return false;
     }
 
-    private static int VarintLength(ulong value)
-    {
-        int n = 1;
-        while (value >= 0x80)
-        {
-            value >>= 7;
-            n++;
-        }
-
-        return n;
-    }
-
     private static long StringLength(string text)
     {
         int bytes = Encoding.UTF8.GetByteCount(text);
-        return VarintLength((ulong)bytes) + bytes;
-    }
-
-    private static void WriteVarint(IBufferWriter<byte> output, ulong value)
-    {
-        Span<byte> span = output.GetSpan(MaxVarintBytes);
-        int i = 0;
-        while (value >= 0x80)
-        {
-            span[i++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        span[i++] = (byte)value;
-        output.Advance(i);
+        return WireFormat.VarintLength((ulong)bytes) + bytes;
     }
 
     private static void WriteName(IBufferWriter<byte> output, string name)
     {
         int bytes = Encoding.UTF8.GetByteCount(name);
-        WriteVarint(output, (ulong)bytes);
-        WriteUtf8(output, name, bytes);
+        WireFormat.WriteVarint(output, (ulong)bytes);
+        WireFormat.WriteUtf8(output, name, bytes);
     }
 
     /// <summary>A length-prefixed string: as a component tag (kind, attributes flag) or as a value header.</summary>
     private static void WriteString(IBufferWriter<byte> output, string text, int kind, AttributeMap? attributes, bool header = false)
     {
         int bytes = Encoding.UTF8.GetByteCount(text);
-        WriteVarint(output, header ? Header((ulong)bytes, kind) : Tag(bytes, kind, attributes));
-        WriteUtf8(output, text, bytes);
-    }
-
-    private static void WriteUtf8(IBufferWriter<byte> output, string text, int bytes)
-    {
-        if (bytes <= ContiguousStringLimit)
-        {
-            Span<byte> span = output.GetSpan(Math.Max(bytes, 1));
-            int written = Encoding.UTF8.GetBytes(text, span);
-            Debug.Assert(written == bytes);
-            output.Advance(bytes);
-            return;
-        }
-
-        ReadOnlySpan<char> rest = text;
-        while (!rest.IsEmpty)
-        {
-            // At least four bytes so that any scalar fits; the encoder stops before a scalar that does not.
-            Span<byte> destination = output.GetSpan(Math.Clamp(bytes, 4, ContiguousStringLimit));
-            OperationStatus status = Utf8.FromUtf16(rest, destination, out int read, out int written, replaceInvalidSequences: false);
-            Debug.Assert(status is OperationStatus.Done or OperationStatus.DestinationTooSmall);
-            output.Advance(written);
-            rest = rest[read..];
-            bytes -= written;
-        }
+        WireFormat.WriteVarint(output, header ? Header((ulong)bytes, kind) : Tag(bytes, kind, attributes));
+        WireFormat.WriteUtf8(output, text, bytes);
     }
 
     [DoesNotReturn]
@@ -467,37 +411,7 @@ public static class RichOpCodec
         public readonly bool AtEnd => _position == _input.Length;
 
         /// <summary>A minimal LEB128 varint of at most ten bytes that fits 64 bits.</summary>
-        public ulong ReadVarint()
-        {
-            ulong value = 0;
-            for (int i = 0; i < MaxVarintBytes; i++)
-            {
-                if (_position >= _input.Length)
-                {
-                    ThrowMalformed("a varint is truncated");
-                }
-
-                byte b = _input[_position++];
-                if (i == MaxVarintBytes - 1 && b > 1)
-                {
-                    ThrowMalformed("a varint overflows 64 bits");
-                }
-
-                value |= (ulong)(b & 0x7F) << (7 * i);
-                if (b < 0x80)
-                {
-                    if (b == 0 && i > 0)
-                    {
-                        ThrowMalformed("a varint is not minimally encoded");
-                    }
-
-                    return value;
-                }
-            }
-
-            ThrowMalformed("a varint is longer than ten bytes");
-            return 0;
-        }
+        public ulong ReadVarint() => WireFormat.ReadVarint(_input, ref _position, WireFormat.MaxVarintBytes, "rich-text op");
 
         /// <summary>A count or byte length that the rest of the input could hold (each element takes a byte or more).</summary>
         public int ReadCount()

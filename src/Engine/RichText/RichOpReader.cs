@@ -56,21 +56,10 @@ internal ref struct RichOpReader
         }
 
         ref readonly RichComponent c = ref _components[_index];
-        int offset = _offset;
-        int remaining = c.Length - offset;
-        if (length >= remaining)
+        length = Advance(length, out int offset);
+        if (length == c.Length)
         {
-            length = remaining;
-            _index++;
-            _offset = 0;
-            if (offset == 0)
-            {
-                return c;
-            }
-        }
-        else
-        {
-            _offset = offset + length;
+            return c;
         }
 
         switch (c.Kind)
@@ -98,19 +87,7 @@ internal ref struct RichOpReader
         }
 
         ref readonly RichComponent c = ref _components[_index];
-        int offset = _offset;
-        int remaining = c.Length - offset;
-        if (length >= remaining)
-        {
-            length = remaining;
-            _index++;
-            _offset = 0;
-        }
-        else
-        {
-            _offset = offset + length;
-        }
-
+        length = Advance(length, out int offset);
         if (c.IsText)
         {
             CheckCut(c.Text, offset);
@@ -118,6 +95,22 @@ internal ref struct RichOpReader
         }
 
         return c.Kind;
+    }
+
+    /// <summary>Moves past at most <paramref name="length"/> units of the current component; returns how many, and where in the component they started.</summary>
+    private int Advance(int length, out int offset)
+    {
+        offset = _offset;
+        int remaining = _components[_index].Length - offset;
+        if (length >= remaining)
+        {
+            _index++;
+            _offset = 0;
+            return remaining;
+        }
+
+        _offset = offset + length;
+        return length;
     }
 
     /// <summary>Throws when <paramref name="at"/> falls between a high and a low surrogate of <paramref name="text"/>.</summary>
