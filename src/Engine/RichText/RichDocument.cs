@@ -315,24 +315,55 @@ public sealed class RichDocument : IEquatable<RichDocument>
 
     private static RichDocument EditLeaf(RichDocument leaf, int start, int end, scoped in Edit edit)
     {
+        // Only the segments the edit touches, and one neighbour on each side (merges happen only at those seams), are
+        // rebuilt; the segments before and after them are copied as they are.
+        RichComponent[] segments = leaf._segments!;
+        int first = 0;
+        int windowStart = 0;
+        while (first < segments.Length && windowStart + segments[first].Length <= start)
+        {
+            windowStart += segments[first].Length;
+            first++;
+        }
+
+        int last = first;
+        int windowEnd = windowStart;
+        while (last < segments.Length && windowEnd < end)
+        {
+            windowEnd += segments[last].Length;
+            last++;
+        }
+
+        if (first > 0)
+        {
+            first--;
+            windowStart -= segments[first].Length;
+        }
+
+        if (last < segments.Length)
+        {
+            windowEnd += segments[last].Length;
+            last++;
+        }
+
+        ReadOnlySpan<RichComponent> window = segments.AsSpan(first, last - first);
         var pieces = new LeafBuilder();
         try
         {
-            RichComponent[] segments = leaf._segments!;
             // What the leaf keeps cannot hold a surrogate if the leaf held none: only inserted text needs a scan.
             pieces.HasSurrogates = leaf._hasSurrogates;
-            pieces.AddRange(segments, 0, start, null);
+            pieces.AddRange(window, 0, start - windowStart, null);
             if (edit.IsFormat)
             {
-                pieces.AddRange(segments, start, end, edit.Format);
+                pieces.AddRange(window, start - windowStart, end - windowStart, edit.Format);
             }
             else
             {
                 pieces.AddInserts(edit.Inserted);
             }
 
-            pieces.AddRange(segments, end, leaf._length, null);
-            return pieces.Build();
+            pieces.AddRange(window, end - windowStart, windowEnd - windowStart, null);
+            return pieces.Build(segments.AsSpan(0, first), segments.AsSpan(last), leaf._length - (windowEnd - windowStart));
         }
         finally
         {
@@ -347,7 +378,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
         try
         {
             pieces.AddInserts(segments);
-            return pieces.Build();
+            return pieces.Build(default, default, 0);
         }
         finally
         {
@@ -636,7 +667,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
         }
 
         /// <summary>Adds the content of <paramref name="segments"/> in [<paramref name="from"/>, <paramref name="to"/>), composing <paramref name="format"/> onto it when given.</summary>
-        public void AddRange(RichComponent[] segments, int from, int to, AttributeMap? format)
+        public void AddRange(ReadOnlySpan<RichComponent> segments, int from, int to, AttributeMap? format)
         {
             int position = 0;
             foreach (RichComponent s in segments)
@@ -696,20 +727,23 @@ public sealed class RichDocument : IEquatable<RichDocument>
             _length += length;
         }
 
-        public readonly RichDocument Build()
+        /// <summary>The leaf (or leaves) of <paramref name="before"/>, the pieces merged into runs, then <paramref name="after"/> (<paramref name="outsideLength"/> units together).</summary>
+        public readonly RichDocument Build(ReadOnlySpan<RichComponent> before, ReadOnlySpan<RichComponent> after, int outsideLength)
         {
-            if (_length == 0)
+            long total = _length + outsideLength;
+            if (total == 0)
             {
                 return Empty;
             }
 
-            if (_length > MaxLength)
+            if (total > MaxLength)
             {
                 ThrowTooLarge();
             }
 
-            var runs = new RichComponent[_runs];
-            int made = 0;
+            var runs = new RichComponent[before.Length + _runs + after.Length];
+            before.CopyTo(runs);
+            int made = before.Length;
             for (int i = 0; i < _count;)
             {
                 int j = i + 1;
@@ -724,8 +758,8 @@ public sealed class RichDocument : IEquatable<RichDocument>
                 i = j;
             }
 
-            int total = (int)_length;
-            return total <= MaxLeaf ? new RichDocument(runs, total, HasSurrogates) : Split(runs, total);
+            after.CopyTo(runs.AsSpan(made));
+            return total <= MaxLeaf ? new RichDocument(runs, (int)total, HasSurrogates) : Split(runs, (int)total);
         }
 
         public void Dispose()
