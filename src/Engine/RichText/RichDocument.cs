@@ -802,51 +802,51 @@ public sealed class RichDocument : IEquatable<RichDocument>
         {
             int count = (total + BuildLeaf - 1) / BuildLeaf;
             int size = Math.Min((total + count - 1) / count, MaxLeaf - 1);
-            var leaves = new List<RichDocument>((total + size - 1) / size);
-            var segments = new List<RichComponent>();
-            int leafLength = 0;
-            foreach (RichComponent run in runs)
+            var leaves = new RichDocument[(total + size - 1) / size];
+            int made = 0;
+            RichComponent[] scratch = ArrayPool<RichComponent>.Shared.Rent(runs.Length + 1);
+            try
             {
-                RichComponent rest = run;
-                while (leafLength + rest.Length > size)
+                int index = 0;
+                RichComponent rest = default; // the part of a text run the previous leaf did not take
+                while (rest.Kind != 0 || index < runs.Length)
                 {
-                    int room = size - leafLength;
-                    if (rest.IsText && room > 0)
+                    int n = 0;
+                    int length = 0;
+                    while (length < size && (rest.Kind != 0 || index < runs.Length))
                     {
-                        string text = rest.Text;
-                        if (char.IsHighSurrogate(text[room - 1]))
+                        RichComponent run = rest.Kind != 0 ? rest : runs[index];
+                        int room = size - length;
+                        if (run.Length > room && run.IsText)
                         {
-                            room++; // Never cut a pair: this leaf takes one unit more (size is below MaxLeaf).
+                            // Never cut a pair: this leaf takes one unit more (size is below MaxLeaf).
+                            room += char.IsHighSurrogate(run.Text[room - 1]) ? 1 : 0;
                         }
 
-                        if (room < text.Length)
+                        if (run.Length <= room)
                         {
-                            segments.Add(RichComponent.InsertTrusted(text[..room], rest.Attributes));
-                            leafLength += room;
-                            rest = RichComponent.InsertTrusted(text[room..], rest.Attributes);
+                            scratch[n++] = run;
+                            length += run.Length;
+                            index += rest.Kind != 0 ? 0 : 1;
+                            rest = default;
+                            continue;
                         }
+
+                        scratch[n++] = RichComponent.InsertTrusted(run.Text![..room], run.Attributes);
+                        length += room;
+                        index += rest.Kind != 0 ? 0 : 1;
+                        rest = RichComponent.InsertTrusted(run.Text[room..], run.Attributes);
                     }
 
-                    if (leafLength == 0)
-                    {
-                        break;
-                    }
-
-                    leaves.Add(NewLeaf([.. segments], leafLength));
-                    segments.Clear();
-                    leafLength = 0;
+                    leaves[made++] = NewLeaf(scratch.AsSpan(0, n).ToArray(), length);
                 }
-
-                segments.Add(rest);
-                leafLength += rest.Length;
             }
-
-            if (leafLength > 0)
+            finally
             {
-                leaves.Add(NewLeaf([.. segments], leafLength));
+                ArrayPool<RichComponent>.Shared.Return(scratch, clearArray: true);
             }
 
-            return BuildBalanced(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(leaves));
+            return BuildBalanced(leaves.AsSpan(0, made));
         }
 
         private struct Piece(object content, int offset, int length, AttributeMap? attributes, bool startsRun)
