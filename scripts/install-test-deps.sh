@@ -31,6 +31,11 @@ if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The npm oracle (ShareDB's rich-text type on quill-delta) for the rich-text differential test.
+if [ -f tests/Engine/oracle/package-lock.json ]; then
+  (cd tests/Engine/oracle && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Prometheus's own PromQL grammar (@prometheus-io/lezer-promql), for the deploy/ tests that check every expression of
 # the rules and the dashboard.
 if [ -f tests/Integration/Deploy/node/package-lock.json ]; then
