@@ -239,13 +239,13 @@ public sealed partial class LimitConformanceTests
         Assert.Equal(ProtocolSpec.Quantity(row["Default"]), new TransportOptions().HandshakeTimeout.TotalSeconds);
         await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>
         {
-            [Setting(row)] = "00:00:00.500",
+            [Setting(row)] = "00:00:02",
             ["Transport:HeartbeatInterval"] = "00:00:00.050",
         });
 
         // Hello in time: the connection outlives the timeout.
         await using WireClient prompt = await WireClient.ConnectAsync(server.Port);
-        await Task.Delay(1000);
+        await Task.Delay(3000);
         await prompt.PingAsync();
 
         await using WireClient silent = await WireClient.ConnectAsync(server.Port, hello: false);

@@ -41,14 +41,16 @@ public sealed class LimitTests
         var app = new TestApplication { Handshake = _ => HandshakeDecision.Accept() with { RequireFirstMessage = true } };
         await using TestTransportServer server = await TestTransportServer.StartAsync(app, new TransportOptions
         {
-            HandshakeTimeout = TimeSpan.FromMilliseconds(400),
+            // Long enough that the speaking client's first message beats it on a loaded machine.
+            HandshakeTimeout = TimeSpan.FromMilliseconds(1500),
             HeartbeatInterval = TimeSpan.FromMilliseconds(20),
             PingInterval = TimeSpan.FromMilliseconds(100), // pings (and their pongs) do not count as a message
         });
 
-        // Silent but answering pings: closed with 1002 once the timeout passes.
-        await using RawWebSocketClient silent = await RawWebSocketClient.ConnectAsync(server.Port);
+        // Silent but answering pings: closed with 1002 once the timeout passes. Timed from before the connection exists,
+        // so the server's deadline (from its 101) cannot have started earlier, however late this thread runs.
         long started = Environment.TickCount64;
+        await using RawWebSocketClient silent = await RawWebSocketClient.ConnectAsync(server.Port);
         RawFrame frame;
         while ((frame = await silent.ReceiveFrameAsync()).Opcode == 0x9)
         {
@@ -57,14 +59,14 @@ public sealed class LimitTests
 
         Assert.Equal(0x8, frame.Opcode);
         Assert.Equal(1002, frame.CloseCode);
-        Assert.True(Environment.TickCount64 - started >= 300, "closed before the handshake timeout");
+        Assert.True(Environment.TickCount64 - started >= 1500, "closed before the handshake timeout");
         Assert.Equal(ConnectionEndReason.HandshakeTimeout, await app.NextClosedAsync());
 
         // A client that speaks in time stays open long after the timeout.
         await using RawWebSocketClient speaking = await RawWebSocketClient.ConnectAsync(server.Port);
         await speaking.SendTextAsync("hello");
         Assert.Equal("hello", (await ReceiveDataAsync(speaking)).Text);
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 20; i++)
         {
             await Task.Delay(100);
             await speaking.SendTextAsync("still here");
