@@ -378,6 +378,60 @@ public sealed class ClientDocumentTests
     }
 
     [Fact]
+    public async Task AlreadyCommitted_IsNotARejection_TheOpIsKeptAndLaterEditsSurviveTheResync()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var errors = new EventRecorder<CollabErrorEventArgs>();
+        h.Document.Error += errors.Handler;
+        h.Document.Insert(0, "kept ");
+        Submit committed = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(10, "!");
+
+        // The server knows the op was committed earlier but no longer has it in its log: the snapshot holds it.
+        h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, committed.ClientSeq);
+        Assert.Equal(ErrorCode.AlreadyCommitted, (await errors.NextAsync()).Code);
+        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        h.Connection.SendSnapshot(Doc, 9, "kept hello");
+
+        // Only the buffered "!" is new: "kept " is not applied a second time.
+        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.True(survivor.ClientSeq > committed.ClientSeq);
+        Assert.Equal(9, survivor.BaseVersion);
+        Assert.Equal("kept hello!", h.Document.Text);
+        Assert.Equal("kept hello!", Apply("kept hello", survivor));
+        h.Connection.SendAck(Doc, survivor.ClientSeq, 10);
+        await h.Document.WhenSynced();
+    }
+
+    [Fact]
+    public async Task AlreadyCommitted_AnswersASnapshotProbe_TheSnapshotHoldsTheOp()
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var changes = new EventRecorder<DocumentChangedEventArgs>();
+        h.Document.Changed += changes.Handler;
+        h.Document.Insert(5, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+        await h.ReconnectAsync();
+
+        await h.Connection.ExpectSubscribeAsync(Doc);
+        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: h.Connection.LastRequestId);
+        ClientMessage fetch = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.FetchOps);
+        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: fetch.RequestId);
+        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        h.Connection.SendSnapshot(Doc, 40, "hello! world");
+
+        Submit probe = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.Equal(sent.ClientSeq, probe.ClientSeq);
+        h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, sent.ClientSeq);
+
+        DocumentChangedEventArgs resync = await changes.WaitForAsync(c => c.IsResync);
+        Assert.Equal("hello! world", resync.Text);
+        Assert.Equal(40, h.Document.Version);
+        await h.Document.WhenSynced();
+        Assert.True(await h.Connection.IsQuietAsync(), "nothing is left to submit");
+    }
+
+    [Fact]
     public async Task VersionGap_ResubscribesFromTheLastVersion()
     {
         await using Harness h = await OpenAsync("abc", 5);
