@@ -535,10 +535,13 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private void SendDueDuplicateAcks(long committed)
     {
+        // Compacts in place, so an index loop: assigning an element bumps List<T>'s version, and a foreach over the list
+        // then threw on its next step whenever an ack had to keep waiting (issue 13 §1: the document stopped).
         List<DuplicateAck> acks = _duplicateAcks!;
         int kept = 0;
-        foreach (DuplicateAck ack in acks)
+        for (int i = 0; i < acks.Count; i++)
         {
+            DuplicateAck ack = acks[i];
             if (ack.Version <= committed)
             {
                 ack.Subscription.SendOwned(ServerFrames.Ack(DocId, ack.ClientSeq, ack.Version, duplicate: true, ack.RequestId));
