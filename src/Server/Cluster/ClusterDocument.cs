@@ -341,35 +341,66 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ owner: serving forwarded submits
 
+    /// <summary>
+    /// Answers forwarded submits while this node owns the document. The loop ends only when ownership does (demotion
+    /// unsubscribes) or the document stops: an owner that silently stopped serving would leave every other node's clients
+    /// with UNAVAILABLE for as long as it renews its lease, so a failed subscription is made again.
+    /// </summary>
     private async Task StartServingAsync()
     {
-        try
+        while (IsOwner && !IsStopping)
         {
-            INatsSub<ForwardSubmit> sub = await _node.Nats.SubscribeCoreAsync(
-                _submitSubject, serializer: ProtobufNatsSerializer<ForwardSubmit>.Instance, cancellationToken: _lifetime.Token).ConfigureAwait(false);
-            _submitSub = sub;
-            if (!IsOwner || IsStopping)
+            try
             {
-                await UnsubscribeAsync(sub).ConfigureAwait(false);
+                INatsSub<ForwardSubmit> sub = await _node.Nats.SubscribeCoreAsync(
+                    _submitSubject, serializer: ProtobufNatsSerializer<ForwardSubmit>.Instance, cancellationToken: _lifetime.Token).ConfigureAwait(false);
+                _submitSub = sub;
+                if (!IsOwner || IsStopping)
+                {
+                    await UnsubscribeAsync(sub).ConfigureAwait(false);
+                    return;
+                }
+
+                _node.PublishTick(this);
+                await foreach (NatsMsg<ForwardSubmit> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+                {
+                    Serve(msg);
+                }
+            }
+            catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+            {
                 return;
             }
-
-            _node.PublishTick(this);
-            await foreach (NatsMsg<ForwardSubmit> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+            catch (Exception ex)
             {
-                Serve(msg);
+                _node.Log.LoopFailed("serve " + DocId, ex);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(100), _lifetime.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
-        }
-        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            _node.Log.LoopFailed("serve " + DocId, ex);
         }
     }
 
     private void Serve(NatsMsg<ForwardSubmit> msg)
+    {
+        try
+        {
+            ServeOne(msg);
+        }
+        catch (Exception ex)
+        {
+            // Whatever one request does wrong must not stop the others; the requester resends, dedupe makes it safe.
+            _node.Log.ServeFailed(DocId, ex);
+            Reply(msg, new ForwardResult { Status = ForwardStatus.Unavailable, Message = "The owner could not handle the op; resend it." });
+        }
+    }
+
+    private void ServeOne(NatsMsg<ForwardSubmit> msg)
     {
         ForwardSubmit? request = msg.Data;
         DocumentHub? hub = Hub;
@@ -427,7 +458,16 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     private void Reply(NatsMsg<ForwardSubmit> msg, ForwardResult result)
     {
-        ValueTask reply = msg.ReplyAsync(result, serializer: ProtobufNatsSerializer<ForwardResult>.Instance);
+        ValueTask reply;
+        try
+        {
+            reply = msg.ReplyAsync(result, serializer: ProtobufNatsSerializer<ForwardResult>.Instance);
+        }
+        catch (Exception ex)
+        {
+            reply = ValueTask.FromException(ex);
+        }
+
         if (!reply.IsCompletedSuccessfully)
         {
             _ = ObserveAsync(reply);
@@ -448,6 +488,11 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ replica: following the owner's stream
 
+    /// <summary>
+    /// Follows the owner's stream. Never ends on its own while the document is open: a replica that stopped following
+    /// would serve a frozen document, so anything unexpected fails the document (counted; the registry reloads it and
+    /// resumes its subscribers, and the reload subscribes afresh).
+    /// </summary>
     private async Task RunOpsLoopAsync(INatsSub<DocOps> sub)
     {
         try
@@ -467,6 +512,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         catch (Exception ex)
         {
             _node.Log.LoopFailed("follow " + DocId, ex);
+            await FailAsync(ex).ConfigureAwait(false);
         }
     }
 
@@ -498,7 +544,15 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
                 // A replica behind the sender's version holds the presence until its own stream gets there (ticks and gap
                 // checks guarantee it does); presence itself never triggers a log read.
-                await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
+                try
+                {
+                    await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // One bad presence must not end presence for the document: it is best effort, the next one replaces it.
+                    _node.Log.LoopFailed("presence " + DocId, ex);
+                }
             }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
@@ -524,6 +578,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             return;
         }
 
+        // Cancelled only when the document stops; the loop's caller ends on that.
         await _feed.WaitAsync(_lifetime.Token).ConfigureAwait(false);
         try
         {
@@ -888,12 +943,20 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
     }
 
+    /// <summary>The replica cannot go on: fails the hub (the registry counts it, reloads the document and resumes its subscribers). Never throws.</summary>
     private async Task FailAsync(Exception reason)
     {
         _node.Log.ReplicaFailed(DocId, reason);
-        if (Hub is { } hub)
+        try
         {
-            await hub.FailAsync(reason).ConfigureAwait(false);
+            if (Hub is { } hub)
+            {
+                await hub.FailAsync(reason).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            _node.Log.LoopFailed("fail " + DocId, ex);
         }
     }
 

@@ -405,6 +405,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         long started = Stopwatch.GetTimestamp();
+        subscription.NoteSubmit(clientSeq);
         lock (_inFlightGate)
         {
             _submitsInFlight++;
@@ -789,15 +790,118 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     // ------------------------------------------------------------------ hub callbacks
 
-    /// <summary>The document stopped sequencing on this node (fenced or faulted): make the client reconnect and resync.</summary>
-    internal void OnDocumentFailed(DocumentHub hub)
+    /// <summary>
+    /// The document of <paramref name="failed"/> stopped on this node (a fault, fenced, or a replica that could not follow)
+    /// and its old hub has settled: attach a replacement subscription to the reloaded document from the version the client
+    /// was sent everything up to, silently, so the client sees one continuous stream (its submits that the failure caught
+    /// were answered UNAVAILABLE and come again; ops acknowledged before it arrive in the catch-up, as acks since they were
+    /// submitted on this connection). Whatever prevents that makes the client reconnect and resubscribe instead.
+    /// </summary>
+    internal async Task ResumeAfterFailureAsync(FailedSubscriber failed)
+    {
+        Subscription old = failed.Subscription;
+        DocumentHub? hub = null;
+        Subscription? replacement = null;
+        Exception? error = null;
+        try
+        {
+            if (!IsCurrent(old))
+            {
+                return; // unsubscribed or resubscribed meanwhile: nothing to resume
+            }
+
+            if (failed.Version >= 0)
+            {
+                hub = await _services.Documents.AcquireAsync(old.DocId, _connection.Closed).ConfigureAwait(false);
+                replacement = new Subscription(this, hub);
+                replacement.InheritSubmits(old);
+                if (!await hub.SubscribeAsync(replacement, failed.Version, snapshot: false, requestId: 0, _connection.Closed, resume: true).ConfigureAwait(false))
+                {
+                    replacement = null;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_connection.Closed.IsCancellationRequested)
+        {
+            error = ex;
+            replacement = null;
+        }
+        catch (OperationCanceledException)
+        {
+            replacement = null;
+        }
+
+        if (hub is not null && replacement is null)
+        {
+            hub.ReleaseRef();
+        }
+
+        if (replacement is not null)
+        {
+            bool swapped;
+            lock (_gate)
+            {
+                swapped = !_closed && _subscriptions.TryGetValue(old.DocId, out Subscription? current) && ReferenceEquals(current, old);
+                if (swapped)
+                {
+                    _subscriptions.Set(replacement);
+                }
+            }
+
+            if (!swapped)
+            {
+                // The client unsubscribed, resubscribed or left while the document reloaded (whoever removed the old
+                // subscription released its reference).
+                await DetachAndReleaseAsync(replacement).ConfigureAwait(false);
+                return;
+            }
+
+            old.Hub.ReleaseRef();
+
+            SessionMetrics.SubscriptionsResumed.WithLabels("resumed").Inc();
+            _services.Log.SubscriptionResumed(_connection.Id, old.DocId, failed.Version);
+            if (failed.Selection is { } selection)
+            {
+                try
+                {
+                    await replacement.Hub.UpdatePresenceAsync(replacement, failed.PresenceVersion, selection, failed.UserData).ConfigureAwait(false);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Closed again already; presence is ephemeral.
+                }
+            }
+
+            return;
+        }
+
+        if (_closed || !IsCurrent(old))
+        {
+            return;
+        }
+
+        SessionMetrics.SubscriptionsResumed.WithLabels("reconnected").Inc();
+        _services.Log.SubscriptionNotResumed(_connection.Id, old.DocId, error);
+        ReconnectForDocument(old);
+    }
+
+    private bool IsCurrent(Subscription subscription)
     {
         lock (_gate)
         {
-            if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
+            return !_closed && _subscriptions.TryGetValue(subscription.DocId, out Subscription? current) && ReferenceEquals(current, subscription);
+        }
+    }
+
+    /// <summary>The fallback when a failed document's subscription cannot be resumed in place: the client reconnects and resubscribes.</summary>
+    private void ReconnectForDocument(Subscription subscription)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(subscription.DocId, out Subscription? current) && ReferenceEquals(current, subscription))
             {
-                _subscriptions.Remove(hub.DocId, out _);
-                hub.ReleaseRef();
+                _subscriptions.Remove(subscription.DocId, out _);
+                subscription.Hub.ReleaseRef();
             }
         }
 
@@ -805,7 +909,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         // in-flight ops, which the new sequencer deduplicates: the one path already proven for restarts.
         SendOwned(ServerFrames.Build(new ServerMessage
         {
-            Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{hub.DocId}' moved" },
+            Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{subscription.DocId}' moved" },
         }));
         _connection.Close(1012, "document moved; reconnect");
     }

@@ -175,17 +175,17 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async Task FailAsync(Exception reason)
     {
-        List<ClientSession>? sessions;
+        List<FailedSubscriber> failed;
         try
         {
-            sessions = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
+            failed = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
             return; // closing anyway
         }
 
-        _registry.OnHubFailed(this, reason, sessions);
+        _registry.OnHubFailed(this, reason, DocumentFailure.Replica, failed);
     }
 
     // ------------------------------------------------------------------ subscribe / unsubscribe
@@ -194,8 +194,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// Attaches <paramref name="subscription"/> with no gap and no duplicate: a snapshot at the committed
     /// version, or the committed ops after <paramref name="fromVersion"/> (from memory, else from storage),
     /// then live ops. Returns false (after sending the error) when the subscription was refused.
+    /// With <paramref name="resume"/> (a failed document's subscriber taken over by its reload) nothing but the ops after
+    /// <paramref name="fromVersion"/> is sent, so the client sees one continuous stream; a refusal sends nothing either
+    /// (the caller falls back to reconnecting the client).
     /// </summary>
-    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
+    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
     {
         if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
         {
@@ -203,7 +206,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             await replica.WaitForVersionAsync(fromVersion, cancellationToken).ConfigureAwait(false);
         }
 
-        AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
+        AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId, resume)).ConfigureAwait(false);
         if (outcome.Status != AttachStatus.NeedsHistory)
         {
             return outcome.Status == AttachStatus.Attached;
@@ -224,7 +227,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             history = null;
         }
 
-        return await Sequencer.RunExclusiveAsync(view => FinishCatchUpOnWorker(subscription, history, fromVersion, outcome.UpTo, requestId)).ConfigureAwait(false);
+        return await Sequencer.RunExclusiveAsync(view => FinishCatchUpOnWorker(subscription, history, fromVersion, outcome.UpTo, requestId, resume)).ConfigureAwait(false);
     }
 
     /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
@@ -240,7 +243,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId)
+    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
     {
         if (sub.Session.IsClosed)
         {
@@ -249,7 +252,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
         if (!snapshot && fromVersion > view.Version)
         {
-            sub.Session.SendError(ErrorCode.VersionFromFuture, $"Document '{DocId}' is at version {view.Version}; version {fromVersion} does not exist yet.", requestId, DocId);
+            if (!resume)
+            {
+                sub.Session.SendError(ErrorCode.VersionFromFuture, $"Document '{DocId}' is at version {view.Version}; version {fromVersion} does not exist yet.", requestId, DocId);
+            }
+
             return new AttachOutcome(AttachStatus.Refused, 0);
         }
 
@@ -261,13 +268,19 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (snapshot || fromVersion < 0)
         {
             sub.SendOwned(ServerFrames.Snapshot(DocId, view.Version, view.Snapshot.ToString(), requestId));
+            sub.Version = view.Version;
         }
         else
         {
-            sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+            if (!resume)
+            {
+                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+            }
+
             if (view.TryGetOpsAfter(fromVersion, out IReadOnlyList<OpRecord> ops))
             {
                 SendCatchUp(sub, ops);
+                sub.Version = view.Version;
             }
             else
             {
@@ -280,7 +293,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return new AttachOutcome(status, view.Version);
     }
 
-    private bool FinishCatchUpOnWorker(Subscription sub, IReadOnlyList<OpRecord>? history, long fromVersion, long upTo, ulong requestId)
+    private bool FinishCatchUpOnWorker(Subscription sub, IReadOnlyList<OpRecord>? history, long fromVersion, long upTo, ulong requestId, bool resume)
     {
         if (sub.Detached)
         {
@@ -293,6 +306,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             // The log no longer has the gap (pruned) or could not be read: the client must start over from a snapshot.
             sub.DropParked();
             DetachOnWorker(sub);
+            if (resume)
+            {
+                return false; // the caller reconnects the client, which then resubscribes on its own
+            }
+
             sub.Session.OnSubscriptionLost(sub);
             sub.Session.SendError(
                 history is null ? ErrorCode.Unavailable : ErrorCode.VersionTooOld,
@@ -304,6 +322,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             return false;
         }
 
+        // Frames parked meanwhile carry later versions (and set Version when they were parked).
+        sub.Version = Math.Max(sub.Version, upTo);
         sub.Unpark(s => SendCatchUp(s, history));
         return true;
     }
@@ -334,14 +354,19 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return true;
     }
 
-    /// <summary>Catch-up ops for one subscriber; its own ops become acks (it may have missed the ack when it disconnected).</summary>
+    /// <summary>
+    /// Catch-up ops for one subscriber, the client's own ops from earlier connections included as ops (docs/PROTOCOL.md
+    /// §5.3.3: a client that resumes from before them rebuilds the text from them, and one with such an op in flight takes
+    /// it as its ack). Only ops submitted through this subscription's connection come as acks (a failed document's
+    /// subscribers resumed in place: the ack may not have been sent before the failure).
+    /// </summary>
     private void SendCatchUp(Subscription sub, IReadOnlyList<OpRecord> ops)
     {
         int batch = _registry.Options.CatchUpBatchOps;
         var run = new List<OpRecord>(Math.Min(batch, ops.Count));
         foreach (OpRecord op in ops)
         {
-            if (string.Equals(op.ClientId, sub.ClientId, StringComparison.Ordinal))
+            if (sub.SubmittedHere(op.ClientSeq) && string.Equals(op.ClientId, sub.ClientId, StringComparison.Ordinal))
             {
                 FlushRun(sub, run);
                 sub.SendOwned(ServerFrames.Ack(DocId, op.ClientSeq, op.Version, duplicate: false));
@@ -371,6 +396,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
     {
+        _registry.FaultInjection?.Invoke(DocId, batch.Version);
         ReadOnlySpan<OpRecord> records = batch.Records;
         bool local = SequencesLocally;
         if (local)
@@ -406,12 +432,13 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private void Broadcast(ReadOnlySpan<OpRecord> records)
     {
-        // Mark the subscribers that authored an op of this batch: they need acks in place of their ops.
+        // Mark the subscribers that submitted an op of this batch on their connection: they need acks in place of their ops.
         long stamp = ++_batchStamp;
+        long version = records[^1].Version;
         bool anyAuthor = false;
         foreach (ref readonly OpRecord record in records)
         {
-            if (_byClient.TryGetValue(record.ClientId, out Subscription? author))
+            if (_byClient.TryGetValue(record.ClientId, out Subscription? author) && author.SubmittedHere(record.ClientSeq))
             {
                 author.AuthorStamp = stamp;
                 anyAuthor = true;
@@ -423,6 +450,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         {
             foreach (Subscription sub in _subscribers)
             {
+                sub.Version = version;
                 if (anyAuthor && sub.AuthorStamp == stamp)
                 {
                     SendMixed(sub, records);
@@ -449,7 +477,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         int runStart = 0;
         for (int i = 0; i < records.Length; i++)
         {
-            if (!string.Equals(records[i].ClientId, sub.ClientId, StringComparison.Ordinal))
+            if (!sub.SubmittedHere(records[i].ClientSeq) || !string.Equals(records[i].ClientId, sub.ClientId, StringComparison.Ordinal))
             {
                 continue;
             }
@@ -469,18 +497,32 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DropSubscribersOnWorker());
+    public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DocumentFailure.Fenced, DropSubscribersOnWorker());
 
-    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DropSubscribersOnWorker());
+    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DocumentFailure.Fault, DropSubscribersOnWorker());
 
-    private List<ClientSession> DropSubscribersOnWorker()
+    /// <summary>
+    /// Detaches every subscriber of a document that stopped, with what its reload needs to resume it in place: the version
+    /// it had been sent everything up to, and its presence.
+    /// </summary>
+    private List<FailedSubscriber> DropSubscribersOnWorker()
     {
-        var sessions = new List<ClientSession>(_subscribers.Count);
+        var failed = new List<FailedSubscriber>(_subscribers.Count);
         foreach (Subscription sub in _subscribers)
         {
+            // A subscriber still catching up from the log (parked) has no version it was sent everything up to.
+            bool resumable = !sub.IsParked;
             sub.Detached = true;
             sub.DropParked();
-            sessions.Add(sub.Session);
+            Selection? selection = null;
+            PresenceEntry presence = default;
+            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub)
+                && _presence.TryGetValue(sub.ClientId, out presence) && presence.Origin is null)
+            {
+                selection = new Selection { Anchor = presence.Anchor, Head = presence.Head };
+            }
+
+            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presence.Version, selection, presence.UserData ?? ByteString.Empty));
             SessionMetrics.Subscriptions.Dec();
         }
 
@@ -499,7 +541,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         _aheadPresence?.Clear();
         _remoteSeen?.Clear();
         _duplicateAcks?.Clear();
-        return sessions;
+        return failed;
     }
 
     // ------------------------------------------------------------------ acks for resent ops
@@ -896,3 +938,23 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }
+
+/// <summary>Why a document stopped on this node.</summary>
+internal enum DocumentFailure
+{
+    /// <summary>An unexpected fault: the sequencer or its listener threw, or the durability stage failed outside its contract.</summary>
+    Fault,
+
+    /// <summary>Another writer holds a version (or the lease): expected during ownership changes.</summary>
+    Fenced,
+
+    /// <summary>A replica could not follow the owner's stream (an op that does not apply, a gap the log no longer holds).</summary>
+    Replica,
+}
+
+/// <summary>
+/// A subscriber of a document that stopped, as its reload resumes it: every op up to <paramref name="Version"/> was sent
+/// to it (-1: unknown, it was still catching up), and its presence (<paramref name="Selection"/> null: none) at
+/// <paramref name="PresenceVersion"/>.
+/// </summary>
+internal sealed record FailedSubscriber(Subscription Subscription, long Version, long PresenceVersion, Selection? Selection, ByteString UserData);

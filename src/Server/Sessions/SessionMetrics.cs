@@ -21,6 +21,16 @@ internal static class SessionMetrics
         "collab_submit_slot_waits_total", "Times a connection's reading paused because it had Documents:MaxSubmitsInFlightPerConnection submits in flight.");
     public static readonly Counter DuplicateAcks = Metrics.CreateCounter("collab_ops_duplicate_total", "Resent ops recognised as already sequenced.");
     public static readonly Counter BroadcastFrames = Metrics.CreateCounter("collab_broadcast_frames_total", "Op frames encoded once and shared by all subscribers of a document.");
+    public static readonly Counter DocumentFaults = Metrics.CreateCounter(
+        "collab_document_faults_total",
+        "Documents that stopped on an unexpected fault (cause: sequencer = the sequencer, its listener or the durability stage failed; replica = a replica could not follow the owner); each is reloaded from the op log and its subscribers resumed.",
+        new CounterConfiguration { LabelNames = ["cause"] });
+
+    public static readonly Counter SubscriptionsResumed = Metrics.CreateCounter(
+        "collab_subscriptions_resumed_total",
+        "Subscriptions of a failed or fenced document moved to its reload (outcome: resumed = in place, the client saw one continuous stream; reconnected = the client was told to reconnect instead).",
+        new CounterConfiguration { LabelNames = ["outcome"] });
+
     public static readonly Counter SnapshotsWritten = Metrics.CreateCounter("collab_snapshots_written_total", "Document snapshots written.");
 
     public static readonly Counter Errors = Metrics.CreateCounter(

@@ -32,6 +32,41 @@ internal sealed class Subscription
     /// <summary>True once detached from the hub; frames are dropped from then on. Worker-only.</summary>
     public bool Detached { get; set; }
 
+    /// <summary>
+    /// The version up to which every op has been handed to <see cref="Send"/> for this subscriber (as an op or an ack; while
+    /// parked, into the parked frames). A document that fails resumes its subscribers from here. Worker-only.
+    /// </summary>
+    public long Version { get; set; }
+
+    /// <summary>
+    /// The lowest client seq submitted through this subscription (0: none). Its client's ops with a seq at or above it were
+    /// submitted on this connection and come back as acks; older ones (from an earlier connection) as ops
+    /// (docs/PROTOCOL.md §5.3). Written by the session's read loop before the submit is queued, read on the worker.
+    /// </summary>
+    public long LowestSubmittedSeq => Volatile.Read(ref _lowestSubmittedSeq);
+
+    private long _lowestSubmittedSeq;
+
+    /// <summary>A submit with <paramref name="clientSeq"/> is about to be made through this subscription (read loop).</summary>
+    public void NoteSubmit(long clientSeq)
+    {
+        long lowest = _lowestSubmittedSeq;
+        if (lowest == 0 || clientSeq < lowest)
+        {
+            Volatile.Write(ref _lowestSubmittedSeq, clientSeq);
+        }
+    }
+
+    /// <summary>Carries the submits of a failed document's subscription over to its replacement (before it is attached).</summary>
+    public void InheritSubmits(Subscription previous) => Volatile.Write(ref _lowestSubmittedSeq, previous.LowestSubmittedSeq);
+
+    /// <summary>Whether this subscriber's own op <paramref name="clientSeq"/> was submitted on this connection (so it gets an ack, not the op).</summary>
+    public bool SubmittedHere(long clientSeq)
+    {
+        long lowest = Volatile.Read(ref _lowestSubmittedSeq);
+        return lowest != 0 && clientSeq >= lowest;
+    }
+
     public bool IsParked => _parked is not null;
 
     /// <summary>Queues a frame for this subscriber (worker-only). The caller keeps its own reference.</summary>
