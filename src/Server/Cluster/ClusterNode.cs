@@ -108,6 +108,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
 
     public bool IsConnected => Nats.ConnectionState == NatsConnectionState.Open;
 
+    /// <summary>This node's live sessions by client id, which remote claims replace (set with <see cref="Registry"/>).</summary>
+    public LiveClients? Clients { get; set; }
+
     /// <summary>The registry whose documents this node places (set once, when both exist: they refer to each other).</summary>
     public DocumentRegistry Registry
     {
@@ -131,6 +134,69 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         _loops.Add(Task.Run(() => RunReconcilerAsync(token), token));
         _loops.Add(Task.Run(() => RunTicksAsync(token), token));
         _loops.Add(Task.Run(() => RunPresenceRefreshAsync(token), token));
+        _loops.Add(Task.Run(() => RunClientClaimsAsync(token), token));
+    }
+
+    /// <summary>A local connection resumed <paramref name="clientId"/>: tell the other nodes to close theirs (at most once, like presence).</summary>
+    public void PublishClaim(string clientId)
+    {
+        if (!IsConnected)
+        {
+            return; // a stale connection elsewhere ends by its own keep-alive; a claim sent late could close a newer one
+        }
+
+        ValueTask publish;
+        try
+        {
+            publish = Nats.PublishAsync(ClusterSubjects.ClientClaims, new ClientClaim { ClientId = clientId, NodeId = NodeId }, serializer: ProtobufNatsSerializer<ClientClaim>.Instance);
+        }
+        catch (Exception ex)
+        {
+            publish = ValueTask.FromException(ex);
+        }
+
+        if (!publish.IsCompletedSuccessfully)
+        {
+            _ = ObserveAsync(publish);
+        }
+
+        async Task ObserveAsync(ValueTask pending)
+        {
+            try
+            {
+                await pending.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.LoopFailed("publish client claim", ex);
+            }
+        }
+    }
+
+    private async Task RunClientClaimsAsync(CancellationToken token)
+    {
+        while (!token.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (NatsMsg<ClientClaim> msg in Nats.SubscribeAsync(ClusterSubjects.ClientClaims, serializer: ProtobufNatsSerializer<ClientClaim>.Instance, cancellationToken: token).ConfigureAwait(false))
+                {
+                    if (msg.Data is { ClientId.Length: > 0 } claim && !string.Equals(claim.NodeId, NodeId, StringComparison.Ordinal))
+                    {
+                        Clients?.ReplacedElsewhere(claim.ClientId);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.LoopFailed("client claims", ex);
+                await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>

@@ -119,8 +119,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             switch (message.BodyCase)
             {
                 case ClientMessage.BodyOneofCase.Hello:
-                    OnHello(message.Hello, message.RequestId);
-                    return ValueTask.CompletedTask;
+                    return OnHelloAsync(message.Hello, message.RequestId);
                 case ClientMessage.BodyOneofCase.Subscribe:
                     return OnSubscribeAsync(message.Subscribe, message.RequestId);
                 case ClientMessage.BodyOneofCase.Unsubscribe:
@@ -168,6 +167,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         if (_clientId is not null)
         {
             SessionMetrics.Sessions.Dec();
+            _services.LiveClients.Release(_clientId, this);
         }
 
         // A read loop waiting for a submit slot must not outlive the connection (its submits may never complete here).
@@ -186,7 +186,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     // ------------------------------------------------------------------ handlers
 
-    private void OnHello(Hello hello, ulong requestId)
+    private async ValueTask OnHelloAsync(Hello hello, ulong requestId)
     {
         if (_clientId is not null)
         {
@@ -209,18 +209,40 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        SessionPrincipal principal = _principal;
-        if (resumed && !principal.OwnsClientId(hello.ClientId))
+        ClientIdIssuer issuer = _services.ClientIds;
+        if (!issuer.IsReady)
         {
-            // Another user's client id (or one from before authentication): resuming it would let this user
-            // advance that id's dedupe state and get the real owner's ops refused. A fresh id resumes nothing.
+            try
+            {
+                await issuer.EnsureReadyAsync(_connection.Closed).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // The key lives in the op store; without it no id can be issued or recognised. The client retries.
+                _services.Documents.Log.DocumentLoadFailed(ClientIdIssuer.SecretName, ex);
+                SendError(ErrorCode.Unavailable, "The server cannot issue client ids right now (storage unreachable); reconnect later.", requestId);
+                _connection.Close(1013, "storage unavailable");
+                return;
+            }
+        }
+
+        SessionPrincipal principal = _principal;
+        if (resumed && !issuer.IsIssued(hello.ClientId, principal.UserId))
+        {
+            // Not issued by this deployment to this user (made up, another user's, or from before ids were signed):
+            // resuming it would let this client advance that id's dedupe state. A fresh id resumes nothing.
             SecurityMetrics.ClientIdRebound.Inc();
             resumed = false;
         }
 
-        _clientId = resumed ? hello.ClientId : principal.NewClientId();
+        _clientId = resumed ? hello.ClientId : issuer.Issue(principal.UserId);
         SessionMetrics.Sessions.Inc();
         _services.Log.Hello(_connection.Id, _clientId, resumed);
+        _services.LiveClients.Claim(_clientId, this, resumed);
         SendOwned(ServerFrames.Build(new ServerMessage
         {
             RequestId = requestId,
@@ -241,6 +263,9 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             OnAuthDeadline(_security.Time.GetUtcNow());
         }
     }
+
+    /// <summary>Another connection said Hello with this session's client id and took the session over (docs/PROTOCOL.md §10, 4009).</summary>
+    internal void OnReplaced() => _connection.Close((ushort)CloseCode.SessionReplaced, "session replaced by a newer connection with this client id");
 
     private async ValueTask OnSubscribeAsync(Subscribe subscribe, ulong requestId)
     {

@@ -6,6 +6,11 @@ namespace Collab.Server.Sessions;
 internal static class SessionMetrics
 {
     public static readonly Gauge Sessions = Metrics.CreateGauge("collab_sessions", "Open protocol sessions (after Hello).");
+    public static readonly Counter SessionsReplaced = Metrics.CreateCounter(
+        "collab_sessions_replaced_total",
+        "Sessions closed with 4009 because another connection said Hello with their client id (where: local = on this node, remote = on another node of the cluster).",
+        new CounterConfiguration { LabelNames = ["where"] });
+
     public static readonly Gauge Subscriptions = Metrics.CreateGauge("collab_subscriptions", "Document subscriptions across all sessions.");
     public static readonly Gauge DocumentsOpen = Metrics.CreateGauge("collab_documents_open", "Documents open (sequencer loaded) on this node.");
     public static readonly Histogram DocumentLoadSeconds = Metrics.CreateHistogram(

@@ -242,6 +242,50 @@ public sealed class ClientDocumentTests
         Assert.Single(changes.All);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Close4009_DropsTheClientIdAndMovesThePendingEditToAFreshOne(bool inflightWasSequenced)
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var disconnected = new EventRecorder<DisconnectedEventArgs>();
+        h.Client.Disconnected += disconnected.Handler;
+        h.Document.Insert(5, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+
+        // Another connection took the session of "c1" over.
+        h.Connection.Close((WebSocketCloseStatus)CloseCodes.SessionReplaced, "session replaced");
+        (FakeConnection next, Hello hello) = await h.Server.AcceptAndWelcomeAsync(clientId: "c2", resumed: false);
+        h.Connection = next;
+        DisconnectedEventArgs lost = await disconnected.NextAsync();
+        Assert.Equal((DisconnectReason.SessionReplaced, true), (lost.Reason, lost.WillReconnect));
+        Assert.Equal(string.Empty, hello.ClientId); // the replaced id is not offered again
+
+        // Pending edits move to the new id (docs/PROTOCOL.md §7): no resend under "c2" of the op made under "c1" before the
+        // catch-up reached the current version; the op is recognised there under "c1" if it was sequenced.
+        Subscribe resume = await next.ExpectSubscribeAsync(Doc);
+        Assert.Equal(5, resume.FromVersion);
+        next.SendSubscribed(Doc, 5, inflightWasSequenced ? 6 : 5);
+        if (inflightWasSequenced)
+        {
+            Assert.True(await next.IsQuietAsync(), "nothing is sent before the catch-up");
+            next.SendOps(Doc, FakeConnection.Op(6, TextOp.Insert(5, "!"), "c1", sent.ClientSeq));
+            await h.Document.WhenSynced();
+            Assert.True(await next.IsQuietAsync(), "the op was already sequenced: nothing to resend");
+        }
+        else
+        {
+            Submit moved = await next.ExpectSubmitAsync(Doc);
+            Assert.True(moved.ClientSeq > sent.ClientSeq);
+            Assert.Equal("hello!", Apply("hello", moved));
+            next.SendAck(Doc, moved.ClientSeq, 6);
+            await h.Document.WhenSynced();
+        }
+
+        Assert.Equal("hello!", h.Document.Text);
+        Assert.Equal("c2", h.Client.ClientId);
+    }
+
     [Fact]
     public async Task EditsWhileDisconnected_AreSentAfterTheResume()
     {
