@@ -280,7 +280,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             if (SequencesLocally && hub is not null)
             {
                 // Promoted while the submit waited: sequence it here.
-                return await hub.SubmitAsync(submission).ConfigureAwait(false);
+                return await hub.SubmitHereAsync(submission).ConfigureAwait(false);
             }
 
             TimeSpan remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);

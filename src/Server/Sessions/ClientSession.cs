@@ -439,7 +439,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         ValueTask<SubmitOutcome> pending;
         try
         {
-            pending = subscription.Hub.SubmitAsync(new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
+            pending = subscription.Hub.SubmitAsync(subscription, new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
         }
         catch
         {

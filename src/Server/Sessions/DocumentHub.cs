@@ -153,14 +153,29 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     // ------------------------------------------------------------------ submit
 
-    /// <summary>Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through <see cref="OnCommitted"/>.</summary>
-    public ValueTask<SubmitOutcome> SubmitAsync(Submission<TextOp> submission)
+    /// <summary>
+    /// Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through
+    /// <see cref="OnCommitted"/>. One connection's submits keep their arrival order (docs/PROTOCOL.md §11): the local
+    /// sequencer takes them in order, and forwarded ones go through <paramref name="from"/>'s chain, one at a time,
+    /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
+    /// </summary>
+    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TextOp> submission)
     {
-        if (_replication is { SequencesLocally: false } replication)
+        if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
         {
-            return replication.ForwardAsync(submission);
+            return from.SubmitInOrderAsync(this, submission);
         }
 
+        return SubmitHereAsync(submission);
+    }
+
+    /// <summary>One step of a subscription's chain: forwarded to the owner, or sequenced here if this node owns the document now.</summary>
+    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TextOp> submission) =>
+        _replication is { SequencesLocally: false } replication ? replication.ForwardAsync(submission) : SubmitHereAsync(submission);
+
+    /// <summary>Sequences an op on this node's sequencer.</summary>
+    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TextOp> submission)
+    {
         ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
         return pending.IsCompletedSuccessfully
             ? new ValueTask<SubmitOutcome>(SubmitOutcome.From(pending.Result))

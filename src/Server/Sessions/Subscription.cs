@@ -12,6 +12,11 @@ internal sealed class Subscription
 {
     private List<OutboundMessage>? _parked;
 
+    // The tail of the chain of this connection's submits to the document that are forwarded (or were, until a promotion):
+    // each waits for the one before it, so retries inside a forward never let a later submit overtake.
+    private Task _chainTail = Task.CompletedTask;
+    private int _chained;
+
     public Subscription(ClientSession session, DocumentHub hub)
     {
         Session = session;
@@ -68,6 +73,30 @@ internal sealed class Subscription
     }
 
     public bool IsParked => _parked is not null;
+
+    /// <summary>Submits of this subscription are in the forwarding chain: a new one must queue behind them, even if it could be sequenced here.</summary>
+    public bool HasChainedSubmits => Volatile.Read(ref _chained) != 0;
+
+    /// <summary>
+    /// Runs <paramref name="submission"/> after every earlier chained submit of this subscription has its outcome (called
+    /// by the session's read loop, one submit at a time, so the chain is in arrival order).
+    /// </summary>
+    public async ValueTask<SubmitOutcome> SubmitInOrderAsync(DocumentHub hub, Engine.Sequencing.Submission<Engine.Text.TextOp> submission)
+    {
+        Interlocked.Increment(ref _chained);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task previous = Interlocked.Exchange(ref _chainTail, done.Task);
+        try
+        {
+            await previous.ConfigureAwait(false);
+            return await hub.SubmitOrForwardAsync(submission).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _chained);
+            done.SetResult();
+        }
+    }
 
     /// <summary>Queues a frame for this subscriber (worker-only). The caller keeps its own reference.</summary>
     public void Send(OutboundMessage frame)
