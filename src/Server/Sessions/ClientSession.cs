@@ -314,13 +314,22 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             await DetachAndReleaseAsync(previous).ConfigureAwait(false);
         }
 
+        // Bounded: with the store (or, in a cluster, the owner) unreachable the client gets a retryable answer, not silence.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_connection.Closed);
+        deadline.CancelAfter(_services.Options.OpenTimeout);
         DocumentHub hub;
         try
         {
-            hub = await _services.Documents.AcquireAsync(docId, _connection.Closed).ConfigureAwait(false);
+            hub = await _services.Documents.AcquireAsync(docId, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
         {
+            return;
+        }
+        catch (OperationCanceledException)
+        {
+            SessionMetrics.OpenTimeouts.Inc();
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' could not be opened within {_services.Options.OpenTimeout.TotalSeconds:0.#} s (storage unreachable?); retry.", requestId, docId);
             return;
         }
         catch (Exception ex)
@@ -334,12 +343,23 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         bool attached;
         try
         {
-            attached = await hub.SubscribeAsync(subscription, subscribe.Snapshot ? -1 : subscribe.FromVersion, subscribe.Snapshot, requestId, _connection.Closed).ConfigureAwait(false);
+            attached = await hub.SubscribeAsync(subscription, subscribe.Snapshot ? -1 : subscribe.FromVersion, subscribe.Snapshot, requestId, deadline.Token).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
             attached = false;
             SendError(ErrorCode.Unavailable, $"Document '{docId}' was closing; subscribe again.", requestId, docId);
+        }
+        catch (OperationCanceledException) when (!_connection.Closed.IsCancellationRequested)
+        {
+            // A replica waiting for the version the client already saw elsewhere, past the bound (not attached yet).
+            attached = false;
+            SessionMetrics.OpenTimeouts.Inc();
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' could not catch up to version {subscribe.FromVersion} in time; retry.", requestId, docId);
+        }
+        catch (OperationCanceledException)
+        {
+            attached = false;
         }
 
         if (!attached)

@@ -36,6 +36,10 @@ internal static class SessionMetrics
         "Subscriptions of a failed or fenced document moved to its reload (outcome: resumed = in place, the client saw one continuous stream; reconnected = the client was told to reconnect instead).",
         new CounterConfiguration { LabelNames = ["outcome"] });
 
+    public static readonly Counter OpenTimeouts = Metrics.CreateCounter(
+        "collab_document_open_timeouts_total",
+        "Subscribes answered UNAVAILABLE because their document did not open within Documents:OpenTimeout (the store or the cluster was unreachable).");
+
     public static readonly Counter SnapshotsWritten = Metrics.CreateCounter("collab_snapshots_written_total", "Document snapshots written.");
 
     public static readonly Counter Errors = Metrics.CreateCounter(
