@@ -48,6 +48,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private INatsSub<ClusterPresence>? _presenceSub;
     private int _role = (int)Role.Replica;
     private long _epoch;
+    private long _lostEpoch;
     private long _fedVersion;
     private long _knownVersion;
     private long _publishedVersion;
@@ -851,10 +852,14 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     /// <summary>Graceful hand-off to a node that should own the document now: stop sequencing, release the lease, follow as a replica.</summary>
     public Task HandOffAsync(string reason) => DemoteAsync(release: true, reason);
 
-    /// <summary>The lease of <paramref name="epoch"/> is gone (not renewed in time, or another node published under a newer one).</summary>
+    /// <summary>
+    /// The lease of <paramref name="epoch"/> is gone (not renewed in time, or another node published under a newer one).
+    /// Every renewal round, reconcile tick and stream message that notices says so until the demotion completes (after a
+    /// long pause, dozens at once): the loss is counted, logged and acted on once per epoch.
+    /// </summary>
     public void OnLeaseLost(long epoch)
     {
-        if (epoch == 0 || Epoch != epoch || !WritesLog)
+        if (epoch == 0 || Epoch != epoch || !WritesLog || Interlocked.Exchange(ref _lostEpoch, epoch) == epoch)
         {
             return;
         }
