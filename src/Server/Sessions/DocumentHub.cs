@@ -634,7 +634,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 return true;
             }
 
-            if (!view.TryTransformSelection(baseVersion, ClampToInt(selection.Anchor), ClampToInt(selection.Head), sub.ClientId, out int anchor, out int head))
+            if (!TryPlaceSelection(view, baseVersion, selection.Anchor, selection.Head, sub.ClientId, out int anchor, out int head))
             {
                 return false; // made against a version the window no longer holds: stale, the client sends a fresh one
             }
@@ -813,7 +813,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
     {
-        if (!view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+        if (!TryPlaceSelection(view, entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
         {
             return false; // older than the history window: the client's next update replaces it
         }
@@ -902,6 +902,34 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     private static int ClampToInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
+
+    /// <summary>
+    /// A selection made at <paramref name="version"/>, clamped to the document's length at that version (a client may send
+    /// any numbers: (1000000, 3) on a 5-code-point document is (5, 3), never relayed verbatim), then moved to the
+    /// committed version. False when the window no longer reaches back to <paramref name="version"/>.
+    /// </summary>
+    private static bool TryPlaceSelection(in CommittedView<Rope, TextOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
+    {
+        placedAnchor = placedHead = 0;
+        if (version > view.Version)
+        {
+            return false;
+        }
+
+        long length = view.Snapshot.Length;
+        for (long v = view.Version; v > version; v--)
+        {
+            if (!view.TryGetOp(v, out TextOp op))
+            {
+                return false;
+            }
+
+            length -= op.TargetLength - op.BaseLength;
+        }
+
+        return view.TryTransformSelection(
+            version, (int)Math.Clamp(anchor, 0, length), (int)Math.Clamp(head, 0, length), clientId, out placedAnchor, out placedHead);
+    }
 
     // ------------------------------------------------------------------ snapshots
 
