@@ -49,6 +49,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private int _role = (int)Role.Replica;
     private long _epoch;
     private long _lostEpoch;
+    private long _observedEpoch;
+    private CancellationTokenSource _ownerChanged = new();
+    private readonly TimeSpan _attemptTimeout;
     private long _fedVersion;
     private long _knownVersion;
     private long _publishedVersion;
@@ -64,6 +67,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         _opsSubject = ClusterSubjects.Ops(docId);
         _submitSubject = ClusterSubjects.Submit(docId);
         _presenceSubject = ClusterSubjects.Presence(docId);
+        _attemptTimeout = node.Options.ForwardTimeout / 3;
     }
 
     private enum Role
@@ -291,17 +295,23 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 return SubmitOutcome.Unavailable($"The owner of document '{DocId}' could not be reached in time; resend the op.");
             }
 
+            // One attempt waits at most a third of the budget: an owner that froze keeps its NATS subscription (the server
+            // only notices a dead client after minutes), so a request sent to it is never answered, and only a new
+            // attempt reaches the next owner once it subscribed. A new owner announcing itself (a newer epoch on the
+            // stream) ends the attempt at once.
+            TimeSpan attemptTimeout = remaining < _attemptTimeout ? remaining : _attemptTimeout;
+            CancellationToken ownerChanged = Volatile.Read(ref _ownerChanged).Token;
             ForwardResult? result = null;
             try
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-                timeout.CancelAfter(remaining);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token, ownerChanged);
+                timeout.CancelAfter(attemptTimeout);
                 NatsMsg<ForwardResult> reply = await _node.Nats.RequestAsync(
                     _submitSubject,
                     request,
                     requestSerializer: ProtobufNatsSerializer<ForwardSubmit>.Instance,
                     replySerializer: ProtobufNatsSerializer<ForwardResult>.Instance,
-                    replyOpts: new NatsSubOpts { Timeout = remaining },
+                    replyOpts: new NatsSubOpts { Timeout = attemptTimeout },
                     cancellationToken: timeout.Token).ConfigureAwait(false);
                 result = reply.Data;
                 if (result is null)
@@ -316,9 +326,19 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 await _node.EnsureOwnerAsync(this, remaining).ConfigureAwait(false);
                 continue;
             }
+            catch (OperationCanceledException) when (ownerChanged.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+            {
+                continue; // a new owner took over: resend to it now (the old one, if it did sequence the op, is deduplicated)
+            }
             catch (Exception ex) when (ex is NatsNoReplyException or OperationCanceledException or NatsException or TimeoutException)
             {
-                // Lost on the way or the owner is slow: resending is safe, the owner deduplicates.
+                // Lost on the way or the owner is slow or gone: resending is safe, the owner deduplicates. Make sure an owner
+                // is being elected (a frozen owner's subscription still takes requests, so "no responders" never comes).
+                if (attempt > 0)
+                {
+                    await _node.EnsureOwnerAsync(this, remaining).ConfigureAwait(false);
+                }
+
                 await BackOffAsync(attempt).ConfigureAwait(false);
                 continue;
             }
@@ -568,6 +588,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private async Task OnOpsAsync(DocOps message)
     {
         NoteVersion(message.Version);
+        NoteEpoch(message.Epoch);
         if (WritesLog)
         {
             // Another node published under a newer epoch: it holds the lease now, whatever this node believes.
@@ -608,6 +629,26 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         finally
         {
             _feed.Release();
+        }
+    }
+
+    /// <summary>An owner published under <paramref name="epoch"/>; a newer one than seen before ends the forwards waiting on the old owner.</summary>
+    private void NoteEpoch(long epoch)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref _observedEpoch)) < epoch)
+        {
+            if (Interlocked.CompareExchange(ref _observedEpoch, epoch, seen) == seen)
+            {
+                if (seen != 0)
+                {
+                    // Not disposed: forwards may still read its token; without a timer it holds nothing to release.
+                    CancellationTokenSource previous = Interlocked.Exchange(ref _ownerChanged, new CancellationTokenSource());
+                    previous.Cancel();
+                }
+
+                return;
+            }
         }
     }
 
