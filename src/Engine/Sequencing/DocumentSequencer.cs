@@ -505,28 +505,8 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
     private void ContinueWithLookup(SubmitOperation operation, ValueTask<OpLookup> pending, DedupeDecision decision)
     {
-        OpLookup lookup;
-        try
+        if (!TryTakeResult(operation, pending, "searched for this resend", out OpLookup lookup))
         {
-            lookup = pending.Result;
-        }
-        catch (Exception ex)
-        {
-            if (_stopped || _close is not null)
-            {
-                CompleteStopped(operation);
-            }
-            else
-            {
-                Complete(operation, Error(SubmitStatus.Unavailable, $"The history of document '{DocId}' could not be searched for this resend: {ex.Message}"));
-            }
-
-            return;
-        }
-
-        if (_stopped || _close is not null)
-        {
-            CompleteStopped(operation);
             return;
         }
 
@@ -620,30 +600,44 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         }
     }
 
-    private void ContinueWithHistory(SubmitOperation operation, ValueTask<IReadOnlyList<OpRecord>> read)
+    /// <summary>
+    /// The result of a history read or lookup the document waited for. False, with the submission completed, when it
+    /// failed (retryable: storage) or the document stopped or began closing meanwhile.
+    /// </summary>
+    private bool TryTakeResult<T>(SubmitOperation operation, ValueTask<T> pending, string what, out T result)
     {
-        IReadOnlyList<OpRecord> ops;
         try
         {
-            ops = read.Result;
+            result = pending.Result;
         }
         catch (Exception ex)
         {
+            result = default!;
             if (_stopped || _close is not null)
             {
                 CompleteStopped(operation);
             }
             else
             {
-                Complete(operation, Error(SubmitStatus.Unavailable, $"The history of document '{DocId}' could not be read: {ex.Message}"));
+                Complete(operation, Error(SubmitStatus.Unavailable, $"The history of document '{DocId}' could not be {what}: {ex.Message}"));
             }
 
-            return;
+            return false;
         }
 
         if (_stopped || _close is not null)
         {
             CompleteStopped(operation);
+            return false;
+        }
+
+        return true;
+    }
+
+    private void ContinueWithHistory(SubmitOperation operation, ValueTask<IReadOnlyList<OpRecord>> read)
+    {
+        if (!TryTakeResult(operation, read, "read", out IReadOnlyList<OpRecord> ops))
+        {
             return;
         }
 

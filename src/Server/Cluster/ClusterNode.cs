@@ -173,32 +173,6 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }
 
-    private async Task RunClientClaimsAsync(CancellationToken token)
-    {
-        while (!token.IsCancellationRequested)
-        {
-            try
-            {
-                await foreach (NatsMsg<ClientClaim> msg in Nats.SubscribeAsync(ClusterSubjects.ClientClaims, serializer: ProtobufNatsSerializer<ClientClaim>.Instance, cancellationToken: token).ConfigureAwait(false))
-                {
-                    if (msg.Data is { ClientId.Length: > 0 } claim && !string.Equals(claim.NodeId, NodeId, StringComparison.Ordinal))
-                    {
-                        Clients?.ReplacedElsewhere(claim.ClientId);
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (token.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception ex)
-            {
-                Log.LoopFailed("client claims", ex);
-                await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
-            }
-        }
-    }
-
     /// <summary>
     /// Graceful leave: announces it (the others stop placing documents here at once) and stops taking documents over.
     /// The documents themselves release their leases when the registry closes them.
@@ -471,53 +445,47 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }
 
-    private async Task RunMembershipAsync(CancellationToken token)
+    private Task RunMembershipAsync(CancellationToken token) => ConsumeAsync<NodeHeartbeat>(ClusterSubjects.Heartbeat, "membership", msg =>
     {
-        while (!token.IsCancellationRequested)
+        if (msg.Data is not { } heartbeat)
         {
-            try
-            {
-                await foreach (NatsMsg<NodeHeartbeat> msg in Nats.SubscribeAsync(ClusterSubjects.Heartbeat, serializer: ProtobufNatsSerializer<NodeHeartbeat>.Instance, cancellationToken: token).ConfigureAwait(false))
-                {
-                    if (msg.Data is not { } heartbeat)
-                    {
-                        continue;
-                    }
-
-                    bool joined = Membership.Observe(heartbeat, out bool left);
-                    if (left)
-                    {
-                        Log.NodeLeft(heartbeat.NodeId, heartbeat.Leaving ? "announced" : "restarted");
-                        ClearPresenceOf(heartbeat.NodeId);
-                    }
-
-                    if (joined)
-                    {
-                        Log.NodeJoined(heartbeat.NodeId);
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (token.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception ex)
-            {
-                Log.LoopFailed("membership", ex);
-                await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
-            }
+            return;
         }
-    }
 
-    private async Task RunOpenRequestsAsync(CancellationToken token)
+        bool joined = Membership.Observe(heartbeat, out bool left);
+        if (left)
+        {
+            Log.NodeLeft(heartbeat.NodeId, heartbeat.Leaving ? "announced" : "restarted");
+            ClearPresenceOf(heartbeat.NodeId);
+        }
+
+        if (joined)
+        {
+            Log.NodeJoined(heartbeat.NodeId);
+        }
+    }, token);
+
+    private Task RunOpenRequestsAsync(CancellationToken token) => ConsumeAsync<OpenRequest>(ClusterSubjects.Open(NodeId), "open requests", msg => _ = ServeOpenAsync(msg), token);
+
+    private Task RunClientClaimsAsync(CancellationToken token) => ConsumeAsync<ClientClaim>(ClusterSubjects.ClientClaims, "client claims", msg =>
+    {
+        if (msg.Data is { ClientId.Length: > 0 } claim && !string.Equals(claim.NodeId, NodeId, StringComparison.Ordinal))
+        {
+            Clients?.ReplacedElsewhere(claim.ClientId);
+        }
+    }, token);
+
+    /// <summary>Hands every message of <paramref name="subject"/> to <paramref name="handle"/> until stopped, subscribing again after a failure.</summary>
+    private async Task ConsumeAsync<T>(string subject, string name, Action<NatsMsg<T>> handle, CancellationToken token)
+        where T : class, Google.Protobuf.IMessage<T>, new()
     {
         while (!token.IsCancellationRequested)
         {
             try
             {
-                await foreach (NatsMsg<OpenRequest> msg in Nats.SubscribeAsync(ClusterSubjects.Open(NodeId), serializer: ProtobufNatsSerializer<OpenRequest>.Instance, cancellationToken: token).ConfigureAwait(false))
+                await foreach (NatsMsg<T> msg in Nats.SubscribeAsync(subject, serializer: ProtobufNatsSerializer<T>.Instance, cancellationToken: token).ConfigureAwait(false))
                 {
-                    _ = ServeOpenAsync(msg);
+                    handle(msg);
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -526,7 +494,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             }
             catch (Exception ex)
             {
-                Log.LoopFailed("open requests", ex);
+                Log.LoopFailed(name, ex);
                 await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
             }
         }

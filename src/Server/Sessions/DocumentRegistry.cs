@@ -153,6 +153,15 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     /// hub, and once its last commits settled reloads the document from the op log and resumes its subscribers there
     /// (<see cref="ClientSession.ResumeAfterFailureAsync"/>). Called on the failed hub's worker: never throws, never blocks.
     /// </summary>
+    /// <remarks>
+    /// Every way a document can stop ends here (issue 13 §1, the audit): a defect in the sequencer's worker, the hub's
+    /// delivery throwing from OnCommitted, the durability stage failing outside its contract (all three: the sequencer
+    /// faults and calls OnFaulted); a version conflict (OnFenced); a replica that cannot follow the owner, or whose
+    /// follow loop broke (ClusterDocument.FailAsync). Nothing else stops one: an exclusive action that throws (attach,
+    /// presence) fails only its caller's request, a failed snapshot is logged and retried, the cluster's serve loop
+    /// subscribes again and its presence loop skips a bad message. The listener's own OnFaulted/OnFenced cannot fail the
+    /// recovery: this method catches everything and recovers on another task.
+    /// </remarks>
     internal void OnHubFailed(DocumentHub hub, Exception reason, DocumentFailure failure, List<FailedSubscriber> subscribers)
     {
         try

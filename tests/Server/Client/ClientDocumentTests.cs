@@ -333,10 +333,12 @@ public sealed class ClientDocumentTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task VersionTooOld_WithoutHistory_RebasesPendingEditsOntoASnapshot(bool inflightWasSequenced)
+    [InlineData("not sequenced")]
+    [InlineData("duplicate")]
+    [InlineData("already committed")]
+    public async Task VersionTooOld_WithoutHistory_RebasesPendingEditsOntoASnapshot(string probeAnswer)
     {
+        bool inflightWasSequenced = probeAnswer != "not sequenced";
         await using Harness h = await OpenAsync("hello", 5);
         var changes = new EventRecorder<DocumentChangedEventArgs>();
         h.Document.Changed += changes.Handler;
@@ -358,9 +360,14 @@ public sealed class ClientDocumentTests
         Assert.Equal(sent.ClientSeq, probe.ClientSeq);
         Assert.Equal(sent.BaseVersion, probe.BaseVersion);
         Assert.Equal(sent.Op, probe.Op);
-        if (inflightWasSequenced)
+        if (probeAnswer == "duplicate")
         {
             h.Connection.SendAck(Doc, sent.ClientSeq, 12, duplicate: true);
+        }
+        else if (probeAnswer == "already committed")
+        {
+            // Committed long ago, the log pruned past it: not a rejection, the snapshot holds it.
+            h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, sent.ClientSeq);
         }
         else
         {
@@ -398,23 +405,8 @@ public sealed class ClientDocumentTests
     public async Task FatalSubmitError_DropsTheOpKeepsLaterEditsAndResyncs()
     {
         await using Harness h = await OpenAsync("hello", 5);
-        var errors = new EventRecorder<CollabErrorEventArgs>();
-        h.Document.Error += errors.Handler;
-        h.Document.Insert(0, "bad ");
-        Submit rejected = await h.Connection.ExpectSubmitAsync(Doc);
-        h.Document.Insert(9, "!");
-        Assert.Equal("bad hello!", h.Document.Text);
+        Submit survivor = await SubmitErrorThenSnapshotAsync(h, "bad ", ErrorCode.Forbidden, 6, "Oh hello");
 
-        h.Connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, rejected.ClientSeq);
-        CollabErrorEventArgs error = await errors.NextAsync();
-        Assert.Equal(ErrorCode.Forbidden, error.Code);
-        Assert.Equal(rejected.ClientSeq, error.ClientSeq);
-
-        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
-        h.Connection.SendSnapshot(Doc, 6, "Oh hello");
-        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
-        Assert.NotEqual(rejected.ClientSeq, survivor.ClientSeq);
-        Assert.Equal(6, survivor.BaseVersion);
         Assert.Equal("Oh hello!", h.Document.Text);
         Assert.Equal("Oh hello!", Apply("Oh hello", survivor));
         h.Connection.SendAck(Doc, survivor.ClientSeq, 7);
@@ -424,55 +416,41 @@ public sealed class ClientDocumentTests
     [Fact]
     public async Task AlreadyCommitted_IsNotARejection_TheOpIsKeptAndLaterEditsSurviveTheResync()
     {
+        // The server knows the op was committed earlier but no longer has it in its log: the snapshot holds it, and only the
+        // buffered "!" is new ("kept " is not applied a second time).
         await using Harness h = await OpenAsync("hello", 5);
-        var errors = new EventRecorder<CollabErrorEventArgs>();
-        h.Document.Error += errors.Handler;
-        h.Document.Insert(0, "kept ");
-        Submit committed = await h.Connection.ExpectSubmitAsync(Doc);
-        h.Document.Insert(10, "!");
+        Submit survivor = await SubmitErrorThenSnapshotAsync(h, "kept ", ErrorCode.AlreadyCommitted, 9, "kept hello");
 
-        // The server knows the op was committed earlier but no longer has it in its log: the snapshot holds it.
-        h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, committed.ClientSeq);
-        Assert.Equal(ErrorCode.AlreadyCommitted, (await errors.NextAsync()).Code);
-        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
-        h.Connection.SendSnapshot(Doc, 9, "kept hello");
-
-        // Only the buffered "!" is new: "kept " is not applied a second time.
-        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
-        Assert.True(survivor.ClientSeq > committed.ClientSeq);
-        Assert.Equal(9, survivor.BaseVersion);
         Assert.Equal("kept hello!", h.Document.Text);
         Assert.Equal("kept hello!", Apply("kept hello", survivor));
         h.Connection.SendAck(Doc, survivor.ClientSeq, 10);
         await h.Document.WhenSynced();
     }
 
-    [Fact]
-    public async Task AlreadyCommitted_AnswersASnapshotProbe_TheSnapshotHoldsTheOp()
+    /// <summary>
+    /// Inserts <paramref name="prefix"/> (submitted) then "!" at the end (buffered) into "hello"; the server answers the
+    /// submit with the non-retryable <paramref name="code"/>, the client resyncs, gets the snapshot and submits what
+    /// survives the rebase, which is returned.
+    /// </summary>
+    private static async Task<Submit> SubmitErrorThenSnapshotAsync(Harness h, string prefix, ErrorCode code, long version, string text)
     {
-        await using Harness h = await OpenAsync("hello", 5);
-        var changes = new EventRecorder<DocumentChangedEventArgs>();
-        h.Document.Changed += changes.Handler;
-        h.Document.Insert(5, "!");
-        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
-        await h.ReconnectAsync();
+        var errors = new EventRecorder<CollabErrorEventArgs>();
+        h.Document.Error += errors.Handler;
+        h.Document.Insert(0, prefix);
+        Submit first = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(prefix.Length + 5, "!");
+        Assert.Equal(prefix + "hello!", h.Document.Text);
 
-        await h.Connection.ExpectSubscribeAsync(Doc);
-        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: h.Connection.LastRequestId);
-        ClientMessage fetch = await h.Connection.ReceiveAsync(ClientMessage.BodyOneofCase.FetchOps);
-        h.Connection.SendError(ErrorCode.VersionTooOld, retryable: false, Doc, requestId: fetch.RequestId);
+        h.Connection.SendError(code, retryable: false, Doc, first.ClientSeq);
+        CollabErrorEventArgs error = await errors.NextAsync();
+        Assert.Equal((code, first.ClientSeq), (error.Code, error.ClientSeq));
+
         Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
-        h.Connection.SendSnapshot(Doc, 40, "hello! world");
-
-        Submit probe = await h.Connection.ExpectSubmitAsync(Doc);
-        Assert.Equal(sent.ClientSeq, probe.ClientSeq);
-        h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, sent.ClientSeq);
-
-        DocumentChangedEventArgs resync = await changes.WaitForAsync(c => c.IsResync);
-        Assert.Equal("hello! world", resync.Text);
-        Assert.Equal(40, h.Document.Version);
-        await h.Document.WhenSynced();
-        Assert.True(await h.Connection.IsQuietAsync(), "nothing is left to submit");
+        h.Connection.SendSnapshot(Doc, version, text);
+        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.True(survivor.ClientSeq > first.ClientSeq);
+        Assert.Equal(version, survivor.BaseVersion);
+        return survivor;
     }
 
     [Fact]
