@@ -5,6 +5,14 @@ namespace Collab.Server.Sessions;
 /// <summary>Prometheus metrics of the session layer (prefix collab_).</summary>
 internal static class SessionMetrics
 {
+    static SessionMetrics()
+    {
+        // Exported at 0 from the start, so an alert on an increase (deploy/prometheus: CollabDocumentFaults) has a
+        // series to watch before the first fault.
+        DocumentFaults.WithLabels("sequencer");
+        DocumentFaults.WithLabels("replica");
+    }
+
     public static readonly Gauge Sessions = Metrics.CreateGauge("collab_sessions", "Open protocol sessions (after Hello).");
     public static readonly Counter SessionsReplaced = Metrics.CreateCounter(
         "collab_sessions_replaced_total",
