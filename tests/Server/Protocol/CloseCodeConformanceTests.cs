@@ -35,6 +35,7 @@ public sealed partial class CloseCodeConformanceTests
         [4001] = AuthExpiredAsync,
         [4003] = ForbiddenAsync,
         [4008] = RateLimitedAsync,
+        [4009] = SessionReplacedAsync,
     };
 
     public static TheoryData<int, string> DocumentedCodes()
@@ -248,6 +249,33 @@ public sealed partial class CloseCodeConformanceTests
 
         // The client was not reading: behind the frames that made it into the socket buffers comes the Close.
         Assert.Equal(1013, (await client.ReceiveCloseAsync(TimeSpan.FromSeconds(30))).CloseCode);
+
+        // A Hello while the store cannot be written (another process holds SQLite's write lock past the busy timeout),
+        // so the key client ids are signed with cannot be created: UNAVAILABLE, then 1013; once the lock is gone, Welcome.
+        await using SecureServer real = await SecureServer.StartAsync(new Dictionary<string, string?> { ["Storage:SqliteBusyTimeout"] = "00:00:00.200" });
+        await using (var locker = new SqliteConnection($"Data Source={Path.Combine(real.DataDirectory, "collab.db")};Pooling=False"))
+        {
+            await locker.OpenAsync();
+            using SqliteCommand begin = locker.CreateCommand();
+            begin.CommandText = "PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE";
+            await begin.ExecuteNonQueryAsync();
+            await ExpectErrorThenCloseAsync(real.Port, new ClientMessage { Hello = new Hello { ProtocolVersion = 1 } }, ErrorCode.Unavailable, 1013);
+        }
+
+        await using WireClient later = await WireClient.ConnectAsync(real.Port);
+        Assert.NotEmpty(later.Welcome!.ClientId);
+    }
+
+    private static async Task SessionReplacedAsync(IReadOnlyDictionary<string, string> row)
+    {
+        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>());
+        await using WireClient first = await WireClient.ConnectAsync(server.Port);
+        await using WireClient second = await WireClient.ConnectAsync(server.Port, hello: false);
+        await second.SendAsync(new ClientMessage { Hello = new Hello { ProtocolVersion = 1, ClientId = first.Welcome!.ClientId } });
+        ServerMessage welcome = await second.ReceiveAsync(ServerMessage.BodyOneofCase.Welcome);
+        Assert.True(welcome.Welcome.Resumed);
+        Assert.Equal(4009, await first.ReceiveCloseAsync());
+        await second.PingAsync(); // the newer connection has the session
     }
 
     private static async Task AuthExpiredAsync(IReadOnlyDictionary<string, string> row)
