@@ -74,6 +74,11 @@ export interface CollabClientOptions {
   transport?: TransportFactory;
   /** Timers and randomness; the platform's unless a test plugs another. */
   scheduler?: Scheduler;
+  /**
+   * Receives what an event listener threw. Listeners never break the SDK; by default their errors are rethrown
+   * asynchronously, so they reach `window.onerror` / `process.on("uncaughtException")` like any uncaught error.
+   */
+  onListenerError?: (error: unknown) => void;
 }
 
 /** Why a connection ended. */
@@ -229,7 +234,7 @@ export class CollabClient extends Emitter<ClientEvents> {
    * established.
    */
   static connect(options: CollabClientOptions): Promise<CollabClient> {
-    const client = new CollabClient(options, new EventQueue());
+    const client = new CollabClient(options, new EventQueue(options.onListenerError));
     return new Promise<CollabClient>((resolve, reject) => {
       client.firstConnect = {
         resolve: () => resolve(client),

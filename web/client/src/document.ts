@@ -322,6 +322,10 @@ export class CollabDocument extends Emitter<DocumentEvents> {
       this.localText = apply(previousText, normal);
       if (this.inflight === null) {
         this.setInflight(normal);
+      } else if (this.inflightSentClientId === null && this.buffer === null) {
+        // The in-flight op never went out (offline, or waiting for the subscription): nothing on the wire refers to
+        // it yet, so later edits join it and reach the server in one submit.
+        this.inflight = compose(this.inflight, normal);
       } else {
         this.buffer = this.buffer === null ? normal : compose(this.buffer, normal);
       }

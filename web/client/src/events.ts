@@ -53,10 +53,8 @@ export class Emitter<Events extends object> {
         try {
           (listener as Listener<Events[K]>)(event);
         } catch (error) {
-          // A throwing listener must not break the SDK's state machine: report it as an uncaught error.
-          queueMicrotask(() => {
-            throw error;
-          });
+          // A throwing listener must not break the SDK's state machine: report it instead.
+          this.queue.reportListenerError(error);
         }
       }
     });
@@ -68,6 +66,19 @@ export class EventQueue {
   private readonly pending: (() => void)[] = [];
   private depth = 0;
   private draining = false;
+
+  /** @param onListenerError Receives what a listener threw; default: rethrown as an uncaught error, asynchronously. */
+  constructor(private readonly onListenerError?: (error: unknown) => void) {}
+
+  reportListenerError(error: unknown): void {
+    if (this.onListenerError !== undefined) {
+      this.onListenerError(error);
+      return;
+    }
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
 
   push(deliver: () => void): void {
     this.pending.push(deliver);

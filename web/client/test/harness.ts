@@ -100,9 +100,16 @@ export class FakeConnection implements Transport {
     this.sent.push(fromBinary(ClientMessageSchema, data));
   }
 
+  /** Set to keep the server from answering the client's close (a dead peer). */
+  holdClose = false;
+
   close(code: number, reason: string): void {
     if (this.closedByClient === null) {
       this.closedByClient = { code, reason };
+      if (!this.holdClose) {
+        // The server answers the close handshake, later (never from inside the client's call).
+        queueMicrotask(() => this.end(code, reason));
+      }
     }
   }
 
