@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine that has the .NET 10 SDK:
-# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js + npm (for the `ws`
-# conformance client). Idempotent: a machine that already has everything is left alone.
+# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js 20+ and npm (the `ws` conformance client
+# and the browser SDK in web/). Idempotent: a machine that already has everything is left alone.
 set -euo pipefail
 
 need=()
@@ -26,4 +26,9 @@ fi
 # Node packages for the independent WebSocket client used by the transport conformance tests.
 if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The browser SDK's workspace (web/): TypeScript, buf and protoc-gen-es (wire code generation), esbuild, fast-check, ws.
+if [ -f web/package-lock.json ]; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
