@@ -20,6 +20,8 @@ const result = spawnSync(
   process.execPath,
   [
     "--test",
+    // A test that fails while clients or servers are open must not leave the run waiting on their handles forever.
+    "--test-force-exit",
     "--test-reporter=spec",
     "--test-reporter-destination=stdout",
     `--test-reporter=${join(here, "trx-reporter.mjs")}`,

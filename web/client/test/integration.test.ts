@@ -50,6 +50,9 @@ describe("integration with the real server", { timeout: 240_000 }, () => {
     const started = Date.now();
     let connects = 0;
     const clients: CollabClient[] = [];
+    t.after(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
     const docs: CollabDocument[] = [];
     for (let i = 0; i < CLIENTS; i++) {
       const client = await CollabClient.connect({
@@ -114,6 +117,7 @@ describe("integration with the real server", { timeout: 240_000 }, () => {
 
     // A fresh client reads what the server holds.
     const reader = await CollabClient.connect({ url: server.url, webSocket: WebSocket as unknown as WebSocketConstructor, storage: null });
+    clients.push(reader);
     let characters = 0;
     for (const [docId, replicas] of byDoc) {
       const truth = await reader.openDocument(docId);
