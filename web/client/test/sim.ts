@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { CollabClient } from "../src/client.js";
 import type { CollabDocument } from "../src/document.js";
 import { decodeTextOp, encodeTextOp } from "../src/codec.js";
-import { apply, transform, type TextOp } from "../src/text.js";
+import { apply, transform, transformCursor, type TextOp } from "../src/text.js";
 import { ErrorCode } from "../src/protocol.js";
 import { FakeNetwork, flush, ManualScheduler, type FakeConnection, type ServerBody } from "./harness.js";
 import { MemoryStorage } from "../src/storage.js";
@@ -146,8 +146,37 @@ export class SimServer {
         }
         break;
       }
+      case "presence": {
+        // Moved from its base version to the current one, then relayed to the other subscribers (section 8).
+        const v = body.value;
+        let selection = v.selection === undefined ? undefined : { anchor: Number(v.selection.anchor), head: Number(v.selection.head) };
+        for (const s of this.log.slice(Number(v.baseVersion))) {
+          if (selection !== undefined) {
+            const own = s.clientId === peer.clientId;
+            selection = { anchor: transformCursor(selection.anchor, s.op, own), head: transformCursor(selection.head, s.op, own) };
+          }
+        }
+        for (const other of this.peers) {
+          if (other !== peer && other.subscribed) {
+            other.inbox.push({
+              requestId: 0,
+              body: {
+                case: "presence",
+                value: {
+                  docId: this.docId,
+                  clientId: peer.clientId,
+                  version: BigInt(this.version),
+                  ...(selection === undefined ? {} : { selection: { anchor: BigInt(selection.anchor), head: BigInt(selection.head) } }),
+                  userData: v.userData,
+                },
+              },
+            });
+          }
+        }
+        break;
+      }
       default:
-        // Presence, pings: not part of what these tests check.
+        // Pings: not part of what these tests check.
         break;
     }
   }
