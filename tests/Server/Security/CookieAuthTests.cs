@@ -1,11 +1,8 @@
 using System.Net;
-using System.Security.Cryptography;
-using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
-using Google.Protobuf;
 using Microsoft.Extensions.Options;
 
 namespace Collab.Server.Tests.Security;
@@ -81,18 +78,9 @@ public sealed class CookieAuthTests : IAsyncLifetime
         Assert.NotEmpty(await HelloAsync(client));
     }
 
-    private Task<RawHttpResponse> UpgradeAsync(string headers) =>
-        RawWebSocketClient.SendHttpAsync(_server.Port,
-            $"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {Convert.ToBase64String(RandomNumberGenerator.GetBytes(16))}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n");
+    private Task<RawHttpResponse> UpgradeAsync(string headers) => HandshakeAuthTests.UpgradeAsync(_server.Port, headers);
 
-    private static async Task<string> HelloAsync(RawWebSocketClient client)
-    {
-        await client.SendBinaryAsync(new ClientMessage { RequestId = 1, Hello = new Hello { ProtocolVersion = 1 } }.ToByteArray());
-        RawFrame frame = await client.ReceiveFrameAsync();
-        ServerMessage message = ServerMessage.Parser.ParseFrom(frame.Payload);
-        Assert.Equal(ServerMessage.BodyOneofCase.Welcome, message.BodyCase);
-        return message.Welcome.ClientId;
-    }
+    private static Task<string> HelloAsync(RawWebSocketClient client) => HandshakeAuthTests.HelloAsync(client);
 }
 
 /// <summary>Cookie parsing, precedence and configuration rules that need no server.</summary>

@@ -278,6 +278,14 @@ describe("reconnect", () => {
     assert.equal(resolveRedirect(URL, "https://evil.test/"), URL);
   });
 
+  it("ignores a server message of a kind it does not know (a newer server, section 12)", async () => {
+    const h = await connect();
+    // ServerMessage{request_id: 1, field 40 (not in this schema): "x"}
+    h.conn.receiveBytes(new Uint8Array([0x08, 0x01, 0xc2, 0x02, 0x01, 0x78]));
+    assert.equal(h.client.state, "connected");
+    assert.equal(h.conn.closedByClient, null);
+  });
+
   it("an undecodable server message closes with 1007 and reconnects", async () => {
     const h = await connect();
     h.conn.receiveBytes(new Uint8Array([0xff, 0xff, 0xff]));

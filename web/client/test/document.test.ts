@@ -398,6 +398,25 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   });
 });
 
+/**
+ * "abc" at version 10 with [3, "X"] sent and unacknowledged; after a reconnect the resume is refused with
+ * VERSION_FROM_FUTURE, the client resubscribes for a snapshot, receives `snapshot` at version 3 and probes its op
+ * (the original seq, base and bytes).
+ */
+async function probeAfterSnapshot(snapshot: string): Promise<{ doc: CollabDocument; conn: FakeConnection }> {
+  const h = await connect();
+  const doc = await open(h, "d", "abc", 10);
+  doc.insert(3, "X");
+  h.conn.take("submit");
+  const { conn, requestId } = await dropAndResume(h, doc);
+  error(conn, ErrorCode.VERSION_FROM_FUTURE, { docId: "d", requestId });
+  const subscribe = conn.take("subscribe");
+  assert.equal(subscribe.value.snapshot, true);
+  conn.receive({ case: "snapshot", value: { docId: "d", version: 3n, text: snapshot, type: "text-unicode" } }, subscribe.requestId);
+  assert.deepEqual(submitted(conn), { seq: 1, base: 10, op: [3, "X"] });
+  return { doc, conn };
+}
+
 describe("VERSION_TOO_OLD on resume (section 7.2) and snapshot recovery (7.3)", () => {
   it("fetches the missing ops, applies them like catch-up (own op = Ack) and resubscribes from the new version", async () => {
     const h = await connect();
@@ -437,48 +456,23 @@ describe("VERSION_TOO_OLD on resume (section 7.2) and snapshot recovery (7.3)", 
   });
 
   it("probe answered VERSION_TOO_OLD: the op was never sequenced, rebase it with the buffer", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 10);
-    doc.insert(3, "X");
-    h.conn.take("submit");
-    const { conn, requestId } = await dropAndResume(h, doc);
-    error(conn, ErrorCode.VERSION_FROM_FUTURE, { docId: "d", requestId });
-    const subscribe = conn.take("subscribe");
-    assert.equal(subscribe.value.snapshot, true);
-    conn.receive({ case: "snapshot", value: { docId: "d", version: 3n, text: "ab", type: "text-unicode" } }, subscribe.requestId);
-    assert.deepEqual(submitted(conn), { seq: 1, base: 10, op: [3, "X"] });
+    const { doc, conn } = await probeAfterSnapshot("ab");
     error(conn, ErrorCode.VERSION_TOO_OLD, { docId: "d", clientSeq: 1 });
     assert.equal(doc.text, "abX");
     assert.deepEqual(submitted(conn), { seq: 2, base: 3, op: [2, "X"] });
   });
 
   it("probe answered ALREADY_COMMITTED: the op is in the snapshot", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 10);
-    doc.insert(3, "X");
-    h.conn.take("submit");
-    const { conn, requestId } = await dropAndResume(h, doc);
-    error(conn, ErrorCode.VERSION_FROM_FUTURE, { docId: "d", requestId });
-    const subscribe = conn.take("subscribe");
-    conn.receive({ case: "snapshot", value: { docId: "d", version: 3n, text: "abcX", type: "text-unicode" } }, subscribe.requestId);
-    conn.take("submit");
+    const { doc, conn } = await probeAfterSnapshot("abcX");
     error(conn, ERROR_CODE_ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
     assert.equal(doc.text, "abcX");
     assert.ok(!doc.hasPendingOps);
   });
 
   it("probe sequenced just now (a fresh Ack): a new snapshot holds it", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 10);
-    doc.insert(3, "X");
-    h.conn.take("submit");
-    const { conn, requestId } = await dropAndResume(h, doc);
-    error(conn, ErrorCode.VERSION_FROM_FUTURE, { docId: "d", requestId });
-    let subscribe = conn.take("subscribe");
-    conn.receive({ case: "snapshot", value: { docId: "d", version: 3n, text: "abc", type: "text-unicode" } }, subscribe.requestId);
-    conn.take("submit");
+    const { doc, conn } = await probeAfterSnapshot("abc");
     ack(conn, "d", 1, 4);
-    subscribe = conn.take("subscribe");
+    const subscribe = conn.take("subscribe");
     assert.equal(subscribe.value.snapshot, true);
     conn.receive({ case: "snapshot", value: { docId: "d", version: 4n, text: "abcX", type: "text-unicode" } }, subscribe.requestId);
     assert.equal(doc.text, "abcX");
