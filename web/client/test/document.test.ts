@@ -9,6 +9,7 @@ import { CollabServerError } from "../src/errors.js";
 import { ERROR_CODE_ALREADY_COMMITTED, ErrorCode } from "../src/protocol.js";
 import { connect, open, reconnect, seqOp, type Harness, type FakeConnection } from "./harness.js";
 import type { CollabDocument } from "../src/document.js";
+import type { TextOp } from "../src/text.js";
 
 function ops(conn: FakeConnection, docId: string, list: ReturnType<typeof seqOp>[], requestId = 0): void {
   conn.receive({ case: "ops", value: { docId, ops: list } }, requestId);
@@ -28,6 +29,15 @@ function error(conn: FakeConnection, code: ErrorCode, fields: { docId?: string; 
 function submitted(conn: FakeConnection): { seq: number; base: number; op: unknown } {
   const submit = conn.take("submit");
   return { seq: Number(submit.value.clientSeq), base: Number(submit.value.baseVersion), op: decodeTextOp(submit.value.op!) };
+}
+
+/** A client with document "d" open at (text, version) and `edit` sent but not acknowledged. */
+async function sentOne(text: string, version: number, edit: TextOp): Promise<{ h: Harness; doc: CollabDocument }> {
+  const h = await connect();
+  const doc = await open(h, "d", text, version);
+  doc.submitOp(edit);
+  h.conn.take("submit");
+  return { h, doc };
 }
 
 /** Drops the connection and reconnects; returns the new connection after its resuming Subscribe was checked. */
@@ -166,10 +176,7 @@ describe("one op in flight plus a composed buffer (section 5.4)", () => {
   });
 
   it("resubscribes when an Ack runs ahead of the ops (version > known + 1)", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 3);
-    doc.insert(0, "x");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 3, ["x"]);
     ack(h.conn, "d", 1, 6);
     assert.equal(h.conn.take("subscribe").value.fromVersion, 3n);
     assert.equal(doc.version, 3);
@@ -201,10 +208,7 @@ describe("resume after reconnect (section 7)", () => {
   });
 
   it("resends the in-flight op transformed past the ops that arrived since, based on the current version", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 4);
-    doc.insert(3, "!");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 4, [3, "!"]);
     ops(h.conn, "d", [seqOp(5, ["__"])]);
     const { conn, requestId } = await dropAndResume(h, doc);
     subscribed(conn, "d", requestId, 5, 5);
@@ -212,10 +216,7 @@ describe("resume after reconnect (section 7)", () => {
   });
 
   it("treats its own op in the catch-up as the Ack (op-as-ack) and ignores the later duplicate Ack", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 0);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 0, ["a"]);
     doc.insert(1, "b"); // buffered
     const { conn, requestId } = await dropAndResume(h, doc);
     subscribed(conn, "d", requestId, 0, 2);
@@ -237,10 +238,7 @@ describe("resume after reconnect (section 7)", () => {
   });
 
   it("recognises its own op arriving live after Subscribed (it was in the server's pipeline)", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 0);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 0, ["a"]);
     const { conn, requestId } = await dropAndResume(h, doc);
     subscribed(conn, "d", requestId, 0, 0);
     conn.take("submit");
@@ -275,10 +273,7 @@ describe("resume after reconnect (section 7)", () => {
 
 describe("changed client id (section 7, P4)", () => {
   it("does not resend on Subscribed; recognises its op under the old id in the catch-up", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 0);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 0, ["a"]);
     const { conn, requestId } = await dropAndResume(h, doc, "c2", false);
     subscribed(conn, "d", requestId, 0, 1);
     conn.expectNone();
@@ -289,10 +284,7 @@ describe("changed client id (section 7, P4)", () => {
   });
 
   it("submits its pending op under the new id with a new seq once the catch-up reached current_version without it", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 0);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 0, ["a"]);
     const { conn, requestId } = await dropAndResume(h, doc, "c2", false);
     subscribed(conn, "d", requestId, 0, 1);
     conn.expectNone();
@@ -335,10 +327,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   }
 
   it("a non-retryable rejection drops exactly that op, resyncs from a snapshot and keeps the buffered edits", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 2);
-    doc.insert(0, "BAD");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 2, ["BAD"]);
     doc.insert(6, "!"); // buffered: BADabc!
     error(h.conn, ErrorCode.INVALID_OP, { docId: "d", clientSeq: 1 });
     const subscribe = h.conn.take("subscribe");
@@ -353,10 +342,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   });
 
   it("VERSION_TOO_OLD for a submit means not sequenced: rebase everything onto a snapshot", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 2);
-    doc.insert(3, "X");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 2, [3, "X"]);
     error(h.conn, ErrorCode.VERSION_TOO_OLD, { docId: "d", clientSeq: 1 });
     const subscribe = h.conn.take("subscribe");
     h.conn.receive({ case: "snapshot", value: { docId: "d", version: 9n, text: "0abc", type: "text-unicode" } }, subscribe.requestId);
@@ -365,10 +351,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   });
 
   it("ALREADY_COMMITTED for a resend means the op is in the server's text: rebase only the buffer", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 2);
-    doc.insert(3, "X");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 2, [3, "X"]);
     doc.insert(0, "<");
     error(h.conn, ERROR_CODE_ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
     const subscribe = h.conn.take("subscribe");
@@ -378,10 +361,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   });
 
   it("NOT_SUBSCRIBED: subscribes again", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 0);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h } = await sentOne("", 0, ["a"]);
     error(h.conn, ErrorCode.NOT_SUBSCRIBED, { docId: "d", clientSeq: 1 });
     assert.equal(h.conn.take("subscribe").value.fromVersion, 0n);
   });
@@ -404,10 +384,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
  * (the original seq, base and bytes).
  */
 async function probeAfterSnapshot(snapshot: string): Promise<{ doc: CollabDocument; conn: FakeConnection }> {
-  const h = await connect();
-  const doc = await open(h, "d", "abc", 10);
-  doc.insert(3, "X");
-  h.conn.take("submit");
+  const { h, doc } = await sentOne("abc", 10, [3, "X"]);
   const { conn, requestId } = await dropAndResume(h, doc);
   error(conn, ErrorCode.VERSION_FROM_FUTURE, { docId: "d", requestId });
   const subscribe = conn.take("subscribe");
@@ -419,10 +396,7 @@ async function probeAfterSnapshot(snapshot: string): Promise<{ doc: CollabDocume
 
 describe("VERSION_TOO_OLD on resume (section 7.2) and snapshot recovery (7.3)", () => {
   it("fetches the missing ops, applies them like catch-up (own op = Ack) and resubscribes from the new version", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "", 10);
-    doc.insert(0, "a");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("", 10, ["a"]);
     const { conn, requestId } = await dropAndResume(h, doc);
     error(conn, ErrorCode.VERSION_TOO_OLD, { docId: "d", requestId });
     const fetch = conn.take("fetchOps");
@@ -434,10 +408,7 @@ describe("VERSION_TOO_OLD on resume (section 7.2) and snapshot recovery (7.3)", 
   });
 
   it("recovers from a snapshot when FetchOps returns nothing; probes the unknown in-flight op (Ack{duplicate}: it is in)", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 10);
-    doc.insert(3, "X");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 10, [3, "X"]);
     doc.insert(0, ">");
     const { conn, requestId } = await dropAndResume(h, doc);
     error(conn, ErrorCode.VERSION_TOO_OLD, { docId: "d", requestId });
@@ -506,10 +477,7 @@ describe("presence (section 8)", () => {
   });
 
   it("moves its own selection with its typing before sending it", async () => {
-    const h = await connect();
-    const doc = await open(h, "d", "abc", 1);
-    doc.insert(3, "x");
-    h.conn.take("submit");
+    const { h, doc } = await sentOne("abc", 1, [3, "x"]);
     doc.setPresence(3);
     doc.insert(3, "yz"); // typing at the caret pushes it
     ack(h.conn, "d", 1, 2);
