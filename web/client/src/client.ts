@@ -304,7 +304,8 @@ export class CollabClient extends Emitter<ClientEvents> {
     }
     this.closedPromise = this.queue.run(() => {
       const session = this.session;
-      this.shutdown({ reason: "client-closed", description: "Closed by the application.", fatal: true }, false);
+      // Like any end of a connection, a deliberate close is reported (when there was one to close).
+      this.shutdown({ reason: "client-closed", description: "Closed by the application.", closeCode: CloseCode.NormalClosure, fatal: true }, session !== null);
       if (session === null) {
         return Promise.resolve();
       }

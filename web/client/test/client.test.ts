@@ -170,12 +170,13 @@ describe("reconnect", () => {
 
   it("reports every state change: connected, reconnecting, connected, closed", async () => {
     const h = await connect();
-    const states: string[] = [];
-    h.client.on("state", (s) => states.push(s));
+    const events: string[] = [];
+    h.client.on("state", (s) => events.push(s));
+    h.client.on("disconnected", (e) => events.push(`disconnected:${e.reason}:${e.willReconnect}`));
     h.conn.end(1006);
     await reconnect(h);
     await h.client.close();
-    assert.deepEqual(states, ["reconnecting", "connected", "closed"]);
+    assert.deepEqual(events, ["reconnecting", "disconnected:transport-error:true", "connected", "disconnected:client-closed:false", "closed"]);
   });
 
   it("asks for a new token on every attempt", async () => {
