@@ -2,7 +2,7 @@
 // report for ./test.sh (COLLAB_TEST_RESULTS, default <repo>/artifacts/test-results/web-client.trx).
 // Extra arguments go to node --test (e.g. --test-name-pattern=undo, or a test file).
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,6 +11,7 @@ const client = resolve(here, "..");
 const repo = resolve(client, "..", "..");
 const resultsDir = process.env.COLLAB_TEST_RESULTS ?? join(repo, "artifacts", "test-results");
 mkdirSync(resultsDir, { recursive: true });
+rmSync(join(resultsDir, "web-client.trx"), { force: true });
 
 const args = process.argv.slice(2);
 const files = args.some((a) => a.endsWith(".js"))
@@ -25,10 +26,10 @@ const result = spawnSync(
     "--test-reporter=spec",
     "--test-reporter-destination=stdout",
     `--test-reporter=${join(here, "trx-reporter.mjs")}`,
-    `--test-reporter-destination=${join(resultsDir, "web-client.trx")}`,
+    "--test-reporter-destination=stderr",
     ...args,
     ...files,
   ],
-  { cwd: client, stdio: "inherit" },
+  { cwd: client, stdio: "inherit", env: { ...process.env, COLLAB_TRX_PATH: join(resultsDir, "web-client.trx") } },
 );
 process.exit(result.status ?? 1);

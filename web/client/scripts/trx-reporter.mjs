@@ -1,6 +1,9 @@
 // A node:test reporter that writes a TRX file (the results format of `dotnet test --logger trx`), so ./test.sh names
 // and counts the SDK's failures exactly like the .NET ones. Leaf tests only; suites are part of the names.
+// The file (COLLAB_TRX_PATH) is rewritten synchronously after every result: the run ends with --test-force-exit,
+// which does not wait for a reporter's last output.
 import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { relative } from "node:path";
 
 const escape = (text) =>
@@ -60,8 +63,19 @@ export default async function* trxReporter(source) {
       message: cause?.message ?? (error ? String(error) : ""),
       stack: cause?.stack ?? "",
     });
+    write(results, counts);
   }
-  const runId = randomUUID();
+  write(results, counts);
+  yield "";
+}
+
+const runId = randomUUID();
+
+function write(results, counts) {
+  const path = process.env.COLLAB_TRX_PATH;
+  if (!path) {
+    return;
+  }
   let xml = `<?xml version="1.0" encoding="utf-8"?>\n<TestRun id="${runId}" name="@collab/client" xmlns="http://microsoft.com/schemas/VisualStudio/TeamTest/2010">\n  <Results>\n`;
   for (const r of results) {
     xml += `    <UnitTestResult executionId="${r.id}" testId="${r.id}" testName="${escape(r.name)}" computerName="node" duration="${r.duration}" outcome="${r.outcome}" testListId="${runId}">`;
@@ -72,5 +86,5 @@ export default async function* trxReporter(source) {
   }
   const total = results.length;
   xml += `  </Results>\n  <ResultSummary outcome="${counts.failed > 0 ? "Failed" : "Completed"}">\n    <Counters total="${total}" executed="${counts.passed + counts.failed}" passed="${counts.passed}" failed="${counts.failed}" error="0" timeout="0" aborted="0" inconclusive="0" passedButRunAborted="0" notRunnable="0" notExecuted="${counts.notExecuted}" disconnected="0" warning="0" completed="0" inProgress="0" pending="0" />\n  </ResultSummary>\n</TestRun>\n`;
-  yield xml;
+  writeFileSync(path, xml);
 }
