@@ -52,6 +52,7 @@ public static class CollabServerHost
         node.Validate();
         var auth = new AuthOptions();
         config.GetSection(AuthOptions.Section).Bind(auth);
+        auth.ValidateWithOrigins(transport.AllowedOrigins);
         var limits = new LimitsOptions();
         config.GetSection(LimitsOptions.Section).Bind(limits);
         var cluster = new ClusterOptions();
