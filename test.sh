@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, installing what it needs first (PostgreSQL, nats-server, Node).
+# Runs the whole test suite, installing what it needs first (PostgreSQL, nats-server, Node and the SDK's npm packages).
 # Usage: ./test.sh [extra dotnet test arguments, e.g. --filter FullyQualifiedName~Engine]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,6 +17,11 @@ rm -rf "$results"
 status=0
 dotnet test Collab.sln -c Release --no-build --logger "trx" --results-directory "$results" \
   --logger "console;verbosity=normal" "$@" || status=$?
+
+# The browser SDK (web/client): builds it (wire code generated from the .proto, TypeScript) and runs its unit,
+# property, bundle-size and integration tests (the last against the Release server built above). Its results are
+# written as TRX next to the .NET ones, so the summary below names and counts them the same way.
+(cd web && COLLAB_TEST_RESULTS="$PWD/../$results" npm test --silent) || status=$?
 
 # The failed tests by name (the console log of a long run scrolls them out of reach), then
 # one plain closing line for CI, summed over every test project's TRX report.

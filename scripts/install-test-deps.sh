@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine that has the .NET 10 SDK:
-# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js + npm (for the `ws`
-# conformance client and the PromQL parser of the deploy/ tests), Prometheus and promtool (the deploy/ tests check the
-# rules with promtool and scrape a running server with a real Prometheus). Idempotent: a machine that already has
-# everything is left alone.
+# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js 20+ and npm (for the `ws`
+# conformance client, the PromQL parser of the deploy/ tests and the browser SDK in web/), Prometheus and promtool
+# (the deploy/ tests check the rules with promtool and scrape a running server with a real Prometheus). Idempotent: a
+# machine that already has everything is left alone.
 set -euo pipefail
 
 need=()
@@ -45,4 +45,9 @@ fi
 # ShareDB 7, the server the load tool compares Collab with (loadtest --target sharedb; its end-to-end tests).
 if [ -f loadtest/peers/package-lock.json ]; then
   (cd loadtest/peers && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The browser SDK's workspace (web/): TypeScript, buf and protoc-gen-es (wire code generation), esbuild, fast-check, ws.
+if [ -f web/package-lock.json ]; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -69,7 +69,7 @@ public static class CollabServerHost
             s => s.Validate(), invalid);
         DocumentOptions documents = Load(() => SettingsBinder.Bind<DocumentOptions>(config, DocumentOptions.Section), d => d.Validate(), invalid);
         NodeOptions node = Load(() => SettingsBinder.Bind<NodeOptions>(config, NodeOptions.Section), n => n.Validate(), invalid);
-        AuthOptions auth = Load(() => SettingsBinder.Bind<AuthOptions>(config, AuthOptions.Section), a => a.Validate(), invalid);
+        AuthOptions auth = Load(() => SettingsBinder.Bind<AuthOptions>(config, AuthOptions.Section), a => a.ValidateWithOrigins(transport.AllowedOrigins), invalid);
         LimitsOptions limits = Load(() => SettingsBinder.Bind<LimitsOptions>(config, LimitsOptions.Section), l => l.Validate(), invalid);
         ClusterOptions cluster = Load(
             () =>

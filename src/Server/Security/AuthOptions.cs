@@ -89,6 +89,15 @@ public sealed class AuthOptions
     public bool AllowQueryToken { get; set; } = true;
 
     /// <summary>
+    /// Name of a cookie that may carry the access token on the upgrade (unset: cookies are ignored). Lets a browser
+    /// application keep the token in an <c>HttpOnly; Secure; SameSite</c> cookie that page scripts never see. The
+    /// cookie is honoured only on requests whose Origin is listed in <c>Transport:AllowedOrigins</c> (required when
+    /// this is set), which is the defence against cross-site WebSocket hijacking. Explicit tokens (header,
+    /// subprotocol, query) take precedence.
+    /// </summary>
+    public string? CookieName { get; set; }
+
+    /// <summary>
     /// How long a revocation stays in force when the request names no expiry. Must cover the longest token
     /// lifetime your issuer hands out: after it, a revoked token that is still unexpired would be accepted again.
     /// </summary>
@@ -163,6 +172,11 @@ public sealed class AuthOptions
         if (!string.IsNullOrEmpty(AdminToken) && AdminToken.Length < MinAdminTokenLength)
         {
             errors.Add(nameof(AdminToken), $"must be at least {MinAdminTokenLength} characters.");
+        }
+
+        if (CookieName is not null && (CookieName.Length == 0 || !CookieName.All(IsCookieNameChar)))
+        {
+            errors.Add(nameof(CookieName), $"'{CookieName}' is not a cookie name (an RFC 6265 token: letters, digits and !#$%&'*+-.^_`|~).");
         }
 
         if (string.IsNullOrWhiteSpace(RightsClaim))
@@ -268,5 +282,23 @@ public sealed class AuthOptions
         {
             errors.Add(nameof(AllowedAlgorithms), $"lists an asymmetric algorithm but no {nameof(JwksPath)} or {nameof(JwksUrl)} is set.");
         }
+
     }
+
+    /// <summary>
+    /// Checks the settings that span sections: a token cookie needs an origin allow-list, or no request could ever
+    /// use it (and the operator would believe cross-site requests were guarded).
+    /// </summary>
+    public void ValidateWithOrigins(ICollection<string> allowedOrigins)
+    {
+        Validate();
+        if (IsJwt && !string.IsNullOrEmpty(CookieName) && allowedOrigins.Count == 0)
+        {
+            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(AuthOptions),
+                [$"{nameof(CookieName)} is set but Transport:AllowedOrigins is empty: the token cookie is only accepted from listed origins (the guard against cross-site WebSocket hijacking)."]);
+        }
+    }
+
+    // RFC 6265 section 4.1.1: cookie-name = token (RFC 9110 tchar).
+    private static bool IsCookieNameChar(char c) => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal);
 }

@@ -2,6 +2,7 @@ using System.Text;
 using Collab.Server.Transport;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Primitives;
+using Microsoft.Net.Http.Headers;
 
 namespace Collab.Server.Security;
 
@@ -12,12 +13,14 @@ internal enum TokenSource
     AuthorizationHeader,
     SubProtocol,
     QueryParameter,
+    Cookie,
 }
 
 /// <summary>
 /// Authenticates upgrade requests: finds the token (Authorization: Bearer, then a <c>bearer.&lt;token&gt;</c>
-/// subprotocol, then the <c>access_token</c> query parameter) and validates it. Runs before the 101, so a
-/// missing or bad token is an HTTP 401 and never a half-open session.
+/// subprotocol, then the <c>access_token</c> query parameter, then the <see cref="AuthOptions.CookieName"/> cookie
+/// of a request from an allow-listed origin) and validates it. Runs before the 101, so a missing or bad token is an
+/// HTTP 401 and never a half-open session.
 /// </summary>
 internal sealed class HandshakeAuthenticator
 {
@@ -49,11 +52,9 @@ internal sealed class HandshakeAuthenticator
             return new AuthResult(SessionPrincipal.Anonymous, AuthFailure.None, "anonymous");
         }
 
-        (string? token, TokenSource source) = FindToken(request, _options.AllowQueryToken);
+        (string? token, TokenSource source) = FindToken(request, _options.AllowQueryToken, _options.CookieName);
         AuthResult result = source == TokenSource.None
-            ? AuthResult.Fail(AuthFailure.Missing, _options.AllowQueryToken
-                ? "no access token (Authorization: Bearer, a bearer.<token> subprotocol, or access_token)"
-                : "no access token (Authorization: Bearer, or a bearer.<token> subprotocol)")
+            ? AuthResult.Fail(AuthFailure.Missing, MissingTokenDescription())
             : await _validator!.ValidateAsync(token, cancellationToken).ConfigureAwait(false);
         if (result.Succeeded)
         {
@@ -80,8 +81,13 @@ internal sealed class HandshakeAuthenticator
         return HandshakeDecision.Reject(result.HttpStatus, result.Description, challenge: challenge);
     }
 
-    /// <summary>Finds the token in order of preference; the query parameter only when allowed.</summary>
-    internal static (string? Token, TokenSource Source) FindToken(HandshakeRequest request, bool allowQuery)
+    /// <summary>
+    /// Finds the token in order of preference; the query parameter only when allowed; the cookie only when
+    /// <paramref name="cookieName"/> is set and the request comes from an allow-listed origin: a cookie travels with
+    /// every request the browser makes, including a WebSocket opened by another site's page (cross-site WebSocket
+    /// hijacking), and the Origin header is what tells the application's own pages apart.
+    /// </summary>
+    internal static (string? Token, TokenSource Source) FindToken(HandshakeRequest request, bool allowQuery, string? cookieName = null)
     {
         if (request.Authorization is { } authorization)
         {
@@ -113,7 +119,48 @@ internal sealed class HandshakeAuthenticator
             }
         }
 
+        if (!string.IsNullOrEmpty(cookieName) && request.OriginAllowListed && FindCookie(request.Cookie, cookieName) is { } cookie)
+        {
+            return (cookie, TokenSource.Cookie);
+        }
+
         return (null, TokenSource.None);
+    }
+
+    /// <summary>The value of the first cookie named <paramref name="name"/> (RFC 6265 syntax, parsed by ASP.NET Core), unquoted.</summary>
+    internal static string? FindCookie(string? header, string name)
+    {
+        if (string.IsNullOrEmpty(header) || !CookieHeaderValue.TryParseList([header], out IList<CookieHeaderValue>? cookies))
+        {
+            return null;
+        }
+
+        foreach (CookieHeaderValue cookie in cookies)
+        {
+            if (cookie.Name.Equals(name, StringComparison.Ordinal))
+            {
+                string value = HeaderUtilities.RemoveQuotes(cookie.Value).ToString();
+                return value.Length > 0 ? value : null;
+            }
+        }
+
+        return null;
+    }
+
+    private string MissingTokenDescription()
+    {
+        var places = new List<string> { "Authorization: Bearer", "a bearer.<token> subprotocol" };
+        if (_options.AllowQueryToken)
+        {
+            places.Add("access_token");
+        }
+
+        if (!string.IsNullOrEmpty(_options.CookieName))
+        {
+            places.Add($"the {_options.CookieName} cookie from an allowed origin");
+        }
+
+        return $"no access token ({string.Join(", ", places)})";
     }
 
     /// <summary>Keeps a description inside a quoted-string of printable ASCII (RFC 6750 error_description).</summary>

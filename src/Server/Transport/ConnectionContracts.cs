@@ -9,6 +9,16 @@ public sealed class HandshakeRequest
     public required string Query { get; init; }
     public string? Origin { get; init; }
     public string? Authorization { get; init; }
+
+    /// <summary>The Cookie header (all of them joined by "; "), or null.</summary>
+    public string? Cookie { get; init; }
+
+    /// <summary>
+    /// The request's Origin is one of <c>Transport:AllowedOrigins</c> (false when the list is empty or there is no
+    /// Origin). A browser always sends Origin on a WebSocket upgrade, so this tells a page of the application apart
+    /// from any other page: the condition for honouring ambient credentials such as a cookie.
+    /// </summary>
+    public bool OriginAllowListed { get; init; }
     /// <summary>Sec-WebSocket-Protocol values offered by the client, in order.</summary>
     public IReadOnlyList<string> SubProtocols { get; init; } = Array.Empty<string>();
     public IPEndPoint? RemoteEndPoint { get; init; }

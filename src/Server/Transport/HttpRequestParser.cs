@@ -34,6 +34,9 @@ internal sealed class HttpRequestHead
 
     public string? Authorization { get; set; }
 
+    /// <summary>All Cookie header values joined by "; " (RFC 6265 section 5.4: one header, but proxies may split it).</summary>
+    public string? Cookie { get; set; }
+
     /// <summary>A Content-Length above zero or any Transfer-Encoding: a body the transport does not accept.</summary>
     public bool HasBody { get; set; }
 
@@ -207,6 +210,9 @@ internal static class HttpRequestParser
                 break;
             case 6 when Ascii.EqualsIgnoreCase(name, "Origin"u8):
                 request.Origin = Latin1(value);
+                break;
+            case 6 when Ascii.EqualsIgnoreCase(name, "Cookie"u8):
+                request.Cookie = request.Cookie is null ? Latin1(value) : request.Cookie + "; " + Latin1(value);
                 break;
             case 7 when Ascii.EqualsIgnoreCase(name, "Upgrade"u8):
                 request.Upgrade = Join(request.Upgrade, value);

@@ -542,6 +542,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             Query = request.Query,
             Origin = request.Origin,
             Authorization = request.Authorization,
+            Cookie = request.Cookie,
+            OriginAllowListed = request.Origin is not null && _services.AllowedOrigins.Contains(request.Origin),
             SubProtocols = offered,
             RemoteEndPoint = RemoteEndPoint,
         };

@@ -152,16 +152,19 @@ public sealed class HandshakeAuthTests : IAsyncLifetime
         return _tokens.Create(jti: "revoked-before-connect");
     }
 
-    private Task<RawHttpResponse> UpgradeAsync(string headers = "") =>
-        RawWebSocketClient.SendHttpAsync(_server.Port,
+    /// <summary>An upgrade request with extra header lines; returns the server's HTTP answer (a refusal, or the 101).</summary>
+    internal static Task<RawHttpResponse> UpgradeAsync(int port, string headers = "") =>
+        RawWebSocketClient.SendHttpAsync(port,
             $"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {Convert.ToBase64String(RandomNumberGenerator.GetBytes(16))}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n");
+
+    private Task<RawHttpResponse> UpgradeAsync(string headers = "") => UpgradeAsync(_server.Port, headers);
 
     private Task<RawHttpResponse> AdminAsync(string method, string target, string? adminToken) =>
         RawWebSocketClient.SendHttpAsync(_server.Port,
             $"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{(adminToken is null ? "" : $"Authorization: Bearer {adminToken}\r\n")}Content-Length: 0\r\nConnection: close\r\n\r\n");
 
     /// <summary>Sends Hello and returns the client id of the Welcome.</summary>
-    private static async Task<string> HelloAsync(RawWebSocketClient client)
+    internal static async Task<string> HelloAsync(RawWebSocketClient client)
     {
         await client.SendBinaryAsync(new ClientMessage { RequestId = 1, Hello = new Hello { ProtocolVersion = 1 } }.ToByteArray());
         RawFrame frame = await client.ReceiveFrameAsync();
