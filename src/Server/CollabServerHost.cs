@@ -107,7 +107,10 @@ public static class CollabServerHost
         services.AddCollabTransport(transport);
         builder.WebHost.ConfigureCollabKestrel(transport);
 
-        return builder.Build();
+        WebApplication app = builder.Build();
+        app.UseCollabTransport();
+        app.Services.GetRequiredService<SecurityServices>().Admin.Map(app);
+        return app;
     }
 
     private static Dictionary<string, string?> EnvironmentShortcuts()

@@ -42,6 +42,28 @@ public sealed class TransportOptions
     /// </summary>
     public int MaxPendingHandshakes { get; set; } = 1000;
 
+    /// <summary>
+    /// Most of those <see cref="MaxPendingHandshakes"/> connections that one client address may hold at once (IPv4
+    /// addresses alone, IPv6 per /64), so one address cannot take the server's whole handshake capacity; further
+    /// connections from it are answered 429 at once. Loopback clients are not counted unless
+    /// <see cref="ExemptLoopbackAddresses"/> is false. Behind a reverse proxy every client has the proxy's address: limit
+    /// at the proxy instead. 0 disables the limit.
+    /// </summary>
+    public int MaxPendingHandshakesPerAddress { get; set; } = 64;
+
+    /// <summary>
+    /// Loopback clients (a reverse proxy on the same host, through which every client appears as 127.0.0.1; load
+    /// generators) are not counted by <see cref="MaxPendingHandshakesPerAddress"/>. Default true.
+    /// </summary>
+    public bool ExemptLoopbackAddresses { get; set; } = true;
+
+    /// <summary>
+    /// When true (and <see cref="ManagementPort"/> is set), /metrics and /readyz are served on the management port only
+    /// and the public port answers them 404, so the world cannot read the metrics or watch readiness. /healthz stays on
+    /// both ports. Default false.
+    /// </summary>
+    public bool ManagementEndpointsPrivate { get; set; }
+
     /// <summary>Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -139,6 +161,16 @@ public sealed class TransportOptions
         if (MaxPendingHandshakes <= 0)
         {
             errors.Add("MaxPendingHandshakes must be positive.");
+        }
+
+        if (MaxPendingHandshakesPerAddress < 0)
+        {
+            errors.Add("MaxPendingHandshakesPerAddress must be zero (off) or positive.");
+        }
+
+        if (ManagementEndpointsPrivate && ManagementPort is null)
+        {
+            errors.Add("ManagementEndpointsPrivate needs a ManagementPort (otherwise /metrics and /readyz would be served nowhere).");
         }
 
         Positive(HandshakeTimeout, nameof(HandshakeTimeout), errors);
