@@ -298,6 +298,11 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             return;
         }
+        catch (DocumentDeletedException)
+        {
+            SendError(ErrorCode.DocDeleted, $"Document '{docId}' was deleted.", requestId, docId);
+            return;
+        }
         catch (Exception ex)
         {
             _services.Documents.Log.DocumentLoadFailed(docId, ex);
@@ -808,6 +813,21 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{hub.DocId}' moved" },
         }));
         _connection.Close(1012, "document moved; reconnect");
+    }
+
+    /// <summary>The document was deleted (HTTP API): the subscription ends with DOC_DELETED; the connection stays open.</summary>
+    internal void OnDocumentDeleted(DocumentHub hub)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
+            {
+                _subscriptions.Remove(hub.DocId, out _);
+                hub.ReleaseRef();
+            }
+        }
+
+        SendError(ErrorCode.DocDeleted, $"Document '{hub.DocId}' was deleted.", 0, hub.DocId);
     }
 
     /// <summary>A subscription ended on the hub's side (history gone); forget it here.</summary>

@@ -469,6 +469,9 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
+    /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
+    internal Task<List<ClientSession>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
+
     public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DropSubscribersOnWorker());
 
     public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DropSubscribersOnWorker());
