@@ -1,4 +1,5 @@
 using Collab.Engine.Sequencing;
+using Collab.Server.Api;
 using Collab.Server.Cluster;
 using Collab.Server.Hosting;
 using Collab.Server.Security;
@@ -54,6 +55,8 @@ public static class CollabServerHost
         config.GetSection(AuthOptions.Section).Bind(auth);
         var limits = new LimitsOptions();
         config.GetSection(LimitsOptions.Section).Bind(limits);
+        var api = new ApiOptions();
+        config.GetSection(ApiOptions.Section).Bind(api);
         var cluster = new ClusterOptions();
         config.GetSection(ClusterOptions.Section).Bind(cluster);
         if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
@@ -105,11 +108,21 @@ public static class CollabServerHost
         // After the cluster: a cluster's IRevocationBus registration wins over the in-process default.
         services.AddCollabSecurity(auth, limits);
         services.AddCollabTransport(transport);
+        if (api.Enabled)
+        {
+            services.AddCollabApi(api, storage);
+        }
+
         builder.WebHost.ConfigureCollabKestrel(transport);
 
         WebApplication app = builder.Build();
         app.UseCollabTransport();
         app.Services.GetRequiredService<SecurityServices>().Admin.Map(app);
+        if (api.Enabled)
+        {
+            app.MapCollabApi();
+        }
+
         return app;
     }
 

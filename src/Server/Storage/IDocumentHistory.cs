@@ -48,10 +48,11 @@ public sealed record DocumentInfo(string Id, string Type, long CreatedMs, long? 
 public sealed record DocumentSummary(string Id, string Type, long Version, long CreatedMs);
 
 /// <summary>
-/// A document's stored history: the first and last op versions held (null when no op is), and the oldest and newest
-/// snapshot versions (null when none).
+/// A document's stored history: the first and last op versions held (null when no op is), the newest snapshot version
+/// (null when none), and the oldest version that can be rebuilt: 0 while the log starts at version 1, else the oldest
+/// snapshot at or after where the pruned log now starts.
 /// </summary>
-public readonly record struct HistoryBounds(long? FirstOp, long? LastOp, long? FirstSnapshot, long? LastSnapshot)
+public readonly record struct HistoryBounds(long? FirstOp, long? LastOp, long? LastSnapshot, long EarliestReadable)
 {
     /// <summary>The newest version the store knows.</summary>
     public long Head => Math.Max(LastOp ?? 0, LastSnapshot ?? 0);

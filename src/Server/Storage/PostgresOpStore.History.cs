@@ -102,13 +102,18 @@ public sealed partial class PostgresOpStore
     {
         StorageValidation.ValidateDocId(docId);
         await using var command = _dataSource.CreateCommand("""
-            SELECT (SELECT min(version) FROM ops WHERE doc_id = $1), (SELECT max(version) FROM ops WHERE doc_id = $1),
-                   (SELECT min(version) FROM snapshots WHERE doc_id = $1), (SELECT max(version) FROM snapshots WHERE doc_id = $1)
+            WITH b AS (SELECT (SELECT min(version) FROM ops WHERE doc_id = $1) AS first_op, (SELECT max(version) FROM ops WHERE doc_id = $1) AS last_op,
+                              (SELECT max(version) FROM snapshots WHERE doc_id = $1) AS last_snapshot)
+            SELECT first_op, last_op, last_snapshot,
+                   CASE WHEN first_op IS NULL THEN coalesce(last_snapshot, 0)
+                        WHEN first_op <= 1 THEN 0
+                        ELSE coalesce((SELECT min(version) FROM snapshots WHERE doc_id = $1 AND version >= first_op - 1), last_op) END
+            FROM b
             """);
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = docId });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return new HistoryBounds(Nullable(reader, 0), Nullable(reader, 1), Nullable(reader, 2), Nullable(reader, 3));
+        return new HistoryBounds(Nullable(reader, 0), Nullable(reader, 1), Nullable(reader, 2), reader.GetInt64(3));
 
         static long? Nullable(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
     }

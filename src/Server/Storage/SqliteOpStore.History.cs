@@ -102,12 +102,32 @@ public sealed partial class SqliteOpStore
         command.Transaction = transaction;
         command.CommandText = """
             SELECT (SELECT min(version) FROM ops WHERE doc_id = $doc), (SELECT max(version) FROM ops WHERE doc_id = $doc),
-                   (SELECT min(version) FROM snapshots WHERE doc_id = $doc), (SELECT max(version) FROM snapshots WHERE doc_id = $doc)
+                   (SELECT max(version) FROM snapshots WHERE doc_id = $doc)
             """;
         command.Parameters.AddWithValue("$doc", docId);
-        using var reader = command.ExecuteReader();
-        reader.Read();
-        return new HistoryBounds(Nullable(reader, 0), Nullable(reader, 1), Nullable(reader, 2), Nullable(reader, 3));
+        long? firstOp, lastOp, lastSnapshot;
+        using (var reader = command.ExecuteReader())
+        {
+            reader.Read();
+            firstOp = Nullable(reader, 0);
+            lastOp = Nullable(reader, 1);
+            lastSnapshot = Nullable(reader, 2);
+        }
+
+        long earliest = 0;
+        if (firstOp is not > 1)
+        {
+            earliest = firstOp is null ? lastSnapshot ?? 0 : 0;
+        }
+        else
+        {
+            // Pruned: the oldest snapshot from which the remaining log continues.
+            command.CommandText = "SELECT min(version) FROM snapshots WHERE doc_id = $doc AND version >= $first";
+            command.Parameters.AddWithValue("$first", firstOp.Value - 1);
+            earliest = command.ExecuteScalar() is long v ? v : lastOp ?? 0;
+        }
+
+        return new HistoryBounds(firstOp, lastOp, lastSnapshot, earliest);
 
         static long? Nullable(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
     }
