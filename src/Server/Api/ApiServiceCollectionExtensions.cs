@@ -41,6 +41,27 @@ internal static class ApiServiceCollectionExtensions
     /// <summary>Maps <c>/v1</c> and <c>/openapi/v1.json</c>.</summary>
     public static WebApplication MapCollabApi(this WebApplication app)
     {
+        // Errors that routing answers itself (404 for an unknown /v1 path, 405, 415 for a body that is not JSON) come
+        // without a body: under /v1 they get the problem details every other API error has.
+        app.Use(async (context, next) =>
+        {
+            await next(context).ConfigureAwait(false);
+            HttpResponse response = context.Response;
+            if (response.StatusCode >= 400 && !response.HasStarted && response.ContentLength is null && response.ContentType is null
+                && context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
+            {
+                string detail = response.StatusCode switch
+                {
+                    StatusCodes.Status404NotFound => "No such API route.",
+                    StatusCodes.Status405MethodNotAllowed => $"{context.Request.Method} is not allowed here.",
+                    StatusCodes.Status415UnsupportedMediaType => "Send the body as application/json.",
+                    _ => "The request was refused.",
+                };
+                response.Headers.CacheControl = "no-store";
+                await ApiProblem.Http(response.StatusCode, response.StatusCode == StatusCodes.Status404NotFound ? "NOT_FOUND" : "BAD_MESSAGE", detail)
+                    .ExecuteAsync(context).ConfigureAwait(false);
+            }
+        });
         ApiEndpoints.Map(app);
         app.MapOpenApi("/openapi/{documentName}.json");
         return app;
