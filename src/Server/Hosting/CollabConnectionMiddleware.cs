@@ -10,16 +10,13 @@ namespace Collab.Server.Hosting;
 /// <item>Takes the connection's pending-handshake slot (server-wide and per client address), or refuses the connection
 /// at once, before anything is parsed: both stacks' connections count, so one address holding idle connections cannot
 /// take the capacity of the other clients whichever path it aims at.</item>
-/// <item>Peeks at the request line (TransportConnection.RunAsync): a request for the WebSocket path is
+/// <item>Peeks at the request line (<c>TransportConnection.RunAsync</c>): a request for the WebSocket path is
 /// served by the raw RFC 6455 transport; anything else is passed on, unconsumed, to ASP.NET Core's HTTP pipeline
 /// (the API, the page, the probes), which keeps the connection and the slot until it closes.</item>
 /// </list>
 /// </summary>
 internal sealed class CollabConnectionMiddleware
 {
-    /// <summary>Where the pipeline finds the slot of its connection when a WebSocket upgrade arrives on it (keep-alive).</summary>
-    internal static readonly object PendingSlotKey = new();
-
     private readonly ConnectionDelegate _next;
     private readonly TransportServices _services;
 
@@ -29,39 +26,21 @@ internal sealed class CollabConnectionMiddleware
         _services = services;
     }
 
-    public async Task OnConnectedAsync(ConnectionContext connection)
+    /// <summary>
+    /// Not an async method: the connection's one asynchronous frame is <c>TransportConnection.RunAsync</c>, which
+    /// also awaits the pipeline for a handed-off connection (an idle WebSocket's memory is counted per byte).
+    /// </summary>
+    public Task OnConnectedAsync(ConnectionContext connection)
     {
-        TransportMetrics metrics = _services.Metrics;
-        metrics.TcpConnectionsOpen.Inc();
-        try
+        var remote = connection.RemoteEndPoint as IPEndPoint;
+        if (!_services.Registry.TryEnterHandshake(remote, out ConnectionRegistry.PendingSlot? slot, out ConnectionRejection rejection))
         {
-            var remote = connection.RemoteEndPoint as IPEndPoint;
-            if (!_services.Registry.TryEnterHandshake(remote, out ConnectionRegistry.PendingSlot? slot, out ConnectionRejection rejection))
-            {
-                // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
-                metrics.Rejected(rejection).Inc();
-                await RefuseAsync(connection, rejection).ConfigureAwait(false);
-                return;
-            }
+            // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
+            _services.Metrics.Rejected(rejection).Inc();
+            return RefuseAsync(connection, rejection);
+        }
 
-            try
-            {
-                var transport = new TransportConnection(_services, connection.Transport, remote, connection, slot);
-                if (await transport.RunAsync().ConfigureAwait(false) == TransportOutcome.HandedOff)
-                {
-                    connection.Items[PendingSlotKey] = slot;
-                    await _next(connection).ConfigureAwait(false);
-                }
-            }
-            finally
-            {
-                slot!.Release();
-            }
-        }
-        finally
-        {
-            metrics.TcpConnectionsOpen.Dec();
-        }
+        return new TransportConnection(_services, connection.Transport, remote, connection, slot, _next).RunAsync();
     }
 
     private static async Task RefuseAsync(ConnectionContext connection, ConnectionRejection rejection)

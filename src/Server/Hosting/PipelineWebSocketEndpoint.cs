@@ -44,7 +44,7 @@ internal static class PipelineWebSocketEndpoint
         };
 
         object? slot = null;
-        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(CollabConnectionMiddleware.PendingSlotKey, out slot);
+        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ConnectionRegistry.PendingSlot.ItemsKey, out slot);
         IPEndPoint? remote = context.Connection.RemoteIpAddress is { } address ? new IPEndPoint(address, context.Connection.RemotePort) : null;
         var connection = new TransportConnection(services, new UpgradeResponse(context), remote, slot as ConnectionRegistry.PendingSlot);
         await connection.RunUpgradeAsync(head).ConfigureAwait(false);

@@ -176,6 +176,9 @@ internal sealed class ConnectionRegistry : IDisposable
     /// </summary>
     internal sealed class PendingSlot
     {
+        /// <summary>Key of the slot in the connection's items once the HTTP pipeline owns the connection.</summary>
+        public static readonly object ItemsKey = new();
+
         private readonly ConnectionRegistry _registry;
         private readonly AddressCount? _perAddress;
         private int _released;

@@ -30,7 +30,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private PipeReader _input;
     private PipeWriter _output;
     private readonly ConnectionContext? _context;
-    private readonly ConnectionRegistry.PendingSlot? _pendingSlot;
+    private readonly ConnectionDelegate? _pipeline;
+    private ConnectionRegistry.PendingSlot? _pendingSlot;
     private IUpgradeResponse? _upgradeResponse;
     private readonly Lock _sync = new();
 
@@ -98,8 +99,20 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// The connection's hold on the pending-handshake capacity (taken at accept by the connection middleware), released
     /// when the upgrade completes or the connection ends; null where nothing was counted (in-memory tests).
     /// </param>
-    public TransportConnection(TransportServices services, IDuplexPipe transport, IPEndPoint? remoteEndPoint, ConnectionContext? context, ConnectionRegistry.PendingSlot? pendingSlot = null)
+    /// <param name="pipeline">
+    /// The HTTP pipeline a connection whose first request is not for the WebSocket path is handed to (awaited here, so a
+    /// connection costs one asynchronous frame whichever stack serves it); null: <see cref="RunAsync"/> returns
+    /// <see cref="TransportOutcome.HandedOff"/> instead (in-memory tests).
+    /// </param>
+    public TransportConnection(
+        TransportServices services,
+        IDuplexPipe transport,
+        IPEndPoint? remoteEndPoint,
+        ConnectionContext? context,
+        ConnectionRegistry.PendingSlot? pendingSlot = null,
+        ConnectionDelegate? pipeline = null)
     {
+        _pipeline = pipeline;
         _services = services;
         _options = services.Options;
         _input = transport.Input;
@@ -166,6 +179,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// </summary>
     public async Task<TransportOutcome> RunAsync()
     {
+        _services.Metrics.TcpConnectionsOpen.Inc();
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         bool handedOff = false;
         try
@@ -205,6 +219,30 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             {
                 await FinishAsync().ConfigureAwait(false);
             }
+        }
+
+        if (handedOff && _pipeline is not null && _context is not null)
+        {
+            ConnectionRegistry.PendingSlot? slot = _pendingSlot;
+            try
+            {
+                if (slot is not null)
+                {
+                    // An upgrade arriving later on this keep-alive connection releases it (PipelineWebSocketEndpoint).
+                    _context.Items[ConnectionRegistry.PendingSlot.ItemsKey] = slot;
+                }
+
+                await _pipeline(_context).ConfigureAwait(false);
+            }
+            finally
+            {
+                LeaveHandshakePhase();
+                _services.Metrics.TcpConnectionsOpen.Dec();
+            }
+        }
+        else if (handedOff)
+        {
+            _services.Metrics.TcpConnectionsOpen.Dec();
         }
 
         return handedOff ? TransportOutcome.HandedOff : TransportOutcome.Completed;
@@ -719,7 +757,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         return true;
     }
 
-    private void LeaveHandshakePhase() => _pendingSlot?.Release();
+    /// <summary>Gives the pending slot back (once) and drops the reference, so an open WebSocket does not keep it alive.</summary>
+    private void LeaveHandshakePhase() => Interlocked.Exchange(ref _pendingSlot, null)?.Release();
 
     private static bool IsValidKey(string? key)
     {
@@ -1238,6 +1277,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             await _input.CompleteAsync().ConfigureAwait(false);
             LeaveHandshakePhase();
             _services.Registry.Remove(Id);
+            _services.Metrics.TcpConnectionsOpen.Dec();
             if (_holdsSlot)
             {
                 _holdsSlot = false;
