@@ -6,6 +6,7 @@ using Collab.Server.Security;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
+using Collab.Server.Web;
 
 namespace Collab.Server;
 
@@ -57,6 +58,8 @@ public static class CollabServerHost
         config.GetSection(LimitsOptions.Section).Bind(limits);
         var api = new ApiOptions();
         config.GetSection(ApiOptions.Section).Bind(api);
+        var web = new WebOptions();
+        config.GetSection(WebOptions.Section).Bind(web);
         var cluster = new ClusterOptions();
         config.GetSection(ClusterOptions.Section).Bind(cluster);
         if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
@@ -121,6 +124,11 @@ public static class CollabServerHost
         if (api.Enabled)
         {
             app.MapCollabApi();
+        }
+
+        if (web.IsEnabled(auth.IsJwt, cluster.Enabled))
+        {
+            WebHosting.Map(app, web);
         }
 
         return app;
