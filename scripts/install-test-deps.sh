@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine that has the .NET 10 SDK:
 # PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js + npm (for the `ws`
-# conformance client). Idempotent: a machine that already has everything is left alone.
+# conformance client and the PromQL parser of the deploy/ tests), Prometheus and promtool (the deploy/ tests check the
+# rules with promtool and scrape a running server with a real Prometheus). Idempotent: a machine that already has
+# everything is left alone.
 set -euo pipefail
 
 need=()
@@ -9,6 +11,7 @@ command -v initdb >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/initdb ] ||
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need[*]}"
@@ -26,4 +29,10 @@ fi
 # Node packages for the independent WebSocket client used by the transport conformance tests.
 if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Prometheus's own PromQL grammar (@prometheus-io/lezer-promql), for the deploy/ tests that check every expression of
+# the rules and the dashboard.
+if [ -f tests/Integration/Deploy/node/package-lock.json ]; then
+  (cd tests/Integration/Deploy/node && npm ci --no-audit --no-fund --loglevel=error)
 fi

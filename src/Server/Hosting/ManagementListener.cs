@@ -108,7 +108,13 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public void Dispose() => _listener?.Dispose();
+    public void Dispose()
+    {
+        // Disposed without StopAsync (a host torn down after a failed start, a test's using): the accept thread must see
+        // that it is stopping, or the Accept that the disposal ends would throw on a thread nobody catches for.
+        _stopping = true;
+        _listener?.Dispose();
+    }
 
     private void AcceptLoop()
     {
@@ -119,7 +125,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
             {
                 client = _listener!.Accept();
             }
-            catch (Exception) when (_stopping)
+            catch (Exception ex) when (_stopping || ex is ObjectDisposedException)
             {
                 return;
             }

@@ -1,6 +1,10 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Collab.Server.Security;
+using Collab.Server.Sessions;
+using Collab.Server.Storage;
 using Prometheus;
 
 namespace Collab.Server.Hosting;
@@ -49,6 +53,15 @@ internal static partial class MetricsDefaults
         });
         var collector = new ProcessCollector(Metrics.DefaultRegistry);
         Metrics.DefaultRegistry.AddBeforeCollectCallback(collector.Update);
+
+        // Every collab_* series a node exports exists from start-up rather than from its first use (the first session,
+        // the first prune an hour later). Prometheus sees no increase() in a series that first appears non-zero, so the
+        // first document loads or token failures after a start would be missing from rates, the dashboard and the
+        // alerts (deploy/prometheus; tests/Integration/Deploy). The collab_cluster_* series stay for cluster mode to
+        // create: on a single node they would read as a NATS connection that is down.
+        RuntimeHelpers.RunClassConstructor(typeof(SessionMetrics).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(SecurityMetrics).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(RetentionService).TypeHandle);
     }
 
     /// <summary>

@@ -56,8 +56,10 @@ internal static class SecurityMetrics
     public static readonly Counter ClientIdRebound = Metrics.CreateCounter(
         "collab_auth_client_id_rebound_total", "Hellos that tried to resume a client id issued to another user (given a fresh id instead).");
 
-    public static readonly Counter KeySetRefreshes = Metrics.CreateCounter(
-        "collab_auth_jwks_refresh_total", "JWKS loads, by result (ok, failed).", "result");
+    // Both results exist from the first load on: a series that first appears at 1 has no increase() in Prometheus,
+    // so the first failed load would never fire the CollabJwksRefreshFailing alert (deploy/prometheus).
+    public static readonly Counter KeySetRefreshes = WithChildren(
+        Metrics.CreateCounter("collab_auth_jwks_refresh_total", "JWKS loads, by result (ok, failed).", "result"), "ok", "failed");
 
     public static readonly Gauge RevocationsActive = Metrics.CreateGauge(
         "collab_auth_revocations", "Revocation entries held by this node.");
@@ -95,6 +97,16 @@ internal static class SecurityMetrics
         }
 
         return builder.ToString();
+    }
+
+    private static Counter WithChildren(Counter counter, params string[] values)
+    {
+        foreach (string value in values)
+        {
+            _ = counter.WithLabels(value);
+        }
+
+        return counter;
     }
 
     private static Counter.Child[] Children(Counter counter)

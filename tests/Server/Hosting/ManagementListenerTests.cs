@@ -164,6 +164,19 @@ public sealed class ManagementListenerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Disposing_without_stopping_ends_the_accept_thread_quietly()
+    {
+        // Before the fix the accept thread's Accept threw ObjectDisposedException on a thread nobody catches for, which
+        // killed the whole test host (and would kill a server disposed after a failed start).
+        ManagementListener listener = await StartOwnListenerAsync(TimeSpan.FromSeconds(5));
+        int port = listener.BoundPort;
+        listener.Dispose();
+        await Task.Delay(500);
+        using var probe = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await Assert.ThrowsAsync<SocketException>(() => probe.ConnectAsync("127.0.0.1", port));
+    }
+
+    [Fact]
     public void The_management_port_must_differ_from_the_websocket_port()
     {
         Assert.Throws<TransportConfigurationException>(() => new TransportOptions { Port = 9000, ManagementPort = 9000 }.Validate());

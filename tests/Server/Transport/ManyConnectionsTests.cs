@@ -21,7 +21,9 @@ public sealed class ManyConnectionsTests
         Assert.True(limit >= (Connections * 2) + 500, $"the open-files limit ({limit}) is too low for {Connections} loopback connections");
 
         var app = new TestApplication();
-        await using TestTransportServer server = await TestTransportServer.StartAsync(app, new TransportOptions { MaxConnections = Connections });
+        // No keep-alive pings during the test: on a loaded machine connecting 5,000 clients took over the 30 s default
+        // interval, and the first frame a client read was the server's ping, not the broadcast.
+        await using TestTransportServer server = await TestTransportServer.StartAsync(app, new TransportOptions { MaxConnections = Connections, PingInterval = TimeSpan.FromMinutes(10) });
         var clients = new RawWebSocketClient[Connections];
         try
         {
