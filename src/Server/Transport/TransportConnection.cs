@@ -194,14 +194,9 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                 await RunWebSocketAsync().ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (IsConnectionFailure(ex))
-        {
-            RecordEnd(ConnectionEndReason.ConnectionReset);
-        }
         catch (Exception ex)
         {
-            LogUnexpected(_services.Logger, Id, ex);
-            RecordEnd(ConnectionEndReason.InternalError);
+            RecordFailure(ex);
         }
         finally
         {
@@ -262,19 +257,27 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                 await RunWebSocketAsync().ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (IsConnectionFailure(ex))
-        {
-            RecordEnd(ConnectionEndReason.ConnectionReset);
-        }
         catch (Exception ex)
         {
-            LogUnexpected(_services.Logger, Id, ex);
-            RecordEnd(ConnectionEndReason.InternalError);
+            RecordFailure(ex);
         }
         finally
         {
             await FinishAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The end reason of an exception that escaped the connection's run: the peer went away, or a bug (logged).</summary>
+    private void RecordFailure(Exception ex)
+    {
+        if (IsConnectionFailure(ex))
+        {
+            RecordEnd(ConnectionEndReason.ConnectionReset);
+            return;
+        }
+
+        LogUnexpected(_services.Logger, Id, ex);
+        RecordEnd(ConnectionEndReason.InternalError);
     }
 
     /// <inheritdoc />
