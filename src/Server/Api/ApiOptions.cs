@@ -15,9 +15,12 @@ public sealed class ApiOptions
     /// snapshot at or below it. The document host writes a snapshot every <c>Storage:SnapshotEveryOps</c> (up to 1.5 times
     /// that, per document) and every snapshot is kept by default, so every version is within about 1,500 ops of one;
     /// a version further from any kept snapshot (<c>Storage:SnapshotsToKeep</c> set) is answered 422. At least twice
-    /// Storage:SnapshotEveryOps. Default 5,000.
+    /// Storage:SnapshotEveryOps. Unset (default): 5,000, or twice Storage:SnapshotEveryOps when that is more.
     /// </summary>
-    public int MaxReplayOps { get; set; } = 5_000;
+    public int? MaxReplayOps { get; set; }
+
+    /// <summary>K as in force: <see cref="MaxReplayOps"/>, or its default for the snapshot interval (set by <see cref="Validate"/>).</summary>
+    public int ReplayBound { get; private set; } = 5_000;
 
     /// <summary>Ops or documents in one page when the request names no <c>limit</c>. Default 100.</summary>
     public int DefaultPageSize { get; set; } = 100;
@@ -36,6 +39,8 @@ public sealed class ApiOptions
         {
             errors.Add($"{nameof(MaxReplayOps)} ({MaxReplayOps}) must be at least twice Storage:SnapshotEveryOps ({snapshotEveryOps}): versions between two snapshots would be unreadable.");
         }
+
+        ReplayBound = MaxReplayOps ?? (int)Math.Min(int.MaxValue, Math.Max(5_000, 2L * snapshotEveryOps));
 
         if (DefaultPageSize < 1 || MaxPageSize < DefaultPageSize)
         {

@@ -572,7 +572,7 @@ internal sealed class DocumentApi
             response.Headers.Remove(HeaderNames.ETag);
             return (null, target.Version, read.IsTooFar
                 ? ApiProblem.Http(StatusCodes.Status422UnprocessableEntity, "VERSION_TOO_OLD",
-                    $"Version {target.Version} of '{docId}' is {read.Replayed} ops past the nearest kept snapshot (version {read.NearestSnapshot}); reads replay at most Api:MaxReplayOps={_options.MaxReplayOps}. Keep every snapshot (Storage:SnapshotsToKeep=0) or raise the bound.")
+                    $"Version {target.Version} of '{docId}' is {read.Replayed} ops past the nearest kept snapshot (version {read.NearestSnapshot}); reads replay at most Api:MaxReplayOps={_options.ReplayBound}. Keep every snapshot (Storage:SnapshotsToKeep=0) or raise the bound.")
                 : ApiProblem.Wire(ErrorCode.VersionTooOld, $"Version {target.Version} of '{docId}' is no longer kept; the earliest available is {read.EarliestAvailable}.",
                     new Dictionary<string, object?> { ["earliestVersion"] = read.EarliestAvailable }));
         }

@@ -40,7 +40,7 @@ internal sealed partial class HistoryReader
         _history = store as IDocumentHistory ?? throw new ArgumentException("The op store keeps no document catalogue.", nameof(store));
         _replicaOps = replica;
         _replica = replica as IDocumentHistory;
-        _maxReplay = options.MaxReplayOps;
+        _maxReplay = options.ReplayBound;
         _pageSize = options.MaxPageSize;
         _logger = logger;
     }

@@ -49,7 +49,8 @@ public sealed class ApiHistoryTests
         HistoryBounds bounds = await catalog.GetBoundsAsync("long/history", CancellationToken.None);
         Assert.Equal(Ops, bounds.Head);
         Assert.True(bounds.LastSnapshot >= Ops - 1_500, $"the host wrote no recent snapshot (last {bounds.LastSnapshot})");
-        int maxReplay = server.Services.GetRequiredService<ApiOptions>().MaxReplayOps;
+        int maxReplay = server.Services.GetRequiredService<ApiOptions>().ReplayBound;
+        Assert.Equal(5_000, maxReplay);
         long worst = 0;
         foreach (long version in targets)
         {
