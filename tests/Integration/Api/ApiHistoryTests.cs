@@ -88,7 +88,7 @@ public sealed class ApiHistoryTests
         await server.Services.GetServices<IHostedService>().OfType<RetentionService>().Single().RunOnceAsync(CancellationToken.None);
 
         HistoryBounds bounds = await server.Services.GetRequiredService<HistoryReader>().Catalog.GetBoundsAsync("pruned/a", CancellationToken.None);
-        Assert.True(bounds.FirstOp > 1, "retention pruned nothing");
+        Assert.True(bounds.FirstOp is null or > 1, "retention pruned nothing"); // null: a snapshot covered every op
         JsonElement gone = await ApiClient.AssertProblemAsync(await api.GetAsync("pruned/a", "?version=3"), HttpStatusCode.Gone, "VERSION_TOO_OLD");
         Assert.Equal(bounds.EarliestReadable, gone.GetProperty("earliestVersion").GetInt64());
         Assert.True(bounds.EarliestReadable >= 40);
