@@ -46,7 +46,9 @@ public sealed class BenchServer : IAsyncDisposable
         builder.Services.AddSingleton<IWebSocketApplication, EchoApplication>();
         builder.Services.AddCollabTransport(options);
         builder.WebHost.ConfigureCollabKestrel(options);
-        return await StartAsync(builder.Build());
+        WebApplication app = builder.Build();
+        app.UseCollabTransport(); // as the server does: the HTTP pipeline behind the connection middleware
+        return await StartAsync(app);
     }
 
     public static async Task<BenchServer> StartAspNetCoreAsync()

@@ -1,4 +1,5 @@
 using Collab.Engine.Sequencing;
+using Collab.Server.Api;
 using Collab.Server.Cluster;
 using Collab.Server.Hosting;
 using Collab.Server.Security;
@@ -6,6 +7,7 @@ using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
 using Microsoft.Extensions.Options;
+using Collab.Server.Web;
 
 namespace Collab.Server;
 
@@ -71,6 +73,8 @@ public static class CollabServerHost
         NodeOptions node = Load(() => SettingsBinder.Bind<NodeOptions>(config, NodeOptions.Section), n => n.Validate(), invalid);
         AuthOptions auth = Load(() => SettingsBinder.Bind<AuthOptions>(config, AuthOptions.Section), a => a.ValidateWithOrigins(transport.AllowedOrigins), invalid);
         LimitsOptions limits = Load(() => SettingsBinder.Bind<LimitsOptions>(config, LimitsOptions.Section), l => l.Validate(), invalid);
+        ApiOptions api = Load(() => SettingsBinder.Bind<ApiOptions>(config, ApiOptions.Section), a => a.Validate(storage.SnapshotEveryOps), invalid);
+        WebOptions web = Load(() => SettingsBinder.Bind<WebOptions>(config, WebOptions.Section), _ => { }, invalid);
         ClusterOptions cluster = Load(
             () =>
             {
@@ -130,9 +134,27 @@ public static class CollabServerHost
         // After the cluster: a cluster's IRevocationBus registration wins over the in-process default.
         services.AddCollabSecurity(auth, limits);
         services.AddCollabTransport(transport);
+        if (api.Enabled)
+        {
+            services.AddCollabApi(api, storage);
+        }
+
         builder.WebHost.ConfigureCollabKestrel(transport);
 
-        return builder.Build();
+        WebApplication app = builder.Build();
+        app.UseCollabTransport();
+        app.Services.GetRequiredService<SecurityServices>().Admin.Map(app);
+        if (api.Enabled)
+        {
+            app.MapCollabApi();
+        }
+
+        if (web.IsEnabled(auth.IsJwt, cluster.Enabled))
+        {
+            WebHosting.Map(app, web);
+        }
+
+        return app;
     }
 
     /// <summary>Binds and validates one options class; its invalid settings go to <paramref name="invalid"/> (defaults are returned then).</summary>

@@ -1,18 +1,19 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Collab.Server.Transport;
-using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace Collab.Server.Hosting;
 
 /// <summary>
-/// Wiring for Program.cs:
+/// Wiring for the composition root:
 /// <code>
 /// var options = TransportOptions.FromConfiguration(builder.Configuration);
 /// builder.Services.AddSingleton&lt;IWebSocketApplication, MyApplication&gt;();
 /// builder.Services.AddCollabTransport(options);
 /// builder.WebHost.ConfigureCollabKestrel(options);
+/// var app = builder.Build();
+/// app.UseCollabTransport();   // probes and the pipeline's side of the WebSocket path
 /// </code>
 /// </summary>
 public static class CollabTransportHostingExtensions
@@ -22,8 +23,8 @@ public static class CollabTransportHostingExtensions
 
     /// <summary>
     /// Registers the transport: options, connection registry and heartbeat, metrics, readiness
-    /// (<see cref="IReadinessCheck"/> registry with the transport's own check), probes and the graceful
-    /// drain. The application must be registered separately as <see cref="IWebSocketApplication"/>.
+    /// (<see cref="IReadinessCheck"/> registry with the transport's own check), probes, the management port and the
+    /// graceful drain. The application must be registered separately as <see cref="IWebSocketApplication"/>.
     /// </summary>
     public static IServiceCollection AddCollabTransport(this IServiceCollection services, TransportOptions options)
     {
@@ -34,14 +35,11 @@ public static class CollabTransportHostingExtensions
         services.AddSingleton<IReadinessCheck>(sp => sp.GetRequiredService<TransportReadinessCheck>());
         services.AddSingleton(sp => new ReadinessRegistry(sp.GetServices<IReadinessCheck>()));
         services.AddSingleton(sp => new ProbeEndpoints(sp.GetRequiredService<ReadinessRegistry>()));
-        services.AddSingleton<IPlainHttpRoutes>(sp => sp.GetRequiredService<ProbeEndpoints>());
         services.AddSingleton(sp => new TransportServices(
             options,
             sp.GetRequiredService<IWebSocketApplication>(),
             sp.GetRequiredService<ConnectionRegistry>(),
-            MergeRoutes(sp.GetServices<IPlainHttpRoutes>(), options),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Transport")));
-        services.AddSingleton<CollabConnectionHandler>();
         services.AddHostedService<TransportLifetimeService>();
         services.AddSingleton<ManagementListener>();
         services.AddHostedService(sp => sp.GetRequiredService<ManagementListener>());
@@ -58,33 +56,41 @@ public static class CollabTransportHostingExtensions
         return services;
     }
 
-    /// <summary>Every registered route source in one table; a path served twice (or the WebSocket path) is a start-up error.</summary>
-    private static Dictionary<string, PlainHttpRoute> MergeRoutes(IEnumerable<IPlainHttpRoutes> sources, TransportOptions options)
+    /// <summary>
+    /// The transport's part of the HTTP pipeline: counts requests (<c>collab_http_requests_total</c>), asks clients to
+    /// close their keep-alive connections once the drain has begun, and maps /healthz, /readyz and /metrics (see
+    /// <see cref="TransportOptions.ManagementEndpointsPrivate"/>) and the WebSocket path for upgrades that arrive on a
+    /// keep-alive connection the pipeline already owns (<see cref="PipelineWebSocketEndpoint"/>).
+    /// </summary>
+    public static WebApplication UseCollabTransport(this WebApplication app)
     {
-        var routes = new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal);
-        foreach (IPlainHttpRoutes source in sources)
+        TransportOptions options = app.Services.GetRequiredService<TransportOptions>();
+        ConnectionRegistry registry = app.Services.GetRequiredService<ConnectionRegistry>();
+        TransportMetrics metrics = TransportMetrics.Instance;
+        app.Use(async (context, next) =>
         {
-            foreach ((string path, PlainHttpRoute route) in source.Routes)
+            if (registry.IsShuttingDown)
             {
-                if (string.Equals(path, options.WebSocketPath, StringComparison.Ordinal))
-                {
-                    throw SettingErrors.Single(TransportOptions.SectionName, typeof(TransportOptions), nameof(TransportOptions.WebSocketPath), $"'{path}' is also an HTTP endpoint of the server.");
-                }
-
-                if (!routes.TryAdd(path, route))
-                {
-                    throw new InvalidOperationException($"The HTTP path '{path}' is registered twice.");
-                }
+                // Draining: this response is the connection's last, so it does not outlive the shutdown.
+                context.Response.Headers.Connection = "close";
             }
-        }
 
-        return routes;
+            await next(context).ConfigureAwait(false);
+            string endpoint = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText?.TrimStart('/') is { Length: > 0 } pattern
+                ? pattern
+                : context.Response.StatusCode == StatusCodes.Status404NotFound ? "not_found" : "other";
+            metrics.HttpRequests.WithLabels(endpoint).Inc();
+        });
+        ProbeEndpoints.Map(app, options);
+        PipelineWebSocketEndpoint.Map(app, options);
+        return app;
     }
 
     /// <summary>
-    /// Makes Kestrel listen on <see cref="TransportOptions.Port"/> with our connection handler (behind
-    /// TLS when a certificate is configured). HTTP/1.1 only: the handler speaks HTTP/1.1 itself, and
-    /// ALPN must not offer h2 to browsers.
+    /// Makes Kestrel listen on <see cref="TransportOptions.Port"/> (behind TLS when a certificate is configured) with
+    /// <see cref="CollabConnectionMiddleware"/> in front of the HTTP pipeline: a connection whose first request is for
+    /// the WebSocket path is served by the raw transport, every other one by ASP.NET Core. HTTP/1.1 only: the raw path
+    /// speaks HTTP/1.1 itself, and ALPN must not offer h2 to browsers (a WebSocket over HTTP/2 would bypass it).
     /// </summary>
     public static IWebHostBuilder ConfigureCollabKestrel(this IWebHostBuilder builder, TransportOptions options)
     {
@@ -109,6 +115,13 @@ public static class CollabTransportHostingExtensions
             // The same thresholds for the TLS layer's own pipes.
             kestrel.Limits.MaxRequestBufferSize = InputBufferBytes;
             kestrel.Limits.MaxResponseBufferSize = OutputBufferBytes;
+
+            // The HTTP pipeline's connections hold pending-handshake slots too: the same deadlines as the raw path (a
+            // request head within HandshakeTimeout, an idle keep-alive connection closed after it) and the same bound
+            // on the request head.
+            kestrel.Limits.RequestHeadersTimeout = options.HandshakeTimeout;
+            kestrel.Limits.KeepAliveTimeout = options.HandshakeTimeout;
+            kestrel.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeaderBytes;
             if (string.IsNullOrEmpty(options.ListenAddress))
             {
                 kestrel.ListenAnyIP(options.Port, Configure);
@@ -124,10 +137,19 @@ public static class CollabTransportHostingExtensions
             listen.Protocols = HttpProtocols.Http1;
             if (certificate is not null)
             {
-                listen.UseHttps(certificate);
+                listen.UseHttps(https =>
+                {
+                    https.ServerCertificate = certificate;
+                    https.HandshakeTimeout = options.HandshakeTimeout;
+                });
             }
 
-            listen.UseConnectionHandler<CollabConnectionHandler>();
+            IServiceProvider services = listen.ApplicationServices;
+            listen.Use(next =>
+            {
+                var middleware = new CollabConnectionMiddleware(next, services.GetRequiredService<TransportServices>());
+                return middleware.OnConnectedAsync;
+            });
         }
     }
 

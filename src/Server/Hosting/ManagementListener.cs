@@ -34,7 +34,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
     private readonly TimeSpan _requestTimeout;
 
     private readonly TransportOptions _options;
-    private readonly IReadOnlyDictionary<string, PlainHttpRoute> _routes;
+    private readonly ProbeEndpoints _probes;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly List<Slot> _slots = new(MaxConcurrentConnections + 1); // guarded by _gate, oldest first
@@ -53,7 +53,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
     {
         _requestTimeout = requestTimeout ?? TimeSpan.FromSeconds(2);
         _options = options;
-        _routes = probes.Routes;
+        _probes = probes;
         _logger = logger;
     }
 
@@ -312,20 +312,19 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
             return Response(400, TextPlain, "bad request\n"u8.ToArray(), head: false);
         }
 
-        if (!_routes.TryGetValue(request.Path, out PlainHttpRoute? route) || route.IsAction)
+        if (!ProbeEndpoints.IsProbe(request.Path))
         {
             return Response(404, TextPlain, "not found\n"u8.ToArray(), request.IsHead);
         }
 
-        if (!route.Allows(request))
+        if (!request.IsGet && !request.IsHead)
         {
-            return Response(405, TextPlain, "method not allowed\n"u8.ToArray(), head: false, route.AllowHeader);
+            return Response(405, TextPlain, "method not allowed\n"u8.ToArray(), head: false, "Allow: GET, HEAD\r\n");
         }
 
         // The probe handlers complete synchronously (readiness is a flag check, a scrape writes to a MemoryStream),
         // so waiting here never needs a pool thread.
-        PlainHttpResponse response = route.Handler(new PlainHttpRequest(request.Method, request.Path, request.Query, request.Authorization), CancellationToken.None)
-            .AsTask().GetAwaiter().GetResult();
+        PlainHttpResponse response = _probes.Serve(request.Path, CancellationToken.None)!.Value.AsTask().GetAwaiter().GetResult();
         return Response(response.StatusCode, response.ContentType, response.Body.ToArray(), request.IsHead);
     }
 

@@ -62,6 +62,7 @@ internal static partial class MetricsDefaults
         RuntimeHelpers.RunClassConstructor(typeof(SessionMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(SecurityMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(RetentionService).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(Api.HistoryReader).TypeHandle);
     }
 
     /// <summary>

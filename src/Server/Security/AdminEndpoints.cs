@@ -10,10 +10,10 @@ namespace Collab.Server.Security;
 /// <summary>
 /// <c>POST /admin/revoke?jti=&lt;token id&gt;</c> or <c>?sub=&lt;user&gt;</c>, optionally <c>&amp;ttl=&lt;seconds&gt;</c>, with
 /// <c>Authorization: Bearer &lt;Auth:AdminToken&gt;</c>: adds a revocation on every node and closes the matching
-/// sessions at once. Served on the WebSocket port only when an admin token is configured; the token is
+/// sessions at once. Served on the public port's HTTP pipeline only when an admin token is configured; the token is
 /// compared in constant time. Keep the admin token out of clients: it is an operator credential.
 /// </summary>
-internal sealed class AdminEndpoints : IPlainHttpRoutes
+internal sealed class AdminEndpoints
 {
     public const string RevokePath = "/admin/revoke";
 
@@ -35,22 +35,35 @@ internal sealed class AdminEndpoints : IPlainHttpRoutes
         _time = time;
         _log = log;
         _adminTokenHash = string.IsNullOrEmpty(options.AdminToken) ? null : SHA256.HashData(Encoding.UTF8.GetBytes(options.AdminToken));
-        Routes = _adminTokenHash is null
-            ? new Dictionary<string, PlainHttpRoute>()
-            : new Dictionary<string, PlainHttpRoute>(StringComparer.Ordinal) { [RevokePath] = PlainHttpRoute.Post(RevokeAsync) };
     }
 
-    public IReadOnlyDictionary<string, PlainHttpRoute> Routes { get; }
+    /// <summary>Whether an admin token is configured (otherwise nothing is served).</summary>
+    public bool IsEnabled => _adminTokenHash is not null;
 
-    private async ValueTask<PlainHttpResponse> RevokeAsync(PlainHttpRequest request, CancellationToken cancellationToken)
+    /// <summary>Maps <c>POST /admin/revoke</c> when an admin token is configured.</summary>
+    public void Map(IEndpointRouteBuilder endpoints)
     {
-        if (!IsAdmin(request.Authorization))
+        if (!IsEnabled)
+        {
+            return;
+        }
+
+        endpoints.MapPost(RevokePath, async (HttpContext context) =>
+        {
+            PlainHttpResponse answer = await RevokeAsync(context.Request.Headers.Authorization.ToString(), context.Request.QueryString.Value ?? "", context.RequestAborted).ConfigureAwait(false);
+            await answer.WriteToAsync(context.Response, context.RequestAborted).ConfigureAwait(false);
+        }).ExcludeFromDescription();
+    }
+
+    internal async ValueTask<PlainHttpResponse> RevokeAsync(string? authorization, string queryString, CancellationToken cancellationToken)
+    {
+        if (!IsAdmin(authorization))
         {
             _log.AdminRefused("missing or wrong admin token");
             return Text(401, "admin token required (Authorization: Bearer <Auth:AdminToken>)");
         }
 
-        Dictionary<string, StringValues> query = QueryHelpers.ParseQuery(request.Query);
+        Dictionary<string, StringValues> query = QueryHelpers.ParseQuery(queryString);
         string? jti = Single(query, "jti");
         string? sub = Single(query, "sub");
         if ((jti is null) == (sub is null))

@@ -1,7 +1,6 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Sockets;
+using Collab.Server.Transport;
 
 namespace Collab.Server.Security;
 
@@ -79,34 +78,11 @@ internal sealed class ConnectionAttemptLimiter : IDisposable
 
     public void Dispose() => _sweeper?.Dispose();
 
-    /// <summary>
-    /// Any loopback address, also as IPv4-mapped IPv6, which is how a dual-stack listener sees IPv4 clients:
-    /// <see cref="IPAddress.IsLoopback"/> alone only knows ::ffff:127.0.0.1 of the mapped 127.0.0.0/8, so clients on
-    /// 127.0.0.2 and up (a load generator spreading its source ports over several addresses) were counted.
-    /// </summary>
-    internal static bool IsLoopback(IPAddress address) =>
-        IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
+    /// <summary>See <see cref="ClientAddress.IsLoopback"/>.</summary>
+    internal static bool IsLoopback(IPAddress address) => ClientAddress.IsLoopback(address);
 
-    /// <summary>IPv4 (and IPv4-mapped) addresses as themselves, IPv6 as their /64 prefix.</summary>
-    internal static UInt128 KeyOf(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        Span<byte> bytes = stackalloc byte[16];
-        bytes.Clear();
-        if (address.AddressFamily == AddressFamily.InterNetwork)
-        {
-            address.TryWriteBytes(bytes[12..], out _);
-            return new UInt128(BinaryPrimitives.ReadUInt64BigEndian(bytes), BinaryPrimitives.ReadUInt64BigEndian(bytes[8..]));
-        }
-
-        // The low half of an IPv4 key never exceeds 32 bits, so all ones keeps IPv6 keys apart from it.
-        address.TryWriteBytes(bytes, out _);
-        return new UInt128(BinaryPrimitives.ReadUInt64BigEndian(bytes), ulong.MaxValue);
-    }
+    /// <summary>See <see cref="ClientAddress.KeyOf"/>.</summary>
+    internal static UInt128 KeyOf(IPAddress address) => ClientAddress.KeyOf(address);
 
     internal void Sweep()
     {

@@ -1,5 +1,4 @@
 using Collab.Server.Hosting;
-using Collab.Server.Transport;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Collab.Server.Security;
@@ -8,7 +7,7 @@ namespace Collab.Server.Security;
 internal static class SecurityServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds <see cref="SecurityServices"/>, the admin route, the signing-key readiness check and the lifetime
+    /// Adds <see cref="SecurityServices"/> (its admin route is mapped with the HTTP pipeline), the signing-key readiness check and the lifetime
     /// service that logs the mode and loads keys at start. Register before the transport so keys load before
     /// the first connection. The revocation bus defaults to <see cref="InProcessRevocationBus"/>; a cluster
     /// registers its own <see cref="IRevocationBus"/> first (this uses TryAdd).
@@ -27,7 +26,6 @@ internal static class SecurityServiceCollectionExtensions
             sp.GetRequiredService<IRevocationBus>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Security")));
-        services.AddSingleton<IPlainHttpRoutes>(sp => sp.GetRequiredService<SecurityServices>().Admin);
         services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
         services.AddHostedService<SecurityLifetimeService>();
         return services;

@@ -336,6 +336,11 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             SendError(ErrorCode.Unavailable, $"Document '{docId}' could not be opened within {_services.Options.OpenTimeout.TotalSeconds:0.#} s (storage unreachable?); retry.", requestId, docId);
             return;
         }
+        catch (DocumentDeletedException)
+        {
+            SendError(ErrorCode.DocDeleted, $"Document '{docId}' was deleted.", requestId, docId);
+            return;
+        }
         catch (Exception ex)
         {
             _services.Documents.Log.DocumentLoadFailed(docId, ex);
@@ -961,6 +966,21 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{subscription.DocId}' moved" },
         }));
         _connection.Close(CloseCode.ServiceRestart, "document moved; reconnect");
+    }
+
+    /// <summary>The document was deleted (HTTP API): the subscription ends with DOC_DELETED; the connection stays open.</summary>
+    internal void OnDocumentDeleted(DocumentHub hub)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
+            {
+                _subscriptions.Remove(hub.DocId, out _);
+                hub.ReleaseRef();
+            }
+        }
+
+        SendError(ErrorCode.DocDeleted, $"Document '{hub.DocId}' was deleted.", 0, hub.DocId);
     }
 
     /// <summary>A subscription ended on the hub's side (history gone); forget it here.</summary>

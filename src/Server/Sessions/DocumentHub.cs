@@ -514,6 +514,9 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DocumentFailure.Fenced, DropSubscribersOnWorker());
 
+    /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
+    internal Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
+
     public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DocumentFailure.Fault, DropSubscribersOnWorker());
 
     /// <summary>

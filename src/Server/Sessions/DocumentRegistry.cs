@@ -110,6 +110,10 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         await Task.Yield(); // never run a load inside Lazy's lock
         Interlocked.Increment(ref _loads);
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (Store is IDocumentHistory catalog && await catalog.GetDocumentAsync(docId, CancellationToken.None).ConfigureAwait(false) is { IsDeleted: true })
+        {
+            throw new DocumentDeletedException(docId);
+        }
 
         // Cluster: subscribe to the owner's stream (or take ownership) before reading the log, so no op falls in between.
         IDocumentReplication? replication = _replicator is null ? null : await _replicator.OpenAsync(docId, CancellationToken.None).ConfigureAwait(false);
@@ -146,6 +150,41 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         SessionMetrics.DocumentLoadSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         Log.DocumentOpened(docId, state.Version, load?.Ops.Count ?? 0);
         return hub;
+    }
+
+    /// <summary>
+    /// The document was deleted (its tombstone is stored): subscribers here get DOC_DELETED and the document closes, so
+    /// the next subscriber's load finds the tombstone and is refused.
+    /// </summary>
+    public async Task CloseDeletedAsync(string docId)
+    {
+        if (!_documents.TryGetValue(docId, out Lazy<Task<DocumentHub>>? entry) || !entry.IsValueCreated || !entry.Value.IsCompletedSuccessfully)
+        {
+            return;
+        }
+
+        DocumentHub hub = entry.Value.Result;
+        List<FailedSubscriber> dropped;
+        try
+        {
+            dropped = await hub.DropSubscribersForDeleteAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // closing anyway; its next load is refused
+        }
+
+        if (_documents.TryRemove(KeyValuePair.Create(docId, entry)))
+        {
+            SessionMetrics.DocumentsOpen.Dec();
+        }
+
+        foreach (FailedSubscriber subscriber in dropped)
+        {
+            subscriber.Subscription.Session.OnDocumentDeleted(hub);
+        }
+
+        await CloseHubAsync(hub).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -272,4 +311,10 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         _documents.Clear();
         await Task.WhenAll(closing).ConfigureAwait(false);
     }
+}
+
+/// <summary>The document has a tombstone (deleted through the HTTP API): it cannot be opened until retention purges it.</summary>
+internal sealed class DocumentDeletedException(string docId) : Exception($"Document '{docId}' was deleted.")
+{
+    public string DocId { get; } = docId;
 }

@@ -50,8 +50,8 @@ public interface IOpStore : IAsyncDisposable
     ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Stores a snapshot; one not newer than the latest stored is ignored. Only the newest few
-    /// (<see cref="StorageOptions.SnapshotsToKeep"/>) are kept per document.
+    /// Stores a snapshot; one not newer than the latest stored is ignored. Every snapshot is kept unless
+    /// <see cref="StorageOptions.SnapshotsToKeep"/> limits them to the newest few per document.
     /// </summary>
     ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken);
 

@@ -26,7 +26,7 @@ internal enum PostgresAppendMethod
 /// transaction; the primary key (doc_id, version) is the fence between two writers of a document. <c>ops</c> is hash
 /// partitioned on doc_id, which maps one to one onto a Citus distributed table (see docs/STORAGE.md).
 /// </summary>
-public sealed class PostgresOpStore : IOpStore
+public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
 {
     /// <summary>pg_advisory_lock key serialising migrations across nodes starting at once ("CollabMg").</summary>
     private const long MigrationLockKey = 0x436F6C6C61624D67;
@@ -323,13 +323,16 @@ public sealed class PostgresOpStore : IOpStore
         insert.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = ts, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         batch.BatchCommands.Add(insert);
 
-        var trim = new NpgsqlBatchCommand("""
-            DELETE FROM snapshots WHERE doc_id = $1 AND version <
-                (SELECT version FROM snapshots WHERE doc_id = $1 ORDER BY version DESC LIMIT 1 OFFSET $2)
-            """);
-        trim.Parameters.Add(new NpgsqlParameter<string> { TypedValue = snapshot.DocId });
-        trim.Parameters.Add(new NpgsqlParameter<long> { TypedValue = _snapshotsToKeep - 1 });
-        batch.BatchCommands.Add(trim);
+        if (_snapshotsToKeep > 0)
+        {
+            var trim = new NpgsqlBatchCommand("""
+                DELETE FROM snapshots WHERE doc_id = $1 AND version <
+                    (SELECT version FROM snapshots WHERE doc_id = $1 ORDER BY version DESC LIMIT 1 OFFSET $2)
+                """);
+            trim.Parameters.Add(new NpgsqlParameter<string> { TypedValue = snapshot.DocId });
+            trim.Parameters.Add(new NpgsqlParameter<long> { TypedValue = _snapshotsToKeep - 1 });
+            batch.BatchCommands.Add(trim);
+        }
 
         var document = new NpgsqlBatchCommand("INSERT INTO documents (id, created) VALUES ($1, $2) ON CONFLICT DO NOTHING");
         document.Parameters.Add(new NpgsqlParameter<string> { TypedValue = snapshot.DocId });
@@ -453,12 +456,18 @@ public sealed class PostgresOpStore : IOpStore
                 created timestamptz NOT NULL DEFAULT now());
             """;
 
+        // The HTTP API: a document's OT type, fixed when it is created, and its tombstone (DELETE); catalog-only changes.
+        const string DocumentCatalog = """
+            ALTER TABLE documents ADD COLUMN type text NOT NULL DEFAULT 'text-unicode', ADD COLUMN deleted_at timestamptz;
+            """;
+
         return
         [
             new Migration(1, $"op log ({partitions} hash partitions), documents and snapshots", initial.ToString()),
             new Migration(2, "cluster: document leases and the writer epoch of each op", Cluster),
             new Migration(3, "cluster: revoked token ids and users", Revocations),
             new Migration(4, "server secrets", Secrets),
+            new Migration(5, "document type and tombstone", DocumentCatalog),
         ];
     }
 

@@ -16,7 +16,7 @@ namespace Collab.Server.Storage;
 /// statement (and the fsync on commit). The group-commit stage calls <see cref="AppendAsync"/> from one loop, so this
 /// costs one thread, not one per document.
 /// </remarks>
-public sealed class SqliteOpStore : IOpStore
+public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 {
     /// <summary>SQLITE_CONSTRAINT_PRIMARYKEY: the (doc_id, version) fence.</summary>
     private const int SqliteConstraintPrimaryKey = 1555;
@@ -58,6 +58,10 @@ public sealed class SqliteOpStore : IOpStore
                 value      BLOB    NOT NULL,
                 created_ms INTEGER NOT NULL
             ) WITHOUT ROWID;
+            """),
+        new(3, "document type and tombstone", """
+            ALTER TABLE documents ADD COLUMN type TEXT NOT NULL DEFAULT 'text-unicode';
+            ALTER TABLE documents ADD COLUMN deleted_ms INTEGER;
             """),
     ];
 
@@ -364,14 +368,17 @@ public sealed class SqliteOpStore : IOpStore
                 return;
             }
 
-            command.Parameters.Clear();
-            command.CommandText = """
-                DELETE FROM snapshots WHERE doc_id = $doc AND version <
-                    (SELECT version FROM snapshots WHERE doc_id = $doc ORDER BY version DESC LIMIT 1 OFFSET $keep)
-                """;
-            command.Parameters.AddWithValue("$doc", snapshot.DocId);
-            command.Parameters.AddWithValue("$keep", _snapshotsToKeep - 1);
-            command.ExecuteNonQuery();
+            if (_snapshotsToKeep > 0)
+            {
+                command.Parameters.Clear();
+                command.CommandText = """
+                    DELETE FROM snapshots WHERE doc_id = $doc AND version <
+                        (SELECT version FROM snapshots WHERE doc_id = $doc ORDER BY version DESC LIMIT 1 OFFSET $keep)
+                    """;
+                command.Parameters.AddWithValue("$doc", snapshot.DocId);
+                command.Parameters.AddWithValue("$keep", _snapshotsToKeep - 1);
+                command.ExecuteNonQuery();
+            }
 
             command.Parameters.Clear();
             command.CommandText = "INSERT OR IGNORE INTO documents (id, created_ms) VALUES ($doc, $ts)";

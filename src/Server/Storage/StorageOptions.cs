@@ -101,14 +101,36 @@ public sealed class StorageOptions
     /// </summary>
     public int SnapshotEveryOps { get; set; } = 1000;
 
-    /// <summary>Snapshots kept per document (the newest ones). Default 3.</summary>
-    public int SnapshotsToKeep { get; set; } = 3;
+    /// <summary>
+    /// Snapshots kept per document (the newest ones); 0 (default) keeps every snapshot. The stored snapshots are what make
+    /// reading a past version cheap (the HTTP API's <c>?version=</c> replays at most <c>Api:MaxReplayOps</c> ops from the
+    /// nearest older one), so a limit here makes older versions unreadable once they are further than that from a kept
+    /// snapshot.
+    /// </summary>
+    public int SnapshotsToKeep { get; set; }
 
-    /// <summary>Ops older than this that are covered by a snapshot may be pruned. Default 7 days.</summary>
-    public TimeSpan OpRetention { get; set; } = TimeSpan.FromDays(7);
+    /// <summary>
+    /// Ops older than this that are covered by a snapshot are pruned from the op log. Unset (default): every op is kept
+    /// forever. Versions before the oldest op still held can then only be read where a snapshot is (the API answers 410
+    /// with the earliest available version for the others).
+    /// </summary>
+    public TimeSpan? OpRetention { get; set; }
 
-    /// <summary>How often the retention service prunes the op log. Default 1 hour.</summary>
+    /// <summary>How often the retention service prunes the op log and purges deleted documents. Default 1 hour.</summary>
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// A deleted document (HTTP API <c>DELETE</c>: a tombstone) keeps its data this long, then the retention service
+    /// removes its ops, snapshots and catalogue row and the id can be created again. Default 30 days.
+    /// </summary>
+    public TimeSpan DeletedDocumentRetention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>
+    /// Npgsql connection string of a PostgreSQL streaming replica (hot standby) of the op store. When set, the HTTP API
+    /// reads explicit past versions (<c>?version=</c>, <c>?at=</c>) there when the replica has applied them, and from the
+    /// primary otherwise; the live head and everything else always come from the primary. PostgreSQL store only.
+    /// </summary>
+    public string? ReadReplicaConnectionString { get; set; }
 
     /// <summary>First back-off after a failed commit; doubles per attempt (with jitter) up to <see cref="RetryMaxDelay"/>. Default 50 ms.</summary>
     public TimeSpan RetryInitialDelay { get; set; } = TimeSpan.FromMilliseconds(50);
@@ -186,14 +208,24 @@ public sealed class StorageOptions
             errors.Add(nameof(SnapshotEveryOps), $"must be positive (was {SnapshotEveryOps}).");
         }
 
-        if (SnapshotsToKeep < 1)
+        if (SnapshotsToKeep < 0)
         {
-            errors.Add(nameof(SnapshotsToKeep), $"must be at least 1 (was {SnapshotsToKeep}).");
+            errors.Add(nameof(SnapshotsToKeep), $"must be 0 (keep all) or positive (was {SnapshotsToKeep}).");
         }
 
         if (OpRetention < TimeSpan.Zero)
         {
             errors.Add(nameof(OpRetention), $"must not be negative (was {OpRetention}).");
+        }
+
+        if (DeletedDocumentRetention < TimeSpan.Zero)
+        {
+            errors.Add(nameof(DeletedDocumentRetention), $"must not be negative (was {DeletedDocumentRetention}).");
+        }
+
+        if (!string.IsNullOrWhiteSpace(ReadReplicaConnectionString) && Provider != StorageProvider.Postgres)
+        {
+            errors.Add(nameof(ReadReplicaConnectionString), $"needs the PostgreSQL store (Provider=Postgres).");
         }
 
         if (PruneInterval <= TimeSpan.Zero)

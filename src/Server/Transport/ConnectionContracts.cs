@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using System.Net;
 
 namespace Collab.Server.Transport;
@@ -87,4 +88,38 @@ public interface IWebSocketConnection
 
     /// <summary>Starts the close handshake with an RFC 6455 status code (or an application code 4000-4999).</summary>
     void Close(ushort statusCode, string reason);
+}
+
+/// <summary>How <see cref="TransportConnection.RunAsync"/> ended.</summary>
+internal enum TransportOutcome
+{
+    /// <summary>Served here to the end (a WebSocket, a refused upgrade, or the peer left).</summary>
+    Completed,
+
+    /// <summary>Not a request for the WebSocket path: nothing was consumed and the connection belongs to the HTTP pipeline.</summary>
+    HandedOff,
+}
+
+/// <summary>
+/// The HTTP pipeline's side of an upgrade that reached it on a keep-alive connection (the transport validates the
+/// request and decides; the pipeline owns the connection and writes the answer).
+/// </summary>
+internal interface IUpgradeResponse
+{
+    /// <summary>Answers an error status with a text/plain message and extra header lines ("Name: value\r\n" each).</summary>
+    ValueTask RejectAsync(int statusCode, string message, string? extraHeaders);
+
+    /// <summary>Writes the 101 and returns the switched connection as pipes; null when the connection is gone.</summary>
+    ValueTask<IDuplexPipe?> AcceptAsync(string secWebSocketKey, string? subProtocol);
+
+    /// <summary>Drops the connection (a deadline passed).</summary>
+    void Abort();
+}
+
+/// <summary>A reader and a writer as one <see cref="IDuplexPipe"/>.</summary>
+internal sealed class StreamPipes(PipeReader input, PipeWriter output) : IDuplexPipe
+{
+    public PipeReader Input { get; } = input;
+
+    public PipeWriter Output { get; } = output;
 }

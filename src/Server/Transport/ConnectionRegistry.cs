@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net;
 
 namespace Collab.Server.Transport;
 
@@ -10,6 +11,7 @@ namespace Collab.Server.Transport;
 internal sealed class ConnectionRegistry : IDisposable
 {
     private readonly ConcurrentDictionary<long, TransportConnection> _connections = new();
+    private readonly ConcurrentDictionary<UInt128, AddressCount> _pendingByAddress = new();
     private readonly TransportOptions _options;
     private Timer? _timer;
     private long _lastId;
@@ -70,22 +72,133 @@ internal sealed class ConnectionRegistry : IDisposable
 
     public void ReleaseWebSocket() => Interlocked.Decrement(ref _webSockets);
 
-    /// <summary>Connections in the HTTP phase (counted against <see cref="TransportOptions.MaxPendingHandshakes"/>).</summary>
+    /// <summary>
+    /// Connections that are not WebSockets (yet): handshakes in progress and every connection of the HTTP pipeline,
+    /// counted against <see cref="TransportOptions.MaxPendingHandshakes"/>.
+    /// </summary>
     public int PendingHandshakes => Volatile.Read(ref _pendingHandshakes);
 
-    /// <summary>Reserves a slot for a connection in the HTTP phase; false when <see cref="TransportOptions.MaxPendingHandshakes"/> are taken.</summary>
-    public bool TryEnterHandshake()
+    /// <summary>Client addresses (IPv6 per /64) holding at least one pending connection.</summary>
+    public int PendingAddresses => _pendingByAddress.Count;
+
+    /// <summary>
+    /// Reserves a pending-connection slot for a new connection from <paramref name="remote"/>: one of the server-wide
+    /// <see cref="TransportOptions.MaxPendingHandshakes"/> and one of its address's
+    /// <see cref="TransportOptions.MaxPendingHandshakesPerAddress"/> (unknown addresses, and loopback ones when exempt,
+    /// are not counted per address). False, with the reason, when either is taken; otherwise release the slot once when the connection
+    /// becomes a WebSocket or ends.
+    /// </summary>
+    public bool TryEnterHandshake(IPEndPoint? remote, out PendingSlot? slot, out ConnectionRejection rejection)
     {
+        slot = null;
+        AddressCount? perAddress = null;
+        int perAddressLimit = _options.MaxPendingHandshakesPerAddress;
+        if (perAddressLimit > 0 && remote is not null && !(_options.ExemptLoopbackAddresses && ClientAddress.IsLoopback(remote.Address)))
+        {
+            UInt128 key = ClientAddress.KeyOf(remote.Address);
+            while (true)
+            {
+                perAddress = _pendingByAddress.GetOrAdd(key, static k => new AddressCount(k));
+                lock (perAddress)
+                {
+                    if (perAddress.Removed)
+                    {
+                        continue; // emptied and dropped meanwhile: take the fresh entry
+                    }
+
+                    if (perAddress.Count >= perAddressLimit)
+                    {
+                        rejection = ConnectionRejection.PendingHandshakesPerAddress;
+                        return false;
+                    }
+
+                    perAddress.Count++;
+                    break;
+                }
+            }
+        }
+
         if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes)
         {
             Interlocked.Decrement(ref _pendingHandshakes);
+            if (perAddress is not null)
+            {
+                ReleaseAddress(perAddress);
+            }
+
+            rejection = ConnectionRejection.PendingHandshakes;
             return false;
         }
 
+        slot = new PendingSlot(this, perAddress);
+        rejection = default;
         return true;
     }
 
-    public void ExitHandshake() => Interlocked.Decrement(ref _pendingHandshakes);
+    private void ExitHandshake(AddressCount? perAddress)
+    {
+        Interlocked.Decrement(ref _pendingHandshakes);
+        if (perAddress is not null)
+        {
+            ReleaseAddress(perAddress);
+        }
+    }
+
+    private void ReleaseAddress(AddressCount perAddress)
+    {
+        lock (perAddress)
+        {
+            if (--perAddress.Count > 0)
+            {
+                return;
+            }
+
+            // Marked under the lock so a concurrent enter never counts on an entry that is leaving the table.
+            perAddress.Removed = true;
+        }
+
+        _pendingByAddress.TryRemove(new KeyValuePair<UInt128, AddressCount>(perAddress.Key, perAddress));
+    }
+
+    /// <summary>One address's pending connections; lock it to touch the fields.</summary>
+    internal sealed class AddressCount(UInt128 key)
+    {
+        public UInt128 Key { get; } = key;
+
+        public int Count;
+
+        public bool Removed;
+    }
+
+    /// <summary>
+    /// A connection's hold on the pending-connection capacity (server-wide and per address). Released exactly once,
+    /// whichever comes first: the upgrade to a WebSocket, or the end of the connection.
+    /// </summary>
+    internal sealed class PendingSlot
+    {
+        /// <summary>Key of the slot in the connection's items once the HTTP pipeline owns the connection.</summary>
+        public static readonly object ItemsKey = new();
+
+        private readonly ConnectionRegistry _registry;
+        private readonly AddressCount? _perAddress;
+        private int _released;
+
+        internal PendingSlot(ConnectionRegistry registry, AddressCount? perAddress)
+        {
+            _registry = registry;
+            _perAddress = perAddress;
+        }
+
+        public bool IsReleased => Volatile.Read(ref _released) != 0;
+
+        public void Release()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                _registry.ExitHandshake(_perAddress);
+            }
+        }
+    }
 
     /// <summary>Starts the heartbeat that enforces handshake, ping and close deadlines.</summary>
     public void Start()

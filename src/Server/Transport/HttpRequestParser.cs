@@ -50,6 +50,19 @@ internal sealed class HttpRequestHead
         : HttpTokens.ContainsToken(Connection, "keep-alive");
 }
 
+/// <summary>Where a connection's first request goes (<see cref="HttpRequestParser.Route"/>).</summary>
+internal enum RequestRoute
+{
+    /// <summary>The request line has not fully arrived.</summary>
+    NeedMoreData,
+
+    /// <summary>A request for the WebSocket path: served by the raw RFC 6455 transport.</summary>
+    WebSocket,
+
+    /// <summary>Anything else (including what does not parse): served by the ASP.NET Core HTTP pipeline.</summary>
+    Pipeline,
+}
+
 internal enum HttpParseStatus
 {
     Incomplete,
@@ -98,6 +111,51 @@ internal static class HttpRequestParser
         {
             ArrayPool<byte>.Shared.Return(rented);
         }
+    }
+
+    /// <summary>
+    /// Decides from the request line alone whether a new connection's first request is for the WebSocket path (its
+    /// target's path is exactly <paramref name="webSocketPath"/>, with or without a query). Everything that is not goes
+    /// to the HTTP pipeline, which also answers malformed or oversized requests itself.
+    /// </summary>
+    public static RequestRoute Route(in ReadOnlySequence<byte> buffer, string webSocketPath, int maxHeaderBytes)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        while (reader.IsNext("\r\n"u8, advancePast: true))
+        {
+            // RFC 9112 section 2.2: empty lines before the request line are ignored.
+        }
+
+        if (!reader.TryReadTo(out ReadOnlySequence<byte> line, (byte)'\n', advancePastDelimiter: false))
+        {
+            return buffer.Length > maxHeaderBytes ? RequestRoute.Pipeline : RequestRoute.NeedMoreData;
+        }
+
+        // Only the method and the path matter; a longer line cannot name the WebSocket path anyway.
+        int length = (int)Math.Min(line.Length, 16 + webSocketPath.Length + 1);
+        Span<byte> start = stackalloc byte[length];
+        line.Slice(0, length).CopyTo(start);
+        int space = start.IndexOf((byte)' ');
+        if (space <= 0)
+        {
+            return RequestRoute.Pipeline;
+        }
+
+        ReadOnlySpan<byte> target = start.Slice(space + 1);
+        if (target.Length <= webSocketPath.Length || target[webSocketPath.Length] is not ((byte)' ' or (byte)'?'))
+        {
+            return RequestRoute.Pipeline;
+        }
+
+        for (int i = 0; i < webSocketPath.Length; i++)
+        {
+            if (target[i] != webSocketPath[i])
+            {
+                return RequestRoute.Pipeline;
+            }
+        }
+
+        return RequestRoute.WebSocket;
     }
 
     /// <summary>Parses a request line and header lines separated by CRLF (the final blank line already removed).</summary>

@@ -6,7 +6,7 @@ using System.Text;
 
 namespace Collab.Server.Transport;
 
-/// <summary>Minimal HTTP/1.1 response writing for the handshake and the probe endpoints.</summary>
+/// <summary>Minimal HTTP/1.1 response writing for the raw WebSocket path (101 and its errors) and the management port.</summary>
 internal static class HttpResponseWriter
 {
     private static ReadOnlySpan<byte> WebSocketGuid => "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"u8;
@@ -14,15 +14,8 @@ internal static class HttpResponseWriter
     /// <summary>Writes the 101 response; the accept key is computed on the stack.</summary>
     public static void WriteSwitchingProtocols(PipeWriter output, string key, string? subProtocol)
     {
-        // RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)). The key was validated as 24 base64 characters.
-        Span<byte> concatenated = stackalloc byte[24 + 36];
-        Encoding.ASCII.GetBytes(key, concatenated);
-        WebSocketGuid.CopyTo(concatenated.Slice(24));
-        Span<byte> hash = stackalloc byte[20];
-        SHA1.HashData(concatenated, hash);
         Span<byte> accept = stackalloc byte[28];
-        Base64.EncodeToUtf8(hash, accept, out _, out _);
-
+        AcceptKey(key, accept);
         var builder = new Builder(output);
         builder.Append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "u8);
         builder.Append(accept);
@@ -34,6 +27,25 @@ internal static class HttpResponseWriter
 
         builder.Append("\r\n\r\n"u8);
         builder.Commit();
+    }
+
+    /// <summary>The Sec-WebSocket-Accept value for a validated key (the HTTP pipeline's upgrade path).</summary>
+    public static string ComputeAcceptKey(string key)
+    {
+        Span<byte> accept = stackalloc byte[28];
+        AcceptKey(key, accept);
+        return Encoding.ASCII.GetString(accept);
+    }
+
+    /// <summary>RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)). The key was validated as 24 base64 characters.</summary>
+    private static void AcceptKey(string key, Span<byte> accept)
+    {
+        Span<byte> concatenated = stackalloc byte[24 + 36];
+        Encoding.ASCII.GetBytes(key, concatenated);
+        WebSocketGuid.CopyTo(concatenated.Slice(24));
+        Span<byte> hash = stackalloc byte[20];
+        SHA1.HashData(concatenated, hash);
+        Base64.EncodeToUtf8(hash, accept, out _, out _);
     }
 
     /// <summary>Writes a complete response with a body and Content-Length.</summary>

@@ -6,9 +6,9 @@ using Microsoft.AspNetCore.Connections;
 namespace Collab.Server.Transport;
 
 /// <summary>
-/// One TCP connection from accept to close: the HTTP phase (probes, upgrade handshake), then RFC 6455
-/// framing over the connection's <see cref="IDuplexPipe"/>, the outbound queue with write coalescing,
-/// and the close handshake. Everything is driven by one read loop plus a drain worker that is scheduled
+/// One TCP connection from accept to close: the routing peek (a request to the WebSocket path stays here, anything else
+/// is handed, unconsumed, to the ASP.NET Core HTTP pipeline), the upgrade handshake, then RFC 6455 framing over the
+/// connection's <see cref="IDuplexPipe"/>, the outbound queue with write coalescing, and the close handshake. Everything is driven by one read loop plus a drain worker that is scheduled
 /// only while frames are queued, so an idle connection holds no buffer, no timer and no parked writer.
 /// </summary>
 internal sealed partial class TransportConnection : IWebSocketConnection, IThreadPoolWorkItem
@@ -27,9 +27,12 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     private readonly TransportServices _services;
     private readonly TransportOptions _options;
-    private readonly PipeReader _input;
-    private readonly PipeWriter _output;
+    private PipeReader _input;
+    private PipeWriter _output;
     private readonly ConnectionContext? _context;
+    private readonly ConnectionDelegate? _pipeline;
+    private ConnectionRegistry.PendingSlot? _pendingSlot;
+    private IUpgradeResponse? _upgradeResponse;
     private readonly Lock _sync = new();
 
     private int _phase;
@@ -46,7 +49,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private bool _failed;
     private bool _closeSent;
     private bool _holdsSlot;
-    private int _holdsHandshakeSlot;
+    private bool _handOff;
     private CancellationTokenSource? _closedSource;
     private IWebSocketSession? _session;
 
@@ -90,15 +93,54 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     private long _bytesOutPublished;
     private long _flushesPublished;
 
-    public TransportConnection(TransportServices services, IDuplexPipe transport, IPEndPoint? remoteEndPoint, ConnectionContext? context)
+    /// <param name="services">What every connection of the server shares.</param>
+    /// <param name="transport">The connection's pipes (decrypted when TLS is on).</param>
+    /// <param name="remoteEndPoint">The client's address, for per-address limits and the application.</param>
+    /// <param name="context">Kestrel's connection, aborted when a deadline passes; null in in-memory tests.</param>
+    /// <param name="pendingSlot">
+    /// The connection's hold on the pending-handshake capacity (taken at accept by the connection middleware), released
+    /// when the upgrade completes or the connection ends; null where nothing was counted (in-memory tests).
+    /// </param>
+    /// <param name="pipeline">
+    /// The HTTP pipeline a connection whose first request is not for the WebSocket path is handed to (awaited here, so a
+    /// connection costs one asynchronous frame whichever stack serves it); null: <see cref="RunAsync"/> returns
+    /// <see cref="TransportOutcome.HandedOff"/> instead (in-memory tests).
+    /// </param>
+    public TransportConnection(
+        TransportServices services,
+        IDuplexPipe transport,
+        IPEndPoint? remoteEndPoint,
+        ConnectionContext? context,
+        ConnectionRegistry.PendingSlot? pendingSlot = null,
+        ConnectionDelegate? pipeline = null)
     {
+        _pipeline = pipeline;
         _services = services;
         _options = services.Options;
         _input = transport.Input;
         _output = transport.Output;
         _context = context;
+        _pendingSlot = pendingSlot;
         RemoteEndPoint = remoteEndPoint;
         Id = services.Registry.Add(this);
+    }
+
+    /// <summary>
+    /// A WebSocket upgrade that arrived on a keep-alive connection the HTTP pipeline already owns: the handshake is
+    /// validated here exactly as on the raw path, answered through <paramref name="response"/> (which switches the
+    /// connection and hands back its stream), and the frames then run over that stream.
+    /// </summary>
+    internal TransportConnection(TransportServices services, IUpgradeResponse response, IPEndPoint? remoteEndPoint, ConnectionRegistry.PendingSlot? pendingSlot)
+        : this(services, NotYetUpgraded(), remoteEndPoint, context: null, pendingSlot)
+    {
+        _upgradeResponse = response;
+    }
+
+    /// <summary>Stand-in pipes until the pipeline has switched protocols (nothing is read or written through them).</summary>
+    private static IDuplexPipe NotYetUpgraded()
+    {
+        var pipe = new Pipe();
+        return new StreamPipes(pipe.Reader, pipe.Writer);
     }
 
     /// <inheritdoc />
@@ -132,42 +174,112 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// <summary>The reason recorded for the end of this connection, or null while it is alive.</summary>
     internal ConnectionEndReason? EndReason => Volatile.Read(ref _endReason) is int r and >= 0 ? (ConnectionEndReason)r : null;
 
-    /// <summary>Runs the connection to completion. Never throws.</summary>
-    public async Task RunAsync()
+    /// <summary>
+    /// Runs the connection: a request to the WebSocket path is served here to completion; any other request is left
+    /// unconsumed in the pipe and <see cref="TransportOutcome.HandedOff"/> is returned, and the caller passes the
+    /// connection on to the HTTP pipeline. Never throws.
+    /// </summary>
+    public async Task<TransportOutcome> RunAsync()
     {
         _services.Metrics.TcpConnectionsOpen.Inc();
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
+        bool handedOff = false;
         try
         {
-            if (!_services.Registry.TryEnterHandshake())
+            HttpRequestHead? request = await ReadWebSocketRequestAsync().ConfigureAwait(false);
+            if (request is null)
             {
-                // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
-                _services.Metrics.Rejected(ConnectionRejection.PendingHandshakes).Inc();
-                RecordEnd(ConnectionEndReason.HandshakeRejected);
-                await WriteErrorAsync(503, "too many pending handshakes", "Retry-After: 1\r\n").ConfigureAwait(false);
+                handedOff = _handOff;
             }
-            else
+            else if (await HandleUpgradeAsync(request).ConfigureAwait(false))
             {
-                _holdsHandshakeSlot = 1;
-                if (await RunHttpAsync().ConfigureAwait(false))
-                {
-                    await RunWebSocketAsync().ConfigureAwait(false);
-                }
+                await RunWebSocketAsync().ConfigureAwait(false);
             }
-        }
-        catch (Exception ex) when (IsConnectionFailure(ex))
-        {
-            RecordEnd(ConnectionEndReason.ConnectionReset);
         }
         catch (Exception ex)
         {
-            LogUnexpected(_services.Logger, Id, ex);
-            RecordEnd(ConnectionEndReason.InternalError);
+            RecordFailure(ex);
+        }
+        finally
+        {
+            if (handedOff)
+            {
+                // Not ours: the pipes (and the pending slot) stay with the connection for the HTTP pipeline.
+                lock (_sync)
+                {
+                    _phase = PhaseClosed;
+                }
+
+                _services.Registry.Remove(Id);
+            }
+            else
+            {
+                await FinishAsync().ConfigureAwait(false);
+            }
+        }
+
+        if (handedOff && _pipeline is not null && _context is not null)
+        {
+            ConnectionRegistry.PendingSlot? slot = _pendingSlot;
+            try
+            {
+                if (slot is not null)
+                {
+                    // An upgrade arriving later on this keep-alive connection releases it (PipelineWebSocketEndpoint).
+                    _context.Items[ConnectionRegistry.PendingSlot.ItemsKey] = slot;
+                }
+
+                await _pipeline(_context).ConfigureAwait(false);
+            }
+            finally
+            {
+                LeaveHandshakePhase();
+                _services.Metrics.TcpConnectionsOpen.Dec();
+            }
+        }
+        else if (handedOff)
+        {
+            _services.Metrics.TcpConnectionsOpen.Dec();
+        }
+
+        return handedOff ? TransportOutcome.HandedOff : TransportOutcome.Completed;
+    }
+
+    /// <summary>
+    /// Runs a WebSocket upgrade that reached the HTTP pipeline (see the constructor taking an <see cref="IUpgradeResponse"/>)
+    /// to completion. Never throws.
+    /// </summary>
+    internal async Task RunUpgradeAsync(HttpRequestHead request)
+    {
+        Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
+        try
+        {
+            if (await HandleUpgradeAsync(request).ConfigureAwait(false))
+            {
+                await RunWebSocketAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            RecordFailure(ex);
         }
         finally
         {
             await FinishAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The end reason of an exception that escaped the connection's run: the peer went away, or a bug (logged).</summary>
+    private void RecordFailure(Exception ex)
+    {
+        if (IsConnectionFailure(ex))
+        {
+            RecordEnd(ConnectionEndReason.ConnectionReset);
+            return;
+        }
+
+        LogUnexpected(_services.Logger, Id, ex);
+        RecordEnd(ConnectionEndReason.InternalError);
     }
 
     /// <inheritdoc />
@@ -346,6 +458,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         _input.CancelPendingRead();
         _output.CancelPendingFlush();
         _context?.Abort(new ConnectionAbortedException($"Connection aborted: {reason}."));
+        _upgradeResponse?.Abort();
         CancellationTokenSource? closed;
         lock (_sync)
         {
@@ -398,95 +511,67 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     // ---------------------------------------------------------------- HTTP phase
 
-    /// <summary>Serves plain HTTP requests until an upgrade succeeds (true) or the connection should end (false).</summary>
-    private async ValueTask<bool> RunHttpAsync()
+    /// <summary>
+    /// Peeks at the request line. A request for the WebSocket path is read whole (and consumed) and returned; for any
+    /// other path nothing is consumed, <see cref="_handOff"/> is set and null returned, so the HTTP pipeline reads the
+    /// request from the start. Null without hand-off: the connection should end (peer gone, shutdown, bad request).
+    /// </summary>
+    private async ValueTask<HttpRequestHead?> ReadWebSocketRequestAsync()
     {
+        bool ours = false;
         while (true)
         {
-            HttpRequestHead? request;
-            while (true)
+            ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
+            if (result.IsCanceled)
             {
-                ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
-                if (result.IsCanceled)
+                if (IsAborted || _shutdownRequested)
                 {
-                    if (IsAborted || _shutdownRequested)
-                    {
-                        return false;
-                    }
-
-                    continue;
+                    return null;
                 }
 
-                ReadOnlySequence<byte> buffer = result.Buffer;
-                HttpParseStatus status = HttpRequestParser.TryParse(buffer, _options.MaxRequestHeaderBytes, out request, out SequencePosition consumed);
+                continue;
+            }
+
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            if (!ours)
+            {
+                RequestRoute route = HttpRequestParser.Route(buffer, _options.WebSocketPath, _options.MaxRequestHeaderBytes);
+                if (route == RequestRoute.Pipeline)
+                {
+                    // Consumed and examined nothing: the pipeline's first read returns these bytes at once.
+                    _input.AdvanceTo(buffer.Start);
+                    _handOff = true;
+                    return null;
+                }
+
+                ours = route == RequestRoute.WebSocket;
+            }
+
+            if (ours)
+            {
+                HttpParseStatus status = HttpRequestParser.TryParse(buffer, _options.MaxRequestHeaderBytes, out HttpRequestHead? request, out SequencePosition consumed);
                 if (status == HttpParseStatus.Complete)
                 {
                     _input.AdvanceTo(consumed);
-                    break;
+                    return request;
                 }
 
-                if (status == HttpParseStatus.Incomplete)
+                if (status != HttpParseStatus.Incomplete)
                 {
-                    _input.AdvanceTo(buffer.Start, buffer.End);
-                    if (result.IsCompleted)
-                    {
-                        return false; // peer went away between or during requests
-                    }
-
-                    continue;
+                    _input.AdvanceTo(buffer.End);
+                    bool tooLarge = status == HttpParseStatus.HeadersTooLarge;
+                    _services.Metrics.HandshakeFailed(tooLarge ? HandshakeFailure.HeadersTooLarge : HandshakeFailure.BadRequest).Inc();
+                    await WriteErrorAsync(tooLarge ? 431 : 400, tooLarge ? "request head too large" : "malformed request").ConfigureAwait(false);
+                    return null;
                 }
-
-                _input.AdvanceTo(buffer.End);
-                bool tooLarge = status == HttpParseStatus.HeadersTooLarge;
-                _services.Metrics.HandshakeFailed(tooLarge ? HandshakeFailure.HeadersTooLarge : HandshakeFailure.BadRequest).Inc();
-                await WriteErrorAsync(tooLarge ? 431 : 400, tooLarge ? "request head too large" : "malformed request").ConfigureAwait(false);
-                return false;
             }
 
-            if (string.Equals(request!.Path, _options.WebSocketPath, StringComparison.Ordinal))
+            _input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
             {
-                return await HandleUpgradeAsync(request).ConfigureAwait(false);
+                return null; // peer went away before a whole request line or head arrived
             }
-
-            if (!await ServePlainHttpAsync(request).ConfigureAwait(false))
-            {
-                return false;
-            }
-
-            // Keep-alive: the next request head has a fresh deadline.
-            Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         }
-    }
-
-    /// <summary>Answers a probe or metrics request; true when the connection stays open for another request.</summary>
-    private async ValueTask<bool> ServePlainHttpAsync(HttpRequestHead request)
-    {
-        if (!_services.HttpRoutes.TryGetValue(request.Path, out PlainHttpRoute? route))
-        {
-            _services.Metrics.HandshakeFailed(HandshakeFailure.NotFound).Inc();
-            _services.Metrics.HttpRequests.WithLabels("not_found").Inc();
-            await WriteErrorAsync(404, "not found").ConfigureAwait(false);
-            return false;
-        }
-
-        _services.Metrics.HttpRequests.WithLabels(request.Path.TrimStart('/')).Inc();
-        if (!route.Allows(request))
-        {
-            await WriteErrorAsync(405, "method not allowed", route.AllowHeader).ConfigureAwait(false);
-            return false;
-        }
-
-        if (request.HasBody)
-        {
-            await WriteErrorAsync(400, "request body not allowed").ConfigureAwait(false);
-            return false;
-        }
-
-        PlainHttpResponse response = await route.Handler(new PlainHttpRequest(request.Method, request.Path, request.Query, request.Authorization), CancellationToken.None).ConfigureAwait(false);
-        bool keepAlive = request.KeepAlive && !_shutdownRequested && !_services.Registry.IsShuttingDown;
-        HttpResponseWriter.WriteResponse(_output, response.StatusCode, response.ContentType, response.Body.Span, keepAlive, omitBody: request.IsHead);
-        FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
-        return keepAlive && !flush.IsCompleted && !flush.IsCanceled;
     }
 
     private async ValueTask<bool> HandleUpgradeAsync(HttpRequestHead request)
@@ -584,11 +669,26 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return false;
         }
 
-        HttpResponseWriter.WriteSwitchingProtocols(_output, request.SecWebSocketKey!, decision.SubProtocol);
-        FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
-        if (flush.IsCompleted || flush.IsCanceled)
+        if (_upgradeResponse is { } pipeline)
         {
-            return false;
+            // Through the HTTP pipeline: it writes the 101 and hands over the connection's stream.
+            IDuplexPipe? upgraded = await pipeline.AcceptAsync(request.SecWebSocketKey!, decision.SubProtocol).ConfigureAwait(false);
+            if (upgraded is null)
+            {
+                return false;
+            }
+
+            _input = upgraded.Input;
+            _output = upgraded.Output;
+        }
+        else
+        {
+            HttpResponseWriter.WriteSwitchingProtocols(_output, request.SecWebSocketKey!, decision.SubProtocol);
+            FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
+            if (flush.IsCompleted || flush.IsCanceled)
+            {
+                return false;
+            }
         }
 
         _services.Metrics.ConnectionsOpen.Inc();
@@ -640,6 +740,12 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
     private async ValueTask WriteErrorAsync(int statusCode, string message, string? extraHeaders = null)
     {
+        if (_upgradeResponse is { } pipeline)
+        {
+            await pipeline.RejectAsync(statusCode, message, extraHeaders).ConfigureAwait(false);
+            return;
+        }
+
         HttpResponseWriter.WriteError(_output, statusCode, message, extraHeaders);
         await _output.FlushAsync().ConfigureAwait(false);
     }
@@ -669,13 +775,8 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         return true;
     }
 
-    private void LeaveHandshakePhase()
-    {
-        if (Interlocked.Exchange(ref _holdsHandshakeSlot, 0) != 0)
-        {
-            _services.Registry.ExitHandshake();
-        }
-    }
+    /// <summary>Gives the pending slot back (once) and drops the reference, so an open WebSocket does not keep it alive.</summary>
+    private void LeaveHandshakePhase() => Interlocked.Exchange(ref _pendingSlot, null)?.Release();
 
     private static bool IsValidKey(string? key)
     {

@@ -6,7 +6,6 @@ namespace Collab.Server.Transport;
 internal enum HandshakeFailure
 {
     BadRequest,
-    NotFound,
     MethodNotAllowed,
     UpgradeRequired,
     UnsupportedVersion,
@@ -16,12 +15,13 @@ internal enum HandshakeFailure
     Timeout,
 }
 
-/// <summary>Why an otherwise valid upgrade was refused for capacity reasons (answered 503).</summary>
+/// <summary>Why a connection or an otherwise valid upgrade was refused for capacity reasons (503; 429 for an address over its share).</summary>
 internal enum ConnectionRejection
 {
     MaxConnections,
     ShuttingDown,
     PendingHandshakes,
+    PendingHandshakesPerAddress,
 }
 
 /// <summary>
@@ -48,10 +48,10 @@ internal sealed class TransportMetrics
         ConnectionsTotal = Metrics.CreateCounter("collab_ws_connections_total", "WebSocket connections accepted (101 sent).");
         TcpConnectionsOpen = Metrics.CreateGauge("collab_tcp_connections_open", "TCP connections currently handled (any phase).");
 
-        Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Connections refused with 503: valid upgrades over capacity or during shutdown, and new connections over the pending-handshake bound.", "reason");
+        Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Connections refused for capacity: valid upgrades over capacity or during shutdown (503), new connections over the server-wide pending-handshake bound (503) or over their address's share of it (429).", "reason");
         _rejected = Children(rejected, Enum.GetValues<ConnectionRejection>(), Snake);
 
-        Counter handshake = Metrics.CreateCounter("collab_ws_handshake_failures_total", "Requests to the WebSocket endpoint (or unknown paths) answered with an HTTP error, or that timed out.", "reason");
+        Counter handshake = Metrics.CreateCounter("collab_ws_handshake_failures_total", "Requests to the WebSocket endpoint answered with an HTTP error, or connections that sent no request head in time.", "reason");
         _handshakeFailures = Children(handshake, Enum.GetValues<HandshakeFailure>(), Snake);
 
         Counter closed = Metrics.CreateCounter("collab_ws_connections_closed_total", "WebSocket connections ended, by the one recorded reason.", "reason");
@@ -74,7 +74,7 @@ internal sealed class TransportMetrics
         _protocolError = violations.WithLabels("1002");
         _invalidPayload = violations.WithLabels("1007");
         _messageTooBig = violations.WithLabels("1009");
-        HttpRequests = Metrics.CreateCounter("collab_http_requests_total", "Plain HTTP requests served on the transport port, by endpoint.", "endpoint");
+        HttpRequests = Metrics.CreateCounter("collab_http_requests_total", "HTTP requests served by the public port's HTTP pipeline, by endpoint (the route pattern without its leading slash, e.g. healthz or v1/docs/{id}; not_found; other).", "endpoint");
     }
 
     public static TransportMetrics Instance => s_instance.Value;

@@ -43,6 +43,28 @@ public sealed class TransportOptions
     public int MaxPendingHandshakes { get; set; } = 1000;
 
     /// <summary>
+    /// Most of those <see cref="MaxPendingHandshakes"/> connections that one client address may hold at once (IPv4
+    /// addresses alone, IPv6 per /64), so one address cannot take the server's whole handshake capacity; further
+    /// connections from it are answered 429 at once. Loopback clients are not counted unless
+    /// <see cref="ExemptLoopbackAddresses"/> is false. Behind a reverse proxy every client has the proxy's address: limit
+    /// at the proxy instead. 0 disables the limit.
+    /// </summary>
+    public int MaxPendingHandshakesPerAddress { get; set; } = 64;
+
+    /// <summary>
+    /// Loopback clients (a reverse proxy on the same host, through which every client appears as 127.0.0.1; load
+    /// generators) are not counted by <see cref="MaxPendingHandshakesPerAddress"/>. Default true.
+    /// </summary>
+    public bool ExemptLoopbackAddresses { get; set; } = true;
+
+    /// <summary>
+    /// When true (and <see cref="ManagementPort"/> is set), /metrics and /readyz are served on the management port only
+    /// and the public port answers them 404, so the world cannot read the metrics or watch readiness. /healthz stays on
+    /// both ports. Default false.
+    /// </summary>
+    public bool ManagementEndpointsPrivate { get; set; }
+
+    /// <summary>
     /// Time a new connection (or an idle keep-alive HTTP connection) has to deliver a complete request head, and a new
     /// WebSocket whose application requires it (Collab: the Hello) its first message; a WebSocket that sends none is
     /// closed with 1002.
@@ -132,6 +154,12 @@ public sealed class TransportOptions
         errors.Positive(MaxMessageBytes, nameof(MaxMessageBytes));
         errors.Positive(MaxConnections, nameof(MaxConnections));
         errors.Positive(MaxPendingHandshakes, nameof(MaxPendingHandshakes));
+        errors.Positive(MaxPendingHandshakesPerAddress, nameof(MaxPendingHandshakesPerAddress), allowZero: true);
+        if (ManagementEndpointsPrivate && ManagementPort is null)
+        {
+            errors.Add(nameof(ManagementEndpointsPrivate), "needs a ManagementPort (otherwise /metrics and /readyz would be served nowhere).");
+        }
+
         errors.Positive(HandshakeTimeout, nameof(HandshakeTimeout));
         errors.Positive(PingInterval, nameof(PingInterval));
         errors.Positive(CloseTimeout, nameof(CloseTimeout));

@@ -3,34 +3,18 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Collab.Server.Transport;
 
-/// <summary>A plain HTTP response served on the transport port (probes, metrics).</summary>
-internal readonly record struct PlainHttpResponse(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body);
-
-/// <summary>A plain HTTP request as a route handler sees it. There is never a body: the transport refuses request bodies.</summary>
-internal readonly record struct PlainHttpRequest(string Method, string Path, string Query, string? Authorization);
-
-/// <summary>Produces the response for one plain HTTP path.</summary>
-internal delegate ValueTask<PlainHttpResponse> PlainHttpHandler(PlainHttpRequest request, CancellationToken cancellationToken);
-
-/// <summary>
-/// One plain HTTP path: either read-only (GET and HEAD: probes, metrics) or an action (POST without a
-/// body, parameters in the query: admin commands). Other methods get 405 with the matching Allow header.
-/// </summary>
-internal sealed record PlainHttpRoute(PlainHttpHandler Handler, bool IsAction)
+/// <summary>A small complete response (probes, metrics, admin commands): served by the HTTP pipeline and by the management port.</summary>
+internal readonly record struct PlainHttpResponse(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body)
 {
-    public static PlainHttpRoute Get(PlainHttpHandler handler) => new(handler, IsAction: false);
-
-    public static PlainHttpRoute Post(PlainHttpHandler handler) => new(handler, IsAction: true);
-
-    public string AllowHeader => IsAction ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
-
-    public bool Allows(HttpRequestHead request) => IsAction ? request.Method == "POST" : request.IsGet || request.IsHead;
-}
-
-/// <summary>A source of plain HTTP routes served on the transport port (registered in DI; paths must not collide).</summary>
-internal interface IPlainHttpRoutes
-{
-    IReadOnlyDictionary<string, PlainHttpRoute> Routes { get; }
+    /// <summary>Writes it as the pipeline's response, with a Content-Length and never cached.</summary>
+    public async Task WriteToAsync(HttpResponse response, CancellationToken cancellationToken)
+    {
+        response.StatusCode = StatusCode;
+        response.ContentType = ContentType;
+        response.ContentLength = Body.Length;
+        response.Headers.CacheControl = "no-store";
+        await response.Body.WriteAsync(Body, cancellationToken).ConfigureAwait(false);
+    }
 }
 
 /// <summary>Everything a connection needs, shared by all connections of one server (one allocation, not one per connection).</summary>
@@ -40,14 +24,12 @@ internal sealed class TransportServices
         TransportOptions options,
         IWebSocketApplication application,
         ConnectionRegistry registry,
-        IReadOnlyDictionary<string, PlainHttpRoute>? httpRoutes = null,
         ILogger? logger = null,
         bool inlineOutput = false)
     {
         Options = options;
         Application = application;
         Registry = registry;
-        HttpRoutes = (httpRoutes ?? new Dictionary<string, PlainHttpRoute>()).ToFrozenDictionary(StringComparer.Ordinal);
         Logger = logger ?? NullLogger.Instance;
         InlineOutput = inlineOutput;
         Metrics = TransportMetrics.Instance;
@@ -62,8 +44,6 @@ internal sealed class TransportServices
     public IWebSocketApplication Application { get; }
 
     public ConnectionRegistry Registry { get; }
-
-    public FrozenDictionary<string, PlainHttpRoute> HttpRoutes { get; }
 
     public FrozenSet<string> AllowedOrigins { get; }
 

@@ -99,6 +99,41 @@ public sealed class PostgresServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A hot standby of this cluster: <c>pg_basebackup -R</c> copies it (and writes the standby's primary_conninfo),
+    /// and the copy starts on its own port, streaming and replaying the primary's WAL. Dispose it before the primary.
+    /// </summary>
+    public async Task<PostgresServer> StartStandbyAsync(CancellationToken cancellationToken = default)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "collab-pg-standby-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(root);
+        Directory.CreateDirectory(Path.Combine(root, "socket"));
+        var standby = new PostgresServer(root, FreePort(), _asServiceUser);
+        try
+        {
+            if (_asServiceUser)
+            {
+                await RunAsync("chown", ["-R", ServiceUser, root], asServiceUser: false, cancellationToken).ConfigureAwait(false);
+            }
+
+            await standby.RunToolAsync("pg_basebackup", ["-h", "127.0.0.1", "-p", Port.ToString(CultureInfo.InvariantCulture), "-U", "postgres", "-D", standby.DataDirectory, "-R", "-X", "stream", "--no-sync"], cancellationToken).ConfigureAwait(false);
+
+            // The copied postgresql.conf is the primary's; later lines win.
+            var conf = new StringBuilder()
+                .AppendLine(CultureInfo.InvariantCulture, $"port = {standby.Port}")
+                .AppendLine(CultureInfo.InvariantCulture, $"unix_socket_directories = '{Path.Combine(root, "socket")}'")
+                .AppendLine("hot_standby = on");
+            await File.AppendAllTextAsync(Path.Combine(standby.DataDirectory, "postgresql.conf"), conf.ToString(), cancellationToken).ConfigureAwait(false);
+            await standby.StartAsync(cancellationToken).ConfigureAwait(false);
+            return standby;
+        }
+        catch
+        {
+            await standby.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Connection string for <paramref name="database"/> over TCP.</summary>
     public string ConnectionString(string database = "postgres") => new NpgsqlConnectionStringBuilder
     {

@@ -293,8 +293,9 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await Store.AppendAsync(StorageTestData.Ops("doc", 1, 3), default);
         await Store.AppendAsync(StorageTestData.Ops("doc", 4, 6), default);
 
-        // One row per migration: the op log (1), the cluster's leases and writer epochs (2), the revocation list (3).
-        Assert.Equal(4L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
+        // One row per migration: the op log (1), the cluster's leases and writer epochs (2), the revocation list (3), the
+        // server secrets (4), the document catalogue's type and tombstone (5).
+        Assert.Equal(5L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM documents WHERE id = $1", "doc"));
     }
 
@@ -315,7 +316,7 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
             await using var connection = new NpgsqlConnection(options.PostgresConnectionString);
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand("SELECT count(*) FROM schema_migrations", connection);
-            Assert.Equal(4L, (long)(await command.ExecuteScalarAsync())!);
+            Assert.Equal(5L, (long)(await command.ExecuteScalarAsync())!);
         }
         finally
         {

@@ -65,7 +65,7 @@ public sealed class StoreHistorySourceTests
             SqliteCheckpointInterval = TimeSpan.FromMinutes(2),
             SqliteWalRestartBytes = 1024,
             SnapshotEveryOps = 0,
-            SnapshotsToKeep = 0,
+            SnapshotsToKeep = -1,
             OpRetention = TimeSpan.FromSeconds(-1),
             RetryInitialDelay = TimeSpan.Zero,
             RetryMaxDelay = TimeSpan.FromSeconds(-1),

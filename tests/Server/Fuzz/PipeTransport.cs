@@ -19,11 +19,11 @@ internal static class PipeTransport
     {
         var application = new RecordingApplication();
         var registry = new ConnectionRegistry(options);
-        var services = new TransportServices(options, application, registry, null, NullLogger.Instance, inlineOutput: true);
+        var services = new TransportServices(options, application, registry, NullLogger.Instance, inlineOutput: true);
         var input = new Pipe(new PipeOptions(useSynchronizationContext: false));
         var output = new Pipe(new PipeOptions(useSynchronizationContext: false));
         var connection = new TransportConnection(services, new DuplexPipe(input.Reader, output.Writer), null, null);
-        Task run = connection.RunAsync();
+        Task<TransportOutcome> run = connection.RunAsync();
         Task<long> drained = DrainAsync(output.Reader);
 
         for (int offset = 0; offset < clientBytes.Length; offset += chunkSize)
@@ -37,9 +37,15 @@ internal static class PipeTransport
         }
 
         await input.Writer.CompleteAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(10));
+        TransportOutcome outcome = await run.WaitAsync(TimeSpan.FromSeconds(10));
+        if (outcome == TransportOutcome.HandedOff)
+        {
+            // Not a request for the WebSocket path: the HTTP pipeline would own the connection from here.
+            await output.Writer.CompleteAsync();
+        }
+
         long outputBytes = await drained.WaitAsync(TimeSpan.FromSeconds(10));
-        return new PipeRun(connection.EndReason, application.Messages, application.Opened, application.ClosedCalls, outputBytes);
+        return new PipeRun(outcome, connection.EndReason, application.Messages, application.Opened, application.ClosedCalls, outputBytes);
     }
 
     private static async Task<long> DrainAsync(PipeReader reader)
@@ -93,7 +99,7 @@ internal static class PipeTransport
 }
 
 /// <summary>What one run of <see cref="PipeTransport"/> produced.</summary>
-internal sealed record PipeRun(ConnectionEndReason? EndReason, List<(bool IsText, byte[] Payload)> Messages, bool Opened, int ClosedCalls, long OutputBytes)
+internal sealed record PipeRun(TransportOutcome Outcome, ConnectionEndReason? EndReason, List<(bool IsText, byte[] Payload)> Messages, bool Opened, int ClosedCalls, long OutputBytes)
 {
     public static bool IsValidUtf8(byte[] bytes)
     {

@@ -189,6 +189,29 @@ public sealed class ManagementListenerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task With_private_management_endpoints_metrics_and_readiness_leave_the_public_port()
+    {
+        var options = new TransportOptions { ManagementPort = 0, ManagementEndpointsPrivate = true };
+        await using TestTransportServer server = await TestTransportServer.StartAsync(new TestApplication(), options);
+        int management = server.Services.GetRequiredService<ManagementListener>().BoundPort;
+
+        // The public port: liveness only.
+        Assert.Equal(404, (await RawWebSocketClient.SendHttpAsync(server.Port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+        Assert.Equal(404, (await RawWebSocketClient.SendHttpAsync(server.Port, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+        Assert.Equal(200, (await RawWebSocketClient.SendHttpAsync(server.Port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+
+        // The management port: all three.
+        RawHttpResponse metrics = await RawWebSocketClient.SendHttpAsync(management, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        Assert.Equal(200, metrics.StatusCode);
+        Assert.Contains("collab_ws_connections_open", metrics.Body);
+        Assert.Equal(200, (await RawWebSocketClient.SendHttpAsync(management, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
+
+        // Without a management port the option would hide them everywhere: refused at start-up.
+        TransportConfigurationException error = Assert.Throws<TransportConfigurationException>(() => new TransportOptions { ManagementEndpointsPrivate = true }.Validate());
+        Assert.Contains("ManagementEndpointsPrivate", error.Message);
+    }
+
+    [Fact]
     public async Task Disposing_without_stopping_ends_the_accept_thread_quietly()
     {
         // Before the fix the accept thread's Accept threw ObjectDisposedException on a thread nobody catches for, which

@@ -81,6 +81,15 @@ internal sealed class InMemoryConnection : IAsyncDisposable
     {
         Write(Encoding.ASCII.GetBytes("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
         string response = Encoding.ASCII.GetString(ReadAll());
+
+        // The first handshake of a process may finish off this thread (one-time set-up in the libraries it touches);
+        // every later step of these tests is synchronous.
+        for (int i = 0; i < 500 && response.Length == 0; i++)
+        {
+            Thread.Sleep(10);
+            response = Encoding.ASCII.GetString(ReadAll());
+        }
+
         if (!response.StartsWith("HTTP/1.1 101", StringComparison.Ordinal))
         {
             throw new InvalidOperationException(response);

@@ -40,11 +40,17 @@ public sealed class RawWebSocketClient : IAsyncDisposable
 
     /// <param name="port">Loopback port of the server.</param>
     /// <param name="bufferSize">Receive buffer; small for tests that hold thousands of clients.</param>
-    public static async Task<RawWebSocketClient> ConnectTcpAsync(int port, int bufferSize = 64 * 1024)
+    /// <param name="source">Local (loopback) address to connect from, e.g. 127.0.0.2 to appear as a second client address.</param>
+    public static async Task<RawWebSocketClient> ConnectTcpAsync(int port, int bufferSize = 64 * 1024, IPAddress? source = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            if (source is not null)
+            {
+                socket.Bind(new IPEndPoint(source, 0));
+            }
+
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
         }
         catch
@@ -57,28 +63,40 @@ public sealed class RawWebSocketClient : IAsyncDisposable
     }
 
     /// <summary>Connects and completes a valid handshake; throws unless the server answers 101 with the right accept key.</summary>
-    public static async Task<RawWebSocketClient> ConnectAsync(int port, string path = "/ws", string? extraHeaders = null, int bufferSize = 64 * 1024)
+    public static async Task<RawWebSocketClient> ConnectAsync(int port, string path = "/ws", string? extraHeaders = null, int bufferSize = 64 * 1024, IPAddress? source = null)
     {
-        RawWebSocketClient client = await ConnectTcpAsync(port, bufferSize);
-        string key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));
-        await client.SendRawAsync(Encoding.ASCII.GetBytes(
-            $"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extraHeaders}\r\n"));
-        string head = await client.ReadHttpHeadAsync();
-        client.HandshakeResponse = head;
-        if (!head.StartsWith("HTTP/1.1 101 ", StringComparison.Ordinal))
+        RawWebSocketClient client = await ConnectTcpAsync(port, bufferSize, source);
+        try
+        {
+            await client.UpgradeAsync(port, path, extraHeaders);
+        }
+        catch
         {
             await client.DisposeAsync();
+            throw;
+        }
+
+        return client;
+    }
+
+    /// <summary>Sends an upgrade request on this (possibly already used, keep-alive) connection; throws unless it gets a valid 101.</summary>
+    public async Task UpgradeAsync(int port, string path = "/ws", string? extraHeaders = null)
+    {
+        string key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));
+        await SendRawAsync(Encoding.ASCII.GetBytes(
+            $"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extraHeaders}\r\n"));
+        string head = await ReadHttpHeadAsync();
+        HandshakeResponse = head;
+        if (!head.StartsWith("HTTP/1.1 101 ", StringComparison.Ordinal))
+        {
             throw new InvalidOperationException("Handshake failed: " + head);
         }
 
         string expected = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
-        if (!head.Contains("Sec-WebSocket-Accept: " + expected + "\r\n", StringComparison.Ordinal))
+        if (!head.Contains("Sec-WebSocket-Accept: " + expected + "\r\n", StringComparison.OrdinalIgnoreCase))
         {
-            await client.DisposeAsync();
             throw new InvalidOperationException("Wrong Sec-WebSocket-Accept: " + head);
         }
-
-        return client;
     }
 
     /// <summary>Sends raw bytes and reads one HTTP response (head and Content-Length body).</summary>

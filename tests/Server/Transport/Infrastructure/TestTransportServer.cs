@@ -41,7 +41,8 @@ public sealed class TestTransportServer : IAsyncDisposable
     public static async Task<TestTransportServer> StartAsync(
         IWebSocketApplication application,
         TransportOptions? options = null,
-        Action<IServiceCollection>? configureServices = null)
+        Action<IServiceCollection>? configureServices = null,
+        Action<WebApplication>? configureApp = null)
     {
         options ??= new TransportOptions();
         options.Port = 0;
@@ -56,6 +57,8 @@ public sealed class TestTransportServer : IAsyncDisposable
         builder.WebHost.ConfigureCollabKestrel(options);
 
         WebApplication app = builder.Build();
+        app.UseCollabTransport();
+        configureApp?.Invoke(app);
         await app.StartAsync().ConfigureAwait(false);
 
         string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
