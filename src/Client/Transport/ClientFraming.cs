@@ -232,30 +232,30 @@ internal static class ClientFraming
 
     /// <summary>
     /// Reads a close payload (5.5.1, 7.4): none (status <see cref="WebSocketCloseStatus.Empty"/>, as 1005 means), or a
-    /// code allowed on the wire and a UTF-8 reason. Returns false for a 1-byte payload, a reserved code or a reason that
-    /// is not UTF-8.
+    /// code allowed on the wire and a UTF-8 reason. Returns the code to fail the connection with when it is neither:
+    /// 1002 for a 1-byte payload or a code that may not be sent, 1007 for a reason that is not UTF-8 (8.1).
     /// </summary>
-    public static bool TryReadClosePayload(in ReadOnlySequence<byte> payload, out WebSocketCloseStatus status, out string reason)
+    public static WebSocketCloseStatus? ReadClosePayload(in ReadOnlySequence<byte> payload, out WebSocketCloseStatus status, out string reason)
     {
         status = WebSocketCloseStatus.Empty;
         reason = string.Empty;
         if (payload.IsEmpty)
         {
-            return true;
+            return null;
         }
 
         Span<byte> bytes = stackalloc byte[MaxControlPayload];
         int length = (int)payload.Length;
         if (length < 2 || length > MaxControlPayload)
         {
-            return false;
+            return WebSocketCloseStatus.ProtocolError;
         }
 
         payload.CopyTo(bytes);
         ushort code = BinaryPrimitives.ReadUInt16BigEndian(bytes);
         if (!IsValidCloseCode(code))
         {
-            return false;
+            return WebSocketCloseStatus.ProtocolError;
         }
 
         try
@@ -264,11 +264,11 @@ internal static class ClientFraming
         }
         catch (DecoderFallbackException)
         {
-            return false;
+            return WebSocketCloseStatus.InvalidPayloadData;
         }
 
         status = (WebSocketCloseStatus)code;
-        return true;
+        return null;
     }
 
     /// <summary>

@@ -230,6 +230,7 @@ internal sealed class PipelinesTransport : IClientTransport
     private long _messageBytes;
     private int _pingLength;
     private string _violation = string.Empty;
+    private WebSocketCloseStatus _closeFailure;
 
     private volatile bool _closeSent;
     private volatile bool _closeReceived;
@@ -290,7 +291,7 @@ internal sealed class PipelinesTransport : IClientTransport
                 throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "The connection closed while sending.");
             }
         }
-        catch (Exception ex) when (ex is not (WebSocketException or OperationCanceledException))
+        catch (Exception ex) when (IsConnectionFailure(ex, cancellationToken))
         {
             throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, $"The connection broke while sending: {ex.Message}", ex);
         }
@@ -299,6 +300,14 @@ internal sealed class PipelinesTransport : IClientTransport
             _sendLock.Release();
         }
     }
+
+    /// <summary>
+    /// Whether an exception from the pipe is the connection failing (reported as <see cref="WebSocketException"/>, as
+    /// ClientWebSocket does) rather than the caller's cancellation. Pipelines.Sockets.Unofficial reports an aborted socket as
+    /// <see cref="ConnectionAbortedException"/>, an <see cref="OperationCanceledException"/> nobody asked for.
+    /// </summary>
+    private static bool IsConnectionFailure(Exception exception, CancellationToken cancellationToken)
+        => exception is not WebSocketException && !(exception is OperationCanceledException && cancellationToken.IsCancellationRequested);
 
     /// <summary>Encodes one final frame into the pipe: the header in place, then the payload masked chunk by chunk.</summary>
     private static void WriteFrame(PipeWriter output, FrameOpcode opcode, ReadOnlySpan<byte> payload)
@@ -385,7 +394,7 @@ internal sealed class PipelinesTransport : IClientTransport
                         ThrowHelper.ThrowMessageTooLarge(_maxMessageBytes);
                         break;
                     case Step.BadClosePayload:
-                        await FailAsync(WebSocketCloseStatus.ProtocolError, "invalid close frame").ConfigureAwait(false);
+                        await FailAsync(_closeFailure, "invalid close frame").ConfigureAwait(false);
                         throw new WebSocketException(WebSocketError.HeaderError, "The server sent a close frame with an invalid code or reason.");
                     default:
                         await FailAsync(WebSocketCloseStatus.ProtocolError, "protocol error").ConfigureAwait(false);
@@ -393,7 +402,7 @@ internal sealed class PipelinesTransport : IClientTransport
                 }
             }
         }
-        catch (Exception ex) when (ex is not (WebSocketException or OperationCanceledException))
+        catch (Exception ex) when (IsConnectionFailure(ex, cancellationToken))
         {
             throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, $"The connection broke: {ex.Message}", ex);
         }
@@ -472,8 +481,9 @@ internal sealed class PipelinesTransport : IClientTransport
                         payload.CopyTo(_pingPayload);
                         return Step.Ping;
                     case FrameOpcode.Close:
-                        if (!ClientFraming.TryReadClosePayload(payload, out WebSocketCloseStatus status, out string reason))
+                        if (ClientFraming.ReadClosePayload(payload, out WebSocketCloseStatus status, out string reason) is { } failWith)
                         {
+                            _closeFailure = failWith;
                             return Step.BadClosePayload;
                         }
 

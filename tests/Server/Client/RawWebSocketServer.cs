@@ -138,6 +138,9 @@ internal sealed class RawServerConnection : IAsyncDisposable
 
     public Dictionary<string, string> Headers { get; }
 
+    /// <summary>The masking key of the last frame <see cref="ReadFrameAsync"/> read.</summary>
+    public byte[] LastMaskKey { get; private set; } = [];
+
     /// <summary>Answers the upgrade with a valid 101 selecting <c>collab.v1</c>.</summary>
     public Task AcceptAsync(string? subProtocol = "collab.v1") => WriteAsync(RawWebSocketServer.SwitchingProtocols(Headers, subProtocol));
 
@@ -213,6 +216,7 @@ internal sealed class RawServerConnection : IAsyncDisposable
         }
 
         byte[] key = await ReadExactlyAsync(4, cts.Token);
+        LastMaskKey = key;
         byte[] payload = await ReadExactlyAsync((int)length, cts.Token);
         for (int i = 0; i < payload.Length; i++)
         {
@@ -222,6 +226,9 @@ internal sealed class RawServerConnection : IAsyncDisposable
         return ((head[0] & 0x80) != 0, head[0] & 0x0F, payload);
     }
 
+    /// <summary>Bytes the client sent between the last read and the end of the connection (see <see cref="ClientClosedConnectionAsync"/>).</summary>
+    public int TrailingBytes { get; private set; }
+
     /// <summary>True when the client closed the TCP connection (read returns 0 or the connection resets) within the timeout.</summary>
     public async Task<bool> ClientClosedConnectionAsync()
     {
@@ -229,8 +236,10 @@ internal sealed class RawServerConnection : IAsyncDisposable
         byte[] buffer = new byte[4096];
         try
         {
-            while (await _stream.ReadAsync(buffer, cts.Token) > 0)
+            int read;
+            while ((read = await _stream.ReadAsync(buffer, cts.Token)) > 0)
             {
+                TrailingBytes += read;
             }
 
             return true;
