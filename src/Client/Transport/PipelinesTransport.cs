@@ -52,8 +52,10 @@ internal sealed class PipelinesTransportFactory : IClientTransportFactory
                     : Connection.Plain(socket, _inlineScheduling);
                 await UpgradeAsync(connection.Pipe, upgrade, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is SocketException or IOException or System.Security.Authentication.AuthenticationException)
+            catch (Exception ex) when (ex is SocketException or IOException or System.Security.Authentication.AuthenticationException
+                || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
+                // (An OperationCanceledException nobody asked for is Pipelines.Sockets.Unofficial's ConnectionAbortedException.)
                 // The same exception type ClientWebSocket throws for a connection that cannot be made, so callers see one.
                 throw new WebSocketException(WebSocketError.Faulted, $"Unable to connect to {uri.GetLeftPart(UriPartial.Path)}: {ex.Message}", ex);
             }
@@ -115,11 +117,11 @@ internal sealed class PipelinesTransportFactory : IClientTransportFactory
         // Receives land in segments of this size; sends of larger messages span several.
         private const int SegmentBytes = 16 * 1024;
 
-        private readonly Socket _socket;
+        private readonly Socket? _socket;
         private readonly SocketConnection? _socketConnection;
         private readonly SslStream? _tls;
 
-        private Connection(Socket socket, IDuplexPipe pipe, SocketConnection? socketConnection, SslStream? tls)
+        private Connection(Socket? socket, IDuplexPipe pipe, SocketConnection? socketConnection, SslStream? tls)
         {
             _socket = socket;
             Pipe = pipe;
@@ -128,6 +130,9 @@ internal sealed class PipelinesTransportFactory : IClientTransportFactory
         }
 
         public IDuplexPipe Pipe { get; }
+
+        /// <summary>A connection over in-memory pipes, for the allocation tests of the framing.</summary>
+        internal static Connection OverPipe(IDuplexPipe pipe) => new(null, pipe, null, null);
 
         public static Connection Plain(Socket socket, bool inlineScheduling)
         {
@@ -183,7 +188,7 @@ internal sealed class PipelinesTransportFactory : IClientTransportFactory
             {
                 // Closing the socket under SslStream fails its pending operations; SslStream itself is disposed in DisposeAsync,
                 // after they ended, as it may not be disposed concurrently with them.
-                _socket.Dispose();
+                _socket?.Dispose();
             }
         }
 
@@ -214,13 +219,15 @@ internal sealed class PipelinesTransportFactory : IClientTransportFactory
 /// </summary>
 internal sealed class PipelinesTransport : IClientTransport
 {
+    // A frame is written into one span up to this size; a larger message is masked into the pipe chunk by chunk.
+    private const int MaxContiguousFrameBytes = 16 * 1024;
+
     private readonly PipelinesTransportFactory.Connection _connection;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private readonly int _maxMessageBytes;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly byte[] _pingPayload = new byte[ClientFraming.MaxControlPayload];
-    private const int MaxContiguousFrameBytes = 16 * 1024;
 
     // Receive state; touched by the receive loop only.
     private bool _inFrame;
@@ -267,33 +274,57 @@ internal sealed class PipelinesTransport : IClientTransport
     public ValueTask SendAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
         => SendFrameAsync(FrameOpcode.Binary, message, cancellationToken);
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendFrameAsync(FrameOpcode opcode, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends one frame. Synchronous when it can be (the lock is free and the flush completes at once, the usual case
+    /// with inline scheduling), so a send runs no async state machine at all; asynchronous only under contention or
+    /// backpressure.
+    /// </summary>
+    private ValueTask SendFrameAsync(FrameOpcode opcode, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        // Uncontended (the usual case) the lock is taken synchronously; a pooled builder makes the rare wait free too.
+        if (!_sendLock.Wait(0))
+        {
+            return SendFrameSlowAsync(opcode, payload, cancellationToken);
+        }
+
+        ValueTask<FlushResult> flush;
+        try
+        {
+            flush = WriteAndFlush(opcode, payload.Span, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            _sendLock.Release();
+            return ValueTask.FromException(Translate(ex, "sending", cancellationToken));
+        }
+
+        if (!flush.IsCompleted)
+        {
+            return AwaitFlushAsync(flush, cancellationToken); // releases the lock once the flush completes
+        }
+
+        _sendLock.Release();
+        try
+        {
+            CheckFlushed(flush.GetAwaiter().GetResult());
+            return default;
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException(Translate(ex, "sending", cancellationToken));
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendFrameSlowAsync(FrameOpcode opcode, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_aborted || _closeSent)
-            {
-                throw new WebSocketException(WebSocketError.InvalidState, _aborted ? "The connection was aborted." : "The close handshake has started; no more messages can be sent.");
-            }
-
-            if (opcode == FrameOpcode.Close)
-            {
-                _closeSent = true;
-            }
-
-            WriteFrame(_output, opcode, payload.Span);
-            FlushResult flushed = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
-            if (flushed.IsCompleted || flushed.IsCanceled)
-            {
-                throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "The connection closed while sending.");
-            }
+            CheckFlushed(await WriteAndFlush(opcode, payload.Span, cancellationToken).ConfigureAwait(false));
         }
-        catch (Exception ex) when (IsConnectionFailure(ex, cancellationToken))
+        catch (Exception ex)
         {
-            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, $"The connection broke while sending: {ex.Message}", ex);
+            throw Translate(ex, "sending", cancellationToken);
         }
         finally
         {
@@ -301,13 +332,58 @@ internal sealed class PipelinesTransport : IClientTransport
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask AwaitFlushAsync(ValueTask<FlushResult> flush, CancellationToken cancellationToken)
+    {
+        try
+        {
+            CheckFlushed(await flush.ConfigureAwait(false));
+        }
+        catch (Exception ex)
+        {
+            throw Translate(ex, "sending", cancellationToken);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>Writes the frame into the pipe and starts the flush; the caller holds the send lock.</summary>
+    private ValueTask<FlushResult> WriteAndFlush(FrameOpcode opcode, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    {
+        if (_aborted || _closeSent)
+        {
+            throw new WebSocketException(WebSocketError.InvalidState, _aborted ? "The connection was aborted." : "The close handshake has started; no more messages can be sent.");
+        }
+
+        if (opcode == FrameOpcode.Close)
+        {
+            _closeSent = true;
+        }
+
+        WriteFrame(_output, opcode, payload);
+        return _output.FlushAsync(cancellationToken);
+    }
+
+    private static void CheckFlushed(FlushResult flushed)
+    {
+        if (flushed.IsCompleted || flushed.IsCanceled)
+        {
+            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "The connection closed while sending.");
+        }
+    }
+
     /// <summary>
-    /// Whether an exception from the pipe is the connection failing (reported as <see cref="WebSocketException"/>, as
-    /// ClientWebSocket does) rather than the caller's cancellation. Pipelines.Sockets.Unofficial reports an aborted socket as
-    /// <see cref="ConnectionAbortedException"/>, an <see cref="OperationCanceledException"/> nobody asked for.
+    /// The exception a caller sees: the caller's own cancellation as it is, a <see cref="WebSocketException"/> as it is,
+    /// anything else from the socket or pipe as a <see cref="WebSocketException"/> (as ClientWebSocket reports it).
+    /// Pipelines.Sockets.Unofficial reports an aborted socket as <see cref="ConnectionAbortedException"/>, an
+    /// <see cref="OperationCanceledException"/> nobody asked for: that one is a broken connection too.
     /// </summary>
-    private static bool IsConnectionFailure(Exception exception, CancellationToken cancellationToken)
-        => exception is not WebSocketException && !(exception is OperationCanceledException && cancellationToken.IsCancellationRequested);
+    private static Exception Translate(Exception exception, string doing, CancellationToken cancellationToken) =>
+        exception is WebSocketException || (exception is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            ? exception
+            : new WebSocketException(WebSocketError.ConnectionClosedPrematurely, $"The connection broke while {doing}: {exception.Message}", exception);
 
     /// <summary>Encodes one final frame into the pipe: the header in place, then the payload masked chunk by chunk.</summary>
     private static void WriteFrame(PipeWriter output, FrameOpcode opcode, ReadOnlySpan<byte> payload)
@@ -336,50 +412,78 @@ internal sealed class PipelinesTransport : IClientTransport
 
     // ------------------------------------------------------------------ receive
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<bool> ReceiveAsync(IBufferWriter<byte> destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Receives one message. Synchronous when the pipe already holds it (a message that arrived while the SDK dispatched
+    /// the previous one), so no async state machine runs; otherwise waits in <see cref="ReceiveSlowAsync"/>.
+    /// </summary>
+    public ValueTask<bool> ReceiveAsync(IBufferWriter<byte> destination, CancellationToken cancellationToken)
     {
         if (_closeReceived)
         {
-            return false;
+            return new ValueTask<bool>(false);
         }
 
+        Step step;
+        try
+        {
+            step = _input.TryRead(out ReadResult result) ? Consume(result, destination) : Step.NeedMore;
+            while (step == Step.Ping)
+            {
+                ValueTask pong = AnswerPingAsync(cancellationToken);
+                if (!pong.IsCompletedSuccessfully)
+                {
+                    return ReceiveAfterPongAsync(pong, destination, cancellationToken);
+                }
+
+                step = _input.TryRead(out result) ? Consume(result, destination) : Step.NeedMore;
+            }
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<bool>(Translate(ex, "receiving", cancellationToken));
+        }
+
+        return step == Step.Message ? new ValueTask<bool>(true) : ReceiveSlowAsync(destination, step, cancellationToken);
+    }
+
+    /// <summary>5.5.2: a ping is answered with a pong carrying its payload, unless our close already went out.</summary>
+    private ValueTask AnswerPingAsync(CancellationToken cancellationToken)
+        => _closeSent ? default : SendFrameAsync(FrameOpcode.Pong, _pingPayload.AsMemory(0, _pingLength), cancellationToken);
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ReceiveAfterPongAsync(ValueTask pong, IBufferWriter<byte> destination, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await pong.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            throw Translate(ex, "receiving", cancellationToken);
+        }
+
+        return await ReceiveSlowAsync(destination, Step.NeedMore, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads until a message, acting on control frames and failing the connection on violations.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ReceiveSlowAsync(IBufferWriter<byte> destination, Step step, CancellationToken cancellationToken)
+    {
         try
         {
             while (true)
             {
-                ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                if (result.IsCanceled || _aborted)
-                {
-                    throw new WebSocketException(WebSocketError.InvalidState, "The connection was aborted.");
-                }
-
-                ReadOnlySequence<byte> buffer = result.Buffer;
-                Step step = Parse(ref buffer, destination);
-                if (step == Step.NeedMore)
-                {
-                    _input.AdvanceTo(buffer.Start, buffer.End);
-                    if (result.IsCompleted)
-                    {
-                        throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "The server closed the connection without completing the close handshake.");
-                    }
-
-                    continue;
-                }
-
-                _input.AdvanceTo(buffer.Start);
                 switch (step)
                 {
+                    case Step.NeedMore:
+                        step = Consume(await _input.ReadAsync(cancellationToken).ConfigureAwait(false), destination);
+                        continue;
                     case Step.Message:
                         return true;
                     case Step.Ping:
-                        // 5.5.2: answer with a pong carrying the ping's payload, unless our close already went out.
-                        if (!_closeSent)
-                        {
-                            await SendFrameAsync(FrameOpcode.Pong, _pingPayload.AsMemory(0, _pingLength), cancellationToken).ConfigureAwait(false);
-                        }
-
-                        break;
+                        await AnswerPingAsync(cancellationToken).ConfigureAwait(false);
+                        step = Step.NeedMore;
+                        continue;
                     case Step.Close:
                         _closeReceived = true;
                         // 5.5.1: a close not yet answered is answered with the same code; the server then closes the TCP connection.
@@ -402,10 +506,35 @@ internal sealed class PipelinesTransport : IClientTransport
                 }
             }
         }
-        catch (Exception ex) when (IsConnectionFailure(ex, cancellationToken))
+        catch (Exception ex)
         {
-            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, $"The connection broke: {ex.Message}", ex);
+            throw Translate(ex, "receiving", cancellationToken);
         }
+    }
+
+    /// <summary>Parses what one read returned and tells the pipe how much was consumed (all of it, unless a frame is cut).</summary>
+    private Step Consume(in ReadResult result, IBufferWriter<byte> destination)
+    {
+        if (result.IsCanceled || _aborted)
+        {
+            throw new WebSocketException(WebSocketError.InvalidState, "The connection was aborted.");
+        }
+
+        ReadOnlySequence<byte> buffer = result.Buffer;
+        Step step = Parse(ref buffer, destination);
+        if (step != Step.NeedMore)
+        {
+            _input.AdvanceTo(buffer.Start);
+            return step;
+        }
+
+        _input.AdvanceTo(buffer.Start, buffer.End);
+        if (result.IsCompleted)
+        {
+            throw new WebSocketException(WebSocketError.ConnectionClosedPrematurely, "The server closed the connection without completing the close handshake.");
+        }
+
+        return Step.NeedMore;
     }
 
     /// <summary>
@@ -605,7 +734,7 @@ internal sealed class PipelinesTransport : IClientTransport
     public async ValueTask DisposeAsync()
     {
         _aborted = true;
+        // The send lock is not disposed: it holds no wait handle, and a late release must not throw.
         await _connection.DisposeAsync().ConfigureAwait(false);
-        _sendLock.Dispose();
     }
 }

@@ -4,6 +4,7 @@ using System.Net.WebSockets;
 using System.Text;
 using Collab.Client;
 using Collab.Client.Transport;
+using Collab.Server.Tests.Transport;
 
 namespace Collab.Server.Tests.Client;
 
@@ -77,7 +78,7 @@ public sealed class ClientFramingTests
         byte[] frame = RawServerConnection.Frame(2, new byte[70_000]);
         for (int split = 1; split < 10; split++)
         {
-            ReadOnlySequence<byte> sequence = Segments(frame.AsMemory(0, split), frame.AsMemory(split, 20));
+            ReadOnlySequence<byte> sequence = FramingUnitTests.TwoSegments(frame[..(split + 20)], split);
             Assert.Equal(HeaderParse.Valid, ClientFraming.TryParseHeader(sequence, out ServerFrameHeader header));
             Assert.Equal(new ServerFrameHeader(true, FrameOpcode.Binary, 70_000, 10), header);
         }
@@ -145,28 +146,5 @@ public sealed class ClientFramingTests
         Assert.Equal(TransportKind.Automatic, Assert.IsType<SelectingTransportFactory>(options.TransportFactory).Kind);
         Assert.Equal(TransportKind.ClientWebSocket, Assert.IsType<SelectingTransportFactory>(new CollabClientOptions { Transport = TransportKind.ClientWebSocket }.TransportFactory).Kind);
         Assert.Throws<ArgumentOutOfRangeException>(() => new CollabClientOptions { Transport = (TransportKind)7 }.Validate());
-    }
-
-    private static ReadOnlySequence<byte> Segments(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second)
-    {
-        var head = new Segment(first, 0);
-        Segment tail = head.Append(second);
-        return new ReadOnlySequence<byte>(head, 0, tail, tail.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }
