@@ -45,6 +45,7 @@ internal sealed class LoadTestOptions
         Collab load generator (open loop, HdrHistogram latencies, NBomber-style report).
 
         usage: dotnet run -c Release --project loadtest -- <scenario> [options]
+               dotnet run -c Release --project loadtest -- compare REPORT.json...   (one table of saved runs)
 
         scenarios
           small     D docs x C clients, each client R ops/s (default 200 x 5, R=1); --rate 1,2,5,10 ramps
@@ -56,16 +57,27 @@ internal sealed class LoadTestOptions
           cluster   small rooms over several nodes (--servers, clients of a document spread round-robin)
 
         target
-          --url URL                 one server (default ws://127.0.0.1:8080/ws)
+          --target collab|sharedb[,...]
+                                    the server and its protocol (default collab). sharedb: ShareDB 7's JSON
+                                    protocol with its client's discipline (one op in flight, queued, never
+                                    composed); spawned from loadtest/peers/sharedb-server.js. Several targets
+                                    (with --spawn-server) run one after another, each on its own pinned server,
+                                    and the report shows them in one table
+          --repeat N                run every target N times, interleaved (a, b, a, b, ...); medians in the table
+          --url URL                 one server (default ws://127.0.0.1:8080/ws; ShareDB: ws://host:port/)
           --servers URL,URL,...     several servers (cluster)
           --metrics URL,URL,...     their metrics endpoints, e.g. http://host:9090/metrics on the management port
                                     (default: /metrics on each WebSocket port; --spawn-server uses a management port)
-          --spawn-server            start src/Server (Release) pinned with taskset, temp data dir, free port
+          --server-pid PID[,PID]    read CPU and memory of servers started elsewhere from /proc
+          --spawn-server            start the server (src/Server Release, or ShareDB under node) pinned with
+                                    taskset, temp data dir, free port
           --server-cmd CMD          command to start instead ({port}, {dataDir} substituted)
           --server-cpus LIST        taskset CPUs for the spawned server (default 0; "none" = unpinned)
           --generator-cpus LIST     re-run the generator under taskset (default 1 with --spawn-server; "none")
+          --nice N                  run the spawned server and the re-run generator at nice N (e.g. -20 on a
+                                    machine shared with other work; needs root or CAP_SYS_NICE)
           --postgres CONNSTR        spawned server uses PostgreSQL
-          --server-arg ARG          extra server argument (repeatable)
+          --server-arg ARG          extra Collab server argument (repeatable; not passed to ShareDB)
           --build-server            rebuild src/Server before spawning it
           --keep-data               keep the spawned server's data directory
 
@@ -78,8 +90,9 @@ internal sealed class LoadTestOptions
           --drain S                 seconds to wait for outstanding acks/broadcasts after a step (default 10)
           --init-len L              characters the first client inserts into each document before the run (64)
           --submit pipelined|one-in-flight|ping
-                                    pipelined (default): every op leaves on schedule, base = last known version;
-                                    one-in-flight: ShareDB's client queue, next op after the previous ack;
+                                    pipelined (default for Collab alone): every op leaves on schedule, base =
+                                    last known version; one-in-flight (default with sharedb, its only op
+                                    mode): ShareDB's client queue, next op after the previous ack;
                                     ping: a protocol Ping per slot, the Pong counted as its ack (the floor
                                     under the ack latency: socket, framing and session, no sequencing or storage)
           --verify none|light|full  text replicas: none, one per document (default), every client
@@ -102,6 +115,18 @@ internal sealed class LoadTestOptions
 
     public ScenarioKind Scenario { get; private set; }
 
+    /// <summary>The servers to run against, in order (one run each, per repeat).</summary>
+    public IReadOnlyList<ServerKind> Targets { get; private set; } = [ServerKind.Collab];
+
+    /// <summary>The server of this run (<see cref="ForTarget"/> picks one of <see cref="Targets"/>).</summary>
+    public ServerKind Target { get; private set; } = ServerKind.Collab;
+
+    /// <summary>Runs per target.</summary>
+    public int Repeat { get; private set; } = 1;
+
+    /// <summary>Server processes started elsewhere whose CPU and memory the report reads from /proc.</summary>
+    public List<int> ServerPids { get; } = [];
+
     public List<Uri> Servers { get; } = [new Uri("ws://127.0.0.1:8080/ws")];
 
     /// <summary>Where to scrape each server's metrics (one per server, in order); empty: /metrics on the WebSocket port.</summary>
@@ -117,6 +142,9 @@ internal sealed class LoadTestOptions
     public string? GeneratorCpus { get; private set; }
 
     public string? Postgres { get; private set; }
+
+    /// <summary>Nice value for the spawned server and the pinned generator (0: leave the priority alone).</summary>
+    public int Nice { get; private set; }
 
     public List<string> ServerArgs { get; } = [];
 
@@ -211,6 +239,7 @@ internal sealed class LoadTestOptions
 
         bool serversGiven = false;
         bool generatorCpusGiven = false;
+        bool submitGiven = false;
         int? connections = null;
         for (int i = 1; i < args.Count; i++)
         {
@@ -241,6 +270,21 @@ internal sealed class LoadTestOptions
 
             switch (name)
             {
+                case "--target":
+                    options.Targets = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseTarget)];
+                    if (options.Targets.Count == 0)
+                    {
+                        throw new OptionsException("--target needs at least one server (collab, sharedb).");
+                    }
+
+                    break;
+                case "--repeat":
+                    options.Repeat = PositiveInt(name, Value());
+                    break;
+                case "--server-pid":
+                    options.ServerPids.Clear();
+                    options.ServerPids.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => PositiveInt(name, v)));
+                    break;
                 case "--url":
                     options.Servers.Clear();
                     options.Servers.Add(ParseUri(Value()));
@@ -270,6 +314,11 @@ internal sealed class LoadTestOptions
                     break;
                 case "--postgres":
                     options.Postgres = Value();
+                    break;
+                case "--nice":
+                    options.Nice = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int nice) && nice is >= -20 and <= 19
+                        ? nice
+                        : throw new OptionsException("--nice takes -20..19.");
                     break;
                 case "--server-arg":
                     options.ServerArgs.Add(Value());
@@ -313,6 +362,7 @@ internal sealed class LoadTestOptions
                     options.InitLength = NonNegativeInt(name, Value());
                     break;
                 case "--submit":
+                    submitGiven = true;
                     options.Submit = Value().ToLowerInvariant() switch
                     {
                         "pipelined" => SubmitMode.Pipelined,
@@ -395,9 +445,43 @@ internal sealed class LoadTestOptions
             options.GeneratorCpus = "1";
         }
 
+        if (!submitGiven && options.Targets.Contains(ServerKind.ShareDb))
+        {
+            // ShareDB's client has one op in flight; Collab beside it is measured under the same discipline.
+            options.Submit = SubmitMode.OneInFlight;
+        }
+
+        options.Target = options.Targets[0];
+        if (options.Target == ServerKind.ShareDb && !serversGiven)
+        {
+            options.Servers[0] = new Uri("ws://127.0.0.1:9101/");
+        }
+
         options.Validate(serversGiven);
         return options;
     }
+
+    /// <summary>Total runs: every target, <see cref="Repeat"/> times.</summary>
+    public int RunCount => Targets.Count * Repeat;
+
+    /// <summary>Tells this run's files apart from the other runs of the same invocation (null for a single run).</summary>
+    public string? RunTag { get; private set; }
+
+    /// <summary>This run's options for one of the <see cref="Targets"/>; <paramref name="run"/> counts repeats from 1.</summary>
+    public LoadTestOptions ForTarget(ServerKind target, int run = 1)
+    {
+        var copy = (LoadTestOptions)MemberwiseClone();
+        copy.Target = target;
+        copy.RunTag = RunCount > 1 ? $"{(target == ServerKind.ShareDb ? "sharedb" : "collab")}-{run}" : null;
+        return copy;
+    }
+
+    private static ServerKind ParseTarget(string value) => value.ToLowerInvariant() switch
+    {
+        "collab" => ServerKind.Collab,
+        "sharedb" => ServerKind.ShareDb,
+        _ => throw new OptionsException($"--target: unknown server '{value}' (collab, sharedb)."),
+    };
 
     private void ApplyScenarioDefaults()
     {
@@ -430,6 +514,39 @@ internal sealed class LoadTestOptions
 
     private void Validate(bool serversGiven)
     {
+        if (Targets.Distinct().Count() != Targets.Count)
+        {
+            throw new OptionsException("--target lists a server twice; use --repeat for several runs.");
+        }
+
+        if (Targets.Count > 1 && !SpawnServer)
+        {
+            throw new OptionsException("Several --target servers need --spawn-server (each run starts its own server; one --url cannot be both).");
+        }
+
+        if (Targets.Count > 1 && ServerCommand is not null)
+        {
+            throw new OptionsException("--server-cmd replaces one server's launch; it cannot serve several --target servers.");
+        }
+
+        if (Targets.Contains(ServerKind.ShareDb))
+        {
+            if (Submit == SubmitMode.Pipelined)
+            {
+                throw new OptionsException("ShareDB's client keeps one op in flight: --submit pipelined does not apply to --target sharedb (one-in-flight or ping).");
+            }
+
+            if (Scenario is ScenarioKind.Durable or ScenarioKind.Cluster)
+            {
+                throw new OptionsException($"The {Scenario.ToString().ToLowerInvariant()} scenario is Collab's (PostgreSQL, several nodes); ShareDB runs small, big, idle and storm.");
+            }
+
+            if (MetricsUrls.Count > 0 && Targets.Count == 1)
+            {
+                throw new OptionsException("ShareDB has no /metrics: give --server-pid to read its CPU and memory instead.");
+            }
+        }
+
         if (MetricsUrls.Count > 0 && (SpawnServer || MetricsUrls.Count != Servers.Count))
         {
             throw new OptionsException(SpawnServer

@@ -15,6 +15,11 @@ internal static class Program
 
     public static async Task<int> Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "compare")
+        {
+            return Compare(args[1..]);
+        }
+
         LoadTestOptions options;
         try
         {
@@ -36,7 +41,7 @@ internal static class Program
 
         if (options.GeneratorCpus is { } cpus && Environment.GetEnvironmentVariable(ReexecMarker) is null && OperatingSystem.IsLinux())
         {
-            return await RunPinnedAsync(cpus, args, options.InlineCompletions).ConfigureAwait(false);
+            return await RunPinnedAsync(cpus, options.Nice, args, options.InlineCompletions).ConfigureAwait(false);
         }
 
         if (options.InlineCompletions)
@@ -61,22 +66,83 @@ internal static class Program
             cancel.Cancel();
         };
 
-        RunReport report;
-        try
+        // Every target, Repeat times, interleaved (a, b, a, b): drift in a shared machine's load then falls on all
+        // of them alike rather than on whichever ran last.
+        var reports = new List<RunReport>();
+        bool failed = false;
+        for (int run = 1; run <= options.Repeat; run++)
         {
-            report = await new ScenarioRunner(options, Console.Out).RunAsync("loadtest " + string.Join(' ', args), cancel.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-        {
-            Console.Error.WriteLine("cancelled");
-            return 130;
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException)
-        {
-            Console.Error.WriteLine("error: " + ex.Message);
-            return 1;
+            foreach (Client.ServerKind target in options.Targets)
+            {
+                LoadTestOptions runOptions = options.ForTarget(target, run);
+                if (options.RunCount > 1)
+                {
+                    Console.WriteLine($"=== run {reports.Count + 1}/{options.RunCount}: {ScenarioRunner.TargetName(target)} ({run}/{options.Repeat})");
+                }
+
+                RunReport report;
+                try
+                {
+                    report = await new ScenarioRunner(runOptions, Console.Out).RunAsync("loadtest " + string.Join(' ', args), cancel.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                {
+                    Console.Error.WriteLine("cancelled");
+                    return 130;
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException)
+                {
+                    Console.Error.WriteLine("error: " + ex.Message);
+                    return 1;
+                }
+
+                WriteOutputs(runOptions, report);
+                reports.Add(report);
+                // Exit 1 only for what is wrong, not for what is slow: nobody connected, or clients diverged after settling.
+                failed |= report.Connect is not { Connected: > 0 } || report.Convergence is { Converged: false, Settled: true };
+            }
         }
 
+        if (reports.Count > 1)
+        {
+            Console.WriteLine();
+            Console.WriteLine(ComparisonReport.Render(reports, markdown: false));
+        }
+
+        return failed ? 1 : 0;
+    }
+
+    /// <summary><c>compare REPORT.json... [--markdown]</c>: saved runs (any servers, any sittings) in one table.</summary>
+    private static int Compare(IReadOnlyList<string> args)
+    {
+        bool markdown = args.Contains("--markdown");
+        List<string> files = [.. args.Where(static a => a != "--markdown")];
+        if (files.Count == 0)
+        {
+            Console.Error.WriteLine("usage: loadtest compare REPORT.json... [--markdown]");
+            return 2;
+        }
+
+        var reports = new List<RunReport>();
+        foreach (string file in files)
+        {
+            try
+            {
+                reports.Add(JsonReport.Read(file));
+            }
+            catch (Exception ex) when (ex is IOException or System.Text.Json.JsonException or InvalidDataException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"error: {file}: {ex.Message}");
+                return 1;
+            }
+        }
+
+        Console.WriteLine(ComparisonReport.Render(reports, markdown));
+        return 0;
+    }
+
+    private static void WriteOutputs(LoadTestOptions options, RunReport report)
+    {
         string jsonPath = OutputPaths.Json(options, report.StartedUtc);
         JsonReport.Write(report, jsonPath);
         string? chartPath = OutputPaths.Chart(options, report.StartedUtc);
@@ -98,19 +164,24 @@ internal static class Program
 
         Console.WriteLine();
         Console.WriteLine(ConsoleReport.Render(report, jsonPath, chartPath));
-        // Exit 1 only for what is wrong, not for what is slow: nobody connected, or clients diverged after settling.
-        bool failed = report.Connect is not { Connected: > 0 } || report.Convergence is { Converged: false, Settled: true };
-        return failed ? 1 : 0;
     }
 
     /// <summary>
     /// Runs this same command again under taskset, so the runtime sizes its thread pool and socket engine for the
     /// CPUs it really has (affinity set from inside would apply to one thread only).
     /// </summary>
-    private static async Task<int> RunPinnedAsync(string cpus, string[] args, bool inlineCompletions)
+    private static async Task<int> RunPinnedAsync(string cpus, int nice, string[] args, bool inlineCompletions)
     {
         string host = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find the running executable.");
-        var start = new ProcessStartInfo("taskset") { UseShellExecute = false };
+        var start = new ProcessStartInfo(nice != 0 ? "nice" : "taskset") { UseShellExecute = false };
+        if (nice != 0)
+        {
+            // Every thread of the generator at this priority (its scheduler thread raises itself further when it may).
+            start.ArgumentList.Add("-n");
+            start.ArgumentList.Add(nice.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            start.ArgumentList.Add("taskset");
+        }
+
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(cpus);
         start.ArgumentList.Add(host);

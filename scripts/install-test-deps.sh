@@ -31,8 +31,18 @@ if [ -f tests/Server/node/package-lock.json ]; then
   (cd tests/Server/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The npm oracle (ShareDB's rich-text type on quill-delta) for the rich-text differential test.
+if [ -f tests/Engine/oracle/package-lock.json ]; then
+  (cd tests/Engine/oracle && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Prometheus's own PromQL grammar (@prometheus-io/lezer-promql), for the deploy/ tests that check every expression of
 # the rules and the dashboard.
 if [ -f tests/Integration/Deploy/node/package-lock.json ]; then
   (cd tests/Integration/Deploy/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# ShareDB 7, the server the load tool compares Collab with (loadtest --target sharedb; its end-to-end tests).
+if [ -f loadtest/peers/package-lock.json ]; then
+  (cd loadtest/peers && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -23,9 +23,12 @@ internal sealed class DocReplica
     }
 
     /// <summary>Applies an op as the server sequenced it; <paramref name="oldestPendingBase"/> is -1 with nothing pending.</summary>
-    public void ApplySequenced(long version, ReadOnlySpan<byte> encoded, long oldestPendingBase)
+    public void ApplySequenced(long version, ReadOnlySpan<byte> encoded, long oldestPendingBase) =>
+        ApplySequenced(version, TextOpCodec.Decode(encoded), oldestPendingBase);
+
+    /// <summary>Applies an op as the server sequenced it, already decoded.</summary>
+    public void ApplySequenced(long version, TextOp op, long oldestPendingBase)
     {
-        TextOp op = TextOpCodec.Decode(encoded);
         _text = TextType.Apply(_text, op);
         Remember(version, op, oldestPendingBase);
     }

@@ -20,6 +20,7 @@ internal sealed class DocState
         Index = index;
         Id = id;
         IdUtf8 = Encoding.UTF8.GetBytes(id);
+        IdJson = ShareDbWire.Escape(id);
     }
 
     public int Index { get; }
@@ -27,6 +28,9 @@ internal sealed class DocState
     public string Id { get; }
 
     public byte[] IdUtf8 { get; }
+
+    /// <summary>The id JSON-escaped, without quotes (ShareDB messages).</summary>
+    public byte[] IdJson { get; }
 
     public List<LightClient> Clients { get; } = [];
 

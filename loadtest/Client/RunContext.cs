@@ -20,9 +20,24 @@ internal enum SubmitMode
     Ping,
 }
 
+/// <summary>Which server a run drives, and so which wire protocol its light clients speak.</summary>
+internal enum ServerKind
+{
+    /// <summary>Collab: binary protobuf over WebSocket (subprotocol collab.v1), docs/PROTOCOL.md.</summary>
+    Collab,
+
+    /// <summary>
+    /// ShareDB 7 (loadtest/peers/sharedb-server.js): its JSON protocol over WebSocket text frames, text-unicode
+    /// ops, and its client's discipline: one op in flight per document, later ops queued, never composed.
+    /// </summary>
+    ShareDb,
+}
+
 /// <summary>Behaviour of every simulated client in a run.</summary>
 internal sealed record ClientSettings
 {
+    public ServerKind Server { get; init; } = ServerKind.Collab;
+
     public SubmitMode SubmitMode { get; init; } = SubmitMode.Pipelined;
 
     /// <summary>Deadline for TCP connect + upgrade + Hello/Welcome + subscribe (and catch-up).</summary>

@@ -184,8 +184,8 @@ internal static class WebSocketFraming
     public static string ExpectedAccept(string key) =>
         Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(key + AcceptGuid)));
 
-    /// <summary>The HTTP/1.1 upgrade request for <paramref name="uri"/>, offering the <c>collab.v1</c> subprotocol.</summary>
-    public static byte[] BuildUpgradeRequest(Uri uri, string key)
+    /// <summary>The HTTP/1.1 upgrade request for <paramref name="uri"/>, offering <paramref name="subprotocol"/> (none when null).</summary>
+    public static byte[] BuildUpgradeRequest(Uri uri, string key, string? subprotocol = "collab.v1")
     {
         string host = uri.IsDefaultPort ? uri.Host : $"{uri.Host}:{uri.Port}";
         string request =
@@ -195,7 +195,7 @@ internal static class WebSocketFraming
             "Connection: Upgrade\r\n" +
             $"Sec-WebSocket-Key: {key}\r\n" +
             "Sec-WebSocket-Version: 13\r\n" +
-            "Sec-WebSocket-Protocol: collab.v1\r\n" +
+            (subprotocol is null ? string.Empty : $"Sec-WebSocket-Protocol: {subprotocol}\r\n") +
             "\r\n";
         return Encoding.ASCII.GetBytes(request);
     }

@@ -46,6 +46,20 @@ internal static class ProcessStats
         }
     }
 
+    /// <summary>The machine's 1-minute load average (/proc/loadavg), NaN where there is none: how busy the shared machine was.</summary>
+    public static double LoadAverage()
+    {
+        try
+        {
+            string text = File.ReadAllText("/proc/loadavg");
+            return double.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+        {
+            return double.NaN;
+        }
+    }
+
     private static (long Rss, long Peak) ReadStatus(string path)
     {
         long rss = 0;

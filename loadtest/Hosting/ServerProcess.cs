@@ -1,14 +1,24 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Collab.LoadTest.Client;
 
 namespace Collab.LoadTest.Hosting;
 
 /// <summary>How <c>--spawn-server</c> starts the server.</summary>
 internal sealed record ServerLaunchOptions
 {
+    /// <summary>Which server: src/Server (Collab), or loadtest/peers/sharedb-server.js under node (ShareDB).</summary>
+    public ServerKind Kind { get; init; } = ServerKind.Collab;
+
     /// <summary>CPU list for taskset (e.g. "0"); null or empty runs unpinned.</summary>
     public string? Cpus { get; init; } = "0";
+
+    /// <summary>
+    /// Scheduling priority for the server (nice -n; 0 leaves it alone). On a shared machine, -20 keeps other work
+    /// from taking the server's CPU in the middle of a measurement; needs root or CAP_SYS_NICE.
+    /// </summary>
+    public int Nice { get; init; }
 
     /// <summary>Port to listen on; 0 picks a free one.</summary>
     public int Port { get; init; }
@@ -38,7 +48,9 @@ internal sealed record ServerLaunchOptions
 /// <summary>
 /// A server started by the tool for a reproducible run: the Release build of src/Server (built first if missing),
 /// pinned with taskset, on a free port, with a fresh temporary data directory, logging at Warning (the hot path's
-/// Information logs are not what is measured), ready when GET /readyz answers 200. Stopped with SIGTERM.
+/// Information logs are not what is measured), ready when GET /readyz answers 200. Or ShareDB: node running
+/// loadtest/peers/sharedb-server.js (its packages from loadtest/peers/package-lock.json), pinned the same way,
+/// ready when its HTTP listener answers. Stopped with SIGTERM.
 /// </summary>
 internal sealed class ServerProcess : IAsyncDisposable
 {
@@ -46,8 +58,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     private readonly string _dataDirectory;
     private readonly bool _keepData;
 
-    private ServerProcess(Process process, int port, int? managementPort, string dataDirectory, string logFile, bool keepData)
+    private ServerProcess(ServerKind kind, Process process, int port, int? managementPort, string dataDirectory, string logFile, bool keepData)
     {
+        Kind = kind;
         _process = process;
         Port = port;
         ManagementPort = managementPort;
@@ -56,19 +69,22 @@ internal sealed class ServerProcess : IAsyncDisposable
         _keepData = keepData;
     }
 
+    public ServerKind Kind { get; }
+
     public int Port { get; }
 
     public int Pid => _process.Id;
 
     public string LogFile { get; }
 
-    public Uri WebSocketUri => new($"ws://127.0.0.1:{Port}/ws");
+    public Uri WebSocketUri => Kind == ServerKind.ShareDb ? new($"ws://127.0.0.1:{Port}/") : new($"ws://127.0.0.1:{Port}/ws");
 
     /// <summary>The server's management port (probes and metrics on their own threads), when the tool chose one.</summary>
     public int? ManagementPort { get; }
 
-    /// <summary>Where to scrape: the management port when there is one, else the WebSocket port.</summary>
-    public Uri MetricsUri => ManagementPort is { } management ? new Uri($"http://127.0.0.1:{management}/metrics") : MetricsScraper.MetricsUriFor(WebSocketUri);
+    /// <summary>Where to scrape: the management port when there is one, else the WebSocket port; null for ShareDB (no metrics).</summary>
+    public Uri? MetricsUri => Kind == ServerKind.ShareDb ? null
+        : ManagementPort is { } management ? new Uri($"http://127.0.0.1:{management}/metrics") : MetricsScraper.MetricsUriFor(WebSocketUri);
 
     public bool HasExited => _process.HasExited;
 
@@ -88,7 +104,11 @@ internal sealed class ServerProcess : IAsyncDisposable
         };
         List<string> command;
         int? managementPort = null;
-        if (!string.IsNullOrWhiteSpace(options.Command))
+        if (options.Kind == ServerKind.ShareDb && string.IsNullOrWhiteSpace(options.Command))
+        {
+            command = ["node", ShareDbServerScript(), "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        }
+        else if (!string.IsNullOrWhiteSpace(options.Command))
         {
             string expanded = options.Command.Replace("{port}", port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
                 .Replace("{dataDir}", dataDirectory, StringComparison.Ordinal);
@@ -113,6 +133,11 @@ internal sealed class ServerProcess : IAsyncDisposable
             command.InsertRange(0, ["taskset", "-c", options.Cpus]);
         }
 
+        if (options.Nice != 0)
+        {
+            command.InsertRange(0, ["nice", "-n", options.Nice.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+
         start.FileName = command[0];
         foreach (string argument in command.Skip(1))
         {
@@ -132,7 +157,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         process.EnableRaisingEvents = true;
         process.Exited += (_, _) => log.Dispose();
 
-        var server = new ServerProcess(process, port, managementPort, dataDirectory, logFile, options.KeepData);
+        var server = new ServerProcess(options.Kind, process, port, managementPort, dataDirectory, logFile, options.KeepData);
         console.WriteLine($"server: pid {process.Id}, {string.Join(' ', command.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a))}");
         console.WriteLine($"server: log {logFile}");
         try
@@ -184,7 +209,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     private async Task WaitReadyAsync(CancellationToken cancellationToken)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var ready = new Uri($"http://127.0.0.1:{Port}/readyz");
+        // ShareDB's script answers every plain HTTP request with 404 once it listens; Collab says ready on /readyz.
+        bool shareDb = Kind == ServerKind.ShareDb;
+        var ready = new Uri(shareDb ? $"http://127.0.0.1:{Port}/" : $"http://127.0.0.1:{Port}/readyz");
         long deadline = Stopwatch.GetTimestamp() + (120 * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline)
         {
@@ -196,7 +223,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             try
             {
                 using HttpResponseMessage response = await http.GetAsync(ready, cancellationToken).ConfigureAwait(false);
-                if (response.StatusCode == HttpStatusCode.OK)
+                if (response.StatusCode == HttpStatusCode.OK || shareDb)
                 {
                     return;
                 }
@@ -239,6 +266,26 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
 
         return dll;
+    }
+
+    /// <summary>Where loadtest/peers/sharedb-server.js is in this repository.</summary>
+    public static string ShareDbServerPath()
+    {
+        string root = RepositoryRoot() ?? throw new InvalidOperationException("Cannot find the repository (Collab.sln) to start ShareDB from; use --server-cmd.");
+        return Path.Combine(root, "loadtest", "peers", "sharedb-server.js");
+    }
+
+    /// <summary>loadtest/peers/sharedb-server.js, with its packages installed (scripts/install-test-deps.sh runs npm ci there).</summary>
+    private static string ShareDbServerScript()
+    {
+        string script = ShareDbServerPath();
+        string directory = Path.GetDirectoryName(script)!;
+        if (!File.Exists(Path.Combine(directory, "node_modules", "sharedb", "package.json")))
+        {
+            throw new InvalidOperationException($"ShareDB is not installed: run `npm ci` in {directory} (scripts/install-test-deps.sh does).");
+        }
+
+        return script;
     }
 
     /// <summary>The directory holding Collab.sln, searched upwards from the working directory, then from the tool's binaries.</summary>

@@ -37,6 +37,12 @@ internal sealed class RunCounters
     /// <summary>Acks for ops already acknowledged (a resend after a reconnect); harmless by the protocol.</summary>
     public long StaleAcks;
 
+    /// <summary>ShareDB: ops received again at a version the client already has (its protocol sends such repeats; they are ignored).</summary>
+    public long DuplicateDeliveries;
+
+    /// <summary>ShareDB: fetches for ops missed (an op from the future arrived), as its client does.</summary>
+    public long CatchUpFetches;
+
     public CounterSnapshot Snapshot() => new(
         Interlocked.Read(ref Offered),
         Interlocked.Read(ref OfferedInWindow),
@@ -49,7 +55,9 @@ internal sealed class RunCounters
         Interlocked.Read(ref Disconnects),
         Interlocked.Read(ref Reconnects),
         Interlocked.Read(ref Resends),
-        Interlocked.Read(ref StaleAcks));
+        Interlocked.Read(ref StaleAcks),
+        Interlocked.Read(ref DuplicateDeliveries),
+        Interlocked.Read(ref CatchUpFetches));
 }
 
 /// <summary>A consistent-enough copy of <see cref="RunCounters"/> (each field read atomically).</summary>
@@ -65,7 +73,9 @@ internal readonly record struct CounterSnapshot(
     long Disconnects,
     long Reconnects,
     long Resends,
-    long StaleAcks)
+    long StaleAcks,
+    long DuplicateDeliveries,
+    long CatchUpFetches)
 {
     public static CounterSnapshot operator -(CounterSnapshot a, CounterSnapshot b) => new(
         a.Offered - b.Offered,
@@ -79,7 +89,9 @@ internal readonly record struct CounterSnapshot(
         a.Disconnects - b.Disconnects,
         a.Reconnects - b.Reconnects,
         a.Resends - b.Resends,
-        a.StaleAcks - b.StaleAcks);
+        a.StaleAcks - b.StaleAcks,
+        a.DuplicateDeliveries - b.DuplicateDeliveries,
+        a.CatchUpFetches - b.CatchUpFetches);
 }
 
 /// <summary>

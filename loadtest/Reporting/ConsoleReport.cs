@@ -11,17 +11,17 @@ internal static class ConsoleReport
     /// <summary>One line summarising a finished step (printed as the run goes).</summary>
     public static string StepLine(StepReport s) => string.Create(
         s_inv,
-        $"step {s.Name}: offered {s.OfferedOpsPerSec:N0}/s acked {s.AckedOpsPerSec:N0}/s | ack p50 {s.Ack.P50:F3} p99 {s.Ack.P99:F3} p99.9 {s.Ack.P999:F3} max {s.Ack.Max:F1} ms | " +
-        $"bcast p50 {s.Broadcast.P50:F3} p99 {s.Broadcast.P99:F3} ms, {s.DeliveriesPerSec:N0} deliveries/s | gen {s.Generator.CpuPercent:F0}% srv {s.Server.CpuPercent:F0}% | " +
+        $"step {s.Name}: offered {s.OfferedOpsPerSec:N0}/s acked {s.AckedOpsPerSec:N0}/s | ack p50 {Ms(L(s.Ack, static l => l.P50))} p99 {Ms(L(s.Ack, static l => l.P99))} p99.9 {Ms(L(s.Ack, static l => l.P999))} max {Ms(L(s.Ack, static l => l.Max))} ms | " +
+        $"bcast p50 {Ms(L(s.Broadcast, static l => l.P50))} p99 {Ms(L(s.Broadcast, static l => l.P99))} ms, {s.DeliveriesPerSec:N0} deliveries/s | gen {s.Generator.CpuPercent:F0}% srv {s.Server.CpuPercent:F0}% | " +
         $"unacked {s.UnackedAfterDrain} missing {s.BroadcastsMissingAfterDrain} | {(s.MeetsSlo ? "SLO ok" : "SLO MISSED")}");
 
     public static string Render(RunReport report, string? jsonPath, string? chartPath)
     {
         var sb = new StringBuilder();
         RunSetup setup = report.Setup;
-        string title = $" collab load test - {report.Scenario} - {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing) - {setup.SubmitMode} - verify {setup.Verify} ";
+        string title = $" collab load test - {report.Target} - {report.Scenario} - {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing) - {setup.SubmitMode} - verify {setup.Verify} ";
         sb.AppendLine(new string('=', 8) + title + new string('=', Math.Max(8, 140 - title.Length)));
-        sb.AppendLine(string.Create(s_inv, $"servers: {string.Join(", ", setup.Servers)}{(setup.SpawnedServer ? $" (spawned, CPUs {setup.ServerCpus ?? "any"}, {setup.Storage})" : string.Empty)}; generator CPUs {setup.GeneratorCpus}; {setup.Runtime}; {setup.MachineCores} cores"));
+        sb.AppendLine(string.Create(s_inv, $"servers: {string.Join(", ", setup.Servers)}{(setup.SpawnedServer ? $" (spawned, CPUs {setup.ServerCpus ?? "any"}, {setup.Storage}{(setup.ServerArgs.Length > 0 ? ", " + string.Join(' ', setup.ServerArgs) : string.Empty)}{(setup.Nice != 0 ? $", nice {setup.Nice}" : string.Empty)})" : string.Empty)}; generator CPUs {setup.GeneratorCpus}; {setup.Runtime}; {setup.MachineCores} cores"));
         if (report.Connect is { } connect)
         {
             sb.AppendLine(string.Create(s_inv, $"connect: {connect.Connected:N0}/{connect.Requested:N0} clients in {connect.Seconds:F2} s, {connect.Failed:N0} failed"));
@@ -30,24 +30,24 @@ internal static class ConsoleReport
         if (report.Steps.Count > 0)
         {
             sb.AppendLine();
-            var table = new Table(
+            var table = new TextTable(
                 "step", "target/s", "offered/s", "acked/s", "ack p50", "p90", "p99", "p99.9", "max",
                 "bcast p50", "p99", "p99.9", "max", "deliv/s", "gen cpu", "lag p99", "srv cpu", "srv rss", "errors", "SLO");
             foreach (StepReport s in report.Steps)
             {
                 table.Add(
                     s.Name, N(s.TargetOpsPerSec), N(s.OfferedOpsPerSec), N(s.AckedOpsPerSec),
-                    Ms(s.Ack.P50), Ms(s.Ack.P90), Ms(s.Ack.P99), Ms(s.Ack.P999), Ms(s.Ack.Max),
-                    Ms(s.Broadcast.P50), Ms(s.Broadcast.P99), Ms(s.Broadcast.P999), Ms(s.Broadcast.Max),
+                    Ms(L(s.Ack, static l => l.P50)), Ms(L(s.Ack, static l => l.P90)), Ms(L(s.Ack, static l => l.P99)), Ms(L(s.Ack, static l => l.P999)), Ms(L(s.Ack, static l => l.Max)),
+                    Ms(L(s.Broadcast, static l => l.P50)), Ms(L(s.Broadcast, static l => l.P99)), Ms(L(s.Broadcast, static l => l.P999)), Ms(L(s.Broadcast, static l => l.Max)),
                     N(s.DeliveriesPerSec), Pct(s.Generator.CpuPercent), Ms(s.SendLag.P99), Pct(s.Server.CpuPercent),
                     double.IsNaN(s.Server.RssMb) ? "-" : string.Create(s_inv, $"{s.Server.RssMb:F0} MB"),
                     s.Errors.Values.Sum().ToString("N0", s_inv), s.MeetsSlo ? "ok" : "MISS");
             }
 
             sb.Append(table.Render());
-            sb.AppendLine("latencies in ms from the scheduled send time (open loop); gen cpu = generator process (100 % = one core); lag = scheduler lateness (included in the latencies)");
+            sb.AppendLine("latencies in ms from the scheduled send time (open loop; -: no op of the window answered); gen cpu = generator process (100 % = one core); lag = scheduler lateness (included in the latencies)");
             sb.AppendLine();
-            var server = new Table("step", "committed/s", "frames/s", "frames/flush", "ops/batch", "commit mean", "srv ack mean", "msgs recv/s", "disconnects", "reconnects", "resends", "unacked", "backlog", "bcast missing", "drain s");
+            var server = new TextTable("step", "committed/s", "frames/s", "frames/flush", "ops/batch", "commit mean", "srv ack mean", "msgs recv/s", "disconnects", "reconnects", "resends", "unacked", "backlog", "bcast missing", "drain s");
             foreach (StepReport s in report.Steps)
             {
                 server.Add(
@@ -128,48 +128,14 @@ internal static class ConsoleReport
         return sb.ToString();
     }
 
-    private static string N(double value) => double.IsFinite(value) ? value.ToString("N0", s_inv) : "-";
+    /// <summary>A latency figure, NaN (shown "-") when no op of the window was answered.</summary>
+    private static double L(Metrics.LatencySummary latency, Func<Metrics.LatencySummary, double> value) => ComparisonReport.Of(latency, value);
 
-    private static string F2(double value) => double.IsFinite(value) ? value.ToString("F2", s_inv) : "-";
+    internal static string N(double value) => double.IsFinite(value) ? value.ToString("N0", s_inv) : "-";
 
-    private static string Ms(double value) => double.IsFinite(value) ? value.ToString(value >= 100 ? "F1" : "F3", s_inv) : "-";
+    internal static string F2(double value) => double.IsFinite(value) ? value.ToString("F2", s_inv) : "-";
 
-    private static string Pct(double value) => double.IsFinite(value) ? value.ToString("F0", s_inv) + " %" : "-";
+    internal static string Ms(double value) => double.IsFinite(value) ? value.ToString(value >= 100 ? "F1" : "F3", s_inv) : "-";
 
-    /// <summary>A plain text table with right-aligned columns (the first left-aligned).</summary>
-    private sealed class Table(params string[] headers)
-    {
-        private readonly List<string[]> _rows = [];
-
-        public void Add(params string[] cells) => _rows.Add(cells);
-
-        public string Render()
-        {
-            int[] widths = [.. headers.Select((h, i) => Math.Max(h.Length, _rows.Count == 0 ? 0 : _rows.Max(r => r[i].Length)))];
-            var sb = new StringBuilder();
-            AppendRow(sb, headers, widths);
-            sb.AppendLine(string.Join("-+-", widths.Select(static w => new string('-', w))));
-            foreach (string[] row in _rows)
-            {
-                AppendRow(sb, row, widths);
-            }
-
-            return sb.ToString();
-        }
-
-        private static void AppendRow(StringBuilder sb, string[] cells, int[] widths)
-        {
-            for (int i = 0; i < cells.Length; i++)
-            {
-                if (i > 0)
-                {
-                    sb.Append(" | ");
-                }
-
-                sb.Append(i == 0 ? cells[i].PadRight(widths[i]) : cells[i].PadLeft(widths[i]));
-            }
-
-            sb.AppendLine();
-        }
-    }
+    internal static string Pct(double value) => double.IsFinite(value) ? value.ToString("F0", s_inv) + " %" : "-";
 }

@@ -10,6 +10,9 @@ internal sealed record RunReport
 
     public required string Scenario { get; init; }
 
+    /// <summary>The server driven: "collab" or "sharedb".</summary>
+    public string Target { get; init; } = "collab";
+
     public string? Label { get; init; }
 
     public required DateTime StartedUtc { get; init; }
@@ -20,7 +23,7 @@ internal sealed record RunReport
 
     public required RunSetup Setup { get; init; }
 
-    public List<StepReport> Steps { get; } = [];
+    public List<StepReport> Steps { get; init; } = [];
 
     public ConvergenceReport? Convergence { get; set; }
 
@@ -34,10 +37,10 @@ internal sealed record RunReport
 
     public Dictionary<string, string[]> ErrorSamples { get; set; } = [];
 
-    public List<Sample> TimeSeries { get; } = [];
+    public List<Sample> TimeSeries { get; init; } = [];
 
     /// <summary>Human-readable conclusions (target met or not, and what limited it).</summary>
-    public List<string> Findings { get; } = [];
+    public List<string> Findings { get; init; } = [];
 }
 
 internal sealed record RunSetup
@@ -61,6 +64,12 @@ internal sealed record RunSetup
     public string? GeneratorCpus { get; init; }
 
     public string? Storage { get; init; }
+
+    /// <summary>Extra arguments the spawned Collab server got (--server-arg), e.g. --Storage:SqliteSynchronous=Normal.</summary>
+    public string[] ServerArgs { get; init; } = [];
+
+    /// <summary>The nice value the spawned server and the pinned generator ran at (--nice; 0: the default priority).</summary>
+    public int Nice { get; init; }
 
     public required int SourceAddresses { get; init; }
 
@@ -119,6 +128,15 @@ internal sealed record StepReport
     public long Reconnects { get; init; }
 
     public long Resends { get; init; }
+
+    /// <summary>ShareDB: ops received again at a version already held (its protocol repeats ops; ignored, as its client does).</summary>
+    public long DuplicateDeliveries { get; init; }
+
+    /// <summary>ShareDB: fetches of missed ops after an op from beyond the next version.</summary>
+    public long CatchUpFetches { get; init; }
+
+    /// <summary>The machine's 1-minute load average at the start and the end of the measured window.</summary>
+    public double[] LoadAverage { get; init; } = [];
 
     public long UnackedAfterDrain { get; init; }
 
@@ -219,6 +237,9 @@ internal sealed record StormReport
 internal sealed record IdleReport
 {
     public int Connections { get; init; }
+
+    /// <summary>The machine's 1-minute load average when the hold started and when it ended.</summary>
+    public double[] LoadAverage { get; init; } = [];
 
     public int Documents { get; init; }
 

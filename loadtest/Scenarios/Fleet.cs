@@ -105,11 +105,12 @@ internal sealed class Fleet
 
     /// <summary>
     /// The first client of each document inserts <paramref name="length"/> characters (ShareDB's harness starts
-    /// from a 64-character document too), then waits until every client saw them.
+    /// from a 64-character document too), then waits until every client saw them. On ShareDB that insert is the
+    /// document's creation, made even with no text (a ShareDB document takes no op before it is created).
     /// </summary>
     public async Task<bool> InitializeDocumentsAsync(int length, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        if (length > 0)
+        if (length > 0 || _ctx.Settings.Server == ServerKind.ShareDb)
         {
             string text = new('.', length);
             foreach (DocState doc in Docs)

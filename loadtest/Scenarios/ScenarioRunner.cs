@@ -36,7 +36,9 @@ internal sealed class ScenarioRunner
                 ServerProcess server = await ServerProcess.StartAsync(
                     new ServerLaunchOptions
                     {
+                        Kind = _options.Target,
                         Cpus = _options.ServerCpus,
+                        Nice = _options.Nice,
                         Command = _options.ServerCommand,
                         Postgres = _options.Postgres,
                         ExtraArgs = _options.ServerArgs,
@@ -53,6 +55,7 @@ internal sealed class ScenarioRunner
             var report = new RunReport
             {
                 Scenario = _options.Scenario.ToString().ToLowerInvariant(),
+                Target = TargetName(_options.Target),
                 Label = _options.Label,
                 StartedUtc = started,
                 CommandLine = commandLine,
@@ -61,14 +64,17 @@ internal sealed class ScenarioRunner
 
             // The management port answers on its own threads while client work saturates the server's pool; /metrics
             // on the WebSocket port queues behind that work (seconds under overload, finding 15).
+            // ShareDB has no metrics endpoint: its CPU and memory come from /proc alone.
             IReadOnlyList<Uri> metrics = spawned.Count > 0
-                ? [.. spawned.Select(static s => s.MetricsUri)]
-                : _options.MetricsUrls.Count > 0 ? _options.MetricsUrls : [.. servers.Select(MetricsScraper.MetricsUriFor)];
+                ? [.. spawned.Select(static s => s.MetricsUri).OfType<Uri>()]
+                : _options.MetricsUrls.Count > 0 ? _options.MetricsUrls
+                : _options.Target == ServerKind.ShareDb ? [] : [.. servers.Select(MetricsScraper.MetricsUriFor)];
             using var scraper = new MetricsScraper(metrics);
-            var probe = new ServerProbe(spawned, scraper);
+            var probe = new ServerProbe([.. spawned.Select(static s => s.Pid), .. _options.ServerPids], scraper);
             var ctx = new RunContext(
                 new ClientSettings
                 {
+                    Server = _options.Target,
                     SubmitMode = _options.Submit,
                     ReconnectMinDelay = TimeSpan.FromMilliseconds(_options.ReconnectDelayMs),
                     ConnectTimeout = TimeSpan.FromSeconds(_options.Scenario == ScenarioKind.Idle ? 120 : 30),
@@ -167,6 +173,7 @@ internal sealed class ScenarioRunner
         await DelayUntilAsync(measureStart, cancellationToken).ConfigureAwait(false);
         sampler.Phase = "measure";
         CounterSnapshot windowStart = ctx.Counters.Snapshot();
+        double loadStart = ProcessStats.LoadAverage();
         ProcessSample generatorStart = ProcessStats.Self();
         long generatorStartAt = Clock.Now;
         ServerPoint serverStart = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
@@ -180,6 +187,7 @@ internal sealed class ScenarioRunner
 
         await DelayUntilAsync(measureEnd, cancellationToken).ConfigureAwait(false);
         CounterSnapshot windowEnd = ctx.Counters.Snapshot();
+        double loadEnd = ProcessStats.LoadAverage();
         ProcessSample generatorEnd = ProcessStats.Self();
         long generatorEndAt = Clock.Now;
         ServerPoint serverEnd = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
@@ -225,6 +233,9 @@ internal sealed class ScenarioRunner
             Disconnects = inWindow.Disconnects,
             Reconnects = inWindow.Reconnects,
             Resends = inWindow.Resends,
+            DuplicateDeliveries = inWindow.DuplicateDeliveries,
+            CatchUpFetches = inWindow.CatchUpFetches,
+            LoadAverage = [loadStart, loadEnd],
             UnackedAfterDrain = unacked,
             BacklogAfterDrain = backlog,
             BroadcastsMissingAfterDrain = missing,
@@ -283,6 +294,7 @@ internal sealed class ScenarioRunner
         // this scenario measures.
         probe.MinScrapeInterval = TimeSpan.FromSeconds(15);
         ServerPoint afterConnect = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
+        double loadStart = ProcessStats.LoadAverage();
         await Task.Delay(TimeSpan.FromSeconds(_options.WarmupSeconds + _options.DurationSeconds), cancellationToken).ConfigureAwait(false);
         ServerPoint held = await probe.SampleAsync(cancellationToken).ConfigureAwait(false);
         int n = fleet.Connected.Count;
@@ -293,6 +305,7 @@ internal sealed class ScenarioRunner
             Documents = fleet.Docs.Count(static d => d.Clients.Count > 0),
             ConnectSeconds = Math.Round(connect.Seconds, 2),
             ConnectsPerSecond = Math.Round(n / Math.Max(1e-9, connect.Seconds), 0),
+            LoadAverage = [loadStart, ProcessStats.LoadAverage()],
             ServerRssBaseMb = Math.Round(baseline.RssBytes / Mb, 1),
             ServerRssAfterConnectMb = Math.Round(afterConnect.RssBytes / Mb, 1),
             ServerRssPerConnectionAfterConnectKb = Math.Round((afterConnect.RssBytes - baseline.RssBytes) / 1024 / Math.Max(1, n), 2),
@@ -322,7 +335,9 @@ internal sealed class ScenarioRunner
         SpawnedServer = spawned,
         ServerCpus = spawned ? _options.ServerCpus : null,
         GeneratorCpus = Native.AllowedCpuList(),
-        Storage = spawned ? (_options.Postgres is null ? "sqlite" : "postgres") : null,
+        Storage = !spawned ? null : _options.Target == ServerKind.ShareDb ? "memory" : _options.Postgres is null ? "sqlite" : "postgres",
+        ServerArgs = spawned && _options.Target == ServerKind.Collab ? [.. _options.ServerArgs] : [],
+        Nice = _options.Nice,
         SourceAddresses = _options.EffectiveSourceAddresses,
         Seed = _options.Seed,
         MachineCores = MachineCores(),
@@ -338,6 +353,9 @@ internal sealed class ScenarioRunner
         $"scenario {_options.Scenario.ToString().ToLowerInvariant()}: {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing), rates [{string.Join(", ", _options.Rates)}]/s per writer, " +
         $"{setup.SubmitMode}, verify {setup.Verify}, W={_options.WarmupSeconds}s T={_options.DurationSeconds}s; servers {string.Join(", ", setup.Servers)}; " +
         $"generator on CPUs {setup.GeneratorCpus ?? "?"} ({setup.GeneratorProcessorCount} usable), {setup.SourceAddresses} source address(es), seed {setup.Seed}");
+
+    /// <summary>The target's name in reports and on the command line.</summary>
+    public static string TargetName(ServerKind target) => target == ServerKind.ShareDb ? "sharedb" : "collab";
 
     private static int MachineCores()
     {

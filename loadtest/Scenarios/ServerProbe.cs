@@ -28,23 +28,25 @@ internal sealed record ServerPoint(long Timestamp, double CpuSeconds, double Rss
 }
 
 /// <summary>
-/// Reads the servers: CPU and memory from /proc for servers the tool spawned (exact, and available even when
+/// Reads the servers: CPU and memory from /proc for servers the tool spawned or was given the pid of (exact, and available even when
 /// /metrics is slow), otherwise from the process_* metrics; everything else from /metrics. A loaded server can
 /// take seconds to answer a scrape, so the per-second sampler never waits for one (<see cref="Latest"/>); step
 /// boundaries do (<see cref="SampleAsync"/>), and rates use each scrape's own arrival time.
 /// </summary>
 internal sealed class ServerProbe
 {
-    private readonly IReadOnlyList<ServerProcess> _spawned;
+    private readonly IReadOnlyList<int> _serverPids;
     private readonly MetricsScraper _scraper;
     private readonly Lock _merge = new();
     private MetricsSnapshot[] _latest;
     private int _scraping;
     private long _lastScrapeStarted;
 
-    public ServerProbe(IReadOnlyList<ServerProcess> spawned, MetricsScraper scraper)
+    /// <param name="serverPids">Server processes to read from /proc (spawned ones, or given with --server-pid); empty: process_* metrics.</param>
+    /// <param name="scraper">The servers' /metrics endpoints (none for ShareDB).</param>
+    public ServerProbe(IReadOnlyList<int> serverPids, MetricsScraper scraper)
     {
-        _spawned = spawned;
+        _serverPids = serverPids;
         _scraper = scraper;
         _latest = [.. scraper.MetricsUris.Select(static _ => MetricsSnapshot.Empty)];
     }
@@ -110,14 +112,14 @@ internal sealed class ServerProbe
     private ServerPoint Point(MetricsSnapshot[] metrics)
     {
         long now = Clock.Now;
-        if (_spawned.Count > 0)
+        if (_serverPids.Count > 0)
         {
             double cpu = 0;
             double rss = 0;
             double peak = 0;
-            foreach (ServerProcess server in _spawned)
+            foreach (int pid in _serverPids)
             {
-                ProcessSample sample = server.Sample();
+                ProcessSample sample = ProcessStats.Of(pid);
                 if (sample.IsValid)
                 {
                     cpu += sample.CpuSeconds;

@@ -47,13 +47,16 @@ public interface IOtType<TSnapshot, TOp>
     /// <summary>True when the op changes nothing.</summary>
     bool IsNoop(TOp op);
 
-    /// <summary>Moves a cursor position through an op. <paramref name="isOwnOp"/>: the op was made by the cursor's owner (cursor goes after its own insert).</summary>
+    /// <summary>
+    /// Moves a cursor position (in the type's units, as <see cref="LengthOf"/>) through an op. <paramref name="isOwnOp"/>:
+    /// the op was made by the cursor's owner (cursor goes after its own insert).
+    /// </summary>
     int TransformCursor(int cursor, TOp op, bool isOwnOp);
 
     /// <summary>Approximate in-memory/encoded size in bytes, for bounding the history window.</summary>
     int SizeOf(TOp op);
 
-    /// <summary>Length of the snapshot in the type's own units (code points for text).</summary>
+    /// <summary>Length of the snapshot in the type's own units (code points for text-unicode, UTF-16 units for rich-text).</summary>
     long LengthOf(TSnapshot snapshot);
 
     /// <summary>Compact binary encoding, used on the wire and in the op log.</summary>
@@ -62,9 +65,12 @@ public interface IOtType<TSnapshot, TOp>
     /// <summary>Decodes <see cref="Encode"/>'s output; throws <see cref="OtException"/> (Malformed) on bad bytes without allocating unboundedly.</summary>
     TOp Decode(ReadOnlySpan<byte> input);
 
-    /// <summary>The snapshot as text, for snapshots on the wire and in storage (single pass).</summary>
+    /// <summary>
+    /// The snapshot serialized as a string, for snapshots on the wire and in storage (single pass): the plain text for
+    /// text-unicode, the document's Delta ops as JSON for rich-text (what Quill's <c>setContents</c> takes).
+    /// </summary>
     string ToText(TSnapshot snapshot);
 
-    /// <summary>Builds a snapshot from <see cref="ToText"/>'s output.</summary>
+    /// <summary>Builds a snapshot from <see cref="ToText"/>'s output; throws <see cref="OtException"/> for a string that is not one.</summary>
     TSnapshot FromText(string text);
 }

@@ -19,6 +19,18 @@ public enum OtErrorCode
     TooLarge = 6,
     /// <summary>The op is not in normal form where normal form is required.</summary>
     NotNormalized = 7,
+    /// <summary>An op boundary falls between the two halves of a surrogate pair (rich-text counts UTF-16 units).</summary>
+    SplitsSurrogatePair = 8,
+    /// <summary>A component carries more attributes than the configured limit (rich-text).</summary>
+    TooManyAttributes = 9,
+    /// <summary>An attribute name or value exceeds the configured size limit (rich-text).</summary>
+    AttributeTooLarge = 10,
+    /// <summary>An attribute name that the configured allow-list does not hold (rich-text).</summary>
+    UnknownAttribute = 11,
+    /// <summary>An embed exceeds the configured size limit (rich-text).</summary>
+    EmbedTooLarge = 12,
+    /// <summary>An embed type that the configured allow-list does not hold (rich-text).</summary>
+    UnknownEmbedType = 13,
 }
 
 /// <summary>The one exception type the engine throws for bad input; state is untouched when it is thrown.</summary>

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
@@ -22,11 +21,7 @@ namespace Collab.Engine.Text;
 /// </remarks>
 public ref struct TextOpBuilder
 {
-    private const int InlineCapacity = 8;
-
-    private InlineComponents _inline;
-    private TextComponent[]? _spill;
-    private int _count;
+    private InlineList<TextComponent> _items;
     private int _baseLength;
     private int _targetLength;
 
@@ -35,7 +30,7 @@ public ref struct TextOpBuilder
     }
 
     /// <summary>Components appended so far (after merging).</summary>
-    public readonly int Count => _count;
+    public readonly int Count => _items.Count;
 
     /// <summary>Retains <paramref name="count"/> code points; zero appends nothing.</summary>
     public void Retain(int count)
@@ -105,19 +100,18 @@ public ref struct TextOpBuilder
     /// <summary>Returns the op built so far (trailing retain dropped) and resets the builder for reuse.</summary>
     public TextOp ToOp()
     {
-        int count = _count;
+        int count = _items.Count;
         int baseLength = _baseLength;
         int targetLength = _targetLength;
-        Span<TextComponent> items = Items;
-        if (count > 0 && items[count - 1].Kind == TextComponentKind.Retain)
+        if (count > 0 && _items.Span[count - 1].Kind == TextComponentKind.Retain)
         {
-            int trailing = items[count - 1].Length;
+            int trailing = _items.Span[count - 1].Length;
             baseLength -= trailing;
             targetLength -= trailing;
             count--;
         }
 
-        TextOp op = count == 0 ? TextOp.Empty : new TextOp(items[..count].ToArray(), baseLength, targetLength);
+        TextOp op = count == 0 ? TextOp.Empty : new TextOp(_items.ToArray(count), baseLength, targetLength);
         Dispose();
         return op;
     }
@@ -125,25 +119,10 @@ public ref struct TextOpBuilder
     /// <summary>Returns a spilled buffer to the pool and clears the builder.</summary>
     public void Dispose()
     {
-        TextComponent[]? spill = _spill;
-        if (spill is not null)
-        {
-            _spill = null;
-            // Cleared: the components reference caller strings that must not outlive the op in the pool.
-            ArrayPool<TextComponent>.Shared.Return(spill, clearArray: true);
-        }
-        else
-        {
-            ((Span<TextComponent>)_inline)[.._count].Clear();
-        }
-
-        _count = 0;
+        _items.Dispose();
         _baseLength = 0;
         _targetLength = 0;
     }
-
-    [UnscopedRef]
-    private Span<TextComponent> Items => _spill is null ? _inline : _spill;
 
     // Trusted appends: the engine calls these with positive lengths and validated text.
 
@@ -153,15 +132,15 @@ public ref struct TextOpBuilder
         Debug.Assert(count > 0);
         _baseLength = CheckedAdd(_baseLength, count);
         _targetLength = CheckedAdd(_targetLength, count);
-        Span<TextComponent> items = Items;
-        int last = _count - 1;
+        Span<TextComponent> items = _items.Span;
+        int last = items.Length - 1;
         if (last >= 0 && items[last].Kind == TextComponentKind.Retain)
         {
             items[last] = TextComponent.RetainTrusted(items[last].Length + count);
             return;
         }
 
-        Push(TextComponent.RetainTrusted(count));
+        _items.Add(TextComponent.RetainTrusted(count));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -169,23 +148,23 @@ public ref struct TextOpBuilder
     {
         Debug.Assert(count > 0);
         _baseLength = CheckedAdd(_baseLength, count);
-        Span<TextComponent> items = Items;
-        int last = _count - 1;
+        Span<TextComponent> items = _items.Span;
+        int last = items.Length - 1;
         if (last >= 0 && items[last].Kind == TextComponentKind.Delete)
         {
             items[last] = TextComponent.DeleteTrusted(items[last].Length + count);
             return;
         }
 
-        Push(TextComponent.DeleteTrusted(count));
+        _items.Add(TextComponent.DeleteTrusted(count));
     }
 
     internal void AppendInsert(string text, int codePoints)
     {
         Debug.Assert(text.Length > 0 && codePoints > 0);
         _targetLength = CheckedAdd(_targetLength, codePoints);
-        Span<TextComponent> items = Items;
-        int last = _count - 1;
+        Span<TextComponent> items = _items.Span;
+        int last = items.Length - 1;
         if (last >= 0 && items[last].Kind == TextComponentKind.Insert)
         {
             ref readonly TextComponent previous = ref items[last];
@@ -193,7 +172,7 @@ public ref struct TextOpBuilder
             return;
         }
 
-        Push(TextComponent.InsertTrusted(text, codePoints));
+        _items.Add(TextComponent.InsertTrusted(text, codePoints));
     }
 
     /// <summary>Appends a piece derived from a valid op (no validation).</summary>
@@ -212,38 +191,6 @@ public ref struct TextOpBuilder
                 AppendDelete(component.Length);
                 break;
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Push(in TextComponent component)
-    {
-        Span<TextComponent> items = Items;
-        if (_count == items.Length)
-        {
-            Grow();
-            items = Items;
-        }
-
-        items[_count++] = component;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Grow()
-    {
-        Span<TextComponent> items = Items;
-        TextComponent[] bigger = ArrayPool<TextComponent>.Shared.Rent(items.Length * 2);
-        items[.._count].CopyTo(bigger);
-        TextComponent[]? old = _spill;
-        if (old is not null)
-        {
-            ArrayPool<TextComponent>.Shared.Return(old, clearArray: true);
-        }
-        else
-        {
-            ((Span<TextComponent>)_inline).Clear();
-        }
-
-        _spill = bigger;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -266,9 +213,4 @@ public ref struct TextOpBuilder
     private static void ThrowUnknownComponent(TextComponentKind kind) =>
         throw new OtException(OtErrorCode.UnknownComponent, $"Unknown text op component kind {(int)kind}.");
 
-    [InlineArray(InlineCapacity)]
-    private struct InlineComponents
-    {
-        private TextComponent _element0;
-    }
 }

@@ -25,9 +25,6 @@ public static class TextOpCodec
     private const int KindDelete = 2;
     private const int MaxVarintBytes = 5;
 
-    /// <summary>Inserts up to this many UTF-8 bytes are written in one span; longer ones stream in pieces.</summary>
-    private const int ContiguousInsertLimit = 16 * 1024;
-
     /// <summary>Exact encoded size of <paramref name="op"/> in bytes.</summary>
     public static int GetEncodedLength(TextOp op)
     {
@@ -37,11 +34,11 @@ public static class TextOpCodec
             if (c.IsInsert)
             {
                 int bytes = Encoding.UTF8.GetByteCount(c.Text);
-                size += VarintLength(Tag(bytes, KindInsert)) + bytes;
+                size += WireFormat.VarintLength(Tag(bytes, KindInsert)) + bytes;
             }
             else
             {
-                size += VarintLength(Tag(c.Length, c.IsRetain ? KindRetain : KindDelete));
+                size += WireFormat.VarintLength(Tag(c.Length, c.IsRetain ? KindRetain : KindDelete));
             }
         }
 
@@ -57,14 +54,14 @@ public static class TextOpCodec
             if (!c.IsInsert)
             {
                 Span<byte> span = output.GetSpan(MaxVarintBytes);
-                output.Advance(WriteVarint(span, Tag(c.Length, c.IsRetain ? KindRetain : KindDelete)));
+                output.Advance(WireFormat.WriteVarint(span, Tag(c.Length, c.IsRetain ? KindRetain : KindDelete)));
                 continue;
             }
 
             string text = c.Text;
             int bytes = Encoding.UTF8.GetByteCount(text);
-            Span<byte> destination = output.GetSpan(MaxVarintBytes + (bytes <= ContiguousInsertLimit ? bytes : 0));
-            int tagLength = WriteVarint(destination, Tag(bytes, KindInsert));
+            Span<byte> destination = output.GetSpan(MaxVarintBytes + (bytes <= WireFormat.ContiguousTextLimit ? bytes : 0));
+            int tagLength = WireFormat.WriteVarint(destination, Tag(bytes, KindInsert));
             if (destination.Length - tagLength >= bytes)
             {
                 int written = Encoding.UTF8.GetBytes(text, destination[tagLength..]);
@@ -74,7 +71,7 @@ public static class TextOpCodec
             else
             {
                 output.Advance(tagLength);
-                WriteUtf8InPieces(text, bytes, output);
+                WireFormat.WriteUtf8(output, text, bytes);
             }
         }
     }
@@ -95,7 +92,7 @@ public static class TextOpCodec
         int position = 0;
         while (position < input.Length)
         {
-            ulong tag = ReadVarint(input, ref position);
+            ulong tag = WireFormat.ReadVarint(input, ref position, MaxVarintBytes, "text op");
             int kind = (int)(tag & 3);
             ulong length = tag >> 2;
             if (kind == 3)
@@ -166,7 +163,7 @@ public static class TextOpCodec
         position = 0;
         for (int i = 0; i < components.Length; i++)
         {
-            ulong tag = ReadVarint(input, ref position);
+            ulong tag = WireFormat.ReadVarint(input, ref position, MaxVarintBytes, "text op");
             int length = (int)(tag >> 2);
             switch ((int)(tag & 3))
             {
@@ -189,59 +186,6 @@ public static class TextOpCodec
 
     private static ulong Tag(int length, int kind) => ((ulong)(uint)length << 2) | (uint)kind;
 
-    private static int VarintLength(ulong value)
-    {
-        int n = 1;
-        while (value >= 0x80)
-        {
-            value >>= 7;
-            n++;
-        }
-
-        return n;
-    }
-
-    private static int WriteVarint(Span<byte> destination, ulong value)
-    {
-        int i = 0;
-        while (value >= 0x80)
-        {
-            destination[i++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        destination[i++] = (byte)value;
-        return i;
-    }
-
-    /// <summary>Reads a minimal LEB128 varint of at most five bytes.</summary>
-    private static ulong ReadVarint(ReadOnlySpan<byte> input, ref int position)
-    {
-        ulong value = 0;
-        for (int i = 0; i < MaxVarintBytes; i++)
-        {
-            if (position >= input.Length)
-            {
-                ThrowMalformed("a varint is truncated");
-            }
-
-            byte b = input[position++];
-            value |= (ulong)(b & 0x7F) << (7 * i);
-            if (b < 0x80)
-            {
-                if (b == 0 && i > 0)
-                {
-                    ThrowMalformed("a varint is not minimally encoded");
-                }
-
-                return value;
-            }
-        }
-
-        ThrowMalformed("a varint is longer than five bytes");
-        return 0;
-    }
-
     /// <summary>Code points of valid UTF-8: every byte that is not a continuation byte starts one.</summary>
     private static int CountUtf8CodePoints(ReadOnlySpan<byte> utf8)
     {
@@ -260,21 +204,6 @@ public static class TextOpCodec
         }
 
         return utf8.Length - continuation;
-    }
-
-    private static void WriteUtf8InPieces(string text, int bytes, IBufferWriter<byte> output)
-    {
-        ReadOnlySpan<char> rest = text;
-        while (!rest.IsEmpty)
-        {
-            // At least four bytes so that any scalar fits; the encoder stops before a scalar that does not.
-            Span<byte> destination = output.GetSpan(Math.Clamp(bytes, 4, ContiguousInsertLimit));
-            OperationStatus status = Utf8.FromUtf16(rest, destination, out int read, out int written, replaceInvalidSequences: false);
-            Debug.Assert(status is OperationStatus.Done or OperationStatus.DestinationTooSmall);
-            output.Advance(written);
-            rest = rest[read..];
-            bytes -= written;
-        }
     }
 
     [DoesNotReturn]

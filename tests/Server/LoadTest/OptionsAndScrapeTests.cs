@@ -72,6 +72,15 @@ public sealed class LoadTestOptionsTests
     [InlineData("small", "--writers", "0")]
     [InlineData("small", "--submit", "sometimes")]
     [InlineData("small", "--source-ips", "300")]
+    [InlineData("small", "--target", "etherpad")]
+    [InlineData("small", "--target", "sharedb", "--submit", "pipelined")]
+    [InlineData("small", "--target", "collab,sharedb")]
+    [InlineData("small", "--target", "collab,collab", "--spawn-server")]
+    [InlineData("small", "--target", "collab,sharedb", "--spawn-server", "--server-cmd", "x")]
+    [InlineData("durable", "--target", "sharedb", "--postgres", "Host=x", "--spawn-server")]
+    [InlineData("cluster", "--target", "sharedb", "--servers", "ws://x:1/,ws://x:2/")]
+    [InlineData("small", "--target", "sharedb", "--metrics", "http://x/metrics")]
+    [InlineData("small", "--repeat", "0")]
     public void Invalid_command_lines_are_refused_with_a_message(params string[] args)
     {
         var ex = Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(args));
@@ -84,6 +93,37 @@ public sealed class LoadTestOptionsTests
     {
         Assert.True(Assert.Throws<OptionsException>(() => LoadTestOptions.Parse([])).IsHelp);
         Assert.True(Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(["--help"])).IsHelp);
+    }
+
+    [Fact]
+    public void Sharedb_target_takes_its_clients_discipline_and_its_default_url()
+    {
+        LoadTestOptions alone = LoadTestOptions.Parse(["small", "--target", "sharedb"]);
+        Assert.Equal(ServerKind.ShareDb, alone.Target);
+        Assert.Equal(SubmitMode.OneInFlight, alone.Submit); // ShareDB's client: one op in flight, queued, never composed
+        Assert.Equal(new Uri("ws://127.0.0.1:9101/"), Assert.Single(alone.Servers));
+
+        LoadTestOptions both = LoadTestOptions.Parse(["small", "--target", "collab,sharedb", "--spawn-server", "--repeat", "3"]);
+        Assert.Equal([ServerKind.Collab, ServerKind.ShareDb], both.Targets);
+        Assert.Equal(SubmitMode.OneInFlight, both.Submit); // Collab beside ShareDB runs under the same discipline
+        Assert.Equal(6, both.RunCount);
+        LoadTestOptions second = both.ForTarget(ServerKind.ShareDb, 2);
+        Assert.Equal(ServerKind.ShareDb, second.Target);
+        Assert.Equal("sharedb-2", second.RunTag);
+
+        Assert.Equal(SubmitMode.Ping, LoadTestOptions.Parse(["small", "--target", "sharedb", "--submit", "ping"]).Submit);
+        Assert.Null(LoadTestOptions.Parse(["small"]).RunTag);
+    }
+
+    [Fact]
+    public void Several_runs_write_their_reports_apart()
+    {
+        LoadTestOptions both = LoadTestOptions.Parse(["small", "--target", "collab,sharedb", "--spawn-server", "--json", "/tmp/x/run.json"]);
+        var started = new DateTime(2026, 12, 7, 10, 0, 0, DateTimeKind.Utc);
+        Assert.Equal("/tmp/x/run-collab-1.json", Collab.LoadTest.Reporting.OutputPaths.Json(both.ForTarget(ServerKind.Collab, 1), started));
+        Assert.Equal("/tmp/x/run-sharedb-1.json", Collab.LoadTest.Reporting.OutputPaths.Json(both.ForTarget(ServerKind.ShareDb, 1), started));
+        LoadTestOptions single = LoadTestOptions.Parse(["small", "--target", "sharedb", "--label", "q"]);
+        Assert.Equal("small-sharedb-20261207-100000-q", Collab.LoadTest.Reporting.OutputPaths.Stem(single, started));
     }
 
     [Fact]
