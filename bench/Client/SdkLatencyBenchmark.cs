@@ -80,14 +80,15 @@ internal static class SdkLatencyBenchmark
         var results = new List<RunResult>();
         for (int r = 1; r <= repeat; r++)
         {
-            foreach (string transport in transports)
+            // Each repetition starts with another transport, so no transport always runs right after the same one.
+            foreach (string transport in transports.Skip((r - 1) % transports.Length).Concat(transports.Take((r - 1) % transports.Length)))
             {
-                RunResult result = await RunOnceAsync(uri, transport, rate, warmup, duration, $"bench/{transport}/{r}-{Guid.NewGuid():N}");
+                RunResult result = await RunOnceAsync(uri, transport, rate, warmup, duration, $"bench/{transport}/{r}-{Guid.NewGuid():N}") with { Repetition = r };
                 results.Add(result);
                 Console.WriteLine($"  run {r} {result}");
                 if (rttDuration > TimeSpan.Zero)
                 {
-                    RunResult rtt = await RoundTripsAsync(uri, transport, rate, warmup, rttDuration);
+                    RunResult rtt = await RoundTripsAsync(uri, transport, rate, warmup, rttDuration) with { Repetition = r };
                     results.Add(rtt);
                     Console.WriteLine($"  run {r} {rtt}");
                 }
@@ -103,6 +104,30 @@ internal static class SdkLatencyBenchmark
             List<RunResult> runs = results.Where(x => x.Transport == transport).ToList();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {transport} | {Median(runs, x => x.P50):F3} | {Median(runs, x => x.P90):F3} | {Median(runs, x => x.P99):F3} | {Median(runs, x => x.P999):F3} | {Median(runs, x => x.Max):F2} | {Median(runs, x => x.CpuMicrosPerOp):F1} | {Median(runs, x => x.BytesPerOp):F0} | {Median(runs, x => x.Gen0Per10k):F2} |"));
+        }
+
+        // The machine is shared: a repetition's runs are minutes apart at most, so comparing within a repetition and taking
+        // the median of those ratios cancels much of the drift that the medians above still carry.
+        string baseline = transports[^1];
+        Console.WriteLine();
+        Console.WriteLine($"paired: median over repetitions of (transport / {baseline}) within each repetition:");
+        Console.WriteLine("| transport | p50 ratio | p90 ratio | p99 ratio | p99.9 ratio |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (string suffix in new[] { string.Empty, " ping" })
+        {
+            foreach (string transport in transports[..^1])
+            {
+                var ratios = results.Where(x => x.Transport == transport + suffix)
+                    .Select(x => (Run: x, Base: results.SingleOrDefault(b => b.Transport == baseline + suffix && b.Repetition == x.Repetition)))
+                    .Where(pair => pair.Base is not null)
+                    .Select(pair => new RunResult(pair.Run.Transport, 0, 0, pair.Run.P50 / pair.Base!.P50, pair.Run.P90 / pair.Base.P90, pair.Run.P99 / pair.Base.P99, pair.Run.P999 / pair.Base.P999, 0, 0, 0, 0))
+                    .ToList();
+                if (ratios.Count > 0)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {transport + suffix} | {Median(ratios, x => x.P50):F2} | {Median(ratios, x => x.P90):F2} | {Median(ratios, x => x.P99):F2} | {Median(ratios, x => x.P999):F2} |"));
+                }
+            }
         }
 
         return 0;
@@ -285,6 +310,8 @@ internal static class SdkLatencyBenchmark
 
     private sealed record RunResult(string Transport, long Ops, double Seconds, double P50, double P90, double P99, double P999, double Max, double CpuMicrosPerOp, double BytesPerOp, double Gen0Per10k)
     {
+        public int Repetition { get; init; }
+
         public override string ToString() => string.Create(CultureInfo.InvariantCulture,
             $"{Transport,-16} {Ops} ops in {Seconds:F1} s: p50 {P50:F3} p90 {P90:F3} p99 {P99:F3} p99.9 {P999:F3} max {Max:F2} ms; client CPU {CpuMicrosPerOp:F1} µs/op; {BytesPerOp:F0} B/op; gen0 {Gen0Per10k:F2}/10k ops");
     }
