@@ -31,8 +31,9 @@ public enum TransportKind
     Automatic = 0,
 
     /// <summary>
-    /// The SDK's own RFC 6455 client over a socket pipe (Pipelines.Sockets.Unofficial): no allocation per message and a
-    /// lower latency (docs/PERFORMANCE.md). Connects to the server directly, never through a proxy.
+    /// The SDK's own RFC 6455 client over a socket pipe (Pipelines.Sockets.Unofficial's <c>SocketConnection</c>, TCP_NODELAY;
+    /// <c>wss://</c> through <see cref="System.Net.Security.SslStream"/>): no allocation per message and a lower latency than
+    /// <see cref="ClientWebSocket"/> (docs/PERFORMANCE.md). Connects to the server directly, never through a proxy.
     /// </summary>
     Pipelines = 1,
 
