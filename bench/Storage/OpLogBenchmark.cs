@@ -194,6 +194,11 @@ internal static class OpLogBenchmark
         public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken) =>
             ValueTask.FromResult<IReadOnlyList<OpRecord>>(Array.Empty<OpRecord>());
 
+        public ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(default(OpLookup));
+
+        public ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken) => ValueTask.FromResult(new byte[length]);
+
         public ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
         public ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken) => ValueTask.FromResult(0L);

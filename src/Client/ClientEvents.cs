@@ -44,6 +44,13 @@ public enum DisconnectReason
 
     /// <summary>The reconnect policy ran out of attempts.</summary>
     RetriesExhausted = 7,
+
+    /// <summary>
+    /// The server closed with 4009: another connection said Hello with this client's id and took the session over (a copy
+    /// of this client's stored id in another process, or this client's own newer connection). The client drops the id,
+    /// reconnects with a fresh one and moves its pending edits to it (docs/PROTOCOL.md §7, changed client id).
+    /// </summary>
+    SessionReplaced = 8,
 }
 
 /// <summary>Arguments of <see cref="CollabClient.Connected"/>.</summary>

@@ -66,7 +66,11 @@ public sealed class CollabClient : IAsyncDisposable
     /// <summary>Raised for every Error message from the server (document errors are also raised on the document).</summary>
     public event EventHandler<CollabErrorEventArgs>? Error;
 
-    /// <summary>The client id: assigned by the server on the first connection, or the resumed <see cref="CollabClientOptions.ClientId"/>.</summary>
+    /// <summary>
+    /// The client id: issued by the server on the first connection, or the resumed <see cref="CollabClientOptions.ClientId"/>
+    /// (when the server recognises it as one it issued to this user; otherwise it issues a fresh one). Empty while
+    /// reconnecting after a 4009 (session replaced), until the server issues the next one.
+    /// </summary>
     public string ClientId => Volatile.Read(ref _clientId) ?? string.Empty;
 
     /// <summary>The last client seq used. Persist it with <see cref="ClientId"/> to resume in another process (<see cref="CollabClientOptions.LastClientSeq"/>).</summary>
@@ -252,6 +256,12 @@ public sealed class CollabClient : IAsyncDisposable
             lock (_gate)
             {
                 _state = willReconnect ? CollabConnectionState.Reconnecting : CollabConnectionState.Closed;
+                if (info.Reason == DisconnectReason.SessionReplaced)
+                {
+                    // Another connection owns the id now: resuming it would only take it back (and be closed again).
+                    // The next Hello asks for a fresh id; the documents move their pending edits to it.
+                    Volatile.Write(ref _clientId, null);
+                }
             }
 
             Log.Disconnected(_logger, info.Reason, info.CloseStatus, info.Description, info.Exception);
@@ -608,6 +618,7 @@ public sealed class CollabClient : IAsyncDisposable
             DisconnectReason reason = closeStatus switch
             {
                 { } s when (int)s == CloseCodes.AuthExpired => DisconnectReason.AuthExpired,
+                { } s when (int)s == CloseCodes.SessionReplaced => DisconnectReason.SessionReplaced,
                 { } s when IsFatalClose(s) => DisconnectReason.Rejected,
                 _ => DisconnectReason.ServerClosed,
             };
@@ -718,4 +729,7 @@ public static class CloseCodes
 
     /// <summary>The client sent too much; reconnect after a backoff.</summary>
     public const int RateLimited = 4008;
+
+    /// <summary>Another connection took this client id's session over; reconnect with a fresh client id.</summary>
+    public const int SessionReplaced = 4009;
 }

@@ -53,7 +53,9 @@ public sealed class CollabClientOptions
     /// <summary>
     /// A client id from an earlier session to resume, so the server keeps deduplicating that id's
     /// (client id, client seq) pairs; <see langword="null"/> lets the server assign one
-    /// (read it back from <see cref="CollabClient.ClientId"/>).
+    /// (read it back from <see cref="CollabClient.ClientId"/>). Only ids the server issued (to this user) are resumed;
+    /// for any other the server issues a fresh one. One live connection per id: a second one takes the session over and
+    /// the first is closed with 4009, so do not share a stored id between processes running at the same time.
     /// </summary>
     public string? ClientId { get; init; }
 

@@ -115,7 +115,9 @@ public sealed class CollabDocument : IAsyncDisposable
 
     /// <summary>
     /// The server reported an error for this document. For a rejected submit (non-retryable) the op has been
-    /// dropped and the document resyncs from a snapshot; retryable errors are retried automatically.
+    /// dropped and the document resyncs from a snapshot; <c>ALREADY_COMMITTED</c> is not a rejection (the op is in the
+    /// server's document; the document resyncs keeping it). Retryable errors (the op's outcome may be unknown, as after
+    /// <c>UNAVAILABLE</c>) are retried automatically with the same client seq, which the server deduplicates.
     /// </summary>
     public event EventHandler<CollabErrorEventArgs>? Error;
 
@@ -545,7 +547,8 @@ public sealed class CollabDocument : IAsyncDisposable
                 }
                 else
                 {
-                    ResolveProbe(included: false, upToDate: true);
+                    // ALREADY_COMMITTED: committed long before (the log was pruned past it), so the snapshot holds it.
+                    ResolveProbe(included: error.Code == ErrorCode.AlreadyCommitted, upToDate: true);
                 }
 
                 return;
@@ -672,6 +675,11 @@ public sealed class CollabDocument : IAsyncDisposable
         if (error.Code is ErrorCode.VersionTooOld or ErrorCode.VersionFromFuture)
         {
             BeginResync(InflightFate.NotIncluded, $"submit refused with {error.Code}");
+        }
+        else if (error.Code == ErrorCode.AlreadyCommitted)
+        {
+            // Not a rejection: the op is in the server's document at a version the log no longer names (§7.3, "f is in T").
+            BeginResync(InflightFate.Included, $"submit {error.ClientSeq} was committed earlier (ALREADY_COMMITTED)");
         }
         else if (error.Code == ErrorCode.NotSubscribed)
         {

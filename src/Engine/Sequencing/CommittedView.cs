@@ -52,6 +52,20 @@ public readonly ref struct CommittedView<TSnapshot, TOp>
         return true;
     }
 
+    /// <summary>The committed op (as applied) that made <paramref name="version"/>; false when the in-memory window no longer holds it.</summary>
+    public bool TryGetOp(long version, out TOp op)
+    {
+        HistoryWindow<TOp> window = _owner.Window;
+        if (version < window.FirstVersion || version > Version)
+        {
+            op = default!;
+            return false;
+        }
+
+        op = window[version].Op;
+        return true;
+    }
+
     /// <summary>
     /// Moves a cursor made against <paramref name="baseVersion"/> through the committed ops after it, one by one, to
     /// <see cref="Version"/>. Ops by <paramref name="ownerClientId"/> count as the cursor owner's own (the cursor goes

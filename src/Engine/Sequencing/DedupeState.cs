@@ -12,10 +12,17 @@ public enum DedupeDecision : byte
     /// <summary>This client's latest sequenced op has this seq: answer with its version, do not apply again.</summary>
     Duplicate,
 
-    /// <summary>A seq below the client's latest sequenced one (see <see cref="SubmitStatus.SeqAlreadyUsed"/>).</summary>
-    SeqAlreadyUsed,
+    /// <summary>
+    /// A seq below the client's latest sequenced one: the op may have been sequenced earlier (a resend of an op whose ack
+    /// was lost behind a later one) or never (a pipelined op refused retryably while a later one went through). Only the
+    /// history can tell: the sequencer looks the (client id, client seq) up in its window, then in the op log.
+    /// </summary>
+    Older,
 
-    /// <summary>Unknown client whose op might have been sequenced before it was forgotten (see <see cref="SubmitStatus.DedupeExpired"/>).</summary>
+    /// <summary>
+    /// Unknown client with a base version below <see cref="DedupeState.Horizon"/>: its op may have been sequenced before
+    /// the client was forgotten. The sequencer looks it up in the history as for <see cref="Older"/>.
+    /// </summary>
     Expired,
 }
 
@@ -27,16 +34,18 @@ public enum DedupeDecision : byte
 /// </summary>
 /// <remarks>
 /// <para>
-/// Only the latest op of each client is remembered. That is exact for clients that keep at most one op in flight
-/// (<see cref="Client.OtClientState{TSnapshot, TOp}"/>): the only op a client can resend is its latest.
+/// Only the latest op of each client is remembered: a resend of it is recognised at once, which is the only resend a
+/// client that keeps one op in flight (<see cref="Client.OtClientState{TSnapshot, TOp}"/>) can make. A lower seq
+/// (<see cref="DedupeDecision.Older"/>: a pipelining client's resend) is looked up in the history by the sequencer. When such
+/// an older op is sequenced after a newer one, the newer stays the client's latest.
 /// </para>
 /// <para>
 /// Bounded: a client is forgotten when more than <see cref="SequencerOptions.DedupeMaxClients"/> clients had ops sequenced
 /// after its last one, or when its last op is more than <see cref="SequencerOptions.DedupeRetentionVersions"/> versions old.
 /// Forgetting raises <see cref="Horizon"/> to the forgotten client's last version. A resent op always has a base version
 /// lower than the version it got, so a submission from an unknown client with a base version at or above the horizon cannot
-/// be a resend of a forgotten op and is safe; one below the horizon might be, and is refused with
-/// <see cref="DedupeDecision.Expired"/> rather than risk applying an op twice.
+/// be a resend of a forgotten op and is safe; one below the horizon might be (<see cref="DedupeDecision.Expired"/>), and
+/// the sequencer looks it up in the history rather than risk applying an op twice.
 /// </para>
 /// <para>
 /// The sequencer tracks both the sequenced and the committed state of each client so <see cref="Encode()"/> describes exactly
@@ -107,7 +116,7 @@ public sealed class DedupeState
                 return DedupeDecision.Duplicate;
             }
 
-            return clientSeq < entry.Seq ? DedupeDecision.SeqAlreadyUsed : DedupeDecision.New;
+            return clientSeq < entry.Seq ? DedupeDecision.Older : DedupeDecision.New;
         }
 
         version = 0;
@@ -134,6 +143,13 @@ public sealed class DedupeState
         _lastVersion = version;
         if (_clients.TryGetValue(clientId, out ClientEntry? entry))
         {
+            if (clientSeq < entry.Seq)
+            {
+                // An older seq sequenced after a newer one (found in no history: it had never been sequenced). The newer
+                // stays the latest, so its own resend is still recognised at once; the list stays in version order.
+                return entry;
+            }
+
             Unlink(entry);
         }
         else
@@ -158,8 +174,12 @@ public sealed class DedupeState
     /// <summary>The op the entry's client had sequenced at <paramref name="version"/> is now committed.</summary>
     internal static void MarkCommitted(ClientEntry entry, long clientSeq, long version)
     {
-        entry.CommittedSeq = clientSeq;
-        entry.CommittedVersion = version;
+        // Commits come in version order; an older seq committed after a newer one does not replace it.
+        if (clientSeq >= entry.CommittedSeq)
+        {
+            entry.CommittedSeq = clientSeq;
+            entry.CommittedVersion = version;
+        }
     }
 
     /// <summary>Size in bytes of <see cref="Encode(IBufferWriter{byte})"/>'s output.</summary>

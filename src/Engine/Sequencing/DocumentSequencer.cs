@@ -63,6 +63,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     private long _now;
     private SubmitOperation? _suspended;
     private ValueTask<IReadOnlyList<OpRecord>> _historyRead;
+    private ValueTask<OpLookup> _lookup;
     private TSnapshot _snapshot;
     private TSnapshot _committedSnapshot;
     private readonly HistoryWindow<TOp> _window;
@@ -372,34 +373,73 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
             return;
         }
 
-        switch (_dedupe.Check(submission.ClientId, submission.ClientSeq, submission.BaseVersion, out long originalVersion))
+        DedupeDecision decision = _dedupe.Check(submission.ClientId, submission.ClientSeq, submission.BaseVersion, out long originalVersion);
+        if (decision == DedupeDecision.Duplicate)
         {
-            case DedupeDecision.Duplicate:
-                if (originalVersion <= _committedVersion)
-                {
-                    Complete(operation, SubmitResult.Duplicate(originalVersion));
-                }
-                else
-                {
-                    // The original is still waiting for its commit: answer when it is durable, like the original.
-                    operation.Version = originalVersion;
-                    (_duplicateWaiters ??= []).Add(operation);
-                }
-
-                return;
-            case DedupeDecision.SeqAlreadyUsed:
-                _dedupe.TryGetClient(submission.ClientId, out long lastSeq, out _);
-                Complete(operation, Error(
-                    SubmitStatus.SeqAlreadyUsed,
-                    $"Client '{submission.ClientId}' already had seq {lastSeq} sequenced (version {originalVersion}); seq {submission.ClientSeq} is older and cannot be applied or matched."));
-                return;
-            case DedupeDecision.Expired:
-                Complete(operation, Error(
-                    SubmitStatus.DedupeExpired,
-                    $"Client '{submission.ClientId}' is no longer remembered and base version {submission.BaseVersion} is below {_dedupe.Horizon}: the op may already be applied. Resync."));
-                return;
+            CompleteDuplicate(operation, originalVersion);
+            return;
         }
 
+        if (decision != DedupeDecision.New && submission.BaseVersion < _version)
+        {
+            // An older seq (or a forgotten client's op from before the horizon): it may have been sequenced after its base.
+            if (FindInWindow(submission.ClientId, submission.ClientSeq, submission.BaseVersion, out long found))
+            {
+                CompleteDuplicate(operation, found);
+                return;
+            }
+
+            if (!_window.Covers(submission.BaseVersion))
+            {
+                LookUpInHistory(operation, decision);
+                return;
+            }
+
+            // The window holds every op after the base and the op is not among them: it was never sequenced.
+        }
+
+        SequenceNew(operation);
+    }
+
+    /// <summary>Answers a resend of the op sequenced at <paramref name="version"/>; once it is durable, like the original.</summary>
+    private void CompleteDuplicate(SubmitOperation operation, long version)
+    {
+        if (version <= _committedVersion)
+        {
+            Complete(operation, SubmitResult.Duplicate(version));
+        }
+        else
+        {
+            // The original is still waiting for its commit: answer when it is durable, like the original.
+            operation.Version = version;
+            (_duplicateWaiters ??= []).Add(operation);
+        }
+    }
+
+    /// <summary>
+    /// Looks (client id, client seq) up among the window's ops after <paramref name="baseVersion"/> (a resent op was
+    /// sequenced after the version it was made against). Linear, but only resends of older seqs come here.
+    /// </summary>
+    private bool FindInWindow(string clientId, long clientSeq, long baseVersion, out long version)
+    {
+        for (long v = Math.Max(baseVersion + 1, _window.FirstVersion); v <= _version; v++)
+        {
+            ref readonly OpRecord record = ref _window[v].Record;
+            if (record.ClientSeq == clientSeq && string.Equals(record.ClientId, clientId, StringComparison.Ordinal))
+            {
+                version = v;
+                return true;
+            }
+        }
+
+        version = 0;
+        return false;
+    }
+
+    /// <summary>Everything dedupe needed is settled and the op was not sequenced before: validate the base, transform, sequence.</summary>
+    private void SequenceNew(SubmitOperation operation)
+    {
+        ref readonly Submission<TOp> submission = ref operation.Submission;
         if (submission.BaseVersion > _version)
         {
             Complete(operation, Error(SubmitStatus.VersionFromFuture, $"Base version {submission.BaseVersion} is newer than the document (version {_version})."));
@@ -413,6 +453,89 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         else
         {
             ReadHistory(operation);
+        }
+    }
+
+    /// <summary>
+    /// Looks a resend of an older seq up in the op log below the window (the rest of the range was searched in the window).
+    /// Found: a duplicate. Absent from a whole range: never sequenced, so it is sequenced now. Absent from a pruned (or too
+    /// long) range: nobody can tell; an older seq of a remembered client was committed (<see cref="SubmitStatus.AlreadyCommitted"/>),
+    /// a forgotten client's op is refused (<see cref="SubmitStatus.DedupeExpired"/>).
+    /// </summary>
+    private void LookUpInHistory(SubmitOperation operation, DedupeDecision decision)
+    {
+        // As for history reads: publish first so the window (which publishing trims) stays put while the queue is paused.
+        FlushPublish();
+        if (_stopped)
+        {
+            CompleteStopped(operation);
+            return;
+        }
+
+        ref readonly Submission<TOp> submission = ref operation.Submission;
+        long toVersion = _window.FirstVersion - 1;
+        ValueTask<OpLookup> lookup;
+        if (_history is null || toVersion - submission.BaseVersion > _options.MaxDedupeLookupOps)
+        {
+            lookup = new ValueTask<OpLookup>(default(OpLookup)); // nothing to search: as if pruned
+        }
+        else
+        {
+            try
+            {
+                lookup = _history.FindOpAsync(DocId, submission.ClientId, submission.ClientSeq, submission.BaseVersion, toVersion, _lifetimeToken);
+            }
+            catch (Exception ex)
+            {
+                lookup = ValueTask.FromException<OpLookup>(ex);
+            }
+        }
+
+        if (lookup.IsCompleted)
+        {
+            ContinueWithLookup(operation, lookup, decision);
+            return;
+        }
+
+        _suspended = operation;
+        operation.LookupDecision = decision;
+        _lookup = lookup;
+        lookup.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_resumeAfterHistory);
+    }
+
+    private void ContinueWithLookup(SubmitOperation operation, ValueTask<OpLookup> pending, DedupeDecision decision)
+    {
+        if (!TryTakeResult(operation, pending, "searched for this resend", out OpLookup lookup))
+        {
+            return;
+        }
+
+        ref readonly Submission<TOp> submission = ref operation.Submission;
+        long toVersion = _window.FirstVersion - 1;
+        if (lookup.Found)
+        {
+            Complete(operation, SubmitResult.Duplicate(lookup.Version)); // below the window: committed
+            return;
+        }
+
+        if (lookup.Held == toVersion - submission.BaseVersion)
+        {
+            SequenceNew(operation); // every op after the base was searched: this one was never sequenced
+            return;
+        }
+
+        if (decision == DedupeDecision.Older)
+        {
+            _dedupe.TryGetClient(submission.ClientId, out long lastSeq, out long lastVersion);
+            Complete(operation, Error(
+                SubmitStatus.AlreadyCommitted,
+                $"Client '{submission.ClientId}' had seq {lastSeq} sequenced (version {lastVersion}) after seq {submission.ClientSeq}, whose ops after base version {submission.BaseVersion} are no longer in the op log: it was committed earlier."));
+        }
+        else
+        {
+            Complete(operation, Error(
+                SubmitStatus.DedupeExpired,
+                $"Client '{submission.ClientId}' is no longer remembered, base version {submission.BaseVersion} is below {_dedupe.Horizon} and the op log no longer holds the ops after it: the op may already be applied. Resync."));
         }
     }
 
@@ -460,36 +583,61 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     {
         SubmitOperation operation = _suspended!;
         ValueTask<IReadOnlyList<OpRecord>> read = _historyRead;
+        ValueTask<OpLookup> lookup = _lookup;
+        DedupeDecision decision = operation.LookupDecision;
+        operation.LookupDecision = DedupeDecision.New;
         _suspended = null;
         _historyRead = default;
+        _lookup = default;
         _now = NowMs();
-        ContinueWithHistory(operation, read);
+        if (decision != DedupeDecision.New)
+        {
+            ContinueWithLookup(operation, lookup, decision);
+        }
+        else
+        {
+            ContinueWithHistory(operation, read);
+        }
     }
 
-    private void ContinueWithHistory(SubmitOperation operation, ValueTask<IReadOnlyList<OpRecord>> read)
+    /// <summary>
+    /// The result of a history read or lookup the document waited for. False, with the submission completed, when it
+    /// failed (retryable: storage) or the document stopped or began closing meanwhile.
+    /// </summary>
+    private bool TryTakeResult<T>(SubmitOperation operation, ValueTask<T> pending, string what, out T result)
     {
-        IReadOnlyList<OpRecord> ops;
         try
         {
-            ops = read.Result;
+            result = pending.Result;
         }
         catch (Exception ex)
         {
+            result = default!;
             if (_stopped || _close is not null)
             {
                 CompleteStopped(operation);
             }
             else
             {
-                Complete(operation, Error(SubmitStatus.Unavailable, $"The history of document '{DocId}' could not be read: {ex.Message}"));
+                Complete(operation, Error(SubmitStatus.Unavailable, $"The history of document '{DocId}' could not be {what}: {ex.Message}"));
             }
 
-            return;
+            return false;
         }
 
         if (_stopped || _close is not null)
         {
             CompleteStopped(operation);
+            return false;
+        }
+
+        return true;
+    }
+
+    private void ContinueWithHistory(SubmitOperation operation, ValueTask<IReadOnlyList<OpRecord>> read)
+    {
+        if (!TryTakeResult(operation, read, "read", out IReadOnlyList<OpRecord> ops))
+        {
             return;
         }
 
@@ -1003,6 +1151,9 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         public TOp Transformed = default!;
         public TSnapshot SnapshotAfter = default!;
         public DedupeState.ClientEntry? DedupeEntry;
+
+        /// <summary>While suspended on <see cref="IHistorySource.FindOpAsync"/>: why it was looked up (New otherwise).</summary>
+        public DedupeDecision LookupDecision;
         public SubmitOperation? NextPending;
         public Exception? CommitError;
         public bool OutcomeProcessed;
@@ -1082,6 +1233,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
             Transformed = default!;
             SnapshotAfter = default!;
             DedupeEntry = null;
+            LookupDecision = DedupeDecision.New;
             CommitError = null;
             OutcomeProcessed = false;
             Committed = false;

@@ -17,11 +17,28 @@ public interface IDurabilityStage
     ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken);
 }
 
-/// <summary>Reads committed ops older than the sequencer's in-memory window (resuming clients, old base versions).</summary>
+/// <summary>Reads committed ops older than the sequencer's in-memory window (resuming clients, old base versions, resends).</summary>
 public interface IHistorySource
 {
     /// <summary>Ops with afterVersion &lt; version &lt;= toVersion, in version order.</summary>
     ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Looks the op (<paramref name="clientId"/>, <paramref name="clientSeq"/>) up among the committed ops with
+    /// <paramref name="afterVersion"/> &lt; version &lt;= <paramref name="toVersion"/>, and counts how many ops of that range
+    /// the history still holds, so a miss over a whole range ("never sequenced there") can be told from a miss over a
+    /// pruned one ("cannot tell").
+    /// </summary>
+    ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken);
+}
+
+/// <summary>The answer of <see cref="IHistorySource.FindOpAsync"/>.</summary>
+/// <param name="Version">The version of the op when found; 0 when it is not among the ops held.</param>
+/// <param name="Held">How many ops of the searched range the history holds (the range's length when nothing was pruned).</param>
+public readonly record struct OpLookup(long Version, long Held)
+{
+    /// <summary>The op was found.</summary>
+    public bool Found => Version > 0;
 }
 
 /// <summary>The op log already holds this (doc id, version): another sequencer wrote it. The document must stop sequencing and reload.</summary>

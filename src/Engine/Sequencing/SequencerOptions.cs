@@ -26,6 +26,13 @@ public sealed class SequencerOptions
     /// </summary>
     public int MaxHistoryReadOps { get; set; } = 10_000;
 
+    /// <summary>
+    /// How many ops below the in-memory window a resend of an older client seq (<see cref="DedupeDecision.Older"/>,
+    /// <see cref="DedupeDecision.Expired"/>) may be looked up across in the op log (<see cref="IHistorySource.FindOpAsync"/>);
+    /// a resend based further back is answered as if that part of the log were pruned. Bounds the work one submission can cause.
+    /// </summary>
+    public int MaxDedupeLookupOps { get; set; } = 100_000;
+
     /// <summary>Largest document, in the type's units (code points for text). An op that grows the document past it gets <see cref="SubmitStatus.DocTooLarge"/>.</summary>
     public long MaxDocumentLength { get; set; } = 16 * 1024 * 1024;
 
@@ -35,7 +42,8 @@ public sealed class SequencerOptions
     /// <summary>
     /// A client whose last op is more than this many versions old is forgotten. A client that stayed away
     /// longer than that (or was pushed out by <see cref="DedupeMaxClients"/>) and resends an op it may have
-    /// had sequenced gets <see cref="SubmitStatus.DedupeExpired"/> and must resync.
+    /// had sequenced has it looked up in the history; only when the op log no longer holds the ops after its base does it
+    /// get <see cref="SubmitStatus.DedupeExpired"/> and must resync.
     /// </summary>
     public long DedupeRetentionVersions { get; set; } = 100_000;
 
@@ -55,6 +63,7 @@ public sealed class SequencerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(HistoryMaxOps, 0, nameof(HistoryMaxOps));
         ArgumentOutOfRangeException.ThrowIfLessThan(HistoryMaxBytes, 0, nameof(HistoryMaxBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxHistoryReadOps, 0, nameof(MaxHistoryReadOps));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxDedupeLookupOps, 0, nameof(MaxDedupeLookupOps));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxDocumentLength, 0, nameof(MaxDocumentLength));
         ArgumentOutOfRangeException.ThrowIfLessThan(DedupeMaxClients, 1, nameof(DedupeMaxClients));
         ArgumentOutOfRangeException.ThrowIfLessThan(DedupeRetentionVersions, 1, nameof(DedupeRetentionVersions));

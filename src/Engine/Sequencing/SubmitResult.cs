@@ -31,9 +31,9 @@ public enum SubmitStatus : byte
     Closed,
 
     /// <summary>
-    /// The client seq is lower than the last one this client had sequenced, but not equal to it, so the sequencer cannot tell
-    /// which version it got (only the latest is remembered) and will not apply an op out of the client's order. Not retryable:
-    /// a client seq must never be reused, a client that lost its counter must use a new client id.
+    /// Not produced by this sequencer any more (a lower seq is looked up in the history instead: see
+    /// <see cref="AlreadyCommitted"/>); kept because the value travels between cluster nodes of different versions.
+    /// Not retryable.
     /// </summary>
     SeqAlreadyUsed,
 
@@ -41,14 +41,22 @@ public enum SubmitStatus : byte
     DocTooLarge,
 
     /// <summary>
-    /// The sequencer no longer remembers this client (evicted from the dedupe state) and the op's base version is old enough
-    /// that it may already have been sequenced, so it cannot be applied safely. Not retryable: the client must resync
-    /// (reload the document and look for its op in the history).
+    /// The sequencer no longer remembers this client (evicted from the dedupe state), the op's base version is old enough
+    /// that it may already have been sequenced, and the op log no longer holds the ops after it to tell. It cannot be applied
+    /// safely. Not retryable: the client must resync (reload the document and look for its op in the history).
     /// </summary>
     DedupeExpired,
 
-    /// <summary>The history needed to transform the op could not be read (storage error). Retry after a delay.</summary>
+    /// <summary>The history needed to transform or look up the op could not be read (storage error). Retry after a delay.</summary>
     Unavailable,
+
+    /// <summary>
+    /// This client had a later seq sequenced, and the ops after this submission's base version are no longer in the op log
+    /// (pruned), so the op cannot be found there: it was committed earlier, at a version that is no longer known. The op is
+    /// part of the document; it must not be applied again. Not retryable, and not a rejection: the client treats its op as
+    /// acknowledged (docs/PROTOCOL.md, error ALREADY_COMMITTED).
+    /// </summary>
+    AlreadyCommitted,
 }
 
 /// <summary>Outcome of one submission: status, the op's version when it was sequenced, and a human-readable reason otherwise.</summary>

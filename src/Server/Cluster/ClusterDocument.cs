@@ -48,6 +48,10 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private INatsSub<ClusterPresence>? _presenceSub;
     private int _role = (int)Role.Replica;
     private long _epoch;
+    private long _lostEpoch;
+    private long _observedEpoch;
+    private CancellationTokenSource _ownerChanged = new();
+    private readonly TimeSpan _attemptTimeout;
     private long _fedVersion;
     private long _knownVersion;
     private long _publishedVersion;
@@ -63,6 +67,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         _opsSubject = ClusterSubjects.Ops(docId);
         _submitSubject = ClusterSubjects.Submit(docId);
         _presenceSubject = ClusterSubjects.Presence(docId);
+        _attemptTimeout = node.Options.ForwardTimeout / 3;
     }
 
     private enum Role
@@ -280,7 +285,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             if (SequencesLocally && hub is not null)
             {
                 // Promoted while the submit waited: sequence it here.
-                return await hub.SubmitAsync(submission).ConfigureAwait(false);
+                return await hub.SubmitHereAsync(submission).ConfigureAwait(false);
             }
 
             TimeSpan remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
@@ -290,17 +295,23 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 return SubmitOutcome.Unavailable($"The owner of document '{DocId}' could not be reached in time; resend the op.");
             }
 
+            // One attempt waits at most a third of the budget: an owner that froze keeps its NATS subscription (the server
+            // only notices a dead client after minutes), so a request sent to it is never answered, and only a new
+            // attempt reaches the next owner once it subscribed. A new owner announcing itself (a newer epoch on the
+            // stream) ends the attempt at once.
+            TimeSpan attemptTimeout = remaining < _attemptTimeout ? remaining : _attemptTimeout;
+            CancellationToken ownerChanged = Volatile.Read(ref _ownerChanged).Token;
             ForwardResult? result = null;
             try
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-                timeout.CancelAfter(remaining);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token, ownerChanged);
+                timeout.CancelAfter(attemptTimeout);
                 NatsMsg<ForwardResult> reply = await _node.Nats.RequestAsync(
                     _submitSubject,
                     request,
                     requestSerializer: ProtobufNatsSerializer<ForwardSubmit>.Instance,
                     replySerializer: ProtobufNatsSerializer<ForwardResult>.Instance,
-                    replyOpts: new NatsSubOpts { Timeout = remaining },
+                    replyOpts: new NatsSubOpts { Timeout = attemptTimeout },
                     cancellationToken: timeout.Token).ConfigureAwait(false);
                 result = reply.Data;
                 if (result is null)
@@ -315,9 +326,19 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 await _node.EnsureOwnerAsync(this, remaining).ConfigureAwait(false);
                 continue;
             }
+            catch (OperationCanceledException) when (ownerChanged.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+            {
+                continue; // a new owner took over: resend to it now (the old one, if it did sequence the op, is deduplicated)
+            }
             catch (Exception ex) when (ex is NatsNoReplyException or OperationCanceledException or NatsException or TimeoutException)
             {
-                // Lost on the way or the owner is slow: resending is safe, the owner deduplicates.
+                // Lost on the way or the owner is slow or gone: resending is safe, the owner deduplicates. Make sure an owner
+                // is being elected (a frozen owner's subscription still takes requests, so "no responders" never comes).
+                if (attempt > 0)
+                {
+                    await _node.EnsureOwnerAsync(this, remaining).ConfigureAwait(false);
+                }
+
                 await BackOffAsync(attempt).ConfigureAwait(false);
                 continue;
             }
@@ -341,35 +362,66 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ owner: serving forwarded submits
 
+    /// <summary>
+    /// Answers forwarded submits while this node owns the document. The loop ends only when ownership does (demotion
+    /// unsubscribes) or the document stops: an owner that silently stopped serving would leave every other node's clients
+    /// with UNAVAILABLE for as long as it renews its lease, so a failed subscription is made again.
+    /// </summary>
     private async Task StartServingAsync()
     {
-        try
+        while (IsOwner && !IsStopping)
         {
-            INatsSub<ForwardSubmit> sub = await _node.Nats.SubscribeCoreAsync(
-                _submitSubject, serializer: ProtobufNatsSerializer<ForwardSubmit>.Instance, cancellationToken: _lifetime.Token).ConfigureAwait(false);
-            _submitSub = sub;
-            if (!IsOwner || IsStopping)
+            try
             {
-                await UnsubscribeAsync(sub).ConfigureAwait(false);
+                INatsSub<ForwardSubmit> sub = await _node.Nats.SubscribeCoreAsync(
+                    _submitSubject, serializer: ProtobufNatsSerializer<ForwardSubmit>.Instance, cancellationToken: _lifetime.Token).ConfigureAwait(false);
+                _submitSub = sub;
+                if (!IsOwner || IsStopping)
+                {
+                    await UnsubscribeAsync(sub).ConfigureAwait(false);
+                    return;
+                }
+
+                _node.PublishTick(this);
+                await foreach (NatsMsg<ForwardSubmit> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+                {
+                    Serve(msg);
+                }
+            }
+            catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+            {
                 return;
             }
-
-            _node.PublishTick(this);
-            await foreach (NatsMsg<ForwardSubmit> msg in sub.Msgs.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+            catch (Exception ex)
             {
-                Serve(msg);
+                _node.Log.LoopFailed("serve " + DocId, ex);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(100), _lifetime.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
-        }
-        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            _node.Log.LoopFailed("serve " + DocId, ex);
         }
     }
 
     private void Serve(NatsMsg<ForwardSubmit> msg)
+    {
+        try
+        {
+            ServeOne(msg);
+        }
+        catch (Exception ex)
+        {
+            // Whatever one request does wrong must not stop the others; the requester resends, dedupe makes it safe.
+            _node.Log.ServeFailed(DocId, ex);
+            Reply(msg, new ForwardResult { Status = ForwardStatus.Unavailable, Message = "The owner could not handle the op; resend it." });
+        }
+    }
+
+    private void ServeOne(NatsMsg<ForwardSubmit> msg)
     {
         ForwardSubmit? request = msg.Data;
         DocumentHub? hub = Hub;
@@ -427,7 +479,16 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     private void Reply(NatsMsg<ForwardSubmit> msg, ForwardResult result)
     {
-        ValueTask reply = msg.ReplyAsync(result, serializer: ProtobufNatsSerializer<ForwardResult>.Instance);
+        ValueTask reply;
+        try
+        {
+            reply = msg.ReplyAsync(result, serializer: ProtobufNatsSerializer<ForwardResult>.Instance);
+        }
+        catch (Exception ex)
+        {
+            reply = ValueTask.FromException(ex);
+        }
+
         if (!reply.IsCompletedSuccessfully)
         {
             _ = ObserveAsync(reply);
@@ -448,6 +509,11 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ replica: following the owner's stream
 
+    /// <summary>
+    /// Follows the owner's stream. Never ends on its own while the document is open: a replica that stopped following
+    /// would serve a frozen document, so anything unexpected fails the document (counted; the registry reloads it and
+    /// resumes its subscribers, and the reload subscribes afresh).
+    /// </summary>
     private async Task RunOpsLoopAsync(INatsSub<DocOps> sub)
     {
         try
@@ -467,6 +533,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         catch (Exception ex)
         {
             _node.Log.LoopFailed("follow " + DocId, ex);
+            await FailAsync(ex).ConfigureAwait(false);
         }
     }
 
@@ -498,7 +565,15 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
                 // A replica behind the sender's version holds the presence until its own stream gets there (ticks and gap
                 // checks guarantee it does); presence itself never triggers a log read.
-                await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
+                try
+                {
+                    await hub.ApplyRemotePresenceAsync(presence.NodeId, presence.ClientId, presence.Version, presence.Selection, presence.UserData).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // One bad presence must not end presence for the document: it is best effort, the next one replaces it.
+                    _node.Log.LoopFailed("presence " + DocId, ex);
+                }
             }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
@@ -513,6 +588,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     private async Task OnOpsAsync(DocOps message)
     {
         NoteVersion(message.Version);
+        NoteEpoch(message.Epoch);
         if (WritesLog)
         {
             // Another node published under a newer epoch: it holds the lease now, whatever this node believes.
@@ -524,6 +600,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             return;
         }
 
+        // Cancelled only when the document stops; the loop's caller ends on that.
         await _feed.WaitAsync(_lifetime.Token).ConfigureAwait(false);
         try
         {
@@ -552,6 +629,26 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         finally
         {
             _feed.Release();
+        }
+    }
+
+    /// <summary>An owner published under <paramref name="epoch"/>; a newer one than seen before ends the forwards waiting on the old owner.</summary>
+    private void NoteEpoch(long epoch)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref _observedEpoch)) < epoch)
+        {
+            if (Interlocked.CompareExchange(ref _observedEpoch, epoch, seen) == seen)
+            {
+                if (seen != 0)
+                {
+                    // Not disposed: forwards may still read its token; without a timer it holds nothing to release.
+                    CancellationTokenSource previous = Interlocked.Exchange(ref _ownerChanged, new CancellationTokenSource());
+                    previous.Cancel();
+                }
+
+                return;
+            }
         }
     }
 
@@ -796,10 +893,14 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     /// <summary>Graceful hand-off to a node that should own the document now: stop sequencing, release the lease, follow as a replica.</summary>
     public Task HandOffAsync(string reason) => DemoteAsync(release: true, reason);
 
-    /// <summary>The lease of <paramref name="epoch"/> is gone (not renewed in time, or another node published under a newer one).</summary>
+    /// <summary>
+    /// The lease of <paramref name="epoch"/> is gone (not renewed in time, or another node published under a newer one).
+    /// Every renewal round, reconcile tick and stream message that notices says so until the demotion completes (after a
+    /// long pause, dozens at once): the loss is counted, logged and acted on once per epoch.
+    /// </summary>
     public void OnLeaseLost(long epoch)
     {
-        if (epoch == 0 || Epoch != epoch || !WritesLog)
+        if (epoch == 0 || Epoch != epoch || !WritesLog || Interlocked.Exchange(ref _lostEpoch, epoch) == epoch)
         {
             return;
         }
@@ -888,12 +989,20 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
     }
 
+    /// <summary>The replica cannot go on: fails the hub (the registry counts it, reloads the document and resumes its subscribers). Never throws.</summary>
     private async Task FailAsync(Exception reason)
     {
         _node.Log.ReplicaFailed(DocId, reason);
-        if (Hub is { } hub)
+        try
         {
-            await hub.FailAsync(reason).ConfigureAwait(false);
+            if (Hub is { } hub)
+            {
+                await hub.FailAsync(reason).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            _node.Log.LoopFailed("fail " + DocId, ex);
         }
     }
 
@@ -1029,6 +1138,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             SubmitStatus.SeqAlreadyUsed => ForwardStatus.SeqAlreadyUsed,
             SubmitStatus.DocTooLarge => ForwardStatus.DocTooLarge,
             SubmitStatus.DedupeExpired => ForwardStatus.DedupeExpired,
+            SubmitStatus.AlreadyCommitted => ForwardStatus.AlreadyCommitted,
             _ => ForwardStatus.Unavailable,
         },
         Version = result.Version,
@@ -1048,6 +1158,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             ForwardStatus.SeqAlreadyUsed => SubmitStatus.SeqAlreadyUsed,
             ForwardStatus.DocTooLarge => SubmitStatus.DocTooLarge,
             ForwardStatus.DedupeExpired => SubmitStatus.DedupeExpired,
+            ForwardStatus.AlreadyCommitted => SubmitStatus.AlreadyCommitted,
             _ => SubmitStatus.Unavailable,
         },
         result.Version,

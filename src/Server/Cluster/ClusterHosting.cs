@@ -59,11 +59,13 @@ internal sealed class ClusterReadinessCheck(ClusterNode node) : IReadinessCheck
 }
 
 /// <summary>Starts the cluster node after the op store is ready; on shutdown announces the leave before the documents close.</summary>
-internal sealed class ClusterLifetimeService(ClusterNode node, Sessions.DocumentRegistry registry) : IHostedService
+internal sealed class ClusterLifetimeService(ClusterNode node, Sessions.DocumentRegistry registry, Sessions.SessionServices sessions) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         node.Registry = registry;
+        node.Clients = sessions.LiveClients;
+        sessions.LiveClients.Claimed = node.PublishClaim;
         node.Start();
         return Task.CompletedTask;
     }

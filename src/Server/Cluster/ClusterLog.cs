@@ -35,7 +35,7 @@ internal sealed partial class ClusterLog(ILogger logger)
     [LoggerMessage(3009, LogLevel.Debug, "Document {DocId}: filled gap after version {From} up to {To} from the op log")]
     public partial void GapFilled(string docId, long from, long to);
 
-    [LoggerMessage(3010, LogLevel.Warning, "Document {DocId}: the replica cannot follow the owner; its subscribers resync")]
+    [LoggerMessage(3010, LogLevel.Warning, "Document {DocId}: the replica cannot follow the owner; the document is reloaded and its subscribers resumed")]
     public partial void ReplicaFailed(string docId, Exception exception);
 
     [LoggerMessage(3011, LogLevel.Warning, "Document {DocId}: taking ownership failed")]

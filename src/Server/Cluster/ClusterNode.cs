@@ -108,6 +108,9 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
 
     public bool IsConnected => Nats.ConnectionState == NatsConnectionState.Open;
 
+    /// <summary>This node's live sessions by client id, which remote claims replace (set with <see cref="Registry"/>).</summary>
+    public LiveClients? Clients { get; set; }
+
     /// <summary>The registry whose documents this node places (set once, when both exist: they refer to each other).</summary>
     public DocumentRegistry Registry
     {
@@ -131,6 +134,43 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         _loops.Add(Task.Run(() => RunReconcilerAsync(token), token));
         _loops.Add(Task.Run(() => RunTicksAsync(token), token));
         _loops.Add(Task.Run(() => RunPresenceRefreshAsync(token), token));
+        _loops.Add(Task.Run(() => RunClientClaimsAsync(token), token));
+    }
+
+    /// <summary>A local connection resumed <paramref name="clientId"/>: tell the other nodes to close theirs (at most once, like presence).</summary>
+    public void PublishClaim(string clientId)
+    {
+        if (!IsConnected)
+        {
+            return; // a stale connection elsewhere ends by its own keep-alive; a claim sent late could close a newer one
+        }
+
+        ValueTask publish;
+        try
+        {
+            publish = Nats.PublishAsync(ClusterSubjects.ClientClaims, new ClientClaim { ClientId = clientId, NodeId = NodeId }, serializer: ProtobufNatsSerializer<ClientClaim>.Instance);
+        }
+        catch (Exception ex)
+        {
+            publish = ValueTask.FromException(ex);
+        }
+
+        if (!publish.IsCompletedSuccessfully)
+        {
+            _ = ObserveAsync(publish);
+        }
+
+        async Task ObserveAsync(ValueTask pending)
+        {
+            try
+            {
+                await pending.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.LoopFailed("publish client claim", ex);
+            }
+        }
     }
 
     /// <summary>
@@ -405,53 +445,47 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }
 
-    private async Task RunMembershipAsync(CancellationToken token)
+    private Task RunMembershipAsync(CancellationToken token) => ConsumeAsync<NodeHeartbeat>(ClusterSubjects.Heartbeat, "membership", msg =>
     {
-        while (!token.IsCancellationRequested)
+        if (msg.Data is not { } heartbeat)
         {
-            try
-            {
-                await foreach (NatsMsg<NodeHeartbeat> msg in Nats.SubscribeAsync(ClusterSubjects.Heartbeat, serializer: ProtobufNatsSerializer<NodeHeartbeat>.Instance, cancellationToken: token).ConfigureAwait(false))
-                {
-                    if (msg.Data is not { } heartbeat)
-                    {
-                        continue;
-                    }
-
-                    bool joined = Membership.Observe(heartbeat, out bool left);
-                    if (left)
-                    {
-                        Log.NodeLeft(heartbeat.NodeId, heartbeat.Leaving ? "announced" : "restarted");
-                        ClearPresenceOf(heartbeat.NodeId);
-                    }
-
-                    if (joined)
-                    {
-                        Log.NodeJoined(heartbeat.NodeId);
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (token.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception ex)
-            {
-                Log.LoopFailed("membership", ex);
-                await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
-            }
+            return;
         }
-    }
 
-    private async Task RunOpenRequestsAsync(CancellationToken token)
+        bool joined = Membership.Observe(heartbeat, out bool left);
+        if (left)
+        {
+            Log.NodeLeft(heartbeat.NodeId, heartbeat.Leaving ? "announced" : "restarted");
+            ClearPresenceOf(heartbeat.NodeId);
+        }
+
+        if (joined)
+        {
+            Log.NodeJoined(heartbeat.NodeId);
+        }
+    }, token);
+
+    private Task RunOpenRequestsAsync(CancellationToken token) => ConsumeAsync<OpenRequest>(ClusterSubjects.Open(NodeId), "open requests", msg => _ = ServeOpenAsync(msg), token);
+
+    private Task RunClientClaimsAsync(CancellationToken token) => ConsumeAsync<ClientClaim>(ClusterSubjects.ClientClaims, "client claims", msg =>
+    {
+        if (msg.Data is { ClientId.Length: > 0 } claim && !string.Equals(claim.NodeId, NodeId, StringComparison.Ordinal))
+        {
+            Clients?.ReplacedElsewhere(claim.ClientId);
+        }
+    }, token);
+
+    /// <summary>Hands every message of <paramref name="subject"/> to <paramref name="handle"/> until stopped, subscribing again after a failure.</summary>
+    private async Task ConsumeAsync<T>(string subject, string name, Action<NatsMsg<T>> handle, CancellationToken token)
+        where T : class, Google.Protobuf.IMessage<T>, new()
     {
         while (!token.IsCancellationRequested)
         {
             try
             {
-                await foreach (NatsMsg<OpenRequest> msg in Nats.SubscribeAsync(ClusterSubjects.Open(NodeId), serializer: ProtobufNatsSerializer<OpenRequest>.Instance, cancellationToken: token).ConfigureAwait(false))
+                await foreach (NatsMsg<T> msg in Nats.SubscribeAsync(subject, serializer: ProtobufNatsSerializer<T>.Instance, cancellationToken: token).ConfigureAwait(false))
                 {
-                    _ = ServeOpenAsync(msg);
+                    handle(msg);
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -460,7 +494,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             }
             catch (Exception ex)
             {
-                Log.LoopFailed("open requests", ex);
+                Log.LoopFailed(name, ex);
                 await Task.Delay(Options.HeartbeatInterval, token).ConfigureAwait(false);
             }
         }

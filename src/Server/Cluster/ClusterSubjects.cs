@@ -12,6 +12,9 @@ internal static class ClusterSubjects
 {
     public const string Heartbeat = "collab.v1.nodes.heartbeat";
 
+    /// <summary>A node's connection resumed a client id: the others close theirs (4009).</summary>
+    public const string ClientClaims = "collab.v1.clients.claimed";
+
     private const string DocPrefix = "collab.v1.doc.";
     private const string NodePrefix = "collab.v1.node.";
 

@@ -54,7 +54,7 @@ internal static class SecurityMetrics
         "collab_auth_forbidden_total", "Requests refused for lack of document rights, by action (subscribe, submit, revoked_on_reauth).", "action");
 
     public static readonly Counter ClientIdRebound = Metrics.CreateCounter(
-        "collab_auth_client_id_rebound_total", "Hellos that tried to resume a client id issued to another user (given a fresh id instead).");
+        "collab_auth_client_id_rebound_total", "Hellos with a client id this deployment did not issue to the caller (made up, another user's, or unsigned): given a fresh id instead.");
 
     // Both results exist from the first load on: a series that first appears at 1 has no increase() in Prometheus,
     // so the first failed load would never fire the CollabJwksRefreshFailing alert (deploy/prometheus).

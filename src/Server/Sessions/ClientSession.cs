@@ -119,8 +119,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             switch (message.BodyCase)
             {
                 case ClientMessage.BodyOneofCase.Hello:
-                    OnHello(message.Hello, message.RequestId);
-                    return ValueTask.CompletedTask;
+                    return OnHelloAsync(message.Hello, message.RequestId);
                 case ClientMessage.BodyOneofCase.Subscribe:
                     return OnSubscribeAsync(message.Subscribe, message.RequestId);
                 case ClientMessage.BodyOneofCase.Unsubscribe:
@@ -168,6 +167,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         if (_clientId is not null)
         {
             SessionMetrics.Sessions.Dec();
+            _services.LiveClients.Release(_clientId, this);
         }
 
         // A read loop waiting for a submit slot must not outlive the connection (its submits may never complete here).
@@ -186,7 +186,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     // ------------------------------------------------------------------ handlers
 
-    private void OnHello(Hello hello, ulong requestId)
+    private async ValueTask OnHelloAsync(Hello hello, ulong requestId)
     {
         if (_clientId is not null)
         {
@@ -209,18 +209,40 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        SessionPrincipal principal = _principal;
-        if (resumed && !principal.OwnsClientId(hello.ClientId))
+        ClientIdIssuer issuer = _services.ClientIds;
+        if (!issuer.IsReady)
         {
-            // Another user's client id (or one from before authentication): resuming it would let this user
-            // advance that id's dedupe state and get the real owner's ops refused. A fresh id resumes nothing.
+            try
+            {
+                await issuer.EnsureReadyAsync(_connection.Closed).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // The key lives in the op store; without it no id can be issued or recognised. The client retries.
+                _services.Documents.Log.DocumentLoadFailed(ClientIdIssuer.SecretName, ex);
+                SendError(ErrorCode.Unavailable, "The server cannot issue client ids right now (storage unreachable); reconnect later.", requestId);
+                _connection.Close(1013, "storage unavailable");
+                return;
+            }
+        }
+
+        SessionPrincipal principal = _principal;
+        if (resumed && !issuer.IsIssued(hello.ClientId, principal.UserId))
+        {
+            // Not issued by this deployment to this user (made up, another user's, or from before ids were signed):
+            // resuming it would let this client advance that id's dedupe state. A fresh id resumes nothing.
             SecurityMetrics.ClientIdRebound.Inc();
             resumed = false;
         }
 
-        _clientId = resumed ? hello.ClientId : principal.NewClientId();
+        _clientId = resumed ? hello.ClientId : issuer.Issue(principal.UserId);
         SessionMetrics.Sessions.Inc();
         _services.Log.Hello(_connection.Id, _clientId, resumed);
+        _services.LiveClients.Claim(_clientId, this, resumed);
         SendOwned(ServerFrames.Build(new ServerMessage
         {
             RequestId = requestId,
@@ -241,6 +263,9 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             OnAuthDeadline(_security.Time.GetUtcNow());
         }
     }
+
+    /// <summary>Another connection said Hello with this session's client id and took the session over (docs/PROTOCOL.md §10, 4009).</summary>
+    internal void OnReplaced() => _connection.Close((ushort)CloseCode.SessionReplaced, "session replaced by a newer connection with this client id");
 
     private async ValueTask OnSubscribeAsync(Subscribe subscribe, ulong requestId)
     {
@@ -289,13 +314,22 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             await DetachAndReleaseAsync(previous).ConfigureAwait(false);
         }
 
+        // Bounded: with the store (or, in a cluster, the owner) unreachable the client gets a retryable answer, not silence.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_connection.Closed);
+        deadline.CancelAfter(_services.Options.OpenTimeout);
         DocumentHub hub;
         try
         {
-            hub = await _services.Documents.AcquireAsync(docId, _connection.Closed).ConfigureAwait(false);
+            hub = await _services.Documents.AcquireAsync(docId, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
         {
+            return;
+        }
+        catch (OperationCanceledException)
+        {
+            SessionMetrics.OpenTimeouts.Inc();
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' could not be opened within {_services.Options.OpenTimeout.TotalSeconds:0.#} s (storage unreachable?); retry.", requestId, docId);
             return;
         }
         catch (Exception ex)
@@ -309,12 +343,23 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         bool attached;
         try
         {
-            attached = await hub.SubscribeAsync(subscription, subscribe.Snapshot ? -1 : subscribe.FromVersion, subscribe.Snapshot, requestId, _connection.Closed).ConfigureAwait(false);
+            attached = await hub.SubscribeAsync(subscription, subscribe.Snapshot ? -1 : subscribe.FromVersion, subscribe.Snapshot, requestId, deadline.Token).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
             attached = false;
             SendError(ErrorCode.Unavailable, $"Document '{docId}' was closing; subscribe again.", requestId, docId);
+        }
+        catch (OperationCanceledException) when (!_connection.Closed.IsCancellationRequested)
+        {
+            // A replica waiting for the version the client already saw elsewhere, past the bound (not attached yet).
+            attached = false;
+            SessionMetrics.OpenTimeouts.Inc();
+            SendError(ErrorCode.Unavailable, $"Document '{docId}' could not catch up to version {subscribe.FromVersion} in time; retry.", requestId, docId);
+        }
+        catch (OperationCanceledException)
+        {
+            attached = false;
         }
 
         if (!attached)
@@ -405,6 +450,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         long started = Stopwatch.GetTimestamp();
+        subscription.NoteSubmit(clientSeq);
         lock (_inFlightGate)
         {
             _submitsInFlight++;
@@ -413,7 +459,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         ValueTask<SubmitOutcome> pending;
         try
         {
-            pending = subscription.Hub.SubmitAsync(new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
+            pending = subscription.Hub.SubmitAsync(subscription, new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
         }
         catch
         {
@@ -789,15 +835,118 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     // ------------------------------------------------------------------ hub callbacks
 
-    /// <summary>The document stopped sequencing on this node (fenced or faulted): make the client reconnect and resync.</summary>
-    internal void OnDocumentFailed(DocumentHub hub)
+    /// <summary>
+    /// The document of <paramref name="failed"/> stopped on this node (a fault, fenced, or a replica that could not follow)
+    /// and its old hub has settled: attach a replacement subscription to the reloaded document from the version the client
+    /// was sent everything up to, silently, so the client sees one continuous stream (its submits that the failure caught
+    /// were answered UNAVAILABLE and come again; ops acknowledged before it arrive in the catch-up, as acks since they were
+    /// submitted on this connection). Whatever prevents that makes the client reconnect and resubscribe instead.
+    /// </summary>
+    internal async Task ResumeAfterFailureAsync(FailedSubscriber failed)
+    {
+        Subscription old = failed.Subscription;
+        DocumentHub? hub = null;
+        Subscription? replacement = null;
+        Exception? error = null;
+        try
+        {
+            if (!IsCurrent(old))
+            {
+                return; // unsubscribed or resubscribed meanwhile: nothing to resume
+            }
+
+            if (failed.Version >= 0)
+            {
+                hub = await _services.Documents.AcquireAsync(old.DocId, _connection.Closed).ConfigureAwait(false);
+                replacement = new Subscription(this, hub);
+                replacement.InheritSubmits(old);
+                if (!await hub.SubscribeAsync(replacement, failed.Version, snapshot: false, requestId: 0, _connection.Closed, resume: true).ConfigureAwait(false))
+                {
+                    replacement = null;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_connection.Closed.IsCancellationRequested)
+        {
+            error = ex;
+            replacement = null;
+        }
+        catch (OperationCanceledException)
+        {
+            replacement = null;
+        }
+
+        if (hub is not null && replacement is null)
+        {
+            hub.ReleaseRef();
+        }
+
+        if (replacement is not null)
+        {
+            bool swapped;
+            lock (_gate)
+            {
+                swapped = !_closed && _subscriptions.TryGetValue(old.DocId, out Subscription? current) && ReferenceEquals(current, old);
+                if (swapped)
+                {
+                    _subscriptions.Set(replacement);
+                }
+            }
+
+            if (!swapped)
+            {
+                // The client unsubscribed, resubscribed or left while the document reloaded (whoever removed the old
+                // subscription released its reference).
+                await DetachAndReleaseAsync(replacement).ConfigureAwait(false);
+                return;
+            }
+
+            old.Hub.ReleaseRef();
+
+            SessionMetrics.SubscriptionsResumed.WithLabels("resumed").Inc();
+            _services.Log.SubscriptionResumed(_connection.Id, old.DocId, failed.Version);
+            if (failed.Selection is { } selection)
+            {
+                try
+                {
+                    await replacement.Hub.UpdatePresenceAsync(replacement, failed.PresenceVersion, selection, failed.UserData).ConfigureAwait(false);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Closed again already; presence is ephemeral.
+                }
+            }
+
+            return;
+        }
+
+        if (_closed || !IsCurrent(old))
+        {
+            return;
+        }
+
+        SessionMetrics.SubscriptionsResumed.WithLabels("reconnected").Inc();
+        _services.Log.SubscriptionNotResumed(_connection.Id, old.DocId, error);
+        ReconnectForDocument(old);
+    }
+
+    private bool IsCurrent(Subscription subscription)
     {
         lock (_gate)
         {
-            if (_subscriptions.TryGetValue(hub.DocId, out Subscription? sub) && ReferenceEquals(sub.Hub, hub))
+            return !_closed && _subscriptions.TryGetValue(subscription.DocId, out Subscription? current) && ReferenceEquals(current, subscription);
+        }
+    }
+
+    /// <summary>The fallback when a failed document's subscription cannot be resumed in place: the client reconnects and resubscribes.</summary>
+    private void ReconnectForDocument(Subscription subscription)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(subscription.DocId, out Subscription? current) && ReferenceEquals(current, subscription))
             {
-                _subscriptions.Remove(hub.DocId, out _);
-                hub.ReleaseRef();
+                _subscriptions.Remove(subscription.DocId, out _);
+                subscription.Hub.ReleaseRef();
             }
         }
 
@@ -805,7 +954,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         // in-flight ops, which the new sequencer deduplicates: the one path already proven for restarts.
         SendOwned(ServerFrames.Build(new ServerMessage
         {
-            Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{hub.DocId}' moved" },
+            Redirect = new Redirect { Url = string.Empty, RetryAfterMs = (uint)Random.Shared.Next(50, 500), Reason = $"document '{subscription.DocId}' moved" },
         }));
         _connection.Close(1012, "document moved; reconnect");
     }

@@ -153,14 +153,29 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     // ------------------------------------------------------------------ submit
 
-    /// <summary>Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through <see cref="OnCommitted"/>.</summary>
-    public ValueTask<SubmitOutcome> SubmitAsync(Submission<TextOp> submission)
+    /// <summary>
+    /// Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through
+    /// <see cref="OnCommitted"/>. One connection's submits keep their arrival order (docs/PROTOCOL.md §11): the local
+    /// sequencer takes them in order, and forwarded ones go through <paramref name="from"/>'s chain, one at a time,
+    /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
+    /// </summary>
+    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TextOp> submission)
     {
-        if (_replication is { SequencesLocally: false } replication)
+        if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
         {
-            return replication.ForwardAsync(submission);
+            return from.SubmitInOrderAsync(this, submission);
         }
 
+        return SubmitHereAsync(submission);
+    }
+
+    /// <summary>One step of a subscription's chain: forwarded to the owner, or sequenced here if this node owns the document now.</summary>
+    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TextOp> submission) =>
+        _replication is { SequencesLocally: false } replication ? replication.ForwardAsync(submission) : SubmitHereAsync(submission);
+
+    /// <summary>Sequences an op on this node's sequencer.</summary>
+    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TextOp> submission)
+    {
         ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
         return pending.IsCompletedSuccessfully
             ? new ValueTask<SubmitOutcome>(SubmitOutcome.From(pending.Result))
@@ -175,17 +190,17 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async Task FailAsync(Exception reason)
     {
-        List<ClientSession>? sessions;
+        List<FailedSubscriber> failed;
         try
         {
-            sessions = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
+            failed = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
             return; // closing anyway
         }
 
-        _registry.OnHubFailed(this, reason, sessions);
+        _registry.OnHubFailed(this, reason, DocumentFailure.Replica, failed);
     }
 
     // ------------------------------------------------------------------ subscribe / unsubscribe
@@ -194,8 +209,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// Attaches <paramref name="subscription"/> with no gap and no duplicate: a snapshot at the committed
     /// version, or the committed ops after <paramref name="fromVersion"/> (from memory, else from storage),
     /// then live ops. Returns false (after sending the error) when the subscription was refused.
+    /// With <paramref name="resume"/> (a failed document's subscriber taken over by its reload) nothing but the ops after
+    /// <paramref name="fromVersion"/> is sent, so the client sees one continuous stream; a refusal sends nothing either
+    /// (the caller falls back to reconnecting the client).
     /// </summary>
-    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken)
+    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
     {
         if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
         {
@@ -203,7 +221,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             await replica.WaitForVersionAsync(fromVersion, cancellationToken).ConfigureAwait(false);
         }
 
-        AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId)).ConfigureAwait(false);
+        AttachOutcome outcome = await Sequencer.RunExclusiveAsync(view => AttachOnWorker(view, subscription, fromVersion, snapshot, requestId, resume)).ConfigureAwait(false);
         if (outcome.Status != AttachStatus.NeedsHistory)
         {
             return outcome.Status == AttachStatus.Attached;
@@ -224,7 +242,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             history = null;
         }
 
-        return await Sequencer.RunExclusiveAsync(view => FinishCatchUpOnWorker(subscription, history, fromVersion, outcome.UpTo, requestId)).ConfigureAwait(false);
+        return await Sequencer.RunExclusiveAsync(view => FinishCatchUpOnWorker(subscription, history, fromVersion, outcome.UpTo, requestId, resume)).ConfigureAwait(false);
     }
 
     /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
@@ -240,7 +258,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId)
+    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
     {
         if (sub.Session.IsClosed)
         {
@@ -249,7 +267,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
         if (!snapshot && fromVersion > view.Version)
         {
-            sub.Session.SendError(ErrorCode.VersionFromFuture, $"Document '{DocId}' is at version {view.Version}; version {fromVersion} does not exist yet.", requestId, DocId);
+            if (!resume)
+            {
+                sub.Session.SendError(ErrorCode.VersionFromFuture, $"Document '{DocId}' is at version {view.Version}; version {fromVersion} does not exist yet.", requestId, DocId);
+            }
+
             return new AttachOutcome(AttachStatus.Refused, 0);
         }
 
@@ -261,13 +283,19 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (snapshot || fromVersion < 0)
         {
             sub.SendOwned(ServerFrames.Snapshot(DocId, view.Version, view.Snapshot.ToString(), requestId));
+            sub.Version = view.Version;
         }
         else
         {
-            sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+            if (!resume)
+            {
+                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+            }
+
             if (view.TryGetOpsAfter(fromVersion, out IReadOnlyList<OpRecord> ops))
             {
                 SendCatchUp(sub, ops);
+                sub.Version = view.Version;
             }
             else
             {
@@ -280,7 +308,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return new AttachOutcome(status, view.Version);
     }
 
-    private bool FinishCatchUpOnWorker(Subscription sub, IReadOnlyList<OpRecord>? history, long fromVersion, long upTo, ulong requestId)
+    private bool FinishCatchUpOnWorker(Subscription sub, IReadOnlyList<OpRecord>? history, long fromVersion, long upTo, ulong requestId, bool resume)
     {
         if (sub.Detached)
         {
@@ -293,6 +321,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             // The log no longer has the gap (pruned) or could not be read: the client must start over from a snapshot.
             sub.DropParked();
             DetachOnWorker(sub);
+            if (resume)
+            {
+                return false; // the caller reconnects the client, which then resubscribes on its own
+            }
+
             sub.Session.OnSubscriptionLost(sub);
             sub.Session.SendError(
                 history is null ? ErrorCode.Unavailable : ErrorCode.VersionTooOld,
@@ -304,6 +337,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             return false;
         }
 
+        // Frames parked meanwhile carry later versions (and set Version when they were parked).
+        sub.Version = Math.Max(sub.Version, upTo);
         sub.Unpark(s => SendCatchUp(s, history));
         return true;
     }
@@ -334,14 +369,19 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         return true;
     }
 
-    /// <summary>Catch-up ops for one subscriber; its own ops become acks (it may have missed the ack when it disconnected).</summary>
+    /// <summary>
+    /// Catch-up ops for one subscriber, the client's own ops from earlier connections included as ops (docs/PROTOCOL.md
+    /// §5.3.3: a client that resumes from before them rebuilds the text from them, and one with such an op in flight takes
+    /// it as its ack). Only ops submitted through this subscription's connection come as acks (a failed document's
+    /// subscribers resumed in place: the ack may not have been sent before the failure).
+    /// </summary>
     private void SendCatchUp(Subscription sub, IReadOnlyList<OpRecord> ops)
     {
         int batch = _registry.Options.CatchUpBatchOps;
         var run = new List<OpRecord>(Math.Min(batch, ops.Count));
         foreach (OpRecord op in ops)
         {
-            if (string.Equals(op.ClientId, sub.ClientId, StringComparison.Ordinal))
+            if (sub.SubmittedHere(op.ClientSeq) && string.Equals(op.ClientId, sub.ClientId, StringComparison.Ordinal))
             {
                 FlushRun(sub, run);
                 sub.SendOwned(ServerFrames.Ack(DocId, op.ClientSeq, op.Version, duplicate: false));
@@ -371,6 +411,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
     {
+        _registry.FaultInjection?.Invoke(DocId, batch.Version);
         ReadOnlySpan<OpRecord> records = batch.Records;
         bool local = SequencesLocally;
         if (local)
@@ -406,12 +447,13 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private void Broadcast(ReadOnlySpan<OpRecord> records)
     {
-        // Mark the subscribers that authored an op of this batch: they need acks in place of their ops.
+        // Mark the subscribers that submitted an op of this batch on their connection: they need acks in place of their ops.
         long stamp = ++_batchStamp;
+        long version = records[^1].Version;
         bool anyAuthor = false;
         foreach (ref readonly OpRecord record in records)
         {
-            if (_byClient.TryGetValue(record.ClientId, out Subscription? author))
+            if (_byClient.TryGetValue(record.ClientId, out Subscription? author) && author.SubmittedHere(record.ClientSeq))
             {
                 author.AuthorStamp = stamp;
                 anyAuthor = true;
@@ -423,6 +465,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         {
             foreach (Subscription sub in _subscribers)
             {
+                sub.Version = version;
                 if (anyAuthor && sub.AuthorStamp == stamp)
                 {
                     SendMixed(sub, records);
@@ -449,7 +492,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         int runStart = 0;
         for (int i = 0; i < records.Length; i++)
         {
-            if (!string.Equals(records[i].ClientId, sub.ClientId, StringComparison.Ordinal))
+            if (!sub.SubmittedHere(records[i].ClientSeq) || !string.Equals(records[i].ClientId, sub.ClientId, StringComparison.Ordinal))
             {
                 continue;
             }
@@ -469,18 +512,32 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DropSubscribersOnWorker());
+    public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DocumentFailure.Fenced, DropSubscribersOnWorker());
 
-    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DropSubscribersOnWorker());
+    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DocumentFailure.Fault, DropSubscribersOnWorker());
 
-    private List<ClientSession> DropSubscribersOnWorker()
+    /// <summary>
+    /// Detaches every subscriber of a document that stopped, with what its reload needs to resume it in place: the version
+    /// it had been sent everything up to, and its presence.
+    /// </summary>
+    private List<FailedSubscriber> DropSubscribersOnWorker()
     {
-        var sessions = new List<ClientSession>(_subscribers.Count);
+        var failed = new List<FailedSubscriber>(_subscribers.Count);
         foreach (Subscription sub in _subscribers)
         {
+            // A subscriber still catching up from the log (parked) has no version it was sent everything up to.
+            bool resumable = !sub.IsParked;
             sub.Detached = true;
             sub.DropParked();
-            sessions.Add(sub.Session);
+            Selection? selection = null;
+            PresenceEntry presence = default;
+            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub)
+                && _presence.TryGetValue(sub.ClientId, out presence) && presence.Origin is null)
+            {
+                selection = new Selection { Anchor = presence.Anchor, Head = presence.Head };
+            }
+
+            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presence.Version, selection, presence.UserData ?? ByteString.Empty));
             SessionMetrics.Subscriptions.Dec();
         }
 
@@ -499,7 +556,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         _aheadPresence?.Clear();
         _remoteSeen?.Clear();
         _duplicateAcks?.Clear();
-        return sessions;
+        return failed;
     }
 
     // ------------------------------------------------------------------ acks for resent ops
@@ -535,10 +592,13 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private void SendDueDuplicateAcks(long committed)
     {
+        // Compacts in place, so an index loop: assigning an element bumps List<T>'s version, and a foreach over the list
+        // then threw on its next step whenever an ack had to keep waiting (issue 13 §1: the document stopped).
         List<DuplicateAck> acks = _duplicateAcks!;
         int kept = 0;
-        foreach (DuplicateAck ack in acks)
+        for (int i = 0; i < acks.Count; i++)
         {
+            DuplicateAck ack = acks[i];
             if (ack.Version <= committed)
             {
                 ack.Subscription.SendOwned(ServerFrames.Ack(DocId, ack.ClientSeq, ack.Version, duplicate: true, ack.RequestId));
@@ -574,7 +634,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 return true;
             }
 
-            if (!view.TryTransformSelection(baseVersion, ClampToInt(selection.Anchor), ClampToInt(selection.Head), sub.ClientId, out int anchor, out int head))
+            if (!TryPlaceSelection(view, baseVersion, selection.Anchor, selection.Head, sub.ClientId, out int anchor, out int head))
             {
                 return false; // made against a version the window no longer holds: stale, the client sends a fresh one
             }
@@ -753,7 +813,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
     {
-        if (!view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
+        if (!TryPlaceSelection(view, entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
         {
             return false; // older than the history window: the client's next update replaces it
         }
@@ -843,6 +903,34 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private static int ClampToInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
 
+    /// <summary>
+    /// A selection made at <paramref name="version"/>, clamped to the document's length at that version (a client may send
+    /// any numbers: (1000000, 3) on a 5-code-point document is (5, 3), never relayed verbatim), then moved to the
+    /// committed version. False when the window no longer reaches back to <paramref name="version"/>.
+    /// </summary>
+    private static bool TryPlaceSelection(in CommittedView<Rope, TextOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
+    {
+        placedAnchor = placedHead = 0;
+        if (version > view.Version)
+        {
+            return false;
+        }
+
+        long length = view.Snapshot.Length;
+        for (long v = view.Version; v > version; v--)
+        {
+            if (!view.TryGetOp(v, out TextOp op))
+            {
+                return false;
+            }
+
+            length -= op.TargetLength - op.BaseLength;
+        }
+
+        return view.TryTransformSelection(
+            version, (int)Math.Clamp(anchor, 0, length), (int)Math.Clamp(head, 0, length), clientId, out placedAnchor, out placedHead);
+    }
+
     // ------------------------------------------------------------------ snapshots
 
     private async Task PeriodicSnapshotAsync()
@@ -893,3 +981,23 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }
+
+/// <summary>Why a document stopped on this node.</summary>
+internal enum DocumentFailure
+{
+    /// <summary>An unexpected fault: the sequencer or its listener threw, or the durability stage failed outside its contract.</summary>
+    Fault,
+
+    /// <summary>Another writer holds a version (or the lease): expected during ownership changes.</summary>
+    Fenced,
+
+    /// <summary>A replica could not follow the owner's stream (an op that does not apply, a gap the log no longer holds).</summary>
+    Replica,
+}
+
+/// <summary>
+/// A subscriber of a document that stopped, as its reload resumes it: every op up to <paramref name="Version"/> was sent
+/// to it (-1: unknown, it was still catching up), and its presence (<paramref name="Selection"/> null: none) at
+/// <paramref name="PresenceVersion"/>.
+/// </summary>
+internal sealed record FailedSubscriber(Subscription Subscription, long Version, long PresenceVersion, Selection? Selection, ByteString UserData);

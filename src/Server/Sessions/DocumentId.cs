@@ -29,17 +29,10 @@ public static class DocumentId
     }
 }
 
-/// <summary>Client id format: what the server assigns (22 chars base64url of 128 random bits) or a resumed id of the same alphabet.</summary>
+/// <summary>The client id alphabet a Hello may use (what <see cref="ClientIdIssuer"/> issues is 32 of these; any other id in it is answered with a fresh one).</summary>
 public static class ClientId
 {
     public const int MaxLength = 64;
-
-    public static string New()
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        System.Security.Cryptography.RandomNumberGenerator.Fill(bytes);
-        return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-    }
 
     public static bool IsValid(string? id)
     {

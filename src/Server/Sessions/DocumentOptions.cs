@@ -30,6 +30,14 @@ public sealed class DocumentOptions
     /// </summary>
     public int MaxSubmitsInFlightPerConnection { get; set; } = 16;
 
+    /// <summary>
+    /// How long a subscribe may wait for its document to open (loaded from the store; in a cluster also its lease and
+    /// stream) and for its catch-up history. Past it the client gets a retryable UNAVAILABLE, as a forwarded submit does
+    /// after Cluster:ForwardTimeout, instead of no answer while the store is unreachable; the load goes on, and the retry
+    /// finds the document open once it completes.
+    /// </summary>
+    public TimeSpan OpenTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>A document with no subscribers closes (after a final snapshot) once idle this long.</summary>
     public TimeSpan IdleCloseAfter { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -65,6 +73,11 @@ public sealed class DocumentOptions
         if (IdleCloseAfter <= TimeSpan.Zero)
         {
             throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{nameof(IdleCloseAfter)} must be positive."]);
+        }
+
+        if (OpenTimeout <= TimeSpan.Zero)
+        {
+            throw new Microsoft.Extensions.Options.OptionsValidationException(Section, typeof(DocumentOptions), [$"{Section}:{nameof(OpenTimeout)} must be positive."]);
         }
     }
 }

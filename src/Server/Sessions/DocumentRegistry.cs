@@ -70,6 +70,12 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     /// <summary>Document loads from the store since start (each open reads the store once, however many clients ask).</summary>
     public long LoadCount => Interlocked.Read(ref _loads);
 
+    /// <summary>
+    /// Test seam: called at the start of every committed batch's delivery (document id, batch version) on the document's
+    /// worker; whatever it throws is what an unexpected defect in the delivery would throw. Null in production.
+    /// </summary>
+    internal Action<string, long>? FaultInjection { get; set; }
+
     /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
     public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
     {
@@ -142,30 +148,74 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         return hub;
     }
 
-    /// <summary>The hub's sequencer stopped (fenced by another writer, or faulted): forget it and make its clients resync.</summary>
-    internal void OnHubFailed(DocumentHub hub, Exception reason, List<ClientSession> sessions)
+    /// <summary>
+    /// The hub stopped (a fault, fenced by another writer, or a replica that cannot follow): counts and logs it, forgets the
+    /// hub, and once its last commits settled reloads the document from the op log and resumes its subscribers there
+    /// (<see cref="ClientSession.ResumeAfterFailureAsync"/>). Called on the failed hub's worker: never throws, never blocks.
+    /// </summary>
+    /// <remarks>
+    /// Every way a document can stop ends here (issue 13 §1, the audit): a defect in the sequencer's worker, the hub's
+    /// delivery throwing from OnCommitted, the durability stage failing outside its contract (all three: the sequencer
+    /// faults and calls OnFaulted); a version conflict (OnFenced); a replica that cannot follow the owner, or whose
+    /// follow loop broke (ClusterDocument.FailAsync). Nothing else stops one: an exclusive action that throws (attach,
+    /// presence) fails only its caller's request, a failed snapshot is logged and retried, the cluster's serve loop
+    /// subscribes again and its presence loop skips a bad message. The listener's own OnFaulted/OnFenced cannot fail the
+    /// recovery: this method catches everything and recovers on another task.
+    /// </remarks>
+    internal void OnHubFailed(DocumentHub hub, Exception reason, DocumentFailure failure, List<FailedSubscriber> subscribers)
     {
-        Log.DocumentFailed(hub.DocId, reason);
-        if (_documents.TryGetValue(hub.DocId, out Lazy<Task<DocumentHub>>? entry)
-            && entry.IsValueCreated && entry.Value.IsCompletedSuccessfully && ReferenceEquals(entry.Value.Result, hub))
+        try
         {
-            _documents.TryRemove(KeyValuePair.Create(hub.DocId, entry));
-            SessionMetrics.DocumentsOpen.Dec();
+            if (failure == DocumentFailure.Fenced)
+            {
+                Log.DocumentFenced(hub.DocId, reason.Message, subscribers.Count);
+            }
+            else
+            {
+                SessionMetrics.DocumentFaults.WithLabels(failure == DocumentFailure.Fault ? "sequencer" : "replica").Inc();
+                Log.DocumentFaulted(hub.DocId, failure, subscribers.Count, reason);
+            }
+
+            if (_documents.TryGetValue(hub.DocId, out Lazy<Task<DocumentHub>>? entry)
+                && entry.IsValueCreated && entry.Value.IsCompletedSuccessfully && ReferenceEquals(entry.Value.Result, hub))
+            {
+                _documents.TryRemove(KeyValuePair.Create(hub.DocId, entry));
+                SessionMetrics.DocumentsOpen.Dec();
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.RecoveryFailed(hub.DocId, ex);
         }
 
-        foreach (ClientSession session in sessions)
-        {
-            session.OnDocumentFailed(hub);
-        }
+        _ = RecoverAsync(hub, subscribers);
+    }
 
-        _ = Task.Run(async () =>
+    private async Task RecoverAsync(DocumentHub hub, List<FailedSubscriber> subscribers)
+    {
+        await Task.Yield(); // off the failed document's worker
+        try
         {
+            // Ops the stopped sequencer handed to the stage finish first (committed or not), so the reload sees the final
+            // log and a resumed subscriber's catch-up holds every op acknowledged before the failure.
             await hub.Sequencer.CloseAsync(CancellationToken.None).ConfigureAwait(false);
             if (hub.Replication is { } replication)
             {
                 await replication.StopAsync().ConfigureAwait(false);
             }
-        });
+        }
+        catch (Exception ex)
+        {
+            Log.RecoveryFailed(hub.DocId, ex);
+        }
+
+        var resuming = new List<Task>(subscribers.Count);
+        foreach (FailedSubscriber subscriber in subscribers)
+        {
+            resuming.Add(subscriber.Subscription.Session.ResumeAfterFailureAsync(subscriber));
+        }
+
+        await Task.WhenAll(resuming).ConfigureAwait(false);
     }
 
     private void CloseIdleDocuments()

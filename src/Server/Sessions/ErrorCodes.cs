@@ -19,6 +19,7 @@ internal static class ErrorCodes
         SubmitStatus.Overloaded => ErrorCode.Overloaded,
         SubmitStatus.Fenced or SubmitStatus.Closed or SubmitStatus.Unavailable => ErrorCode.Unavailable,
         SubmitStatus.SeqAlreadyUsed => ErrorCode.SeqAlreadyUsed,
+        SubmitStatus.AlreadyCommitted => ErrorCode.AlreadyCommitted,
         SubmitStatus.DocTooLarge => ErrorCode.DocTooLarge,
         _ => ErrorCode.Internal,
     };

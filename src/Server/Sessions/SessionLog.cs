@@ -16,8 +16,8 @@ internal sealed partial class SessionLog
     [LoggerMessage(2002, LogLevel.Warning, "Document {DocId} could not be closed cleanly")]
     public partial void DocumentCloseFailed(string docId, Exception exception);
 
-    [LoggerMessage(2003, LogLevel.Warning, "Document {DocId} stopped sequencing; its clients resync")]
-    public partial void DocumentFailed(string docId, Exception reason);
+    [LoggerMessage(2003, LogLevel.Warning, "Document {DocId} was fenced ({Reason}); reloading it from the op log and resuming its {Subscribers} subscribers")]
+    public partial void DocumentFenced(string docId, string reason, int subscribers);
 
     [LoggerMessage(2004, LogLevel.Warning, "Snapshot of document {DocId} failed; the op log still holds every op")]
     public partial void SnapshotFailed(string docId, Exception exception);
@@ -36,4 +36,16 @@ internal sealed partial class SessionLog
 
     [LoggerMessage(2009, LogLevel.Error, "Connection {ConnectionId}: unexpected error handling a message")]
     public partial void MessageFailed(long connectionId, Exception exception);
+
+    [LoggerMessage(2010, LogLevel.Error, "Document {DocId} stopped on an unexpected fault ({Failure}); reloading it from the op log and resuming its {Subscribers} subscribers")]
+    public partial void DocumentFaulted(string docId, DocumentFailure failure, int subscribers, Exception reason);
+
+    [LoggerMessage(2011, LogLevel.Error, "Recovery of document {DocId} after a failure went wrong; its clients reconnect instead")]
+    public partial void RecoveryFailed(string docId, Exception exception);
+
+    [LoggerMessage(2012, LogLevel.Information, "Connection {ConnectionId}: subscription to document {DocId} resumed from version {Version} after the document was reloaded")]
+    public partial void SubscriptionResumed(long connectionId, string docId, long version);
+
+    [LoggerMessage(2013, LogLevel.Warning, "Connection {ConnectionId}: subscription to document {DocId} could not be resumed after the document failed; the client reconnects")]
+    public partial void SubscriptionNotResumed(long connectionId, string docId, Exception? exception);
 }

@@ -5,9 +5,10 @@ namespace Collab.Server.Sessions;
 /// <summary>What every session of this node shares.</summary>
 internal sealed class SessionServices
 {
-    public SessionServices(DocumentRegistry documents, DocumentOptions options, string nodeId, int maxMessageBytes, SecurityServices security)
+    public SessionServices(DocumentRegistry documents, DocumentOptions options, string nodeId, int maxMessageBytes, SecurityServices security, ClientIdIssuer? clientIds = null)
     {
         Documents = documents;
+        ClientIds = clientIds ?? new ClientIdIssuer(documents.Store);
         Security = security;
         Options = options;
         NodeId = nodeId;
@@ -27,4 +28,10 @@ internal sealed class SessionServices
 
     /// <summary>Authentication, authorization and abuse limits.</summary>
     public SecurityServices Security { get; }
+
+    /// <summary>Issues and recognises client ids.</summary>
+    public ClientIdIssuer ClientIds { get; }
+
+    /// <summary>The live session of each client id on this node (a second Hello with one takes it over).</summary>
+    public LiveClients LiveClients { get; } = new();
 }

@@ -34,6 +34,22 @@ public interface IOpStore : IAsyncDisposable
     ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Looks the op (<paramref name="clientId"/>, <paramref name="clientSeq"/>) up among the document's ops with
+    /// <paramref name="afterVersion"/> &lt; version &lt;= <paramref name="toVersion"/>, and counts how many ops of that range
+    /// the log holds (fewer than its length once pruned). Deduplication of resends: a resent op was sequenced after the
+    /// base version it was made against, so one range scan of the primary key finds it, and no index on client ids
+    /// burdens the write path. The caller bounds the range.
+    /// </summary>
+    ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The server secret called <paramref name="name"/>: <paramref name="length"/> random bytes created by the first caller
+    /// ever, the same bytes for every later caller, after restarts and on every node sharing the store (the key that signs
+    /// client ids). Concurrent first callers agree on one value.
+    /// </summary>
+    ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Stores a snapshot; one not newer than the latest stored is ignored. Only the newest few
     /// (<see cref="StorageOptions.SnapshotsToKeep"/>) are kept per document.
     /// </summary>

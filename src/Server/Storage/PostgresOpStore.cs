@@ -254,6 +254,52 @@ public sealed class PostgresOpStore : IOpStore
     }
 
     /// <inheritdoc />
+    public async ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateDocId(docId);
+        ArgumentNullException.ThrowIfNull(clientId);
+        if (toVersion <= afterVersion)
+        {
+            return default;
+        }
+
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("""
+            SELECT count(*), coalesce(max(version) FILTER (WHERE client_seq = $5 AND client_id = $4), 0) FROM ops
+            WHERE doc_id = $1 AND version > $2 AND version <= $3
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = docId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = afterVersion });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = toVersion });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = clientId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = clientSeq });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return new OpLookup(reader.GetInt64(1), reader.GetInt64(0));
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentOutOfRangeException.ThrowIfLessThan(length, 1);
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+
+        // Two statements, not one: a data-modifying CTE cannot see a row a concurrent first caller inserted, so the insert
+        // that loses the race must be followed by a read that does.
+        await using (var insert = new NpgsqlCommand("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", connection))
+        {
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = name });
+            insert.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = System.Security.Cryptography.RandomNumberGenerator.GetBytes(length), NpgsqlDbType = NpgsqlDbType.Bytea });
+            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using var select = new NpgsqlCommand("SELECT value FROM server_secrets WHERE name = $1", connection);
+        select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = name });
+        return (byte[])(await select.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <inheritdoc />
     public async ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken)
     {
         StorageValidation.ValidateSnapshot(snapshot);
@@ -399,11 +445,20 @@ public sealed class PostgresOpStore : IOpStore
                 PRIMARY KEY (kind, value));
             """;
 
+        // Secrets every node must share (the key that signs client ids), created once by whichever node comes first.
+        const string Secrets = """
+            CREATE TABLE server_secrets (
+                name    text COLLATE "C" PRIMARY KEY,
+                value   bytea       NOT NULL,
+                created timestamptz NOT NULL DEFAULT now());
+            """;
+
         return
         [
             new Migration(1, $"op log ({partitions} hash partitions), documents and snapshots", initial.ToString()),
             new Migration(2, "cluster: document leases and the writer epoch of each op", Cluster),
             new Migration(3, "cluster: revoked token ids and users", Revocations),
+            new Migration(4, "server secrets", Secrets),
         ];
     }
 

@@ -52,6 +52,13 @@ public sealed class SqliteOpStore : IOpStore
                 PRIMARY KEY (doc_id, version)
             ) WITHOUT ROWID;
             """),
+        new(2, "server secrets", """
+            CREATE TABLE server_secrets (
+                name       TEXT    NOT NULL PRIMARY KEY,
+                value      BLOB    NOT NULL,
+                created_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            """),
     ];
 
     private readonly string _path;
@@ -258,6 +265,68 @@ public sealed class SqliteOpStore : IOpStore
 
         await using var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false);
         return ReadOps(connection, transaction: null, docId, afterVersion, toVersion, limit);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateDocId(docId);
+        ArgumentNullException.ThrowIfNull(clientId);
+        if (toVersion <= afterVersion)
+        {
+            return default;
+        }
+
+        await using var connection = await OpenReaderAsync(cancellationToken).ConfigureAwait(false);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT count(*), coalesce(max(CASE WHEN client_seq = $seq AND client_id = $client THEN version END), 0) FROM ops
+            WHERE doc_id = $doc AND version > $after AND version <= $to
+            """;
+        command.Parameters.AddWithValue("$doc", docId);
+        command.Parameters.AddWithValue("$after", afterVersion);
+        command.Parameters.AddWithValue("$to", toVersion);
+        command.Parameters.AddWithValue("$client", clientId);
+        command.Parameters.AddWithValue("$seq", clientSeq);
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        return new OpLookup(reader.GetInt64(1), reader.GetInt64(0));
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentOutOfRangeException.ThrowIfLessThan(length, 1);
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var writer = EnsureWriter();
+            using var transaction = writer.BeginTransaction(deferred: false);
+            using var command = writer.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES ($name, $value, $ts)";
+            command.Parameters.AddWithValue("$name", name);
+            command.Parameters.Add("$value", SqliteType.Blob).Value = System.Security.Cryptography.RandomNumberGenerator.GetBytes(length);
+            command.Parameters.AddWithValue("$ts", _time.GetUtcNow().ToUnixTimeMilliseconds());
+            command.ExecuteNonQuery();
+            command.Parameters.Clear();
+            command.CommandText = "SELECT value FROM server_secrets WHERE name = $name";
+            command.Parameters.AddWithValue("$name", name);
+            var value = (byte[])command.ExecuteScalar()!;
+            transaction.Commit();
+            return value;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            ResetWriter();
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
     }
 
     /// <inheritdoc />

@@ -65,4 +65,8 @@ public sealed class StoreHistorySource : IHistorySource
 
         return all ?? (IReadOnlyList<OpRecord>)Array.Empty<OpRecord>();
     }
+
+    /// <inheritdoc />
+    public ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+        _store.FindOpAsync(docId, clientId, clientSeq, afterVersion, toVersion, cancellationToken);
 }

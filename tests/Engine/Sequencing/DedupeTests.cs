@@ -24,7 +24,7 @@ public sealed class DedupeTests
     }
 
     [Fact]
-    public async Task Client_seqs_may_skip_but_an_older_seq_than_the_last_is_refused()
+    public async Task Client_seqs_may_skip_and_an_older_seq_is_answered_from_the_history()
     {
         var listener = new RecordingListener<string, ListOp>();
         await using var sequencer = Create(new NoopDurabilityStage(), listener);
@@ -32,14 +32,16 @@ public sealed class DedupeTests
         await sequencer.SubmitAsync(Sub("a", 5, 0, Ins(0, 'a'))).WithTimeout();
         SubmitResult skipped = await sequencer.SubmitAsync(Sub("a", 9, 1, Ins(1, 'b'))).WithTimeout();
         SubmitResult older = await sequencer.SubmitAsync(Sub("a", 5, 0, Ins(0, 'a'))).WithTimeout();
-        SubmitResult neverSent = await sequencer.SubmitAsync(Sub("a", 7, 1, Ins(0, 'c'))).WithTimeout();
+        SubmitResult neverSent = await sequencer.SubmitAsync(Sub("a", 7, 2, Ins(0, 'c'))).WithTimeout();
+        SubmitResult latestAgain = await sequencer.SubmitAsync(Sub("a", 9, 1, Ins(1, 'b'))).WithTimeout();
 
+        // Seq 5 was sequenced at version 1: a resend of it behind seq 9 is that op, not a refusal. Seq 7 never was:
+        // it is sequenced now, and seq 9 stays the client's latest.
         Assert.Equal((SubmitStatus.Acked, 2L), (skipped.Status, skipped.Version));
-        Assert.Equal(SubmitStatus.SeqAlreadyUsed, older.Status);
-        Assert.Equal(SubmitStatus.SeqAlreadyUsed, neverSent.Status);
-        Assert.False(older.IsRetryable);
-        Assert.Contains("seq 9", older.Message, StringComparison.Ordinal);
-        Assert.Equal(2, sequencer.Version);
+        Assert.Equal((SubmitStatus.Duplicate, 1L), Result(older));
+        Assert.Equal((SubmitStatus.Acked, 3L), Result(neverSent));
+        Assert.Equal((SubmitStatus.Duplicate, 2L), Result(latestAgain));
+        Assert.Equal("cab", listener.Batches[^1].Snapshot);
     }
 
     [Fact]
@@ -83,13 +85,13 @@ public sealed class DedupeTests
         Assert.Equal((4L, "abcd"), (state.Version, state.Snapshot));
 
         var listener = new RecordingListener<string, ListOp>(startVersion: 4);
-        await using var reloaded = Create(stage, listener, options, initial: state);
+        await using var reloaded = Create(stage, listener, options, history: new MemoryHistorySource((after, to) => stage.OpsAfter("doc", after, to)), initial: state);
 
-        // b's last op is known from the snapshot's metadata, c's and a's latest from the replayed ops.
+        // b's last op is known from the snapshot's metadata, c's and a's latest from the replayed ops; a's older seq from the log.
         Assert.Equal((SubmitStatus.Duplicate, 2L), Result(await reloaded.SubmitAsync(Sub("b", 3, 1, Ins(1, 'b'))).WithTimeout()));
         Assert.Equal((SubmitStatus.Duplicate, 3L), Result(await reloaded.SubmitAsync(Sub("c", 1, 2, Ins(2, 'c'))).WithTimeout()));
         Assert.Equal((SubmitStatus.Duplicate, 4L), Result(await reloaded.SubmitAsync(Sub("a", 2, 3, Ins(3, 'd'))).WithTimeout()));
-        Assert.Equal(SubmitStatus.SeqAlreadyUsed, (await reloaded.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout()).Status);
+        Assert.Equal((SubmitStatus.Duplicate, 1L), Result(await reloaded.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout()));
         Assert.Equal((SubmitStatus.Acked, 5L), Result(await reloaded.SubmitAsync(Sub("b", 4, 4, Ins(4, 'e'))).WithTimeout()));
         Assert.Equal("abcde", listener.Batches[^1].Snapshot);
     }
@@ -123,7 +125,7 @@ public sealed class DedupeTests
     }
 
     [Fact]
-    public async Task Forgotten_client_with_an_old_base_is_refused_but_new_clients_with_a_recent_base_are_not()
+    public async Task Forgotten_client_with_an_old_base_is_looked_up_in_the_window()
     {
         var listener = new RecordingListener<string, ListOp>();
         await using var sequencer = Create(new NoopDurabilityStage(), listener, new SequencerOptions { DedupeMaxClients = 2 });
@@ -132,16 +134,16 @@ public sealed class DedupeTests
         await sequencer.SubmitAsync(Sub("b", 1, 1, Ins(0, 'b'))).WithTimeout();
         await sequencer.SubmitAsync(Sub("c", 1, 2, Ins(0, 'c'))).WithTimeout();
 
-        // "a" (last op at version 1) was evicted: its op (base 0) might be a resend of version 1.
+        // "a" (last op at version 1) was evicted: its op (base 0) might be a resend of version 1, and the window says it is.
+        // "d" was never sequenced: the window holds every op after its base, none is its.
         SubmitResult resend = await sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout();
         SubmitResult stale = await sequencer.SubmitAsync(Sub("d", 1, 0, Ins(0, 'd'))).WithTimeout();
         SubmitResult fresh = await sequencer.SubmitAsync(Sub("e", 1, 1, Ins(0, 'e'))).WithTimeout();
 
-        Assert.Equal(SubmitStatus.DedupeExpired, resend.Status);
-        Assert.False(resend.IsRetryable);
-        Assert.Equal(SubmitStatus.DedupeExpired, stale.Status);
-        Assert.Equal((SubmitStatus.Acked, 4L), Result(fresh));
-        Assert.Equal("ecba", listener.Batches[^1].Snapshot);
+        Assert.Equal((SubmitStatus.Duplicate, 1L), Result(resend));
+        Assert.Equal((SubmitStatus.Acked, 4L), Result(stale));
+        Assert.Equal((SubmitStatus.Acked, 5L), Result(fresh));
+        Assert.Equal("edcba", listener.Batches[^1].Snapshot);
     }
 
     [Fact]

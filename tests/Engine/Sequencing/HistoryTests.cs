@@ -223,5 +223,8 @@ public sealed class HistoryTests
     {
         public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
             throw new InvalidOperationException("no connection");
+
+        public ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("no connection");
     }
 }

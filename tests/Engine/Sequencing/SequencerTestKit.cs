@@ -134,6 +134,26 @@ public sealed class MemoryHistorySource : IHistorySource
 
         return _read(afterVersion, toVersion);
     }
+
+    public int Lookups;
+
+    public async ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref Lookups);
+        if (Gate is { } gate)
+        {
+            await gate.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (Failure is { } failure)
+        {
+            throw failure;
+        }
+
+        IReadOnlyList<OpRecord> range = _read(afterVersion, toVersion);
+        long version = range.FirstOrDefault(r => r.ClientId == clientId && r.ClientSeq == clientSeq).Version;
+        return new OpLookup(version, range.Count);
+    }
 }
 
 /// <summary>Records every listener call and checks the publishing invariants (version order, no gap, worker-only).</summary>

@@ -181,6 +181,37 @@ public sealed class PostgresServer : IAsyncDisposable
         _running = false;
     }
 
+    /// <summary>
+    /// SIGSTOPs the postmaster and every backend: the database freezes with its sockets open (a hung host, a storage
+    /// stall), so new connections and queries wait instead of failing. <see cref="Resume"/> undoes it.
+    /// </summary>
+    public void Pause()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (ReadPostmasterPid() is { } pid)
+        {
+            Signals.Send(pid, Signals.SigStop);
+            foreach (var child in ChildPids(pid))
+            {
+                Signals.Send(child, Signals.SigStop);
+            }
+        }
+    }
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume()
+    {
+        if (ReadPostmasterPid() is { } pid)
+        {
+            foreach (var child in ChildPids(pid))
+            {
+                Signals.Send(child, Signals.SigCont);
+            }
+
+            Signals.Send(pid, Signals.SigCont);
+        }
+    }
+
     /// <summary>Stops the server (immediately) and deletes the cluster.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -15,11 +15,14 @@ internal sealed class RawProtocolClient : IAsyncDisposable
 
     public string ClientId { get; private set; } = string.Empty;
 
+    /// <summary>Welcome.resumed of the handshake.</summary>
+    public bool Resumed { get; private set; }
+
     public WebSocketState State => _socket.State;
 
     public WebSocketCloseStatus? CloseStatus => _socket.CloseStatus;
 
-    public static async Task<RawProtocolClient> ConnectAsync(Uri uri, bool hello = true, string? bearerToken = null)
+    public static async Task<RawProtocolClient> ConnectAsync(Uri uri, bool hello = true, string? bearerToken = null, string? clientId = null)
     {
         var client = new RawProtocolClient();
         if (bearerToken is not null)
@@ -30,9 +33,10 @@ internal sealed class RawProtocolClient : IAsyncDisposable
         await client._socket.ConnectAsync(uri, Timeout());
         if (hello)
         {
-            await client.SendAsync(new ClientMessage { Hello = new Hello { ProtocolVersion = 1 } });
+            await client.SendAsync(new ClientMessage { Hello = new Hello { ProtocolVersion = 1, ClientId = clientId ?? string.Empty } });
             ServerMessage welcome = await client.ReceiveAsync();
             client.ClientId = welcome.Welcome.ClientId;
+            client.Resumed = welcome.Welcome.Resumed;
         }
 
         return client;

@@ -40,11 +40,25 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public string NodeId => _settings.TryGetValue("Node:NodeId", out string? id) ? id : $"server:{Port}";
 
     /// <summary>Starts the server and waits until /readyz answers 200.</summary>
+    /// <remarks>
+    /// A port picked here is free when picked, but another process on the machine (a parallel test, another job) can bind
+    /// it before the server does; the server then exits with "address already in use" and is started again on another.
+    /// </remarks>
     public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, int? port = null, TimeSpan? readyTimeout = null)
     {
-        var server = new ServerProcess(port ?? InProcessServer.FreePort(), settings);
-        await server.StartAgainAsync(readyTimeout);
-        return server;
+        for (int attempt = 1; ; attempt++)
+        {
+            var server = new ServerProcess(port ?? InProcessServer.FreePort(), settings);
+            try
+            {
+                await server.StartAgainAsync(readyTimeout);
+                return server;
+            }
+            catch (InvalidOperationException) when (port is null && attempt < 3 && server.Log().Contains("address already in use", StringComparison.Ordinal))
+            {
+                await server.DisposeAsync();
+            }
+        }
     }
 
     /// <summary>The server assembly next to this build of the tests (same configuration).</summary>

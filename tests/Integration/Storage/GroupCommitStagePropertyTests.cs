@@ -202,6 +202,11 @@ public sealed class GroupCommitStagePropertyTests
         public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken) =>
             inner.ReadOpsAsync(docId, afterVersion, toVersion, limit, cancellationToken);
 
+        public ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken) =>
+            inner.FindOpAsync(docId, clientId, clientSeq, afterVersion, toVersion, cancellationToken);
+
+        public ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken) => inner.GetOrCreateSecretAsync(name, length, cancellationToken);
+
         public ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken) => inner.WriteSnapshotAsync(snapshot, cancellationToken);
 
         public ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken) => inner.PruneAsync(retention, cancellationToken);

@@ -12,6 +12,7 @@ internal sealed class InMemoryOpStore : IOpStore
     private readonly Lock _gate = new();
     private readonly Dictionary<string, SortedDictionary<long, OpRecord>> _ops = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedDictionary<long, SnapshotRecord>> _snapshots = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, byte[]> _secrets = new(StringComparer.Ordinal);
     private readonly int _snapshotsToKeep;
 
     public InMemoryOpStore(int snapshotsToKeep = 3) => _snapshotsToKeep = snapshotsToKeep;
@@ -83,6 +84,30 @@ internal sealed class InMemoryOpStore : IOpStore
         lock (_gate)
         {
             return ValueTask.FromResult<IReadOnlyList<OpRecord>>(Range(docId, afterVersion, toVersion, limit));
+        }
+    }
+
+    public ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken)
+    {
+        StorageValidation.ValidateDocId(docId);
+        lock (_gate)
+        {
+            var range = Range(docId, afterVersion, toVersion, int.MaxValue);
+            var found = range.FirstOrDefault(o => o.ClientId == clientId && o.ClientSeq == clientSeq);
+            return ValueTask.FromResult(new OpLookup(found.Version, range.Count));
+        }
+    }
+
+    public ValueTask<byte[]> GetOrCreateSecretAsync(string name, int length, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (!_secrets.TryGetValue(name, out var value))
+            {
+                _secrets[name] = value = System.Security.Cryptography.RandomNumberGenerator.GetBytes(length);
+            }
+
+            return ValueTask.FromResult(value.ToArray());
         }
     }
 

@@ -294,7 +294,7 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
         await Store.AppendAsync(StorageTestData.Ops("doc", 4, 6), default);
 
         // One row per migration: the op log (1), the cluster's leases and writer epochs (2), the revocation list (3).
-        Assert.Equal(3L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
+        Assert.Equal(4L, await ScalarAsync<long>("SELECT count(*) FROM schema_migrations"));
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM documents WHERE id = $1", "doc"));
     }
 
@@ -315,7 +315,7 @@ public sealed class PostgresOpStoreTests(PostgresFixture postgres) : OpStoreConf
             await using var connection = new NpgsqlConnection(options.PostgresConnectionString);
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand("SELECT count(*) FROM schema_migrations", connection);
-            Assert.Equal(3L, (long)(await command.ExecuteScalarAsync())!);
+            Assert.Equal(4L, (long)(await command.ExecuteScalarAsync())!);
         }
         finally
         {

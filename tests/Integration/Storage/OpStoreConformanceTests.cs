@@ -277,6 +277,59 @@ public abstract class OpStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FindOp_finds_a_client_op_in_the_half_open_range_and_counts_what_the_log_holds()
+    {
+        var ops = new List<OpRecord>();
+        for (var v = 1; v <= 10; v++)
+        {
+            // Two clients taking turns; "b" uses the same seqs as "a" does.
+            ops.Add(Op("doc", v, clientId: v % 2 == 0 ? "a" : "b", clientSeq: (v + 1) / 2));
+        }
+
+        await Store.AppendAsync(ops, default);
+        await Store.AppendAsync([Op("other", 1, clientId: "a", clientSeq: 3)], default);
+
+        Assert.Equal(new OpLookup(6, 10), await Store.FindOpAsync("doc", "a", 3, 0, 10, default));
+        Assert.Equal(new OpLookup(5, 10), await Store.FindOpAsync("doc", "b", 3, 0, 10, default));
+        Assert.Equal(new OpLookup(6, 1), await Store.FindOpAsync("doc", "a", 3, 5, 6, default)); // upper bound included
+        Assert.Equal(new OpLookup(0, 4), await Store.FindOpAsync("doc", "a", 3, 6, 10, default)); // lower bound excluded
+        Assert.Equal(new OpLookup(0, 10), await Store.FindOpAsync("doc", "a", 99, 0, 10, default));
+        Assert.Equal(new OpLookup(0, 10), await Store.FindOpAsync("doc", "c", 3, 0, 10, default));
+        Assert.Equal(new OpLookup(0, 2), await Store.FindOpAsync("doc", "a", 3, 8, 20, default)); // past the head: what exists
+        Assert.Equal(new OpLookup(1, 1), await Store.FindOpAsync("other", "a", 3, 0, 5, default));
+        Assert.Equal(default, await Store.FindOpAsync("nobody", "a", 1, 0, 5, default));
+        Assert.Equal(default, await Store.FindOpAsync("doc", "a", 3, 5, 5, default));
+    }
+
+    [Fact]
+    public async Task FindOp_over_a_pruned_range_counts_fewer_ops_than_the_range_holds()
+    {
+        var old = NowMs - (long)TimeSpan.FromHours(2).TotalMilliseconds;
+        await Store.AppendAsync(Ops("doc", 1, 8, timestampMs: old), default);
+        await Store.WriteSnapshotAsync(Snapshot("doc", 5), default);
+        await Store.PruneAsync(TimeSpan.FromHours(1), default);
+
+        Assert.Equal(new OpLookup(0, 3), await Store.FindOpAsync("doc", "client-1", 2, 0, 8, default));
+        Assert.Equal(new OpLookup(7, 3), await Store.FindOpAsync("doc", "client-1", 7, 0, 8, default));
+    }
+
+    [Fact]
+    public async Task A_secret_is_created_once_and_the_same_bytes_come_back_after_reopening_and_to_concurrent_callers()
+    {
+        var concurrent = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Store.GetOrCreateSecretAsync("client-ids", 32, default).AsTask()));
+        var other = await Store.GetOrCreateSecretAsync("other", 16, default);
+
+        Assert.Equal(32, concurrent[0].Length);
+        Assert.All(concurrent, secret => Assert.Equal(concurrent[0], secret));
+        Assert.NotEqual(new byte[32], concurrent[0]);
+        Assert.Equal(16, other.Length);
+
+        await Store.DisposeAsync();
+        await using var reopened = await OpenStoreAsync();
+        Assert.Equal(concurrent[0], await reopened.GetOrCreateSecretAsync("client-ids", 32, default));
+    }
+
+    [Fact]
     public async Task Unicode_ids_text_and_binary_ops_round_trip_exactly()
     {
         const string docId = "文档/📄 ñ-ü  שלום";

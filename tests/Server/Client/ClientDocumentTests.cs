@@ -253,6 +253,50 @@ public class ClientDocumentTests
         Assert.Single(changes.All);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Close4009_DropsTheClientIdAndMovesThePendingEditToAFreshOne(bool inflightWasSequenced)
+    {
+        await using Harness h = await OpenAsync("hello", 5);
+        var disconnected = new EventRecorder<DisconnectedEventArgs>();
+        h.Client.Disconnected += disconnected.Handler;
+        h.Document.Insert(5, "!");
+        Submit sent = await h.Connection.ExpectSubmitAsync(Doc);
+
+        // Another connection took the session of "c1" over.
+        h.Connection.Close((WebSocketCloseStatus)CloseCodes.SessionReplaced, "session replaced");
+        (FakeConnection next, Hello hello) = await h.Server.AcceptAndWelcomeAsync(clientId: "c2", resumed: false);
+        h.Connection = next;
+        DisconnectedEventArgs lost = await disconnected.NextAsync();
+        Assert.Equal((DisconnectReason.SessionReplaced, true), (lost.Reason, lost.WillReconnect));
+        Assert.Equal(string.Empty, hello.ClientId); // the replaced id is not offered again
+
+        // Pending edits move to the new id (docs/PROTOCOL.md §7): no resend under "c2" of the op made under "c1" before the
+        // catch-up reached the current version; the op is recognised there under "c1" if it was sequenced.
+        Subscribe resume = await next.ExpectSubscribeAsync(Doc);
+        Assert.Equal(5, resume.FromVersion);
+        next.SendSubscribed(Doc, 5, inflightWasSequenced ? 6 : 5);
+        if (inflightWasSequenced)
+        {
+            Assert.True(await next.IsQuietAsync(), "nothing is sent before the catch-up");
+            next.SendOps(Doc, FakeConnection.Op(6, TextOp.Insert(5, "!"), "c1", sent.ClientSeq));
+            await h.Document.WhenSynced();
+            Assert.True(await next.IsQuietAsync(), "the op was already sequenced: nothing to resend");
+        }
+        else
+        {
+            Submit moved = await next.ExpectSubmitAsync(Doc);
+            Assert.True(moved.ClientSeq > sent.ClientSeq);
+            Assert.Equal("hello!", Apply("hello", moved));
+            next.SendAck(Doc, moved.ClientSeq, 6);
+            await h.Document.WhenSynced();
+        }
+
+        Assert.Equal("hello!", h.Document.Text);
+        Assert.Equal("c2", h.Client.ClientId);
+    }
+
     [Fact]
     public async Task EditsWhileDisconnected_AreSentAfterTheResume()
     {
@@ -300,10 +344,12 @@ public class ClientDocumentTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task VersionTooOld_WithoutHistory_RebasesPendingEditsOntoASnapshot(bool inflightWasSequenced)
+    [InlineData("not sequenced")]
+    [InlineData("duplicate")]
+    [InlineData("already committed")]
+    public async Task VersionTooOld_WithoutHistory_RebasesPendingEditsOntoASnapshot(string probeAnswer)
     {
+        bool inflightWasSequenced = probeAnswer != "not sequenced";
         await using Harness h = await OpenAsync("hello", 5);
         var changes = new EventRecorder<DocumentChangedEventArgs>();
         h.Document.Changed += changes.Handler;
@@ -325,9 +371,14 @@ public class ClientDocumentTests
         Assert.Equal(sent.ClientSeq, probe.ClientSeq);
         Assert.Equal(sent.BaseVersion, probe.BaseVersion);
         Assert.Equal(sent.Op, probe.Op);
-        if (inflightWasSequenced)
+        if (probeAnswer == "duplicate")
         {
             h.Connection.SendAck(Doc, sent.ClientSeq, 12, duplicate: true);
+        }
+        else if (probeAnswer == "already committed")
+        {
+            // Committed long ago, the log pruned past it: not a rejection, the snapshot holds it.
+            h.Connection.SendError(ErrorCode.AlreadyCommitted, retryable: false, Doc, sent.ClientSeq);
         }
         else
         {
@@ -365,27 +416,52 @@ public class ClientDocumentTests
     public async Task FatalSubmitError_DropsTheOpKeepsLaterEditsAndResyncs()
     {
         await using Harness h = await OpenAsync("hello", 5);
-        var errors = new EventRecorder<CollabErrorEventArgs>();
-        h.Document.Error += errors.Handler;
-        h.Document.Insert(0, "bad ");
-        Submit rejected = await h.Connection.ExpectSubmitAsync(Doc);
-        h.Document.Insert(9, "!");
-        Assert.Equal("bad hello!", h.Document.Text);
+        Submit survivor = await SubmitErrorThenSnapshotAsync(h, "bad ", ErrorCode.Forbidden, 6, "Oh hello");
 
-        h.Connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, rejected.ClientSeq);
-        CollabErrorEventArgs error = await errors.NextAsync();
-        Assert.Equal(ErrorCode.Forbidden, error.Code);
-        Assert.Equal(rejected.ClientSeq, error.ClientSeq);
-
-        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
-        h.Connection.SendSnapshot(Doc, 6, "Oh hello");
-        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
-        Assert.NotEqual(rejected.ClientSeq, survivor.ClientSeq);
-        Assert.Equal(6, survivor.BaseVersion);
         Assert.Equal("Oh hello!", h.Document.Text);
         Assert.Equal("Oh hello!", Apply("Oh hello", survivor));
         h.Connection.SendAck(Doc, survivor.ClientSeq, 7);
         await h.Document.WhenSynced();
+    }
+
+    [Fact]
+    public async Task AlreadyCommitted_IsNotARejection_TheOpIsKeptAndLaterEditsSurviveTheResync()
+    {
+        // The server knows the op was committed earlier but no longer has it in its log: the snapshot holds it, and only the
+        // buffered "!" is new ("kept " is not applied a second time).
+        await using Harness h = await OpenAsync("hello", 5);
+        Submit survivor = await SubmitErrorThenSnapshotAsync(h, "kept ", ErrorCode.AlreadyCommitted, 9, "kept hello");
+
+        Assert.Equal("kept hello!", h.Document.Text);
+        Assert.Equal("kept hello!", Apply("kept hello", survivor));
+        h.Connection.SendAck(Doc, survivor.ClientSeq, 10);
+        await h.Document.WhenSynced();
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="prefix"/> (submitted) then "!" at the end (buffered) into "hello"; the server answers the
+    /// submit with the non-retryable <paramref name="code"/>, the client resyncs, gets the snapshot and submits what
+    /// survives the rebase, which is returned.
+    /// </summary>
+    private static async Task<Submit> SubmitErrorThenSnapshotAsync(Harness h, string prefix, ErrorCode code, long version, string text)
+    {
+        var errors = new EventRecorder<CollabErrorEventArgs>();
+        h.Document.Error += errors.Handler;
+        h.Document.Insert(0, prefix);
+        Submit first = await h.Connection.ExpectSubmitAsync(Doc);
+        h.Document.Insert(prefix.Length + 5, "!");
+        Assert.Equal(prefix + "hello!", h.Document.Text);
+
+        h.Connection.SendError(code, retryable: false, Doc, first.ClientSeq);
+        CollabErrorEventArgs error = await errors.NextAsync();
+        Assert.Equal((code, first.ClientSeq), (error.Code, error.ClientSeq));
+
+        Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
+        h.Connection.SendSnapshot(Doc, version, text);
+        Submit survivor = await h.Connection.ExpectSubmitAsync(Doc);
+        Assert.True(survivor.ClientSeq > first.ClientSeq);
+        Assert.Equal(version, survivor.BaseVersion);
+        return survivor;
     }
 
     [Fact]

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Collab.Client;
 using Collab.Server.Security;
@@ -125,18 +124,5 @@ public sealed class ServerSecurityTests
         {
             await Task.Delay(10, cts.Token);
         }
-    }
-
-    private sealed class RecordingLogger : ILogger
-    {
-        public ConcurrentQueue<(LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Entries.Enqueue((logLevel, eventId, formatter(state, exception)));
     }
 }

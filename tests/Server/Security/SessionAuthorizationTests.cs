@@ -83,7 +83,7 @@ public sealed class SessionAuthorizationTests : IAsyncLifetime
     {
         FakeConnection alice = await _harness.ConnectAsync(Tokens.Create("alice"));
         SessionPrincipal alicePrincipal = (await _harness.Security.Validator!.ValidateAsync(Tokens.Create("alice"), default)).Principal!;
-        Assert.EndsWith("_" + alicePrincipal.UserTag, alice.ClientId, StringComparison.Ordinal);
+        Assert.True(_harness.Services.ClientIds.IsIssued(alice.ClientId, "alice"));
 
         // Alice resumes her own id.
         FakeConnection again = await _harness.OpenAsync(alicePrincipal, resumeClientId: alice.ClientId);
@@ -97,10 +97,10 @@ public sealed class SessionAuthorizationTests : IAsyncLifetime
         ServerMessage bobsWelcome = thief.Received.First(m => m.Welcome is not null);
         Assert.False(bobsWelcome.Welcome.Resumed);
         Assert.NotEqual(alice.ClientId, thief.ClientId);
-        Assert.True(bob.OwnsClientId(thief.ClientId));
-        Assert.False(bob.OwnsClientId(alice.ClientId));
+        Assert.True(_harness.Services.ClientIds.IsIssued(thief.ClientId, "bob"));
+        Assert.False(_harness.Services.ClientIds.IsIssued(alice.ClientId, "bob"));
 
-        // An id from before authentication (no tag) is not resumed either.
+        // An id from before authentication (or one made up) is not resumed either.
         FakeConnection legacy = await _harness.OpenAsync(bob, resumeClientId: "AAAAAAAAAAAAAAAAAAAAAA");
         Assert.False(legacy.Received.First(m => m.Welcome is not null).Welcome.Resumed);
     }

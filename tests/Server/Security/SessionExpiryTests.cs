@@ -161,7 +161,7 @@ public sealed class SessionExpiryTests : IAsyncLifetime
     {
         await using SessionHarness anonymous = await SessionHarness.StartAsync(auth: a => a.Mode = AuthMode.Anonymous);
         FakeConnection client = await anonymous.OpenAsync(SessionPrincipal.Anonymous);
-        Assert.Equal(22, client.ClientId.Length);
+        Assert.True(anonymous.Services.ClientIds.IsIssued(client.ClientId, userId: null));
         await client.SendAsync(new ClientMessage { Reauth = new Reauthenticate { Token = "anything" } });
         anonymous.Time.Advance(TimeSpan.FromDays(2));
         Assert.Null(client.CloseCode);

@@ -1,7 +1,5 @@
-using Collab.Engine.Sequencing;
 using Collab.Protocol.V1;
 using Collab.Server.Sessions;
-using Collab.Server.Storage;
 using Collab.Server.Tests.Security.Infrastructure;
 
 namespace Collab.Server.Tests.Sessions;
@@ -119,41 +117,5 @@ public sealed class SubmitBackpressureTests
         await client.SubscribeAndWaitAsync(docId);
         gated.Close();
         return (harness, gated, client);
-    }
-
-    /// <summary>A real store whose appends wait while the gate is closed.</summary>
-    private sealed class GatedStore(IOpStore inner) : IOpStore
-    {
-        private volatile TaskCompletionSource _gate = Opened();
-
-        public void Close() => _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void Open() => _gate.TrySetResult();
-
-        public ValueTask InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
-
-        public async ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken)
-        {
-            await _gate.Task.WaitAsync(cancellationToken);
-            return await inner.AppendAsync(batch, cancellationToken);
-        }
-
-        public ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken) => inner.LoadAsync(docId, cancellationToken);
-
-        public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken) =>
-            inner.ReadOpsAsync(docId, afterVersion, toVersion, limit, cancellationToken);
-
-        public ValueTask WriteSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken) => inner.WriteSnapshotAsync(snapshot, cancellationToken);
-
-        public ValueTask<long> PruneAsync(TimeSpan retention, CancellationToken cancellationToken) => inner.PruneAsync(retention, cancellationToken);
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
-
-        private static TaskCompletionSource Opened()
-        {
-            var open = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            open.SetResult();
-            return open;
-        }
     }
 }

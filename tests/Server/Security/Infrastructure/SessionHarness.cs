@@ -8,6 +8,7 @@ using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Collab.Server.Transport;
 using Google.Protobuf;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Collab.Server.Tests.Security.Infrastructure;
@@ -52,7 +53,8 @@ public sealed class SessionHarness : IAsyncDisposable
         Action<LimitsOptions>? limits = null,
         Action<DocumentOptions>? documents = null,
         IRevocationBus? bus = null,
-        Func<IOpStore, IOpStore>? wrapStore = null)
+        Func<IOpStore, IOpStore>? wrapStore = null,
+        ILogger? logger = null)
     {
         string directory = Directory.CreateTempSubdirectory("collab-security-").FullName;
         var storage = new StorageOptions { DataDirectory = directory, MaxBatchDelay = TimeSpan.Zero };
@@ -63,7 +65,7 @@ public sealed class SessionHarness : IAsyncDisposable
         var documentOptions = new DocumentOptions();
         documents?.Invoke(documentOptions);
         documentOptions.Validate();
-        var registry = new DocumentRegistry(store, stage, new StoreHistorySource(store), documentOptions, storage.SnapshotEveryOps, NullLogger.Instance);
+        var registry = new DocumentRegistry(store, stage, new StoreHistorySource(store), documentOptions, storage.SnapshotEveryOps, logger ?? NullLogger.Instance);
 
         var authOptions = new AuthOptions
         {
