@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Running;
+using Collab.Bench.Client;
 using Collab.Bench.Storage;
 
 namespace Collab.Bench;
@@ -14,6 +15,8 @@ public static class BenchProgram
             case "oplog-sqlite":
             case "oplog-null":
                 return await OpLogBenchmark.RunAsync(args[0], args[1..]);
+            case "sdk-latency":
+                return await SdkLatencyBenchmark.RunAsync(args[1..]);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(BenchProgram).Assembly).Run(args);
                 return 0;

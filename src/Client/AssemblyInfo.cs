@@ -3,3 +3,4 @@ using System.Runtime.CompilerServices;
 [assembly: InternalsVisibleTo("Collab.Server.Tests")]
 [assembly: InternalsVisibleTo("Collab.Integration.Tests")]
 [assembly: InternalsVisibleTo("Collab.LoadTest")]
+[assembly: InternalsVisibleTo("Collab.Bench")]

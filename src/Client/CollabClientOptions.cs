@@ -20,6 +20,30 @@ public enum TokenDelivery
     SubProtocol = 2,
 }
 
+/// <summary>Which WebSocket client carries the connection (<see cref="CollabClientOptions.Transport"/>).</summary>
+public enum TransportKind
+{
+    /// <summary>
+    /// <see cref="Pipelines"/>, except where the system proxy settings (<c>HTTP_PROXY</c>/<c>HTTPS_PROXY</c>/<c>NO_PROXY</c>,
+    /// or the registry on Windows) send the server's address through a proxy: then <see cref="ClientWebSocket"/>. Decided
+    /// for each connection attempt. The default.
+    /// </summary>
+    Automatic = 0,
+
+    /// <summary>
+    /// The SDK's own RFC 6455 client over a socket pipe (Pipelines.Sockets.Unofficial's <c>SocketConnection</c>, TCP_NODELAY;
+    /// <c>wss://</c> through <see cref="System.Net.Security.SslStream"/>): no allocation per message and a lower latency than
+    /// <see cref="ClientWebSocket"/> (docs/PERFORMANCE.md). Connects to the server directly, never through a proxy.
+    /// </summary>
+    Pipelines = 1,
+
+    /// <summary>
+    /// .NET's <see cref="System.Net.WebSockets.ClientWebSocket"/>: follows the system proxy settings (HTTP CONNECT), for
+    /// networks that allow no direct connection.
+    /// </summary>
+    ClientWebSocket = 2,
+}
+
 /// <summary>Settings of one <see cref="CollabClient"/>. Read once when the client is created.</summary>
 public sealed class CollabClientOptions
 {
@@ -52,6 +76,9 @@ public sealed class CollabClientOptions
     /// <summary>How the token is attached to the upgrade request.</summary>
     public TokenDelivery TokenDelivery { get; init; } = TokenDelivery.AuthorizationHeader;
 
+    /// <summary>The WebSocket client used; see <see cref="TransportKind"/>.</summary>
+    public TransportKind Transport { get; init; } = TransportKind.Automatic;
+
     /// <summary>The WebSocket subprotocol requested; <see langword="null"/> or empty requests none.</summary>
     public string? SubProtocol { get; init; } = DefaultSubProtocol;
 
@@ -83,14 +110,24 @@ public sealed class CollabClientOptions
     /// <summary>Diagnostics sink.</summary>
     public ILogger Logger { get; init; } = NullLogger.Instance;
 
-    /// <summary>The transport; the WebSocket one unless a test or the load-test tool plugs another.</summary>
-    internal IClientTransportFactory TransportFactory { get; init; } = WebSocketTransportFactory.Instance;
+    /// <summary>The transport: the one <see cref="Transport"/> selects unless a test or the load-test tool plugs another.</summary>
+    internal IClientTransportFactory TransportFactory
+    {
+        get => _transportFactory ?? SelectingTransportFactory.For(Transport);
+        init => _transportFactory = value;
+    }
+
+    private readonly IClientTransportFactory? _transportFactory;
 
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(Reconnect);
         ArgumentNullException.ThrowIfNull(Logger);
         ArgumentNullException.ThrowIfNull(TransportFactory);
+        if (!Enum.IsDefined(Transport))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Transport), Transport, "Unknown transport.");
+        }
         Reconnect.Validate();
         if (PingInterval != Timeout.InfiniteTimeSpan && PingInterval <= TimeSpan.Zero)
         {

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
+using Collab.Protocol;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
@@ -306,7 +307,7 @@ internal sealed class DocumentApi
         long version = 0;
         if (!initial.IsNoop)
         {
-            SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(Sessions.ClientId.New(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
+            SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(FreshClientId(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
             if (outcome.Status is not (SubmitStatus.Acked or SubmitStatus.Duplicate))
             {
                 return ApiProblem.Wire(ErrorCodes.FromSubmit(outcome.Status),
@@ -438,7 +439,7 @@ internal sealed class DocumentApi
 
         try
         {
-            return await hub.SubmitAsync(submission).ConfigureAwait(false);
+            return await hub.SubmitOrForwardAsync(submission).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
@@ -466,7 +467,7 @@ internal sealed class DocumentApi
         };
         if (key is null)
         {
-            return (principal, principal.NewClientId(), null);
+            return (principal, FreshClientId(), null);
         }
 
         if (key.Length is 0 or > 255 || key.Any(c => c is < ' ' or > '~'))
@@ -474,11 +475,14 @@ internal sealed class DocumentApi
             return (principal, "", ApiProblem.BadRequest("Idempotency-Key must be one header of 1-255 printable ASCII characters."));
         }
 
-        // Scoped by user so two users' keys never meet; the user tag suffix makes it a client id of this user (SECURITY.md).
+        // Scoped by user so two users' keys never meet. 'k' + 22 characters is never an id the socket's Hello accepts (those
+        // are the server-signed 32-character ids of ClientIdIssuer), so no socket client can claim or poison this dedupe state.
         byte[] hash = SHA256.HashData(Encoding.UTF8.GetBytes((principal.UserId ?? "") + "\n" + key));
-        string clientId = "k" + Convert.ToBase64String(hash, 0, 16).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-        return (principal, principal.UserTag is { } tag ? clientId + "_" + tag : clientId, null);
+        return (principal, "k" + System.Buffers.Text.Base64Url.EncodeToString(hash.AsSpan(0, 16)), null);
     }
+
+    /// <summary>A client id for one server-side edit without a key: random, and outside the ids a socket client can hold.</summary>
+    private static string FreshClientId() => "h" + System.Buffers.Text.Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(16));
 
     // ------------------------------------------------------------------ shared steps
 

@@ -5,9 +5,20 @@ using Collab.Protocol.V1;
 
 namespace Collab.Server.Tests.Client;
 
-public sealed class ClientConnectionTests
+/// <summary>The SDK's connection life cycle against a scripted server: in memory here, over each real transport in the subclasses.</summary>
+public class ClientConnectionTests
 {
     private static readonly Uri Seed = new("ws://seed.test/ws");
+    private readonly FakeWire _wire;
+
+    public ClientConnectionTests()
+        : this(FakeWire.InMemory)
+    {
+    }
+
+    protected ClientConnectionTests(FakeWire wire) => _wire = wire;
+
+    private FakeServer NewServer() => new(_wire);
 
     private static async Task<(CollabClient Client, FakeConnection Connection, Hello Hello)> ConnectAsync(FakeServer server, CollabClientOptions options)
     {
@@ -33,10 +44,18 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_SaysHelloAndAdoptsTheAssignedClientId()
     {
-        var server = new FakeServer();
-        (CollabClient client, _, Hello hello) = await ConnectAsync(server, Options(server, tokens: Tokens("t1")));
+        var server = NewServer();
+        (CollabClient client, FakeConnection connection, Hello hello) = await ConnectAsync(server, Options(server, tokens: Tokens("t1")));
         await using (client)
         {
+            Assert.Equal(server.Wire != FakeWire.InMemory, connection.SocketEnd is not null);
+            if (connection.SocketEnd is { } wire)
+            {
+                // Over a socket the request really went out as an RFC 6455 upgrade with the token and the subprotocol.
+                Assert.Equal("Bearer t1", wire.Headers["Authorization"]);
+                Assert.Equal(CollabClientOptions.DefaultSubProtocol, wire.Headers["Sec-WebSocket-Protocol"]);
+            }
+
             Assert.Equal(1u, hello.ProtocolVersion);
             Assert.Equal(string.Empty, hello.ClientId);
             Assert.Equal("collab-dotnet/1.0", hello.ClientName);
@@ -53,7 +72,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_ResumesTheConfiguredClientIdAndContinuesItsSeqs()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         var options = new CollabClientOptions { TransportFactory = server, ClientId = "c1", LastClientSeq = 41, PingInterval = Timeout.InfiniteTimeSpan };
         (CollabClient client, _, Hello hello) = await ConnectAsync(server, options);
         await using (client)
@@ -66,7 +85,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_FailsWithTheServersHandshakeError()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, Options(server));
         FakeConnection connection = await server.AcceptAsync();
         await connection.ReceiveAsync(ClientMessage.BodyOneofCase.Hello);
@@ -78,7 +97,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_ReportsARejectedUpgrade()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         server.FailNextConnect(new TransportConnectException(401, null));
         var error = await Assert.ThrowsAsync<CollabConnectionException>(() => CollabClient.ConnectAsync(Seed, Options(server)));
         Assert.Equal(401, error.HttpStatusCode);
@@ -87,7 +106,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_FollowsARedirectDuringTheHandshake()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, Options(server));
         FakeConnection first = await server.AcceptAsync();
         await first.ReceiveAsync(ClientMessage.BodyOneofCase.Hello);
@@ -100,7 +119,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Connect_GivesUpAfterTooManyRedirects()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         var options = new CollabClientOptions { TransportFactory = server, MaxRedirects = 1, PingInterval = Timeout.InfiniteTimeSpan };
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, options);
         for (int i = 0; i < 2; i++)
@@ -116,7 +135,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Drop_ReconnectsWithTheSameClientIdAndAFreshToken()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server, tokens: Tokens("t1", "t2")));
         await using (client)
         {
@@ -146,7 +165,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Reconnect_BacksOffThroughFailedAttempts()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -167,7 +186,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Reconnect_GivesUpWhenAttemptsAreExhausted()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         var policy = new ReconnectPolicy { MinDelay = TimeSpan.FromMilliseconds(1), MaxDelay = TimeSpan.FromMilliseconds(2), MaxAttempts = 2 };
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server, policy));
         await using (client)
@@ -191,7 +210,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Reconnect_StopsOnAnUnauthorizedUpgrade()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -211,7 +230,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Close4003_IsFinal()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -231,7 +250,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Close4001_ReconnectsAtOnceWithAFreshToken()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server, tokens: Tokens("old", "new")));
         await using (client)
         {
@@ -251,7 +270,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task AuthExpiring_IsAnsweredWithReauthenticate()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server, tokens: Tokens("old", "fresh")));
         await using (client)
         {
@@ -264,7 +283,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Redirect_ClosesAndReconnectsToTheTarget()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -285,7 +304,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Redirect_WithoutUrl_ReconnectsToTheSameAddress()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -306,7 +325,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task KeepAlive_PingsAndStaysConnectedWhileTheServerAnswers()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, KeepAliveOptions(server, pongTimeoutMs: 2000));
         await using (client)
         {
@@ -329,7 +348,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task KeepAlive_DropsASilentConnectionAndReconnects()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, _, _) = await ConnectAsync(server, KeepAliveOptions(server, pongTimeoutMs: 20));
         await using (client)
         {
@@ -343,7 +362,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task UndecodableServerMessage_ClosesWith1007AndReconnects()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -356,7 +375,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task ServerError_IsRaised()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         await using (client)
         {
@@ -372,7 +391,7 @@ public sealed class ClientConnectionTests
     [Fact]
     public async Task Dispose_ClosesNormallyAndEndsTheClient()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         (CollabClient client, FakeConnection connection, _) = await ConnectAsync(server, Options(server));
         var disconnected = new EventRecorder<DisconnectedEventArgs>();
         client.Disconnected += disconnected.Handler;

@@ -6,15 +6,26 @@ using Google.Protobuf;
 
 namespace Collab.Server.Tests.Client;
 
-public sealed class ClientDocumentTests
+/// <summary>The SDK's documents against a scripted server: in memory here, over each real transport in the subclasses.</summary>
+public class ClientDocumentTests
 {
     private const string Doc = "doc-1";
     private static readonly Uri Seed = new("ws://seed.test/ws");
+    private readonly FakeWire _wire;
+
+    public ClientDocumentTests()
+        : this(FakeWire.InMemory)
+    {
+    }
+
+    protected ClientDocumentTests(FakeWire wire) => _wire = wire;
+
+    private FakeServer NewServer() => new(_wire);
 
     /// <summary>A connected client with <see cref="Doc"/> open at <paramref name="version"/> with <paramref name="text"/>.</summary>
-    private static async Task<Harness> OpenAsync(string text = "hello", long version = 5)
+    private async Task<Harness> OpenAsync(string text = "hello", long version = 5)
     {
-        var server = new FakeServer();
+        var server = NewServer();
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
         (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
         CollabClient client = await connecting;
@@ -60,7 +71,7 @@ public sealed class ClientDocumentTests
     [Fact]
     public async Task Open_FailsWhenTheServerRefusesAndCanBeRetried()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
         (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
         await using CollabClient client = await connecting;
@@ -81,7 +92,7 @@ public sealed class ClientDocumentTests
     [Fact]
     public async Task Open_RetriesARetryableRefusal()
     {
-        var server = new FakeServer();
+        var server = NewServer();
         Task<CollabClient> connecting = CollabClient.ConnectAsync(Seed, FakeServer.Options(server));
         (FakeConnection connection, _) = await server.AcceptAndWelcomeAsync();
         await using CollabClient client = await connecting;

@@ -10,12 +10,16 @@ using Google.Protobuf;
 namespace Collab.Server.Tests.Client;
 
 /// <summary>
-/// A scripted in-memory server: every client connect becomes a <see cref="FakeConnection"/> the test
+/// A scripted server: every client connect becomes a <see cref="FakeConnection"/> the test
 /// accepts, reads <see cref="ClientMessage"/>s from and writes <see cref="ServerMessage"/>s to.
+/// In memory by default; over a real loopback WebSocket through one of the SDK's transports with
+/// <see cref="FakeWire.Pipelines"/> or <see cref="FakeWire.ClientWebSocket"/> (<see cref="FakeSocketHost"/>).
 /// </summary>
-internal sealed class FakeServer : IClientTransportFactory
+internal sealed class FakeServer(FakeWire wire = FakeWire.InMemory) : IClientTransportFactory
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    public FakeWire Wire { get; } = wire;
 
     private readonly Channel<FakeConnection> _accepted = Channel.CreateUnbounded<FakeConnection>();
     private readonly Queue<Exception> _connectFailures = new();
@@ -45,18 +49,35 @@ internal sealed class FakeServer : IClientTransportFactory
 
     public ValueTask<IClientTransport> ConnectAsync(TransportConnectRequest request, CancellationToken cancellationToken)
     {
+        Exception? failure;
         lock (_gate)
         {
             Requests.Add(request);
-            if (_connectFailures.TryDequeue(out Exception? failure))
-            {
-                return ValueTask.FromException<IClientTransport>(failure);
-            }
+            _connectFailures.TryDequeue(out failure);
+        }
+
+        if (Wire != FakeWire.InMemory)
+        {
+            return ConnectOverSocketAsync(request, failure, cancellationToken);
+        }
+
+        if (failure is not null)
+        {
+            return ValueTask.FromException<IClientTransport>(failure);
         }
 
         var connection = new FakeConnection(request);
         _accepted.Writer.TryWrite(connection);
         return ValueTask.FromResult<IClientTransport>(connection.ClientSide);
+    }
+
+    private async ValueTask<IClientTransport> ConnectOverSocketAsync(TransportConnectRequest request, Exception? failure, CancellationToken cancellationToken)
+    {
+        var connection = new FakeConnection(request);
+        IClientTransport transport = await FakeSocketHost.ConnectAsync(Wire, connection, failure, cancellationToken);
+        connection.ClientSide = transport;
+        _accepted.Writer.TryWrite(connection);
+        return transport;
     }
 
     public async Task<FakeConnection> AcceptAsync()
@@ -111,10 +132,35 @@ internal sealed class FakeConnection
 
     public TransportConnectRequest Request { get; }
 
-    public IClientTransport ClientSide { get; }
+    /// <summary>The client's transport: in memory, or the SDK's real one over a socket.</summary>
+    public IClientTransport ClientSide { get; set; }
 
-    /// <summary>Set when the client started the close handshake.</summary>
-    public WebSocketCloseStatus? ClientCloseStatus { get; private set; }
+    /// <summary>Over a socket: the server end (upgrade request, close state); null in memory.</summary>
+    public FakeSocketEnd? SocketEnd { get; private set; }
+
+    /// <summary>
+    /// Set when the client started the close handshake. Over a socket, reading it waits (boundedly) until the server end
+    /// has read everything the client sent, so a close frame still in flight is not missed.
+    /// </summary>
+    public WebSocketCloseStatus? ClientCloseStatus
+    {
+        get
+        {
+            SocketEnd?.InboundDone.Wait(FakeServer.Timeout);
+            return _clientCloseStatus;
+        }
+
+        private set => _clientCloseStatus = value;
+    }
+
+    private WebSocketCloseStatus? _clientCloseStatus;
+
+    /// <summary>Binds this connection to the server end of a real WebSocket (socket wires).</summary>
+    public void Attach(System.Net.Sockets.Socket socket, WebSocket webSocket, string requestLine, Dictionary<string, string> headers)
+    {
+        SocketEnd = new FakeSocketEnd(socket, webSocket, requestLine, headers);
+        SocketEnd.Start(_toClient.Reader, _toServer.Writer, status => ClientCloseStatus = status);
+    }
 
     public bool Aborted { get; private set; }
 
@@ -241,7 +287,7 @@ internal sealed class FakeConnection
 
     public static TextOp Decode(Submit submit) => TextOpCodec.Decode(submit.Op.Span);
 
-    private readonly record struct Frame(byte[]? Payload, WebSocketCloseStatus? Close, string? Description, bool Fault);
+    internal readonly record struct Frame(byte[]? Payload, WebSocketCloseStatus? Close, string? Description, bool Fault);
 
     private sealed class ClientTransport(FakeConnection connection) : IClientTransport
     {

@@ -207,7 +207,7 @@ public sealed class ManagementListenerTests : IAsyncLifetime
         Assert.Equal(200, (await RawWebSocketClient.SendHttpAsync(management, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")).StatusCode);
 
         // Without a management port the option would hide them everywhere: refused at start-up.
-        TransportConfigurationException error = Assert.Throws<TransportConfigurationException>(() => new TransportOptions { ManagementEndpointsPrivate = true }.Validate());
+        Microsoft.Extensions.Options.OptionsValidationException error = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() => new TransportOptions { ManagementEndpointsPrivate = true }.Validate());
         Assert.Contains("ManagementEndpointsPrivate", error.Message);
     }
 

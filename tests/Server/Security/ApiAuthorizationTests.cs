@@ -75,7 +75,8 @@ public sealed class ApiAuthorizationTests : IAsyncLifetime
         JsonElement ops = JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, "/v1/docs/team%2Fplan/ops?from=1", reader)).Content.ReadAsStringAsync()).RootElement;
         Assert.Equal("writer", ops.GetProperty("ops")[0].GetProperty("author").GetString());
         string clientId = ops.GetProperty("ops")[0].GetProperty("clientId").GetString()!;
-        Assert.Equal('_', clientId[^12]); // a client id of that user: ends with its user tag (docs/SECURITY.md)
+        Assert.Equal('h', clientId[0]); // a server-side edit's own client id, never one a socket Hello can claim (32 characters)
+        Assert.NotEqual(32, clientId.Length);
     }
 
     [Fact]

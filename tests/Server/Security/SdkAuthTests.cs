@@ -8,13 +8,22 @@ namespace Collab.Server.Tests.Security;
 /// <summary>
 /// The C# SDK against the real server in JWT mode: the token provider on every (re)connect, refresh over the
 /// open connection on AuthExpiring, reconnect after 4001, read-only documents, and giving up on 401.
-/// Expiry here runs on the real clock, so these tests use tokens of a few seconds.
+/// Expiry here runs on the real clock, so these tests use tokens of a few seconds. Over the Pipelines transport here,
+/// over ClientWebSocket in <see cref="SdkAuthTestsOverClientWebSocket"/>.
 /// </summary>
-public sealed class SdkAuthTests : IAsyncLifetime
+public class SdkAuthTests : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private readonly TokenFactory _tokens = new();
+    private readonly TransportKind _transport;
     private SecureServer _server = null!;
+
+    public SdkAuthTests()
+        : this(TransportKind.Pipelines)
+    {
+    }
+
+    protected SdkAuthTests(TransportKind transport) => _transport = transport;
 
     public async Task InitializeAsync() => _server = await SecureServer.StartAsync(TokenFactory.Hs256Settings(new()
     {
@@ -132,10 +141,13 @@ public sealed class SdkAuthTests : IAsyncLifetime
         Assert.Equal(401, error.HttpStatusCode);
     }
 
-    private static CollabClientOptions Options(Func<CancellationToken, string> token, TokenDelivery delivery = TokenDelivery.AuthorizationHeader) => new()
+    private CollabClientOptions Options(Func<CancellationToken, string> token, TokenDelivery delivery = TokenDelivery.AuthorizationHeader) => new()
     {
+        Transport = _transport,
         AccessTokenProvider = ct => ValueTask.FromResult<string?>(token(ct)),
         TokenDelivery = delivery,
         Reconnect = new ReconnectPolicy { MinDelay = TimeSpan.FromMilliseconds(50), MaxDelay = TimeSpan.FromMilliseconds(200) },
     };
 }
+
+public sealed class SdkAuthTestsOverClientWebSocket() : SdkAuthTests(TransportKind.ClientWebSocket);
