@@ -47,6 +47,7 @@ public static class CollabServerHost
 
         MetricsDefaults.Apply();
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
+        OnlyHierarchicalEnvironmentVariables(builder.Configuration);
         builder.Configuration.AddInMemoryCollection(EnvironmentShortcuts());
         builder.Configuration.AddCommandLine(args, s_switches);
         configure?.Invoke(builder.Configuration);
@@ -171,6 +172,33 @@ public static class CollabServerHost
         {
             invalid.AddRange(ex.Failures);
             return new T();
+        }
+    }
+
+    /// <summary>
+    /// Settings come from environment variables written <c>Section__Name</c>. The host's default source reads every variable
+    /// unprefixed, so one that merely shares a section's name (npm sets <c>NODE=/usr/bin/node</c> for every child process;
+    /// <c>API</c>, <c>WEB</c>) would reach the strict settings check as a value of that section and stop the server. Only
+    /// variables with a <c>__</c> (a setting's path) are taken, in the same place among the sources.
+    /// </summary>
+    private static void OnlyHierarchicalEnvironmentVariables(ConfigurationManager configuration)
+    {
+        IList<IConfigurationSource> sources = ((IConfigurationBuilder)configuration).Sources;
+        for (int i = 0; i < sources.Count; i++)
+        {
+            if (sources[i] is Microsoft.Extensions.Configuration.EnvironmentVariables.EnvironmentVariablesConfigurationSource { Prefix: null or "" })
+            {
+                var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+                foreach (System.Collections.DictionaryEntry variable in Environment.GetEnvironmentVariables())
+                {
+                    if (variable.Key is string name && name.Contains("__", StringComparison.Ordinal))
+                    {
+                        values[name.Replace("__", ConfigurationPath.KeyDelimiter, StringComparison.Ordinal)] = variable.Value as string;
+                    }
+                }
+
+                sources[i] = new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource { InitialData = values };
+            }
         }
     }
 

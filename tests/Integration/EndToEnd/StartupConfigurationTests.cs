@@ -36,7 +36,7 @@ public sealed partial class StartupConfigurationTests : IDisposable
         { ["--prot", "9000"], ["--prot"] },
         { ["-p", "8080"], ["-p"] },
         { ["--Trasnport:Port=9000"], ["Trasnport:Port"] },
-        { ["--Auth:Mode=jwt-typo", "--Transport:Port=abc", "--Documents:MaxOpBytes=0", "--Storage:SnapshotsToKeep=0"], ["Auth:Mode", "Transport:Port", "Documents:MaxOpBytes", "Storage:SnapshotsToKeep"] },
+        { ["--Auth:Mode=jwt-typo", "--Transport:Port=abc", "--Documents:MaxOpBytes=0", "--Storage:SnapshotsToKeep=-1"], ["Auth:Mode", "Transport:Port", "Documents:MaxOpBytes", "Storage:SnapshotsToKeep"] },
     };
 
     [Theory]
@@ -54,6 +54,16 @@ public sealed partial class StartupConfigurationTests : IDisposable
             ["--data-dir", _dataDirectory, "--port", "0"],
             new Dictionary<string, string> { ["Auth:Mode"] = "jwt-typo", ["Transport:CloseTimeout"] = "five seconds" });
         AssertInvalidConfiguration(exitCode, stdout, stderr, ["Auth:Mode", "Transport:CloseTimeout"]);
+    }
+
+    [Fact]
+    public async Task Environment_variables_that_only_share_a_sections_name_are_not_settings()
+    {
+        // npm runs every script with NODE=/path/to/node: it once made the server refuse to start ("Node:*").
+        (int exitCode, string stdout, string stderr) = await ServerProcess.RunToExitAsync(
+            ["--data-dir", _dataDirectory, "--port", "0", "--Transport:PingInterval=soon"],
+            new Dictionary<string, string> { ["NODE"] = "/usr/bin/node", ["API"] = "x", ["WEB"] = "on", ["Storage"] = "y" });
+        AssertInvalidConfiguration(exitCode, stdout, stderr, ["Transport:PingInterval"]);
     }
 
     [Fact]

@@ -25,7 +25,7 @@ public sealed partial class ReadmeTests
     public void Every_block_is_in_a_language_that_is_checked()
     {
         Assert.NotEmpty(s_blocks.Value);
-        Assert.All(s_blocks.Value, b => Assert.True(b.Language is "csharp" or "sh" or "mermaid", $"README.md line {b.Line}: a '{b.Language}' block has no check in {nameof(ReadmeTests)}."));
+        Assert.All(s_blocks.Value, b => Assert.True(b.Language is "csharp" or "sh" or "mermaid" or "ts", $"README.md line {b.Line}: a '{b.Language}' block has no check in {nameof(ReadmeTests)}."));
     }
 
     [Fact]
@@ -47,6 +47,23 @@ public sealed partial class ReadmeTests
             Assert.Contains(relative, solution, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void Every_ts_block_is_a_browser_sdk_example_quoted_exactly()
+    {
+        // The example itself runs in the browser SDK's tests (web/client/test/readme.test.ts binds it to two replicas).
+        CodeBlock[] ts = [.. s_blocks.Value.Where(b => b.Language == "ts")];
+        Assert.NotEmpty(ts);
+        foreach (CodeBlock block in ts)
+        {
+            Match file = TsExampleFile().Match(block.Intro);
+            Assert.True(file.Success, $"README.md line {block.Line}: the paragraph before a TypeScript block must name the web/client/examples file it quotes.");
+            Assert.Equal(Normalize(RepositoryFiles.ReadAllText(file.Groups[1].Value)), Normalize(block.Code));
+        }
+    }
+
+    [GeneratedRegex(@"`(web/client/examples/[A-Za-z0-9_-]+\.ts)`")]
+    private static partial Regex TsExampleFile();
 
     public static TheoryData<int, string> ShellCommands()
     {
