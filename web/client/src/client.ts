@@ -10,6 +10,9 @@ import { CollabDocument, type DocumentHost, type OpenDocumentOptions } from "./d
 import { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
 import { Emitter, EventQueue } from "./events.js";
 import {
+  ABNORMAL_CLOSURE,
+  type AnnouncedLimits,
+  announcedLimits,
   BEARER_SUBPROTOCOL_PREFIX,
   type ClientBody,
   CloseCode,
@@ -259,6 +262,16 @@ export class CollabClient extends Emitter<ClientEvents> {
     return this.lastSeq;
   }
 
+  /**
+   * The limits the server announced in its last `Welcome` (section 11's defaults for those it did not announce, and
+   * before the first connection). Edits and presence over them are refused locally, before they reach the wire.
+   */
+  get limits(): AnnouncedLimits {
+    return announcedLimits(this.lastWelcome);
+  }
+
+  private lastWelcome: Welcome | null = null;
+
   /** The server node of the current connection, or `null` while disconnected. */
   get serverId(): string | null {
     return this.session?.welcome.serverId ?? null;
@@ -305,7 +318,7 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.closedPromise = this.queue.run(() => {
       const session = this.session;
       // Like any end of a connection, a deliberate close is reported (when there was one to close).
-      this.shutdown({ reason: "client-closed", description: "Closed by the application.", closeCode: CloseCode.NormalClosure, fatal: true }, session !== null);
+      this.shutdown({ reason: "client-closed", description: "Closed by the application.", closeCode: CloseCode.NORMAL_CLOSURE, fatal: true }, session !== null);
       if (session === null) {
         return Promise.resolve();
       }
@@ -315,7 +328,7 @@ export class CollabClient extends Emitter<ClientEvents> {
           this.scheduler.clearTimeout(timer);
           resolve();
         };
-        session.transport.close(CloseCode.NormalClosure, "client closing");
+        session.transport.close(CloseCode.NORMAL_CLOSURE, "client closing");
       });
     });
     return this.closedPromise;
@@ -338,6 +351,7 @@ export class CollabClient extends Emitter<ClientEvents> {
       return this.lastSeq;
     },
     scheduler: () => this.scheduler,
+    limits: () => announcedLimits(this.lastWelcome),
     reconnectPolicy: () => this.policy,
     removeDocument: (document) => {
       if (this.documents.get(document.id) === document) {
@@ -387,10 +401,10 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.attemptCleanup = () => {
       done = true;
       this.scheduler.clearTimeout(timeout);
-      transport?.close(CloseCode.NormalClosure, "client closing");
+      transport?.close(CloseCode.NORMAL_CLOSURE, "client closing");
     };
     timeout = this.scheduler.setTimeout(
-      () => fail({ reason: "transport-error", description: `No Welcome from ${url} within ${this.connectTimeoutMs} ms.`, fatal: false }, { code: CloseCode.NormalClosure, reason: "handshake timeout" }),
+      () => fail({ reason: "transport-error", description: `No Welcome from ${url} within ${this.connectTimeoutMs} ms.`, fatal: false }, { code: CloseCode.NORMAL_CLOSURE, reason: "handshake timeout" }),
       this.connectTimeoutMs,
     );
 
@@ -428,13 +442,13 @@ export class CollabClient extends Emitter<ClientEvents> {
             try {
               message = decodeServerMessage(data);
             } catch (error) {
-              fail({ reason: "transport-error", description: "The server's handshake reply does not decode.", error: error as Error, fatal: false }, { code: CloseCode.InvalidPayload, reason: "undecodable message" });
+              fail({ reason: "transport-error", description: "The server's handshake reply does not decode.", error: error as Error, fatal: false }, { code: CloseCode.INVALID_PAYLOAD, reason: "undecodable message" });
               return;
             }
             const body = message.body;
             if (body.case === "welcome") {
               if (body.value.protocolVersion !== PROTOCOL_VERSION) {
-                fail({ reason: "rejected", description: `The server speaks protocol version ${body.value.protocolVersion}, this client ${PROTOCOL_VERSION}.`, fatal: true }, { code: CloseCode.NormalClosure, reason: "protocol version" });
+                fail({ reason: "rejected", description: `The server speaks protocol version ${body.value.protocolVersion}, this client ${PROTOCOL_VERSION}.`, fatal: true }, { code: CloseCode.NORMAL_CLOSURE, reason: "protocol version" });
                 return;
               }
               handshakeDone = true;
@@ -443,7 +457,7 @@ export class CollabClient extends Emitter<ClientEvents> {
               const target = resolveRedirect(url, body.value.url);
               const retryAfterMs = body.value.retryAfterMs;
               finish(() => {
-                transport?.close(CloseCode.NormalClosure, "redirected");
+                transport?.close(CloseCode.NORMAL_CLOSURE, "redirected");
                 if (redirectsInARow >= this.maxRedirects) {
                   this.onAttemptFailed({ reason: "transport-error", description: `More than ${this.maxRedirects} redirects in a row.`, fatal: false }, 0);
                 } else {
@@ -454,9 +468,9 @@ export class CollabClient extends Emitter<ClientEvents> {
               const e = body.value;
               const error = new CollabServerError(e.code, e.message, e.retryable, e.docId || null, Number(e.clientSeq));
               this.emit("error", error);
-              fail({ reason: isFatalHelloError(e.code) ? "rejected" : "transport-error", description: error.message, error, fatal: isFatalHelloError(e.code) }, { code: CloseCode.NormalClosure, reason: "refused" });
+              fail({ reason: isFatalHelloError(e.code) ? "rejected" : "transport-error", description: error.message, error, fatal: isFatalHelloError(e.code) }, { code: CloseCode.NORMAL_CLOSURE, reason: "refused" });
             } else {
-              fail({ reason: "transport-error", description: `Expected Welcome, got ${body.case ?? "an empty message"}.`, fatal: false }, { code: CloseCode.ProtocolError, reason: "expected Welcome" });
+              fail({ reason: "transport-error", description: `Expected Welcome, got ${body.case ?? "an empty message"}.`, fatal: false }, { code: CloseCode.PROTOCOL_ERROR, reason: "expected Welcome" });
             }
           },
           onClose: (close) => {
@@ -495,11 +509,12 @@ export class CollabClient extends Emitter<ClientEvents> {
 
   private onWelcome(transport: Transport, url: string, welcome: Welcome): void {
     if (this.currentState === "closed") {
-      transport.close(CloseCode.NormalClosure, "client closing");
+      transport.close(CloseCode.NORMAL_CLOSURE, "client closing");
       return;
     }
     const session = new Session(transport, url, welcome, this.scheduler.now());
     this.session = session;
+    this.lastWelcome = welcome;
     this.generation++;
     this.storedClientId = welcome.clientId;
     this.persistIdentity();
@@ -524,7 +539,7 @@ export class CollabClient extends Emitter<ClientEvents> {
           return;
         }
         if (this.scheduler.now() - session.lastReceive > this.deadAfterMs) {
-          session.transport.close(CloseCode.NormalClosure, "keep-alive timeout");
+          session.transport.close(CloseCode.NORMAL_CLOSURE, "keep-alive timeout");
           this.endSession(session, { reason: "keep-alive-timeout", description: "No message from the server within the keep-alive window.", fatal: false });
           return;
         }
@@ -544,8 +559,8 @@ export class CollabClient extends Emitter<ClientEvents> {
     try {
       message = decodeServerMessage(data);
     } catch (error) {
-      session.transport.close(CloseCode.InvalidPayload, "undecodable message");
-      this.endSession(session, { reason: "transport-error", description: "A server message does not decode.", error: error as Error, closeCode: CloseCode.InvalidPayload, fatal: false });
+      session.transport.close(CloseCode.INVALID_PAYLOAD, "undecodable message");
+      this.endSession(session, { reason: "transport-error", description: "A server message does not decode.", error: error as Error, closeCode: CloseCode.INVALID_PAYLOAD, fatal: false });
       return;
     }
     const requestId = Number(message.requestId);
@@ -577,7 +592,7 @@ export class CollabClient extends Emitter<ClientEvents> {
       }
       case "redirect":
         session.redirect = { url: resolveRedirect(session.url, body.value.url), retryAfterMs: body.value.retryAfterMs, reason: body.value.reason };
-        session.transport.close(CloseCode.NormalClosure, "redirected");
+        session.transport.close(CloseCode.NORMAL_CLOSURE, "redirected");
         this.endSession(session, { reason: "redirected", description: body.value.reason || "redirected", fatal: false, redirect: session.redirect });
         break;
       case "authExpiring":
@@ -770,7 +785,7 @@ function lossOfFailedAttempt(close: TransportClose, url: string): Loss {
   const status = close.httpStatus;
   // 401/403 (and other 4xx but 408/429) on the upgrade: bad credentials or no rights; a new attempt would fail too.
   const fatalStatus = status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429;
-  const fatalClose = close.code === CloseCode.Forbidden || close.code === CloseCode.PolicyViolation;
+  const fatalClose = close.code === CloseCode.FORBIDDEN || close.code === CloseCode.POLICY_VIOLATION;
   const loss: Loss = {
     reason: fatalStatus || fatalClose ? "rejected" : "transport-error",
     description: status !== undefined ? `The server refused the upgrade with HTTP ${status}.` : `Could not connect to ${url} (close ${close.code}${close.reason ? `: ${close.reason}` : ""}).`,
@@ -793,18 +808,18 @@ function lossOfSession(close: TransportClose): Loss {
     loss.error = close.error;
   }
   switch (close.code) {
-    case CloseCode.AuthExpired:
+    case CloseCode.AUTH_EXPIRED:
       loss.reason = "auth-expired";
       break;
-    case CloseCode.SessionReplaced:
+    case CloseCode.SESSION_REPLACED:
       loss.reason = "session-replaced";
       break;
-    case CloseCode.Forbidden:
-    case CloseCode.PolicyViolation:
+    case CloseCode.FORBIDDEN:
+    case CloseCode.POLICY_VIOLATION:
       loss.reason = "rejected";
       loss.fatal = true;
       break;
-    case CloseCode.Abnormal:
+    case ABNORMAL_CLOSURE:
       loss.reason = "transport-error";
       break;
     default:
