@@ -62,12 +62,14 @@ class CaretWidget extends WidgetType {
     readonly name: string,
     readonly color: string,
     readonly clientId: string,
+    /** Changes whenever the peer's selection moves: a new DOM node restarts the label's show-then-fade animation. */
+    readonly moves: number,
   ) {
     super();
   }
 
   override eq(other: CaretWidget): boolean {
-    return other.name === this.name && other.color === this.color && other.clientId === this.clientId;
+    return other.name === this.name && other.color === this.color && other.clientId === this.clientId && other.moves === this.moves;
   }
 
   toDOM(): HTMLElement {
@@ -130,6 +132,8 @@ export function collabBinding(options: CollabBindingOptions): { extension: Exten
     class implements PluginValue {
       private readonly unsubscribe: (() => void)[] = [];
       private refreshQueued = false;
+      /** Per peer: its last selection seen here and how many times it moved, for the caret label's animation. */
+      private readonly lastSeen = new Map<string, { anchor: number; head: number; moves: number }>();
 
       constructor(private readonly view: EditorView) {
         this.unsubscribe.push(
@@ -228,10 +232,26 @@ export function collabBinding(options: CollabBindingOptions): { extension: Exten
               }).range(from, to),
             );
           }
-          ranges.push(Decoration.widget({ widget: new CaretWidget(peer.name, peer.color, peer.clientId), side: 1 }).range(peer.head));
+          ranges.push(Decoration.widget({ widget: new CaretWidget(peer.name, peer.color, peer.clientId, this.movesOf(peer)), side: 1 }).range(peer.head));
+        }
+        for (const clientId of this.lastSeen.keys()) {
+          if (!doc.presences.has(clientId)) {
+            this.lastSeen.delete(clientId);
+          }
         }
         this.view.dispatch({ effects: setPeers.of(Decoration.set(ranges, true)) });
         options.onPeers?.(peers);
+      }
+
+      /** Counts a peer's own moves; a shift caused by an edit elsewhere is a move too (the label shows where it went). */
+      private movesOf(peer: Peer): number {
+        const seen = this.lastSeen.get(peer.clientId);
+        if (seen !== undefined && seen.anchor === peer.anchor && seen.head === peer.head) {
+          return seen.moves;
+        }
+        const moves = (seen?.moves ?? 0) + 1;
+        this.lastSeen.set(peer.clientId, { anchor: peer.anchor, head: peer.head, moves });
+        return moves;
       }
 
       private peerOf(presence: RemotePresence, length: number): Peer {

@@ -71,6 +71,15 @@ export interface CollabClientOptions {
   connectTimeoutMs?: number;
   /** Redirects followed in a row before an attempt counts as failed (default 5). */
   maxRedirects?: number;
+  /**
+   * Where the platform announces network changes (`online` / `offline` events): the browser's `window` by default,
+   * none elsewhere; `null` ignores them. On either event a connected client checks its connection at once (a Ping
+   * that must be answered within {@link CollabClientOptions.networkProbeMs}) instead of waiting for the keep-alive to
+   * expire; on `online` a reconnecting client skips the rest of its backoff.
+   */
+  networkEvents?: NetworkEvents | null;
+  /** How long the check after a network change waits for the server's answer, ms (default 3,000). */
+  networkProbeMs?: number;
   /** The WebSocket class when the platform has none (Node 20: `import { WebSocket } from "ws"`). */
   webSocket?: WebSocketConstructor;
   /** The transport; the WebSocket one unless a test plugs another. */
@@ -82,6 +91,12 @@ export interface CollabClientOptions {
    * asynchronously, so they reach `window.onerror` / `process.on("uncaughtException")` like any uncaught error.
    */
   onListenerError?: (error: unknown) => void;
+}
+
+/** The `online` / `offline` events of the platform (a browser's `window`). */
+export interface NetworkEvents {
+  addEventListener(type: "online" | "offline", listener: () => void): void;
+  removeEventListener(type: "online" | "offline", listener: () => void): void;
 }
 
 /** Why a connection ended. */
@@ -149,6 +164,9 @@ export class Session {
   redirect: { url: string; retryAfterMs: number; reason: string } | null = null;
   lastReceive: number;
   pingTimer: TimerHandle | undefined;
+  probeTimer: TimerHandle | undefined;
+  /** Messages received on this connection (the network probe checks that one arrived after its Ping). */
+  received = 0;
   pingNonce = 0;
 
   constructor(
@@ -200,6 +218,11 @@ export class CollabClient extends Emitter<ClientEvents> {
   private readonly deadAfterMs: number;
   private readonly connectTimeoutMs: number;
   private readonly maxRedirects: number;
+  private readonly networkProbeMs: number;
+  private readonly networkEvents: NetworkEvents | null;
+  private readonly onNetworkChange = (online: boolean): void => this.queue.run(() => this.networkChanged(online));
+  private readonly onOnline = (): void => this.onNetworkChange(true);
+  private readonly onOffline = (): void => this.onNetworkChange(false);
   private readonly documents = new Map<string, CollabDocument>();
 
   private currentState: ConnectionState = "connecting";
@@ -225,6 +248,10 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.deadAfterMs = this.pingIntervalMs + (options.pongTimeoutMs ?? 10_000);
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.maxRedirects = options.maxRedirects ?? 5;
+    this.networkProbeMs = options.networkProbeMs ?? 3000;
+    this.networkEvents = options.networkEvents === undefined ? defaultNetworkEvents() : options.networkEvents;
+    this.networkEvents?.addEventListener("online", this.onOnline);
+    this.networkEvents?.addEventListener("offline", this.onOffline);
     const stored = this.storage === null ? null : readIdentity(this.storage, this.storageKey);
     this.storedClientId = stored?.clientId ?? null;
     // A new page load continues in a fresh block of seqs above the stored one (see SEQ_BLOCK).
@@ -549,12 +576,39 @@ export class CollabClient extends Emitter<ClientEvents> {
     }, this.pingIntervalMs);
   }
 
+  /**
+   * The platform says the network changed. A socket can outlive the network it was opened on without noticing (no
+   * FIN ever arrives), so a connected client proves its connection with a Ping answered within networkProbeMs; a
+   * reconnecting one, told the network is back, tries at once rather than after the rest of its backoff.
+   */
+  private networkChanged(online: boolean): void {
+    const session = this.session;
+    if (session !== null && !session.ended) {
+      const receivedBefore = session.received;
+      session.send(0, { case: "ping", value: { nonce: BigInt(++session.pingNonce) } });
+      this.scheduler.clearTimeout(session.probeTimer);
+      session.probeTimer = this.scheduler.setTimeout(() => {
+        this.queue.run(() => {
+          if (!session.ended && session.received === receivedBefore) {
+            session.transport.close(CloseCode.NORMAL_CLOSURE, "network changed");
+            this.endSession(session, { reason: "keep-alive-timeout", description: `No answer within ${this.networkProbeMs} ms after the network went ${online ? "online" : "offline"}.`, fatal: false });
+          }
+        });
+      }, this.networkProbeMs);
+      return;
+    }
+    if (online && this.currentState === "reconnecting" && this.reconnectTimer !== undefined && this.firstConnect === null) {
+      this.scheduleAttempt(this.seedUrl, 0, 0, this.reconnectAttempt);
+    }
+  }
+
   private onMessage(data: Uint8Array): void {
     const session = this.session;
     if (session === null || session.ended) {
       return;
     }
     session.lastReceive = this.scheduler.now();
+    session.received++;
     let message: ServerMessage;
     try {
       message = decodeServerMessage(data);
@@ -646,6 +700,7 @@ export class CollabClient extends Emitter<ClientEvents> {
     }
     session.ended = true;
     this.scheduler.clearTimeout(session.pingTimer);
+    this.scheduler.clearTimeout(session.probeTimer);
     if (this.session === session) {
       this.session = null;
     }
@@ -732,12 +787,15 @@ export class CollabClient extends Emitter<ClientEvents> {
       return;
     }
     this.scheduler.clearTimeout(this.reconnectTimer);
+    this.networkEvents?.removeEventListener("online", this.onOnline);
+    this.networkEvents?.removeEventListener("offline", this.onOffline);
     this.attemptCleanup?.();
     this.attemptCleanup = null;
     const session = this.session;
     if (session !== null) {
       session.ended = true;
       this.scheduler.clearTimeout(session.pingTimer);
+      this.scheduler.clearTimeout(session.probeTimer);
       this.session = null;
       for (const document of [...this.documents.values()]) {
         document.onSessionEnded(session);
@@ -839,4 +897,10 @@ export function resolveRedirect(current: string, target: string): string {
   } catch {
     return current;
   }
+}
+
+/** The browser's window, where `online` / `offline` are announced; none outside a browser. */
+function defaultNetworkEvents(): NetworkEvents | null {
+  const target = (globalThis as { window?: unknown }).window as Partial<NetworkEvents> | undefined;
+  return target !== undefined && typeof target.addEventListener === "function" && typeof target.removeEventListener === "function" ? (target as NetworkEvents) : null;
 }

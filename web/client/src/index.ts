@@ -20,6 +20,7 @@ export type {
   ConnectionState,
   DisconnectReason,
   DisconnectedEvent,
+  NetworkEvents,
   ReconnectingEvent,
   TokenRequest,
 } from "./client.js";

@@ -1,0 +1,339 @@
+/**
+ * The page end to end: a real server (its Release build, serving this workspace's fresh dist/), real Chromium,
+ * real typing through CodeMirror. Each test uses its own document; one server and one browser serve the file.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface, type Interface } from "node:readline";
+import { after, before, describe, it } from "node:test";
+import type { Browser } from "playwright-core";
+import { repoRoot } from "../../client/test/paths.js";
+import { ServerProcess } from "../../client/test/server.js";
+import { artifacts, assertNoPageErrors, converged, type EditorPage, launchChromium, openEditor, placeCaret, sideBySide, texts } from "./browser.js";
+
+const dist = join(repoRoot(), "web", "app", "dist");
+let server: ServerProcess;
+let browser: Browser;
+let base: string;
+const opened: EditorPage[] = [];
+
+async function open(docId: string, name: string, color: string): Promise<EditorPage> {
+  const page = await openEditor(browser, base, docId, name, color);
+  opened.push(page);
+  return page;
+}
+
+/** Code points of a string, for comparing what was typed with what arrived. */
+const codePoints = (s: string): string[] => [...s];
+
+/** `sub`'s characters appear in `text` in order. */
+function isSubsequence(sub: string, text: string): boolean {
+  const chars = codePoints(text);
+  let i = 0;
+  for (const c of codePoints(sub)) {
+    while (i < chars.length && chars[i] !== c) {
+      i++;
+    }
+    if (i === chars.length) {
+      return false;
+    }
+    i++;
+  }
+  return true;
+}
+
+before(async () => {
+  assert.ok(existsSync(join(dist, "index.html")), "web/app/dist is not built (npm run build in web/app)");
+  server = await ServerProcess.start({ "Web:RootPath": dist });
+  base = `http://127.0.0.1:${server.port}`;
+  browser = await launchChromium();
+});
+
+after(async () => {
+  for (const p of opened) {
+    await p.context.close().catch(() => {});
+  }
+  await browser?.close();
+  await server?.dispose();
+});
+
+describe("the page in Chromium", { timeout: 240_000 }, () => {
+  it("two pages typing at the same position at the same time converge, and equal the server's snapshot", async () => {
+    const docId = "it/concurrent";
+    const alice = await open(docId, "Alice", "#2563eb");
+    const bob = await open(docId, "Bob", "#db2777");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("[]");
+    await converged(base, docId, [alice, bob]);
+    // Both carets between the brackets, then both type at once: astral characters check the UTF-16 mapping.
+    await placeCaret(alice, 1);
+    await placeCaret(bob, 1);
+    const fromAlice = "alice😀types";
+    const fromBob = "BOB𝄞É";
+    await Promise.all([alice.page.keyboard.type(fromAlice, { delay: 15 }), bob.page.keyboard.type(fromBob, { delay: 15 })]);
+    const text = await converged(base, docId, [alice, bob]);
+    assert.ok(text.startsWith("[") && text.endsWith("]"), text);
+    assert.equal(codePoints(text).length, 2 + codePoints(fromAlice).length + codePoints(fromBob).length, text);
+    assert.deepEqual(codePoints(text).sort(), codePoints(`[]${fromAlice}${fromBob}`).sort(), text);
+    assert.ok(isSubsequence(fromAlice, text) && isSubsequence(fromBob, text), text);
+    assertNoPageErrors(alice, bob);
+  });
+
+  it("shows the other user's caret and selection in their colour with their name", async () => {
+    const docId = "it/carets";
+    const alice = await open(docId, "Alice", "#2563eb");
+    const bob = await open(docId, "Bob", "#db2777");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("Meeting notes, Monday\nAgenda: the release plan and who reviews what.", { delay: 5 });
+    await converged(base, docId, [alice, bob]);
+    await placeCaret(bob, 8);
+    await bob.page.keyboard.type(" (draft)");
+    // Alice selects "release plan".
+    await alice.page.evaluate(() => {
+      const view = window.__collab!.view;
+      const text = view.state.doc.toString();
+      const at = text.indexOf("release plan");
+      view.dispatch({ selection: { anchor: at, head: at + "release plan".length } });
+    });
+    await converged(base, docId, [alice, bob]);
+
+    const caret = bob.page.locator(".cm-remote-caret", { hasText: "Alice" });
+    await caret.waitFor({ state: "visible", timeout: 15_000 });
+    assert.equal(await caret.locator(".cm-remote-caret-label").textContent(), "Alice");
+    assert.match(await caret.getAttribute("style") ?? "", /#2563eb/i);
+    const selection = bob.page.locator(".cm-remote-selection");
+    await selection.first().waitFor({ state: "visible" });
+    assert.equal((await selection.allTextContents()).join(""), "release plan");
+    // And Bob's caret on Alice's side, with Bob in her list of people here.
+    await alice.page.locator(".cm-remote-caret", { hasText: "Bob" }).waitFor({ state: "visible", timeout: 15_000 });
+    assert.equal(await alice.page.locator("#peers .avatar").getAttribute("title"), "Bob");
+    assert.equal(await alice.page.locator("#connection").getAttribute("data-state"), "connected");
+
+    const shot = await sideBySide(browser, [alice, bob], "two-pages.png");
+    assert.ok(existsSync(shot));
+    assertNoPageErrors(alice, bob);
+  });
+
+  it("a page that goes offline keeps its edits and sends them when it is back; nothing is lost", async () => {
+    const docId = "it/offline";
+    const alice = await open(docId, "Alice", "#2563eb");
+    const bob = await open(docId, "Bob", "#db2777");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("shared line\n");
+    await converged(base, docId, [alice, bob]);
+
+    await alice.context.setOffline(true);
+    await alice.page.waitForFunction(() => window.__collab!.client.state !== "connected", undefined, { timeout: 30_000 });
+    await placeCaret(alice, (await texts(alice)).doc.length);
+    await alice.page.keyboard.type("written offline 📴", { delay: 5 });
+    await placeCaret(bob, 0);
+    await bob.page.keyboard.type("online meanwhile. ", { delay: 5 });
+    // While offline the edits stay on Alice's side, shown as kept.
+    assert.equal(await alice.page.locator("#connection").getAttribute("data-state"), "offline");
+    await alice.page.waitForFunction(() => document.getElementById("save-state")?.textContent === "Edits kept offline");
+    assert.ok(!(await texts(bob)).doc.includes("written offline"));
+    assert.ok((await texts(alice)).pending);
+    await alice.page.screenshot({ path: join(artifacts, "offline.png") });
+
+    await alice.context.setOffline(false);
+    const text = await converged(base, docId, [alice, bob]);
+    assert.equal(text, "online meanwhile. shared line\nwritten offline 📴");
+    assertNoPageErrors(alice, bob);
+  });
+
+  it("the server is SIGKILLed and restarted: both pages reconnect, keep what they typed meanwhile, converge", async () => {
+    const docId = "it/crash";
+    const alice = await open(docId, "Alice", "#2563eb");
+    const bob = await open(docId, "Bob", "#db2777");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("before the crash.");
+    await converged(base, docId, [alice, bob]);
+
+    await server.kill();
+    for (const p of [alice, bob]) {
+      await p.page.waitForFunction(() => window.__collab!.client.state === "reconnecting", undefined, { timeout: 30_000 });
+    }
+    assert.equal(await bob.page.locator("#connection").getAttribute("data-state"), "reconnecting");
+    await placeCaret(alice, (await texts(alice)).doc.length);
+    await alice.page.keyboard.type(" alice while down");
+    await placeCaret(bob, 0);
+    await bob.page.keyboard.type("bob while down: ");
+
+    await server.startAgain();
+    const text = await converged(base, docId, [alice, bob], 90_000);
+    assert.equal(text, "bob while down: before the crash. alice while down");
+    for (const p of [alice, bob]) {
+      assert.equal(await p.page.locator("#connection").getAttribute("data-state"), "connected");
+    }
+    assertNoPageErrors(alice, bob);
+  });
+
+  it("a C# SDK client and a browser page co-edit one document", async () => {
+    const docId = "it/csharp";
+    const page = await open(docId, "Browser user", "#059669");
+    const peer = await CSharpPeer.start(server.url, docId);
+    try {
+      await placeCaret(page, 0);
+      await Promise.all([page.page.keyboard.type("typed in Chromium ✓", { delay: 10 }), peer.send({ insert: [0, "written by C# 🟦. "] })]);
+      const peerState = await peer.send({ waitFor: "typed in Chromium ✓", timeoutMs: 60_000 });
+      await page.page.waitForFunction(() => window.__collab!.doc.text.includes("written by C#"), undefined, { timeout: 60_000 });
+      const text = await converged(base, docId, [page]);
+      const synced = await peer.send({ sync: true });
+      assert.equal(synced.text, text);
+      assert.ok(String(peerState.text).includes("written by C# 🟦. "));
+      assert.ok(text.includes("typed in Chromium ✓") && text.includes("written by C# 🟦. "), text);
+      assert.equal(codePoints(text).length, codePoints("typed in Chromium ✓written by C# 🟦. ").length);
+
+      // The C# client's selection shows in the page, with the name and colour it sends as user data.
+      await peer.send({ presence: [0, 0, JSON.stringify({ name: "C# peer", color: "#7c3aed" })] });
+      await page.page.locator(".cm-remote-caret", { hasText: "C# peer" }).waitFor({ state: "visible", timeout: 15_000 });
+    } finally {
+      peer.stop();
+    }
+    assertNoPageErrors(page);
+  });
+
+  it("undo in one page takes back that user's edit only, in both pages", async () => {
+    const docId = "it/undo";
+    const alice = await open(docId, "Alice", "#2563eb");
+    const bob = await open(docId, "Bob", "#db2777");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("one two");
+    await converged(base, docId, [alice, bob]);
+    await alice.page.evaluate(() => window.__collab!.undo.stopCapturing());
+    await placeCaret(alice, 3);
+    await alice.page.keyboard.type(" and a half");
+    await placeCaret(bob, 0);
+    await bob.page.keyboard.type("Bob: ");
+    await converged(base, docId, [alice, bob]);
+    await alice.page.locator(".cm-content").focus();
+    await alice.page.keyboard.press("Control+z");
+    assert.equal(await converged(base, docId, [alice, bob]), "Bob: one two");
+    await alice.page.keyboard.press("Control+y");
+    assert.equal(await converged(base, docId, [alice, bob]), "Bob: one and a half two");
+    assertNoPageErrors(alice, bob);
+  });
+
+  it("a deleted document stops being editable and says so", async () => {
+    const docId = "it/deleted";
+    const alice = await open(docId, "Alice", "#2563eb");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("soon gone");
+    await converged(base, docId, [alice]);
+    const response = await fetch(`${base}/v1/docs/${encodeURIComponent(docId)}`, { method: "DELETE" });
+    assert.equal(response.status, 204);
+    await alice.page.locator("#banner").waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await alice.page.locator("#banner").textContent()) ?? "", /deleted/);
+    assert.equal(await alice.page.locator(".cm-content").getAttribute("contenteditable"), "false");
+    assertNoPageErrors(alice);
+  });
+
+  it("the picker opens documents by name, creates new ones and lists recent and server documents", async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/`);
+      await page.fill("#doc-id", "../etc");
+      await page.click("button[type=submit]");
+      assert.match((await page.locator(".field-error").textContent()) ?? "", /cannot start/);
+      await page.fill("#doc-id", "it/picked");
+      await Promise.all([page.waitForURL(`${base}/d/it/picked`), page.click("button[type=submit]")]);
+      await page.waitForFunction(() => window.__collab?.doc.id === "it/picked");
+      await page.goto(`${base}/`);
+      await page.locator("#recent-list a", { hasText: "it/picked" }).waitFor();
+      // Documents with edits are listed from GET /v1/docs.
+      await page.locator("#server-list a", { hasText: "it/concurrent" }).waitFor();
+      await Promise.all([page.waitForURL(/\/d\/untitled-[a-z2-9]{6}$/), page.click("#new-doc")]);
+      await page.waitForFunction(() => window.__collab?.doc !== undefined);
+      await page.goto(`${base}/`);
+      await page.screenshot({ path: join(artifacts, "picker.png") });
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe("the page as the server serves it", () => {
+  it("HTML no-store, hashed assets immutable with their types and ETags, unknown paths 404", async () => {
+    const html = await fetch(`${base}/d/any/doc`);
+    assert.equal(html.status, 200);
+    assert.equal(html.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(html.headers.get("cache-control"), "no-store");
+    const body = await html.text();
+    const assets = [...body.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    assert.equal(assets.length, 3, body);
+    const types: Record<string, string> = { js: "text/javascript", css: "text/css", svg: "image/svg+xml" };
+    for (const asset of assets) {
+      assert.match(asset, /-[A-Z0-9]{8}\.(js|css|svg)$/);
+      const response = await fetch(`${base}${asset}`);
+      assert.equal(response.status, 200, asset);
+      assert.equal(response.headers.get("cache-control"), "public, max-age=31536000, immutable");
+      assert.equal(response.headers.get("content-type")?.split(";")[0], types[asset.split(".").pop()!]);
+      const etag = response.headers.get("etag");
+      assert.ok(etag, asset);
+      assert.equal((await fetch(`${base}${asset}`, { headers: { "if-none-match": etag } })).status, 304);
+    }
+    assert.equal((await fetch(`${base}/assets/app-00000000.js`)).status, 404);
+  });
+
+  it("the server's own build carries the page in wwwroot (the MSBuild hook), served with no setting", async () => {
+    const plain = await ServerProcess.start();
+    try {
+      const page = await fetch(`http://127.0.0.1:${plain.port}/`);
+      assert.equal(page.status, 200, "the server's build has no wwwroot/index.html: the MSBuild target did not run");
+      const script = /src="(\/assets\/app-[A-Z0-9]{8}\.js)"/.exec(await page.text())?.[1];
+      assert.ok(script);
+      assert.equal((await fetch(`http://127.0.0.1:${plain.port}${script}`)).status, 200);
+    } finally {
+      await plain.dispose();
+    }
+  });
+});
+
+/** The C# SDK client of web/app/test/peer, over stdin/stdout JSON lines. */
+class CSharpPeer {
+  private readonly replies: ((line: string) => void)[] = [];
+  private readonly lines: Interface;
+
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = createInterface({ input: child.stdout });
+    this.lines.on("line", (line) => this.replies.shift()?.(line));
+  }
+
+  static async start(url: string, docId: string): Promise<CSharpPeer> {
+    const project = join(repoRoot(), "web", "app", "test", "peer");
+    const build = spawnSync("dotnet", ["build", project, "-c", "Release", "-nologo", "-clp:ErrorsOnly", "-o", join(project, "bin", "out")], { encoding: "utf8" });
+    assert.equal(build.status, 0, `building the C# peer failed:\n${build.stdout}\n${build.stderr}`);
+    const child = spawn("dotnet", [join(project, "bin", "out", "Collab.Web.Peer.dll"), url, docId], { stdio: ["pipe", "pipe", "pipe"] });
+    const peer = new CSharpPeer(child);
+    const ready = JSON.parse(await peer.next(60_000)) as { ready?: boolean };
+    assert.equal(ready.ready, true);
+    return peer;
+  }
+
+  private next(timeoutMs: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the C# peer did not answer")), timeoutMs);
+      this.replies.push((line) => {
+        clearTimeout(timer);
+        resolve(line);
+      });
+    });
+  }
+
+  async send(command: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const reply = this.next(90_000);
+    this.child.stdin.write(`${JSON.stringify(command)}\n`);
+    const parsed = JSON.parse(await reply) as Record<string, unknown>;
+    assert.equal(parsed.error, undefined, `C# peer: ${String(parsed.error)}`);
+    return parsed;
+  }
+
+  stop(): void {
+    this.child.stdin.end();
+    this.child.kill("SIGKILL");
+  }
+}
+
