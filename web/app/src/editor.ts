@@ -173,6 +173,11 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
         drawSelection(),
         highlightActiveLine(),
         EditorView.lineWrapping,
+        // The page's selection colours (a theme: CodeMirror's own selectors are more specific than a stylesheet's).
+        EditorView.theme({
+          ".cm-selectionLayer .cm-selectionBackground": { background: "#e5e7eb" },
+          "&.cm-focused > .cm-scroller > .cm-selectionLayer .cm-selectionBackground": { background: "#bfdbfe" },
+        }),
         placeholder("Start typing… Everyone with this page's link sees your text as you write."),
         keymap.of(plainTextKeymap),
         editable.of(EditorView.editable.of(true)),

@@ -86,16 +86,21 @@ describe("the page in Chromium", { timeout: 240_000 }, () => {
     const alice = await open(docId, "Alice", "#2563eb");
     const bob = await open(docId, "Bob", "#db2777");
     await placeCaret(alice, 0);
-    await alice.page.keyboard.type("Meeting notes, Monday\nAgenda: the release plan and who reviews what.", { delay: 5 });
+    // Pasted (one input event), then typed.
+    await alice.page.keyboard.insertText(
+      "Release plan: version 2.4\n\nGoals: ship the offline editor, faster sync after reconnects, and the new sharing dialog.\n" +
+        "Owners: Alice (editor), Bob (sync), Chen (sharing).\n\nOpen questions\n- Do we keep the old export format?\n",
+    );
+    await alice.page.keyboard.type("- Who reviews the migration guide?", { delay: 5 });
     await converged(base, docId, [alice, bob]);
-    await placeCaret(bob, 8);
+    await placeCaret(bob, "Release plan".length);
     await bob.page.keyboard.type(" (draft)");
-    // Alice selects "release plan".
+    // Alice selects "faster sync".
     await alice.page.evaluate(() => {
       const view = window.__collab!.view;
       const text = view.state.doc.toString();
-      const at = text.indexOf("release plan");
-      view.dispatch({ selection: { anchor: at, head: at + "release plan".length } });
+      const at = text.indexOf("faster sync");
+      view.dispatch({ selection: { anchor: at, head: at + "faster sync".length } });
     });
     await converged(base, docId, [alice, bob]);
 
@@ -105,7 +110,7 @@ describe("the page in Chromium", { timeout: 240_000 }, () => {
     assert.match(await caret.getAttribute("style") ?? "", /#2563eb/i);
     const selection = bob.page.locator(".cm-remote-selection");
     await selection.first().waitFor({ state: "visible" });
-    assert.equal((await selection.allTextContents()).join(""), "release plan");
+    assert.equal((await selection.allTextContents()).join(""), "faster sync");
     // And Bob's caret on Alice's side, with Bob in her list of people here.
     await alice.page.locator(".cm-remote-caret", { hasText: "Bob" }).waitFor({ state: "visible", timeout: 15_000 });
     assert.equal(await alice.page.locator("#peers .avatar").getAttribute("title"), "Bob");

@@ -452,6 +452,9 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     this.probeSnapshot = null;
     this.probeQueue = null;
     this.phase = Phase.Detached;
+    // Without a connection nothing says where the others are, or whether they are still here: their selections go
+    // now (an editor stops drawing carets that would freeze), and come back with the server's broadcasts on resume.
+    this.forgetRemotePresence();
   }
 
   /** @internal */
@@ -873,12 +876,16 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     }
   }
 
-  private afterResubscribed(): void {
-    // The server forgot presence with the old subscription: start from its fresh broadcasts.
+  private forgetRemotePresence(): void {
     for (const clientId of this.remotePresence.keys()) {
       this.emit("presence", { clientId, presence: null });
     }
     this.remotePresence.clear();
+  }
+
+  private afterResubscribed(): void {
+    // The server forgot presence with the old subscription: start from its fresh broadcasts.
+    this.forgetRemotePresence();
     this.presenceDirty ||= this.localPresence !== null;
     this.trySendInflight();
     this.trySendPresence();

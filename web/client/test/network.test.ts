@@ -72,3 +72,27 @@ describe("network events", () => {
     assert.equal(net.listeners(), 0);
   });
 });
+
+describe("remote presence and the connection", () => {
+  it("the others' selections are withdrawn when the connection is lost, and come back from the server's broadcasts", async () => {
+    const { open } = await import("./harness.js");
+    const h = await connect();
+    const doc = await open(h, "d", "hello", 1);
+    const events: string[] = [];
+    doc.on("presence", (e) => events.push(`${e.clientId}:${e.presence === null ? "gone" : e.presence.head}`));
+    h.conn.receive({ case: "presence", value: { docId: "d", clientId: "bob", version: 1n, selection: { anchor: 2n, head: 3n }, userData: new Uint8Array() } });
+    assert.equal(doc.presences.size, 1);
+    h.conn.end(1006);
+    assert.equal(doc.presences.size, 0);
+    assert.deepEqual(events, ["bob:3", "bob:gone"]);
+    h.scheduler.runNext();
+    await flush();
+    h.network.last.open();
+    h.network.last.take("hello");
+    welcome(h.network.last, "c1", true);
+    const subscribe = h.network.last.take("subscribe");
+    h.network.last.receive({ case: "subscribed", value: { docId: "d", fromVersion: 1n, currentVersion: 1n } }, subscribe.requestId);
+    h.network.last.receive({ case: "presence", value: { docId: "d", clientId: "bob", version: 1n, selection: { anchor: 4n, head: 4n }, userData: new Uint8Array() } });
+    assert.equal(doc.presences.get("bob")?.head, 4);
+  });
+});
