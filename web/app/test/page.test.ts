@@ -4,16 +4,19 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { after, before, describe, it } from "node:test";
+import { build } from "esbuild";
 import type { Browser } from "playwright-core";
 import { repoRoot } from "../../client/test/paths.js";
 import { ServerProcess } from "../../client/test/server.js";
 import { artifacts, assertNoPageErrors, converged, type EditorPage, launchChromium, openEditor, placeCaret, sideBySide, texts } from "./browser.js";
 
 const dist = join(repoRoot(), "web", "app", "dist");
+const webRoot = mkdtempSync(join(tmpdir(), "collab-page-test-"));
 let server: ServerProcess;
 let browser: Browser;
 let base: string;
@@ -46,7 +49,15 @@ function isSubsequence(sub: string, text: string): boolean {
 
 before(async () => {
   assert.ok(existsSync(join(dist, "index.html")), "web/app/dist is not built (npm run build in web/app)");
-  server = await ServerProcess.start({ "Web:RootPath": dist });
+  // The page as built, plus README's textarea example as an application would host it.
+  cpSync(dist, webRoot, { recursive: true });
+  mkdirSync(join(webRoot, "example"));
+  writeFileSync(
+    join(webRoot, "example", "textarea.html"),
+    `<!doctype html><meta charset=utf-8><title>textarea example</title><textarea rows=8 cols=60></textarea> <span id=status></span>` +
+      `<script type=module>${await exampleBundle()}</script>`,
+  );
+  server = await ServerProcess.start({ "Web:RootPath": webRoot });
   base = `http://127.0.0.1:${server.port}`;
   browser = await launchChromium();
 });
@@ -57,6 +68,7 @@ after(async () => {
   }
   await browser?.close();
   await server?.dispose();
+  rmSync(webRoot, { recursive: true, force: true });
 });
 
 describe("the page in Chromium", { timeout: 240_000 }, () => {
@@ -200,6 +212,48 @@ describe("the page in Chromium", { timeout: 240_000 }, () => {
     assertNoPageErrors(page);
   });
 
+  it("README's framework-free textarea example (web/client/examples/textarea.ts) co-edits with the page in Chromium", async () => {
+    const docId = "it/textarea";
+    const page = await open(docId, "Editor user", "#7c3aed");
+    const context = await browser.newContext();
+    try {
+      const example = await context.newPage();
+      const errors: string[] = [];
+      example.on("pageerror", (e) => errors.push(e.message));
+      // The example's start() as an application hosts it: a page with a textarea (served from the server's web root,
+      // see before()) and the application's token endpoint (here answered by the test: the server is anonymous).
+      await example.route(`${base}/api/collab-token`, (route) => route.fulfill({ status: 200, body: "" }));
+      await example.goto(`${base}/example/textarea.html?doc=${docId}`);
+      await example.waitForFunction(() => document.getElementById("status")?.textContent === "connected", undefined, { timeout: 30_000 });
+      await example.click("textarea");
+      await placeCaret(page, 0);
+      await Promise.all([example.keyboard.type("from a textarea 𝒳. ", { delay: 10 }), page.page.keyboard.type("from CodeMirror", { delay: 10 })]);
+      /** The text once the textarea shows `expected` (a function of its value) and the page agrees with the server. */
+      const settled = async (expected: string, present: boolean): Promise<string> => {
+        await example.waitForFunction(([t, p]) => document.querySelector("textarea")!.value.includes(t) === p, [expected, present] as const, { timeout: 30_000 });
+        await page.page.waitForFunction(([t, p]) => window.__collab!.doc.text.includes(t) === p, [expected, present] as const, { timeout: 30_000 });
+        const text = await converged(base, docId, [page]);
+        assert.equal(await example.evaluate(() => document.querySelector("textarea")!.value), text);
+        return text;
+      };
+      const text = await settled("from CodeMirror", true);
+      assert.equal(codePoints(text).length, codePoints("from a textarea 𝒳. from CodeMirror").length, text);
+      assert.ok(isSubsequence("from a textarea 𝒳. ", text) && isSubsequence("from CodeMirror", text), text);
+      // The example's Ctrl+Z undoes the textarea user's last edit only: one pasted word, after the undo manager's
+      // 500 ms capture window, so that it is one step whatever the machine's speed.
+      await new Promise((r) => setTimeout(r, 700));
+      await example.keyboard.insertText("[pasted]");
+      const withPaste = await settled("[pasted]", true);
+      await example.keyboard.press("Control+z");
+      assert.equal(await settled("[pasted]", false), text);
+      assert.equal(withPaste.replace("[pasted]", ""), text);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+    assertNoPageErrors(page);
+  });
+
   it("undo in one page takes back that user's edit only, in both pages", async () => {
     const docId = "it/undo";
     const alice = await open(docId, "Alice", "#2563eb");
@@ -209,7 +263,8 @@ describe("the page in Chromium", { timeout: 240_000 }, () => {
     await converged(base, docId, [alice, bob]);
     await alice.page.evaluate(() => window.__collab!.undo.stopCapturing());
     await placeCaret(alice, 3);
-    await alice.page.keyboard.type(" and a half");
+    // One input event, so one undo step whatever the machine's speed (typed keys merge only within 500 ms).
+    await alice.page.keyboard.insertText(" and a half");
     await placeCaret(bob, 0);
     await bob.page.keyboard.type("Bob: ");
     await converged(base, docId, [alice, bob]);
@@ -296,6 +351,25 @@ describe("the page as the server serves it", () => {
     }
   });
 });
+
+/** examples/textarea.ts and its start(), bundled for the browser as README shows them (the SDK from its build). */
+async function exampleBundle(): Promise<string> {
+  const example = join(repoRoot(), "web", "client", "examples", "textarea.ts");
+  const result = await build({
+    stdin: {
+      contents: `import { start } from ${JSON.stringify(example)};\nawait start(document.querySelector("textarea"), document.getElementById("status"));\n`,
+      resolveDir: join(repoRoot(), "web", "client"),
+      loader: "ts",
+    },
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+  });
+  return result.outputFiles[0]!.text.replaceAll("</script", "<\\/script");
+}
 
 /** The C# SDK client of web/app/test/peer, over stdin/stdout JSON lines. */
 class CSharpPeer {
