@@ -35,6 +35,11 @@ export interface CollabBindingOptions {
   identity: () => PeerIdentity;
   /** Called whenever the set of other users or their selections change. */
   onPeers?: (peers: readonly Peer[]) => void;
+  /**
+   * An edit the document refused (over the server's announced op size, or the document closed): it has been taken
+   * back out of the editor.
+   */
+  onRefused?: (error: unknown) => void;
 }
 
 /** Marks transactions that mirror the document (remote ops, resyncs, undo/redo): they are not sent back. */
@@ -152,10 +157,26 @@ export function collabBinding(options: CollabBindingOptions): { extension: Exten
 
       update(update: ViewUpdate): void {
         let local = false;
-        for (const tr of update.transactions) {
-          if (tr.docChanged && tr.annotation(fromDocument) !== true) {
+        const transactions = update.transactions;
+        for (const [i, tr] of transactions.entries()) {
+          if (!tr.docChanged || tr.annotation(fromDocument) === true) {
+            continue;
+          }
+          try {
             doc.applyUtf16Changes(changesOf(tr));
             local = true;
+          } catch (error) {
+            // The document refused the edit (a paste over the op size limit, a closed document): take it and
+            // everything after it back out of the editor, right after this update (no dispatch is allowed inside it;
+            // nothing else can run in between), so that the editor never shows text the document does not have.
+            const inverses = transactions.slice(i).reverse().map((t) => t.changes.invert(t.startState.doc));
+            queueMicrotask(() => {
+              for (const changes of inverses) {
+                this.view.dispatch({ changes, annotations: [fromDocument.of(true), Transaction.addToHistory.of(false)] });
+              }
+            });
+            options.onRefused?.(error);
+            break;
           }
         }
         const mirrored = update.transactions.some((tr) => tr.annotation(fromDocument) === true);

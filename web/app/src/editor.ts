@@ -163,7 +163,25 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
   const undo = new UndoManager(doc);
   const editable = new Compartment();
   let peers: readonly Peer[] = [];
-  const binding = collabBinding({ document: doc, undoManager: undo, identity, onPeers: (list) => ((peers = list), paintPeers()) });
+  let noticeTimer: ReturnType<typeof setTimeout> | undefined;
+  const notice = (message: string): void => {
+    banner.textContent = message;
+    banner.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => (banner.hidden = true), 8000);
+  };
+  const binding = collabBinding({
+    document: doc,
+    undoManager: undo,
+    identity,
+    onPeers: (list) => ((peers = list), paintPeers()),
+    onRefused: (error) =>
+      notice(
+        error instanceof RangeError
+          ? `That edit is too large to send at once (the server accepts ${Math.floor(client.limits.maxOpBytes / 1024)} KB per edit): paste it in parts.`
+          : `That edit could not be applied: ${error instanceof Error ? error.message : String(error)}`,
+      ),
+  });
   const view = new EditorView({
     parent: editorHost,
     state: EditorState.create({
@@ -252,6 +270,7 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
   paintState();
 
   const readOnly = (message: string): void => {
+    clearTimeout(noticeTimer);
     view.dispatch({ effects: editable.reconfigure(EditorView.editable.of(false)) });
     banner.textContent = message;
     banner.hidden = false;

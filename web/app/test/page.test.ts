@@ -16,6 +16,7 @@ import { ServerProcess } from "../../client/test/server.js";
 import { artifacts, assertNoPageErrors, converged, type EditorPage, launchChromium, openEditor, placeCaret, sideBySide, texts } from "./browser.js";
 
 const dist = join(repoRoot(), "web", "app", "dist");
+const MAX_OP_BYTES = 4096;
 const webRoot = mkdtempSync(join(tmpdir(), "collab-page-test-"));
 let server: ServerProcess;
 let browser: Browser;
@@ -57,7 +58,8 @@ before(async () => {
     `<!doctype html><meta charset=utf-8><title>textarea example</title><textarea rows=8 cols=60></textarea> <span id=status></span>` +
       `<script type=module>${await exampleBundle()}</script>`,
   );
-  server = await ServerProcess.start({ "Web:RootPath": webRoot });
+  // A small op limit (announced in Welcome) lets a test paste more than the server accepts in one edit.
+  server = await ServerProcess.start({ "Web:RootPath": webRoot, "Documents:MaxOpBytes": String(MAX_OP_BYTES) });
   base = `http://127.0.0.1:${server.port}`;
   browser = await launchChromium();
 });
@@ -71,7 +73,7 @@ after(async () => {
   rmSync(webRoot, { recursive: true, force: true });
 });
 
-describe("the page in Chromium", { timeout: 240_000 }, () => {
+describe("the page in Chromium", () => {
   it("two pages typing at the same position at the same time converge, and equal the server's snapshot", async () => {
     const docId = "it/concurrent";
     const alice = await open(docId, "Alice", "#2563eb");
@@ -274,6 +276,22 @@ describe("the page in Chromium", { timeout: 240_000 }, () => {
     await alice.page.keyboard.press("Control+y");
     assert.equal(await converged(base, docId, [alice, bob]), "Bob: one and a half two");
     assertNoPageErrors(alice, bob);
+  });
+
+  it("a paste larger than the server's op limit is refused, taken back out of the editor, and explained", async () => {
+    const docId = "it/too-large";
+    const alice = await open(docId, "Alice", "#2563eb");
+    await placeCaret(alice, 0);
+    await alice.page.keyboard.type("kept");
+    await converged(base, docId, [alice]);
+    await alice.page.keyboard.insertText("x".repeat(MAX_OP_BYTES + 1));
+    await alice.page.locator("#banner").waitFor({ state: "visible", timeout: 15_000 });
+    assert.match((await alice.page.locator("#banner").textContent()) ?? "", /too large to send at once \(the server accepts 4 KB per edit\)/);
+    assert.equal(await converged(base, docId, [alice]), "kept");
+    // The editor goes on: a normal edit after the refused one is sent.
+    await alice.page.keyboard.type("!");
+    assert.equal(await converged(base, docId, [alice]), "kept!");
+    assertNoPageErrors(alice);
   });
 
   it("a deleted document stops being editable and says so", async () => {
