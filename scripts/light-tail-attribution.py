@@ -118,8 +118,15 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
     port, mport = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="collab-tail-")
     env = dict(os.environ)
+    env_extra = dict(env_extra)
+    # CHRT=N: server and generator in the real-time class (SCHED_FIFO N) instead of nice -20, so other processes on
+    # their CPUs cannot delay their wake-ups: what the run looks like without the neighbours.
+    rt = env_extra.pop("CHRT", None)
+    # SERVER_DLL=path: another build of the server (an A/B of a code change in one sitting).
+    server_dll = env_extra.pop("SERVER_DLL", SERVER)
+    sched = ["chrt", "-f", rt] if rt else ["nice", "-n", "-20"]
     env.update(env_extra)
-    cmd = ["taskset", "-c", "0", "nice", "-n", "-20", "dotnet", SERVER, f"--Transport:Port={port}",
+    cmd = ["taskset", "-c", "0"] + sched + ["dotnet", server_dll, f"--Transport:Port={port}",
            f"--Transport:ManagementPort={mport}", f"--Storage:DataDirectory={data}",
            f"--Storage:SqliteSynchronous={args.sync}", "--Logging:LogLevel:Default=Warning",
            f"--Limits:OpsPerSecond=1000"] + server_args
@@ -134,7 +141,7 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
             except OSError:
                 time.sleep(0.1)
         report = os.path.join(out_dir, f"{index:02d}-{variant}.json")
-        gen = ["taskset", "-c", "1", "nice", "-n", "-20", "dotnet", LOADTEST, "small", "--rate", "1",
+        gen = ["taskset", "-c", "1"] + sched + ["dotnet", LOADTEST, "small", "--rate", "1",
                "--url", f"ws://127.0.0.1:{port}/ws", "--metrics", metrics, "--server-pid", str(server.pid),
                "--generator-cpus", "none", "--warmup", str(args.warmup), "--duration", str(args.duration),
                "--submit", args.submit, "--json", report, "--no-chart", "--quiet"]
