@@ -6,8 +6,6 @@ using Microsoft.Extensions.Options;
 // server could not start or run for another reason (the cause is printed; never an unhandled-exception abort).
 try
 {
-    Collab.Server.Hosting.ThreadPoolDefaults.Apply();
-
     // The authentication mode is logged at start-up by the security layer (loudly when anonymous).
     await using var app = CollabServerHost.Build(args);
     await app.RunAsync();
