@@ -17,6 +17,7 @@ namespace Collab.Bench.Engine;
 /// sequencer's own cost.
 /// </summary>
 [MemoryDiagnoser]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "[IterationCleanup] disposes each iteration's sequencers.")]
 public class EngineSequencerBenchmarks
 {
     private const int OpsPerInvoke = 200_000;
@@ -122,7 +123,7 @@ public class EngineSequencerBenchmarks
         {
         }
 
-        public void OnFaulted(Exception error)
+        public void OnFaulted(Exception exception)
         {
         }
     }

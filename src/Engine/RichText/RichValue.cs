@@ -5,6 +5,7 @@ using Collab.Engine.Text;
 namespace Collab.Engine.RichText;
 
 /// <summary>The JSON kinds a <see cref="RichValue"/> can hold.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "The JSON value kinds, named as JSON (and System.Text.Json's JsonValueKind) names them.")]
 public enum RichValueKind : byte
 {
     Null = 0,
@@ -57,6 +58,7 @@ public readonly struct RichValue : IEquatable<RichValue>
     public double Number => _number;
 
     /// <summary>The string, or null unless <see cref="Kind"/> is <see cref="RichValueKind.String"/>.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "Named after RichValueKind.String, the JSON kind it reads.")]
     public string? String => _ref as string;
 
     /// <summary>The elements of an array (empty for other kinds).</summary>
@@ -102,6 +104,7 @@ public readonly struct RichValue : IEquatable<RichValue>
     /// An object of <paramref name="members"/> (copied and sorted by name); throws <see cref="ArgumentException"/>
     /// for a name given twice and <see cref="OtException"/> (<see cref="OtErrorCode.InvalidText"/>) for a name with a lone surrogate.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "Builds a RichValueKind.Object, the JSON kind.")]
     public static RichValue Object(params ReadOnlySpan<KeyValuePair<string, RichValue>> members)
     {
         KeyValuePair<string, RichValue>[] sorted = members.ToArray();

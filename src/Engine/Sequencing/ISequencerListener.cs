@@ -26,7 +26,7 @@ public interface ISequencerListener<TSnapshot, TOp>
     void OnFenced(VersionConflictException conflict);
 
     /// <summary>The sequencer stopped for another reason (the durability stage failed outside its contract, or the listener threw). Called at most once; the owner should reload the document.</summary>
-    void OnFaulted(Exception error);
+    void OnFaulted(Exception exception);
 }
 
 /// <summary>Consecutive committed ops of one document, delivered by <see cref="ISequencerListener{TSnapshot, TOp}.OnCommitted"/>.</summary>

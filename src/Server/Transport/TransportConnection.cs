@@ -11,6 +11,7 @@ namespace Collab.Server.Transport;
 /// connection's <see cref="IDuplexPipe"/>, the outbound queue with write coalescing, and the close handshake. Everything is driven by one read loop plus a drain worker that is scheduled
 /// only while frames are queued, so an idle connection holds no buffer, no timer and no parked writer.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "_closedSource has no timer and no linked registrations, so it holds nothing to release; sessions may read Closed after the end, which a disposed source would throw on.")]
 internal sealed partial class TransportConnection : IWebSocketConnection, IThreadPoolWorkItem
 {
     /// <summary>
@@ -137,7 +138,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     }
 
     /// <summary>Stand-in pipes until the pipeline has switched protocols (nothing is read or written through them).</summary>
-    private static IDuplexPipe NotYetUpgraded()
+    private static StreamPipes NotYetUpgraded()
     {
         var pipe = new Pipe();
         return new StreamPipes(pipe.Reader, pipe.Writer);
@@ -278,7 +279,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return;
         }
 
-        LogUnexpected(_services.Logger, Id, ex);
+        TransportLog.Unexpected(_services.Logger, Id, ex);
         RecordEnd(ConnectionEndReason.InternalError);
     }
 
@@ -326,6 +327,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         // The peer does not read fast enough: drop what is queued rather than grow server memory. 1013 (try again
         // later), not 1008: a client on a slow link did nothing wrong and should reconnect and resume.
         _services.Metrics.SlowConsumerCloses.Inc();
+        TransportLog.SlowConsumer(_services.Logger, Id, Volatile.Read(ref _queuedBytes), _options.MaxOutboundBytesPerConnection);
         StartClose(WebSocketCloseCodes.TryAgainLater, "slow consumer", ConnectionEndReason.SlowConsumer, _services.CloseTimeoutMs, dropQueued: true);
     }
 
@@ -466,7 +468,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         // Callbacks run on the thread pool, not on the heartbeat thread that may be aborting many connections.
-        _ = closed?.CancelAsync();
+        closed?.CancelAsync().Forget(_services.Logger, "connection-closed callbacks");
     }
 
     void IThreadPoolWorkItem.Execute() => Drain();
@@ -640,7 +642,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
         catch (Exception ex) when (!IsAborted)
         {
-            LogApplicationFailure(_services.Logger, Id, ex);
+            TransportLog.ApplicationFailure(_services.Logger, Id, ex);
             return await RejectAsync(HandshakeFailure.ApplicationRejected, 500, "handshake failed").ConfigureAwait(false);
         }
 
@@ -649,7 +651,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             int status = decision.StatusCode is >= 400 and <= 599 ? decision.StatusCode : 500;
             if (!TryFormatRejectionHeaders(decision, out string? headers))
             {
-                LogBadRejectionHeaders(_services.Logger, Id);
+                TransportLog.BadRejectionHeaders(_services.Logger, Id);
                 return await RejectAsync(HandshakeFailure.ApplicationRejected, 500, "handshake failed").ConfigureAwait(false);
             }
 
@@ -658,7 +660,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
         if (decision.SubProtocol is not null && !offered.Contains(decision.SubProtocol, StringComparer.Ordinal))
         {
-            LogBadSubProtocol(_services.Logger, Id, decision.SubProtocol);
+            TransportLog.BadSubProtocol(_services.Logger, Id, decision.SubProtocol);
             return await RejectAsync(HandshakeFailure.ApplicationRejected, 500, "handshake failed").ConfigureAwait(false);
         }
 
@@ -693,6 +695,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
         _services.Metrics.ConnectionsOpen.Inc();
         _services.Metrics.ConnectionsTotal.Inc();
+        TransportLog.ConnectionOpened(_services.Logger, Id, RemoteEndPoint);
         long now = Environment.TickCount64;
         Volatile.Write(ref _lastReceive, now);
         _lastPing = now;
@@ -717,7 +720,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
         catch (Exception ex)
         {
-            LogApplicationFailure(_services.Logger, Id, ex);
+            TransportLog.ApplicationFailure(_services.Logger, Id, ex);
             StartClose(WebSocketCloseCodes.InternalError, "internal error", ConnectionEndReason.InternalError, _services.CloseTimeoutMs, dropQueued: true);
         }
 
@@ -861,7 +864,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                     }
                     catch (Exception ex) when (!IsConnectionFailure(ex))
                     {
-                        LogApplicationFailure(_services.Logger, Id, ex);
+                        TransportLog.ApplicationFailure(_services.Logger, Id, ex);
                         StartClose(WebSocketCloseCodes.InternalError, "internal error", ConnectionEndReason.InternalError, _services.CloseTimeoutMs, dropQueued: true);
                     }
                     finally
@@ -1342,13 +1345,14 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             {
                 _services.Metrics.ConnectionsOpen.Dec();
                 _services.Metrics.Closed(reason).Inc();
+                TransportLog.ConnectionClosed(_services.Logger, Id, reason);
                 try
                 {
                     _session?.OnClosed(reason);
                 }
                 catch (Exception ex)
                 {
-                    LogApplicationFailure(_services.Logger, Id, ex);
+                    TransportLog.ApplicationFailure(_services.Logger, Id, ex);
                 }
             }
 
@@ -1366,7 +1370,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                 }
                 catch (AggregateException ex)
                 {
-                    LogApplicationFailure(_services.Logger, Id, ex);
+                    TransportLog.ApplicationFailure(_services.Logger, Id, ex);
                 }
             }
         }
@@ -1530,6 +1534,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// Copies every queued frame into the socket pipe and flushes once per batch: frames queued while a
     /// flush is in progress go out together in the next one (write coalescing). Runs on one thread at a time.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2012", Justification = "Each flush is consumed once, by ObserveFlush, and only after it completed (IsCompleted, or from its OnCompleted callback).")]
     private void Drain()
     {
         while (true)
@@ -1641,16 +1646,4 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             return _drained.Task;
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: unexpected transport failure")]
-    private static partial void LogUnexpected(ILogger logger, long connectionId, Exception exception);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Connection {ConnectionId}: the application threw")]
-    private static partial void LogApplicationFailure(ILogger logger, long connectionId, Exception exception);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application chose sub-protocol '{SubProtocol}' that the client did not offer")]
-    private static partial void LogBadSubProtocol(ILogger logger, long connectionId, string subProtocol);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Connection {ConnectionId}: the application's rejection carried a WWW-Authenticate challenge with control or non-ASCII characters")]
-    private static partial void LogBadRejectionHeaders(ILogger logger, long connectionId);
 }
