@@ -134,6 +134,7 @@ public static class CollabServerHost
 
         // After the cluster: a cluster's IRevocationBus registration wins over the in-process default.
         services.AddCollabSecurity(auth, limits);
+        services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
         services.AddCollabTransport(transport);
         if (api.Enabled)
         {

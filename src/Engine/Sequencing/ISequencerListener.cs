@@ -42,6 +42,7 @@ public readonly ref struct CommittedBatch<TSnapshot, TOp>
         Snapshot = snapshot;
     }
 
+    /// <summary>The document the batch was committed to.</summary>
     public string DocId { get; }
 
     /// <summary>The ops as encoded once by the sequencer: the bytes that were stored, ready to frame for the wire.</summary>
