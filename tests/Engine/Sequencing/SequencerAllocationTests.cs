@@ -1,6 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
-using System.Globalization;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Collab.Testing;
@@ -40,7 +37,7 @@ public sealed class SequencerAllocationTests
     {
         var options = new SequencerOptions { RunContinuationsAsynchronously = false };
         await using var sequencer = new DocumentSequencer<TSnapshot, TOp>(
-            "alloc", type, DocumentState.Empty(type, options), NoopStage.Instance, null, new NoopListener<TSnapshot, TOp>(), options);
+            "alloc", type, DocumentState.Empty(type, options), new NoopDurabilityStage(), null, new NoopSequencerListener<TSnapshot, TOp>(), options);
 
         long seq = 0;
         await SubmitAsync(sequencer, op, WarmUp, seq);
@@ -66,69 +63,5 @@ public sealed class SequencerAllocationTests
                 Assert.Fail($"Submit {seq}: {result}");
             }
         }
-    }
-
-    private sealed class NoopStage : IDurabilityStage
-    {
-        public static NoopStage Instance { get; } = new();
-
-        public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken) => default;
-    }
-
-    private sealed class NoopListener<TSnapshot, TOp> : ISequencerListener<TSnapshot, TOp>
-        where TSnapshot : notnull
-        where TOp : notnull
-    {
-        public void OnCommitted(in CommittedBatch<TSnapshot, TOp> batch)
-        {
-        }
-
-        public void OnFenced(VersionConflictException conflict)
-        {
-        }
-
-        public void OnFaulted(Exception exception)
-        {
-        }
-    }
-
-    /// <summary>A number and ops that add to it: commutative, so transform is the identity and only the sequencer's own cost is left.</summary>
-    private sealed class CounterType : IOtType<long, long>
-    {
-        public static CounterType Instance { get; } = new();
-
-        public string Name => "counter";
-
-        public long Empty => 0;
-
-        public void Validate(long op, long snapshot)
-        {
-        }
-
-        public long Apply(long snapshot, long op) => snapshot + op;
-
-        public long Transform(long op, long other, TransformSide side) => op;
-
-        public long Compose(long first, long second) => first + second;
-
-        public bool IsNoop(long op) => op == 0;
-
-        public int TransformCursor(int cursor, long op, bool isOwnOp) => cursor;
-
-        public int SizeOf(long op) => sizeof(long);
-
-        public long LengthOf(long snapshot) => 0;
-
-        public void Encode(long op, IBufferWriter<byte> output)
-        {
-            BinaryPrimitives.WriteInt64LittleEndian(output.GetSpan(sizeof(long)), op);
-            output.Advance(sizeof(long));
-        }
-
-        public long Decode(ReadOnlySpan<byte> input) => BinaryPrimitives.ReadInt64LittleEndian(input);
-
-        public string ToText(long snapshot) => snapshot.ToString(CultureInfo.InvariantCulture);
-
-        public long FromText(string text) => long.Parse(text, CultureInfo.InvariantCulture);
     }
 }

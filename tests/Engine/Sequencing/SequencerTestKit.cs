@@ -3,12 +3,6 @@ using Collab.Engine.Sequencing;
 
 namespace Collab.Engine.Tests.Sequencing;
 
-/// <summary>Commits instantly, like a stage whose storage never waits.</summary>
-public sealed class NoopDurabilityStage : IDurabilityStage
-{
-    public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken) => default;
-}
-
 /// <summary>Remembers every commit it was given and completes it at once (an in-memory op log).</summary>
 public sealed class RecordingDurabilityStage : IDurabilityStage
 {
