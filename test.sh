@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first (PostgreSQL, nats-server, Node and the SDK's npm packages).
 # Usage: ./test.sh [extra dotnet test arguments, e.g. --filter FullyQualifiedName~Engine]
+#        ./test.sh --fast   the in-process subset (Engine and Server tests without [Trait("Category", "Slow")]: no
+#                           PostgreSQL, NATS, Node or browser; a couple of minutes), for the edit-build-test loop.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-./scripts/install-test-deps.sh
+fast=false
+case "${1:-}" in
+  --fast) fast=true; shift ;;
+esac
 
 # Each connection test holds thousands of sockets: raise the soft limit up to the hard cap.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+if $fast; then
+  status=0
+  for project in tests/Engine/Collab.Engine.Tests.csproj tests/Server/Collab.Server.Tests.csproj; do
+    dotnet test "$project" -c Release -nologo --filter "Category!=Slow" "$@" || status=$?
+  done
+  exit $status
+fi
+
+./scripts/install-test-deps.sh
+
 dotnet build Collab.sln -c Release -nologo -clp:ErrorsOnly
 
 results=artifacts/test-results

@@ -1,9 +1,7 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using BenchmarkDotNet.Attributes;
-using Collab.Engine;
 using Collab.Engine.RichText;
 using Collab.Engine.Sequencing;
+using Collab.Engine.Tests.Sequencing;
 using Collab.Engine.Text;
 
 namespace Collab.Bench.Engine;
@@ -17,6 +15,7 @@ namespace Collab.Bench.Engine;
 /// sequencer's own cost.
 /// </summary>
 [MemoryDiagnoser]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "[IterationCleanup] disposes each iteration's sequencers.")]
 public class EngineSequencerBenchmarks
 {
     private const int OpsPerInvoke = 200_000;
@@ -41,11 +40,11 @@ public class EngineSequencerBenchmarks
         // A fresh document per iteration keeps the text from growing across iterations.
         var options = new SequencerOptions { RunContinuationsAsynchronously = !InlineContinuations };
         _text = new DocumentSequencer<Rope, TextOp>(
-            "bench-text", TextType.Instance, DocumentState.Empty(TextType.Instance, options), NoopStage.Instance, null, new NoopListener<Rope, TextOp>(), options);
+            "bench-text", TextType.Instance, DocumentState.Empty(TextType.Instance, options), new NoopDurabilityStage(), null, new NoopSequencerListener<Rope, TextOp>(), options);
         _rich = new DocumentSequencer<RichDocument, RichOp>(
-            "bench-rich", RichTextType.Default, DocumentState.Empty(RichTextType.Default, options), NoopStage.Instance, null, new NoopListener<RichDocument, RichOp>(), options);
+            "bench-rich", RichTextType.Default, DocumentState.Empty(RichTextType.Default, options), new NoopDurabilityStage(), null, new NoopSequencerListener<RichDocument, RichOp>(), options);
         _counter = new DocumentSequencer<long, long>(
-            "bench-counter", CounterType.Instance, DocumentState.Empty(CounterType.Instance, options), NoopStage.Instance, null, new NoopListener<long, long>(), options);
+            "bench-counter", CounterType.Instance, DocumentState.Empty(CounterType.Instance, options), new NoopDurabilityStage(), null, new NoopSequencerListener<long, long>(), options);
     }
 
     [IterationCleanup]
@@ -101,69 +100,5 @@ public class EngineSequencerBenchmarks
                 throw new InvalidOperationException($"Unexpected result {result}.");
             }
         }
-    }
-
-    private sealed class NoopStage : IDurabilityStage
-    {
-        public static NoopStage Instance { get; } = new();
-
-        public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken) => default;
-    }
-
-    private sealed class NoopListener<TSnapshot, TOp> : ISequencerListener<TSnapshot, TOp>
-        where TSnapshot : notnull
-        where TOp : notnull
-    {
-        public void OnCommitted(in CommittedBatch<TSnapshot, TOp> batch)
-        {
-        }
-
-        public void OnFenced(VersionConflictException conflict)
-        {
-        }
-
-        public void OnFaulted(Exception error)
-        {
-        }
-    }
-
-    /// <summary>A document that is a number and ops that add to it: commutative, so transform is the identity.</summary>
-    private sealed class CounterType : IOtType<long, long>
-    {
-        public static CounterType Instance { get; } = new();
-
-        public string Name => "counter";
-
-        public long Empty => 0;
-
-        public void Validate(long op, long snapshot)
-        {
-        }
-
-        public long Apply(long snapshot, long op) => snapshot + op;
-
-        public long Transform(long op, long other, TransformSide side) => op;
-
-        public long Compose(long first, long second) => first + second;
-
-        public bool IsNoop(long op) => op == 0;
-
-        public int TransformCursor(int cursor, long op, bool isOwnOp) => cursor;
-
-        public int SizeOf(long op) => sizeof(long);
-
-        public long LengthOf(long snapshot) => 0;
-
-        public void Encode(long op, IBufferWriter<byte> output)
-        {
-            BinaryPrimitives.WriteInt64LittleEndian(output.GetSpan(sizeof(long)), op);
-            output.Advance(sizeof(long));
-        }
-
-        public long Decode(ReadOnlySpan<byte> input) => BinaryPrimitives.ReadInt64LittleEndian(input);
-
-        public string ToText(long snapshot) => snapshot.ToString(System.Globalization.CultureInfo.InvariantCulture);
-
-        public long FromText(string text) => long.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -28,7 +28,7 @@ public class FrameHeaderBenchmarks
         int sum = 0;
         for (int i = 0; i < Headers; i++)
         {
-            WebSocketFrame.TryParseHeader(_medium, out FrameHeader header);
+            _ = WebSocketFrame.TryParseHeader(_medium, out FrameHeader header);
             sum += WebSocketFrame.Validate(header, 1 << 20) + header.HeaderLength;
         }
 
@@ -52,7 +52,7 @@ public class FrameHeaderBenchmarks
         ulong sum = 0;
         for (int i = 0; i < Headers; i++)
         {
-            WebSocketFrame.TryParseHeader(bytes, out FrameHeader header);
+            _ = WebSocketFrame.TryParseHeader(bytes, out FrameHeader header);
             sum += header.PayloadLength;
         }
 

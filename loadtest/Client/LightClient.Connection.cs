@@ -17,10 +17,7 @@ internal sealed partial class LightClient
     {
         lock (_gate)
         {
-            if (_state == ClientState.Closed)
-            {
-                throw new ObjectDisposedException(nameof(LightClient));
-            }
+            ObjectDisposedException.ThrowIf(_state == ClientState.Closed, this);
 
             _state = ClientState.Connecting;
         }
@@ -47,10 +44,7 @@ internal sealed partial class LightClient
             int generation;
             lock (_gate)
             {
-                if (_state == ClientState.Closed)
-                {
-                    throw new ObjectDisposedException(nameof(LightClient));
-                }
+                ObjectDisposedException.ThrowIf(_state == ClientState.Closed, this);
 
                 generation = ++_generation;
                 _socket = socket;

@@ -12,7 +12,10 @@ namespace Collab.Engine;
 /// </summary>
 public enum TransformSide : byte
 {
+    /// <summary>The side whose insert goes first at a tie: the op being sequenced, against ops already sequenced.</summary>
     Left = 0,
+
+    /// <summary>The side whose insert goes second at a tie: a client's pending ops, against an incoming sequenced op.</summary>
     Right = 1,
 }
 

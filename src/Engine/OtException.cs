@@ -36,8 +36,10 @@ public enum OtErrorCode
 /// <summary>The one exception type the engine throws for bad input; state is untouched when it is thrown.</summary>
 public sealed class OtException : Exception
 {
+    /// <summary>An OT failure with its code and a message for people.</summary>
     public OtException(OtErrorCode code, string message) : base(message) => Code = code;
 
+    /// <summary>What went wrong, for code to branch on.</summary>
     public OtErrorCode Code { get; }
 
     /// <summary>Throw helper: keeps hot methods small (never inlined).</summary>

@@ -31,7 +31,7 @@ public static class CollabServerHost
     /// <summary>The configuration sections the server reads; a command-line key outside them sets nothing.</summary>
     private static readonly string[] s_sections =
     [
-        TransportOptions.SectionName, StorageOptions.SectionName, DocumentOptions.Section, NodeOptions.Section,
+        TransportOptions.Section, StorageOptions.Section, DocumentOptions.Section, NodeOptions.Section,
         AuthOptions.Section, LimitsOptions.Section, ClusterOptions.Section, "Logging",
     ];
 
@@ -51,7 +51,7 @@ public static class CollabServerHost
         builder.Configuration.AddInMemoryCollection(EnvironmentShortcuts());
         builder.Configuration.AddCommandLine(args, s_switches);
         configure?.Invoke(builder.Configuration);
-        IConfiguration config = builder.Configuration;
+        ConfigurationManager config = builder.Configuration;
 
         // Every section is checked key by key before it binds (SettingsBinder), then validated; a typo, a value of the
         // wrong type or an invalid combination is reported with all the others at once (Program prints one line each
@@ -61,8 +61,8 @@ public static class CollabServerHost
         StorageOptions storage = Load(
             () =>
             {
-                StorageOptions bound = SettingsBinder.Bind<StorageOptions>(config, StorageOptions.SectionName);
-                if (!string.IsNullOrEmpty(bound.PostgresConnectionString) && config[$"{StorageOptions.SectionName}:Provider"] is null)
+                StorageOptions bound = SettingsBinder.Bind<StorageOptions>(config, StorageOptions.Section);
+                if (!string.IsNullOrEmpty(bound.PostgresConnectionString) && config[$"{StorageOptions.Section}:Provider"] is null)
                 {
                     bound.Provider = StorageProvider.Postgres; // --postgres alone selects PostgreSQL
                 }
@@ -134,6 +134,7 @@ public static class CollabServerHost
 
         // After the cluster: a cluster's IRevocationBus registration wins over the in-process default.
         services.AddCollabSecurity(auth, limits);
+        services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
         services.AddCollabTransport(transport);
         if (api.Enabled)
         {

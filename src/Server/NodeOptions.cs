@@ -12,7 +12,7 @@ public sealed class NodeOptions
     {
         if (string.IsNullOrWhiteSpace(NodeId) || NodeId.Length > 64)
         {
-            throw SettingErrors.Single(Section, typeof(NodeOptions), nameof(NodeId), "must be 1-64 characters.");
+            throw SettingErrors.ForSetting(Section, typeof(NodeOptions), nameof(NodeId), "must be 1-64 characters.");
         }
     }
 }

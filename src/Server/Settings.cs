@@ -19,8 +19,8 @@ public sealed class SettingErrors(string section, Type optionsType)
 
     public bool HasErrors => _failures.Count > 0;
 
-    /// <summary>The exception for one invalid setting, for code that finds it alone (<c>throw SettingErrors.Single(...)</c>).</summary>
-    public static OptionsValidationException Single(string section, Type optionsType, string setting, string reason) =>
+    /// <summary>The exception for one invalid setting, for code that finds it alone (<c>throw SettingErrors.ForSetting(...)</c>).</summary>
+    public static OptionsValidationException ForSetting(string section, Type optionsType, string setting, string reason) =>
         new(section, optionsType, [$"{section}:{setting}: {reason}"]);
 
     public void ThrowIfAny()

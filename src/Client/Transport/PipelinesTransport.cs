@@ -281,7 +281,7 @@ internal sealed class PipelinesTransport : IClientTransport
     /// </summary>
     private ValueTask SendFrameAsync(FrameOpcode opcode, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        if (!_sendLock.Wait(0))
+        if (!_sendLock.Wait(0, CancellationToken.None))
         {
             return SendFrameSlowAsync(opcode, payload, cancellationToken);
         }

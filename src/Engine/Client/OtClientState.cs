@@ -66,6 +66,7 @@ public sealed class OtClientState<TSnapshot, TOp>
         _recent = new RecentOp[presenceHistory];
     }
 
+    /// <summary>The client id this state submits under (the server issued it in its Welcome).</summary>
     public string ClientId { get; }
 
     /// <summary>The local document: the server's at <see cref="Version"/> plus the inflight and buffered ops.</summary>

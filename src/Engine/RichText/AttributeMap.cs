@@ -69,8 +69,10 @@ public sealed class AttributeMap : IEquatable<AttributeMap>
     /// <summary>Wraps entries that are sorted, unique and non-empty (decoders).</summary>
     internal static AttributeMap CreateTrusted(KeyValuePair<string, RichValue>[] sortedEntries) => new(sortedEntries);
 
+    /// <summary>Whether the map sets <paramref name="name"/>.</summary>
     public bool ContainsKey(string name) => IndexOf(name) >= 0;
 
+    /// <summary>The value set for <paramref name="name"/>; false when the map does not set it.</summary>
     public bool TryGetValue(string name, out RichValue value)
     {
         int index = IndexOf(name);
@@ -324,8 +326,10 @@ public sealed class AttributeMap : IEquatable<AttributeMap>
     /// <summary>Equality where null (no attributes) equals only null, as quill-delta's <c>isEqual(a.attributes, b.attributes)</c>.</summary>
     public static bool Equals(AttributeMap? a, AttributeMap? b) => ReferenceEquals(a, b) || (a is not null && a.Equals(b));
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is AttributeMap other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode()
     {
         var hash = new HashCode();

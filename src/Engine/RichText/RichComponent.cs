@@ -51,10 +51,13 @@ public readonly struct RichComponent : IEquatable<RichComponent>
     /// <summary>The formats set (retain: changed; null values remove), or null for none.</summary>
     public AttributeMap? Attributes => _attributes;
 
+    /// <summary>Whether this component keeps characters (possibly changing their attributes).</summary>
     public bool IsRetain => _kind == RichComponentKind.Retain;
 
+    /// <summary>Whether this component inserts text or an embed.</summary>
     public bool IsInsert => _kind == RichComponentKind.Insert;
 
+    /// <summary>Whether this component deletes characters.</summary>
     public bool IsDelete => _kind == RichComponentKind.Delete;
 
     /// <summary>An insert of text.</summary>
@@ -148,12 +151,16 @@ public readonly struct RichComponent : IEquatable<RichComponent>
         _ => b is null,
     };
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is RichComponent other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(_kind, _length, _content, _attributes);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(RichComponent left, RichComponent right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(RichComponent left, RichComponent right) => !left.Equals(right);
 
     /// <summary>quill-delta's JSON, e.g. <c>{"insert":"hi","attributes":{"bold":true}}</c>.</summary>

@@ -61,6 +61,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
     /// <summary>Length in UTF-16 units, an embed counting 1 (Quill's <c>getLength()</c>).</summary>
     public int Length => _length;
 
+    /// <summary>Whether the document holds nothing (length 0).</summary>
     public bool IsEmpty => _length == 0;
 
     [MemberNotNullWhen(true, nameof(_segments))]
@@ -167,6 +168,7 @@ public sealed class RichDocument : IEquatable<RichDocument>
     public bool Equals([NotNullWhen(true)] RichDocument? other) =>
         ReferenceEquals(this, other) || (other is not null && other._length == _length && ToOp().Equals(other.ToOp()));
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is RichDocument other && Equals(other);
 
     /// <summary>The length only: consistent with content equality, and cheap.</summary>
@@ -609,10 +611,13 @@ public sealed class RichDocument : IEquatable<RichDocument>
         /// <summary>Units of the first segment that lie before the requested start position.</summary>
         internal int SkipInFirst { get; }
 
+        /// <summary>The current segment, as an insert component (text or embed with its attributes).</summary>
         public readonly RichComponent Current => _current;
 
+        /// <summary>This enumerator, so it can be the subject of <c>foreach</c>.</summary>
         public readonly SegmentEnumerator GetEnumerator() => this;
 
+        /// <summary>Moves to the next segment; false past the last one.</summary>
         public bool MoveNext()
         {
             while (_leaf is null || _index == _leaf.Length)

@@ -45,11 +45,14 @@ public sealed class RichEmbed : IEquatable<RichEmbed>
 
     internal static RichEmbed CreateTrusted(string type, RichValue value) => new(type, value, trusted: true);
 
+    /// <inheritdoc />
     public bool Equals([NotNullWhen(true)] RichEmbed? other) =>
         ReferenceEquals(this, other) || (other is not null && string.Equals(Type, other.Type, StringComparison.Ordinal) && Value.Equals(other.Value));
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is RichEmbed other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(string.GetHashCode(Type, StringComparison.Ordinal), Value);
 
     /// <summary>The embed as JSON, e.g. <c>{"image":"cat.png"}</c>.</summary>

@@ -30,10 +30,13 @@ public readonly struct RichOp : IEquatable<RichOp>
     /// <summary>The op that changes nothing.</summary>
     public static RichOp Empty => default;
 
+    /// <summary>The number of components.</summary>
     public int Count => _components?.Length ?? 0;
 
+    /// <summary>The components in document order.</summary>
     public ReadOnlySpan<RichComponent> Components => _components;
 
+    /// <summary>The component at <paramref name="index"/>.</summary>
     public RichComponent this[int index] => (_components ?? [])[index];
 
     /// <summary>Units of the input the op reads (retains + deletes): the shortest document it applies to.</summary>
@@ -91,12 +94,16 @@ public readonly struct RichOp : IEquatable<RichOp>
     /// <summary>Parses quill-delta JSON (<c>[...]</c> or <c>{"ops":[...]}</c>) into normal form; see <see cref="RichJson.ParseOp(string)"/>.</summary>
     public static RichOp Parse(string json) => RichJson.ParseOp(json);
 
+    /// <summary>Enumerates the components in order, without allocating (for <c>foreach</c>).</summary>
     public ReadOnlySpan<RichComponent>.Enumerator GetEnumerator() => Components.GetEnumerator();
 
+    /// <inheritdoc />
     public bool Equals(RichOp other) => Components.SequenceEqual(other.Components);
 
+    /// <inheritdoc />
     public override bool Equals([NotNullWhen(true)] object? obj) => obj is RichOp other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode()
     {
         var hash = new HashCode();
@@ -108,8 +115,10 @@ public readonly struct RichOp : IEquatable<RichOp>
         return hash.ToHashCode();
     }
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(RichOp left, RichOp right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(RichOp left, RichOp right) => !left.Equals(right);
 
     /// <summary>quill-delta's JSON ops array.</summary>

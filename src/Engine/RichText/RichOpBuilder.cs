@@ -26,6 +26,7 @@ public ref struct RichOpBuilder
     private int _baseLength;
     private int _targetLength;
 
+    /// <summary>An empty builder; append components, then build the op.</summary>
     public RichOpBuilder()
     {
     }

@@ -45,8 +45,10 @@ public sealed class RichTextType : IOtType<RichDocument, RichOp>
     /// <summary>The type with default limits.</summary>
     public static RichTextType Default { get; } = new();
 
+    /// <inheritdoc />
     public string Name => TypeName;
 
+    /// <inheritdoc />
     public RichDocument Empty => RichDocument.Empty;
 
     // ---- Apply -----------------------------------------------------------------------------------------------------

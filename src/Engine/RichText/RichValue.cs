@@ -5,14 +5,28 @@ using Collab.Engine.Text;
 namespace Collab.Engine.RichText;
 
 /// <summary>The JSON kinds a <see cref="RichValue"/> can hold.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "The JSON value kinds, named as JSON (and System.Text.Json's JsonValueKind) names them.")]
 public enum RichValueKind : byte
 {
+    /// <summary>JSON <c>null</c>.</summary>
     Null = 0,
+
+    /// <summary>JSON <c>false</c>.</summary>
     False = 1,
+
+    /// <summary>JSON <c>true</c>.</summary>
     True = 2,
+
+    /// <summary>A JSON number (a double).</summary>
     Number = 3,
+
+    /// <summary>A JSON string.</summary>
     String = 4,
+
+    /// <summary>A JSON array.</summary>
     Array = 5,
+
+    /// <summary>A JSON object (its members in order, names unique).</summary>
     Object = 6,
 }
 
@@ -40,14 +54,19 @@ public readonly struct RichValue : IEquatable<RichValue>
         _ref = reference;
     }
 
+    /// <summary>JSON <c>null</c> (in an attribute map: remove the attribute).</summary>
     public static RichValue Null => default;
 
+    /// <summary>JSON <c>true</c>.</summary>
     public static RichValue True => new(RichValueKind.True, 0, null);
 
+    /// <summary>JSON <c>false</c>.</summary>
     public static RichValue False => new(RichValueKind.False, 0, null);
 
+    /// <summary>Which JSON kind this value is.</summary>
     public RichValueKind Kind => _kind;
 
+    /// <summary>Whether this is JSON <c>null</c>.</summary>
     public bool IsNull => _kind == RichValueKind.Null;
 
     /// <summary>True for arrays and objects, which JavaScript compares by reference (<c>===</c>).</summary>
@@ -57,6 +76,7 @@ public readonly struct RichValue : IEquatable<RichValue>
     public double Number => _number;
 
     /// <summary>The string, or null unless <see cref="Kind"/> is <see cref="RichValueKind.String"/>.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "Named after RichValueKind.String, the JSON kind it reads.")]
     public string? String => _ref as string;
 
     /// <summary>The elements of an array (empty for other kinds).</summary>
@@ -65,6 +85,7 @@ public readonly struct RichValue : IEquatable<RichValue>
     /// <summary>The members of an object sorted by name (empty for other kinds).</summary>
     public ReadOnlySpan<KeyValuePair<string, RichValue>> Members => _ref as KeyValuePair<string, RichValue>[];
 
+    /// <summary>JSON <c>true</c> or <c>false</c>.</summary>
     public static RichValue Boolean(bool value) => value ? True : False;
 
     /// <summary>A number; throws <see cref="ArgumentOutOfRangeException"/> for NaN or an infinity (not JSON).</summary>
@@ -102,6 +123,7 @@ public readonly struct RichValue : IEquatable<RichValue>
     /// An object of <paramref name="members"/> (copied and sorted by name); throws <see cref="ArgumentException"/>
     /// for a name given twice and <see cref="OtException"/> (<see cref="OtErrorCode.InvalidText"/>) for a name with a lone surrogate.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "Builds a RichValueKind.Object, the JSON kind.")]
     public static RichValue Object(params ReadOnlySpan<KeyValuePair<string, RichValue>> members)
     {
         KeyValuePair<string, RichValue>[] sorted = members.ToArray();
@@ -128,10 +150,13 @@ public readonly struct RichValue : IEquatable<RichValue>
         return value;
     }
 
+    /// <summary>A JSON boolean.</summary>
     public static implicit operator RichValue(bool value) => Boolean(value);
 
+    /// <summary>A JSON number.</summary>
     public static implicit operator RichValue(double value) => FromNumber(value);
 
+    /// <summary>A JSON string.</summary>
     public static implicit operator RichValue(string value) => FromString(value);
 
     // Trusted factories: the decoders have validated the parts (well-formed text, sorted unique names, bounded depth).
@@ -220,8 +245,10 @@ public readonly struct RichValue : IEquatable<RichValue>
     /// </summary>
     public bool StrictEquals(RichValue other) => !IsComposite && Equals(other);
 
+    /// <inheritdoc />
     public override bool Equals([NotNullWhen(true)] object? obj) => obj is RichValue other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode()
     {
         switch (_kind)
@@ -252,8 +279,10 @@ public readonly struct RichValue : IEquatable<RichValue>
         }
     }
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(RichValue left, RichValue right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(RichValue left, RichValue right) => !left.Equals(right);
 
     /// <summary>The value as JSON.</summary>

@@ -13,6 +13,7 @@ public readonly ref struct CommittedView<TSnapshot, TOp>
 
     internal CommittedView(DocumentSequencer<TSnapshot, TOp> owner) => _owner = owner;
 
+    /// <summary>The document this view reads.</summary>
     public string DocId => _owner.DocId;
 
     /// <summary>The committed version: the last version published to the listener.</summary>

@@ -4,7 +4,7 @@ using System.Text;
 namespace Collab.Engine.Sequencing;
 
 /// <summary>What <see cref="DedupeState.Check"/> decided for a submission.</summary>
-public enum DedupeDecision : byte
+internal enum DedupeDecision : byte
 {
     /// <summary>Not seen before: sequence it.</summary>
     New = 0,
@@ -52,7 +52,7 @@ public enum DedupeDecision : byte
 /// the committed version even while later ops wait for their commit. Not thread-safe: owned by one sequencer's worker.
 /// </para>
 /// </remarks>
-public sealed class DedupeState
+internal sealed class DedupeState
 {
     private const byte FormatVersion = 1;
 

@@ -130,6 +130,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         _lastActivityMs = NowMs();
     }
 
+    /// <summary>The document this sequencer orders ops for.</summary>
     public string DocId { get; }
 
     /// <summary>The committed (durable and published) version.</summary>
@@ -141,6 +142,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     /// <summary>Submissions accepted and not yet completed.</summary>
     public int PendingCount => Volatile.Read(ref _pendingCount);
 
+    /// <summary>Where the sequencer is in its life: active, fenced, faulted or disposed.</summary>
     public SequencerState State => Volatile.Read(ref _disposeRequested) != 0 ? SequencerState.Disposed : (SequencerState)Volatile.Read(ref _state);
 
     /// <summary>Why the sequencer is <see cref="SequencerState.Faulted"/> (or the version conflict that fenced it); null while healthy.</summary>

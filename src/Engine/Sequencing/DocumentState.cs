@@ -14,7 +14,7 @@ public sealed class DocumentState<TSnapshot, TOp>
     /// <param name="version">The committed version.</param>
     /// <param name="dedupe">Dedupe state at <paramref name="version"/>.</param>
     /// <param name="recentOps">Committed ops ending at <paramref name="version"/>, contiguous, oldest first (may be empty).</param>
-    public DocumentState(TSnapshot snapshot, long version, DedupeState dedupe, IReadOnlyList<SequencedOp<TOp>>? recentOps = null)
+    internal DocumentState(TSnapshot snapshot, long version, DedupeState dedupe, IReadOnlyList<SequencedOp<TOp>>? recentOps = null)
     {
         ArgumentNullException.ThrowIfNull(snapshot);
         ArgumentNullException.ThrowIfNull(dedupe);
@@ -35,12 +35,15 @@ public sealed class DocumentState<TSnapshot, TOp>
         RecentOps = recentOps;
     }
 
+    /// <summary>The document at <see cref="Version"/>.</summary>
     public TSnapshot Snapshot { get; }
 
+    /// <summary>The committed version the document is at.</summary>
     public long Version { get; }
 
-    public DedupeState Dedupe { get; }
+    internal DedupeState Dedupe { get; }
 
+    /// <summary>Committed ops ending at <see cref="Version"/>, contiguous, oldest first (may be empty): they seed the history window.</summary>
     public IReadOnlyList<SequencedOp<TOp>> RecentOps { get; }
 }
 

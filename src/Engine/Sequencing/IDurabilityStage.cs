@@ -14,6 +14,7 @@ namespace Collab.Engine.Sequencing;
 /// </remarks>
 public interface IDurabilityStage
 {
+    /// <summary>Makes <paramref name="op"/> durable; completes once it is (see the contract above).</summary>
     ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken);
 }
 
@@ -44,6 +45,7 @@ public readonly record struct OpLookup(long Version, long Held)
 /// <summary>The op log already holds this (doc id, version): another sequencer wrote it. The document must stop sequencing and reload.</summary>
 public sealed class VersionConflictException : Exception
 {
+    /// <summary>Version <paramref name="version"/> of <paramref name="docId"/> is already taken in the op log (another sequencer wrote it).</summary>
     public VersionConflictException(string docId, long version)
         : base($"Version {version} of document '{docId}' was already written by another sequencer.")
     {
@@ -51,6 +53,8 @@ public sealed class VersionConflictException : Exception
         Version = version;
     }
 
+    /// <summary>The document whose op log already holds <see cref="Version"/>.</summary>
     public string DocId { get; }
+    /// <summary>The version another writer committed first.</summary>
     public long Version { get; }
 }

@@ -26,7 +26,7 @@ public interface ISequencerListener<TSnapshot, TOp>
     void OnFenced(VersionConflictException conflict);
 
     /// <summary>The sequencer stopped for another reason (the durability stage failed outside its contract, or the listener threw). Called at most once; the owner should reload the document.</summary>
-    void OnFaulted(Exception error);
+    void OnFaulted(Exception exception);
 }
 
 /// <summary>Consecutive committed ops of one document, delivered by <see cref="ISequencerListener{TSnapshot, TOp}.OnCommitted"/>.</summary>
@@ -43,6 +43,7 @@ public readonly ref struct CommittedBatch<TSnapshot, TOp>
         Snapshot = snapshot;
     }
 
+    /// <summary>The document the batch was committed to.</summary>
     public string DocId { get; }
 
     /// <summary>The ops as encoded once by the sequencer: the bytes that were stored, ready to frame for the wire.</summary>

@@ -69,6 +69,7 @@ public readonly struct SubmitResult : IEquatable<SubmitResult>
         Message = message;
     }
 
+    /// <summary>What became of the submission.</summary>
     public SubmitStatus Status { get; }
 
     /// <summary>For <see cref="SubmitStatus.Acked"/> and <see cref="SubmitStatus.Duplicate"/>: the op's version. Otherwise the document's committed version when the submission was rejected (a hint), or 0.</summary>
@@ -89,15 +90,21 @@ public readonly struct SubmitResult : IEquatable<SubmitResult>
 
     internal static SubmitResult Error(SubmitStatus status, long version, string message) => new(status, version, message);
 
+    /// <inheritdoc />
     public bool Equals(SubmitResult other) => Status == other.Status && Version == other.Version && Message == other.Message;
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is SubmitResult other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(Status, Version, Message);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(SubmitResult left, SubmitResult right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(SubmitResult left, SubmitResult right) => !left.Equals(right);
 
+    /// <inheritdoc />
     public override string ToString() => Message is null ? $"{Status} v{Version}" : $"{Status} v{Version}: {Message}";
 }

@@ -239,6 +239,7 @@ public sealed class Rope : IEquatable<Rope>
         }
     }
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is Rope other && Equals(other);
 
     /// <summary>Content hash from the length and up to 32 chars at each end: O(log n), consistent with content equality.</summary>
@@ -637,10 +638,13 @@ public sealed class Rope : IEquatable<Rope>
             }
         }
 
+        /// <summary>The current chunk of the text, in order.</summary>
         public readonly ReadOnlyMemory<char> Current => _current;
 
+        /// <summary>This enumerator, so it can be the subject of <c>foreach</c>.</summary>
         public readonly ChunkEnumerator GetEnumerator() => this;
 
+        /// <summary>Moves to the next chunk; false past the last one.</summary>
         public bool MoveNext()
         {
             if (_depth == 0)

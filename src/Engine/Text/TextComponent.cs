@@ -42,11 +42,14 @@ public readonly struct TextComponent : IEquatable<TextComponent>
     /// <summary>The inserted text for <see cref="TextComponentKind.Insert"/>; null otherwise.</summary>
     public string? Text => _text;
 
+    /// <summary>Whether this component keeps code points unchanged.</summary>
     public bool IsRetain => _kind == TextComponentKind.Retain;
 
+    /// <summary>Whether this component inserts text.</summary>
     [MemberNotNullWhen(true, nameof(Text))]
     public bool IsInsert => _kind == TextComponentKind.Insert;
 
+    /// <summary>Whether this component deletes code points.</summary>
     public bool IsDelete => _kind == TextComponentKind.Delete;
 
     /// <summary>Retain <paramref name="count"/> code points; throws <see cref="OtErrorCode.InvalidLength"/> unless it is positive.</summary>
@@ -108,15 +111,20 @@ public readonly struct TextComponent : IEquatable<TextComponent>
         return codePoints;
     }
 
+    /// <inheritdoc />
     public bool Equals(TextComponent other) =>
         _kind == other._kind && _length == other._length && string.Equals(_text, other._text, StringComparison.Ordinal);
 
+    /// <inheritdoc />
     public override bool Equals(object? obj) => obj is TextComponent other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(_kind, _length, _text is null ? 0 : string.GetHashCode(_text, StringComparison.Ordinal));
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(TextComponent left, TextComponent right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(TextComponent left, TextComponent right) => !left.Equals(right);
 
     /// <summary>ShareDB's JSON notation: <c>3</c>, <c>"text"</c>, <c>{"d":2}</c>.</summary>

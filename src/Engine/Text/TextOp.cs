@@ -91,12 +91,16 @@ public readonly struct TextOp : IEquatable<TextOp>
         return builder.ToOp();
     }
 
+    /// <summary>Enumerates the components in order, without allocating (for <c>foreach</c>).</summary>
     public ReadOnlySpan<TextComponent>.Enumerator GetEnumerator() => Components.GetEnumerator();
 
+    /// <inheritdoc />
     public bool Equals(TextOp other) => Components.SequenceEqual(other.Components);
 
+    /// <inheritdoc />
     public override bool Equals([NotNullWhen(true)] object? obj) => obj is TextOp other && Equals(other);
 
+    /// <inheritdoc />
     public override int GetHashCode()
     {
         var hash = new HashCode();
@@ -108,8 +112,10 @@ public readonly struct TextOp : IEquatable<TextOp>
         return hash.ToHashCode();
     }
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> are equal.</summary>
     public static bool operator ==(TextOp left, TextOp right) => left.Equals(right);
 
+    /// <summary>Whether <paramref name="left"/> and <paramref name="right"/> differ.</summary>
     public static bool operator !=(TextOp left, TextOp right) => !left.Equals(right);
 
     /// <summary>ShareDB's JSON notation, e.g. <c>[3,"hi",{"d":2}]</c>.</summary>

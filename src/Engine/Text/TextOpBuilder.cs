@@ -25,6 +25,7 @@ public ref struct TextOpBuilder
     private int _baseLength;
     private int _targetLength;
 
+    /// <summary>An empty builder; append components, then build the op.</summary>
     public TextOpBuilder()
     {
     }

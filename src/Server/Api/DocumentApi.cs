@@ -456,7 +456,7 @@ internal sealed class DocumentApi
     /// from the caller and the key (seq 1), so a retry of the same POST is the same op to the sequencer and is answered with
     /// the version it got the first time; without one, a fresh client id.
     /// </summary>
-    private (SessionPrincipal Principal, string ClientId, IResult? Problem) ClientFor(HttpContext context)
+    private static (SessionPrincipal Principal, string ClientId, IResult? Problem) ClientFor(HttpContext context)
     {
         var principal = (SessionPrincipal)context.Items[typeof(SessionPrincipal)]!;
         string? key = context.Request.Headers["Idempotency-Key"].Count switch
@@ -634,7 +634,7 @@ internal sealed class DocumentApi
             limit.MaxRequestBodySize = _options.MaxRequestBodyBytes;
         }
 
-        if (request.ContentLength == 0 || (request.ContentLength is null && !request.Headers.TransferEncoding.Any()))
+        if (request.ContentLength == 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count == 0))
         {
             return (null, null);
         }

@@ -27,6 +27,7 @@ namespace Collab.Server.Cluster;
 /// stops taking submits, lets those in flight commit, then switches back. Only a fenced or diverged document makes its
 /// subscribers resync (the hub fails and the registry reloads it on the next subscribe).</para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "Its end is StopAsync (cancels _lifetime); the semaphores and token sources hold no unmanaged state and are left to the GC.")]
 internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 {
     private const int FeedChunk = 256;
@@ -477,7 +478,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         Reply(msg, result);
     }
 
-    private void Reply(NatsMsg<ForwardSubmit> msg, ForwardResult result)
+    private static void Reply(NatsMsg<ForwardSubmit> msg, ForwardResult result)
     {
         ValueTask reply;
         try
@@ -756,6 +757,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     /// Replays consecutive committed ops through the replica's sequencer (base version = version − 1, so nothing is
     /// transformed) and checks each lands on its version. Caller holds _feed.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2012", Justification = "Each stored ValueTask is awaited exactly once, in order, by DrainAsync.")]
     private async Task FeedLockedAsync(IEnumerable<ReplicatedOp> ops)
     {
         DocumentSequencer<Rope, TextOp> sequencer = _started.Task.Result.Sequencer;

@@ -170,7 +170,7 @@ public static class CollabTransportHostingExtensions
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {
-            throw SettingErrors.Single(TransportOptions.SectionName, typeof(TransportOptions), nameof(TransportOptions.CertificatePath), $"cannot load '{path}' (PFX, or PEM with CertificateKeyPath; right CertificatePassword?): {ex.Message}");
+            throw SettingErrors.ForSetting(TransportOptions.Section, typeof(TransportOptions), nameof(TransportOptions.CertificatePath), $"cannot load '{path}' (PFX, or PEM with CertificateKeyPath; right CertificatePassword?): {ex.Message}");
         }
     }
 }

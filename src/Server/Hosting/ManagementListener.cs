@@ -23,7 +23,7 @@ namespace Collab.Server.Hosting;
 /// milliseconds.
 /// </para>
 /// </summary>
-internal sealed partial class ManagementListener : IHostedService, IDisposable
+internal sealed class ManagementListener : IHostedService, IDisposable
 {
     /// <summary>Connections served at once; probes and scrapers need one or two.</summary>
     internal const int MaxConcurrentConnections = 4;
@@ -73,7 +73,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         BoundPort = ((IPEndPoint)listener.LocalEndPoint!).Port;
         _acceptThread = new Thread(AcceptLoop) { Name = "collab-management", IsBackground = true };
         _acceptThread.Start();
-        LogListening(BoundPort);
+        HostingLog.ManagementListening(_logger, BoundPort);
         return Task.CompletedTask;
     }
 
@@ -145,7 +145,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
             }
             catch (SocketException ex)
             {
-                LogAcceptFailed(ex);
+                HostingLog.ManagementAcceptFailed(_logger, ex);
                 continue;
             }
 
@@ -250,7 +250,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
         }
         catch (Exception ex)
         {
-            LogRequestFailed(ex);
+            HostingLog.ManagementRequestFailed(_logger, ex);
             TrySend(client, Response(500, "text/plain; charset=utf-8", "internal error\n"u8.ToArray(), head: false));
         }
         finally
@@ -324,7 +324,7 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
 
         // The probe handlers complete synchronously (readiness is a flag check, a scrape writes to a MemoryStream),
         // so waiting here never needs a pool thread.
-        PlainHttpResponse response = _probes.Serve(request.Path, CancellationToken.None)!.Value.AsTask().GetAwaiter().GetResult();
+        PlainHttpResponse response = _probes.ServeAsync(request.Path, CancellationToken.None).AsTask().GetAwaiter().GetResult();
         return Response(response.StatusCode, response.ContentType, response.Body.ToArray(), request.IsHead);
     }
 
@@ -375,13 +375,4 @@ internal sealed partial class ManagementListener : IHostedService, IDisposable
             Socket.Dispose();
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Management endpoints (/healthz, /readyz, /metrics) listening on port {Port}")]
-    private partial void LogListening(int port);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Management listener: accept failed")]
-    private partial void LogAcceptFailed(Exception ex);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Management request failed")]
-    private partial void LogRequestFailed(Exception ex);
 }

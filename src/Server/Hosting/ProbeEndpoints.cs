@@ -32,14 +32,21 @@ internal sealed class ProbeEndpoints
     /// <summary>Whether <paramref name="path"/> is one of the probes.</summary>
     public static bool IsProbe(string path) => path is HealthzPath or ReadyzPath or MetricsPath;
 
-    /// <summary>The response for a probe path, or null for any other path.</summary>
-    public ValueTask<PlainHttpResponse>? Serve(string path, CancellationToken cancellationToken) => path switch
+    /// <summary>The response for a probe path (one <see cref="IsProbe"/> accepts).</summary>
+    public ValueTask<PlainHttpResponse> ServeAsync(string path, CancellationToken cancellationToken)
     {
-        HealthzPath => ValueTask.FromResult(new PlainHttpResponse(200, TextPlain, s_ok)),
-        ReadyzPath => ValueTask.FromResult(Readyz()),
-        MetricsPath => MetricsAsync(cancellationToken),
-        _ => null,
-    };
+        switch (path)
+        {
+            case HealthzPath:
+                return ValueTask.FromResult(new PlainHttpResponse(200, TextPlain, s_ok));
+            case ReadyzPath:
+                return ValueTask.FromResult(Readyz());
+            case MetricsPath:
+                return MetricsAsync(cancellationToken);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(path), path, "Not a probe path.");
+        }
+    }
 
     /// <summary>
     /// Maps the probes on the public port's pipeline (GET and HEAD). With <see cref="TransportOptions.ManagementEndpointsPrivate"/>
@@ -57,7 +64,7 @@ internal sealed class ProbeEndpoints
 
     private async Task WriteAsync(HttpContext context, string path)
     {
-        PlainHttpResponse answer = await Serve(path, context.RequestAborted)!.Value.ConfigureAwait(false);
+        PlainHttpResponse answer = await ServeAsync(path, context.RequestAborted).ConfigureAwait(false);
         await answer.WriteToAsync(context.Response, context.RequestAborted).ConfigureAwait(false);
     }
 

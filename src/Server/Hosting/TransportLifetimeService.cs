@@ -8,7 +8,7 @@ namespace Collab.Server.Hosting;
 /// connections are ended; Kestrel stops accepting when its own service stops. StopAsync then waits
 /// for connections to finish their close handshake and flush, up to ShutdownTimeout, and aborts the rest.
 /// </summary>
-internal sealed partial class TransportLifetimeService : IHostedService
+internal sealed class TransportLifetimeService : IHostedService
 {
     private readonly ConnectionRegistry _registry;
     private readonly TransportOptions _options;
@@ -47,7 +47,7 @@ internal sealed partial class TransportLifetimeService : IHostedService
         bool drained = await _registry.WaitForDrainAsync(_options.ShutdownTimeout).ConfigureAwait(false);
         if (!drained)
         {
-            LogAborting(_logger, _registry.Count, before);
+            HostingLog.AbortingOnShutdown(_logger, _registry.Count, before);
             _registry.AbortAll(ConnectionEndReason.ServerShutdown);
 
             // Aborted connections finish asynchronously; give them a moment to report OnClosed.
@@ -58,7 +58,4 @@ internal sealed partial class TransportLifetimeService : IHostedService
         await _started.DisposeAsync().ConfigureAwait(false);
         _registry.Dispose();
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown deadline passed with {Remaining} of {Total} connections still open; aborting them")]
-    private static partial void LogAborting(ILogger logger, int remaining, int total);
 }

@@ -128,7 +128,7 @@ public sealed class AuthOptions
             }
             catch (FormatException)
             {
-                throw SettingErrors.Single(Section, typeof(AuthOptions), nameof(SigningKey), $"starts with '{Base64Prefix}' but the rest is not base64.");
+                throw SettingErrors.ForSetting(Section, typeof(AuthOptions), nameof(SigningKey), $"starts with '{Base64Prefix}' but the rest is not base64.");
             }
         }
 

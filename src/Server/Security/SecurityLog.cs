@@ -7,6 +7,9 @@ internal sealed partial class SecurityLog
 
     public SecurityLog(ILogger logger) => _logger = logger;
 
+    /// <summary>The logger behind these messages, for work started with <see cref="FireAndForget"/>.</summary>
+    public ILogger Logger => _logger;
+
     [LoggerMessage(4000, LogLevel.Warning,
         "\n************************************************************************************\n" +
         "*  AUTHENTICATION IS DISABLED (Auth:Mode=Anonymous).                                *\n" +

@@ -1,4 +1,3 @@
-using Collab.Server.Hosting;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Collab.Server.Security;
@@ -7,8 +6,9 @@ namespace Collab.Server.Security;
 internal static class SecurityServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds <see cref="SecurityServices"/> (its admin route is mapped with the HTTP pipeline), the signing-key readiness check and the lifetime
-    /// service that logs the mode and loads keys at start. Register before the transport so keys load before
+    /// Adds <see cref="SecurityServices"/> (its admin route is mapped with the HTTP pipeline) and the lifetime service that
+    /// logs the mode and loads keys at start (the host adds the signing-key readiness check: Security does not depend on
+    /// Hosting). Register before the transport so keys load before
     /// the first connection. The revocation bus defaults to <see cref="InProcessRevocationBus"/>; a cluster
     /// registers its own <see cref="IRevocationBus"/> first (this uses TryAdd).
     /// </summary>
@@ -26,7 +26,6 @@ internal static class SecurityServiceCollectionExtensions
             sp.GetRequiredService<IRevocationBus>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Security")));
-        services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
         services.AddHostedService<SecurityLifetimeService>();
         return services;
     }

@@ -1,4 +1,3 @@
-using Collab.Server.Hosting;
 
 namespace Collab.Server.Security;
 
@@ -120,13 +119,4 @@ internal sealed class SecurityLifetimeService(SecurityServices security) : IHost
         security.Dispose();
         return Task.CompletedTask;
     }
-}
-
-/// <summary>/readyz is not ready while a configured JWKS has never loaded (every token would be refused).</summary>
-internal sealed class SigningKeysReadinessCheck(SecurityServices security) : IReadinessCheck
-{
-    public string Name => "auth-keys";
-
-    public ReadinessResult Check() =>
-        security.Keys is null || security.Keys.IsReady ? ReadinessResult.Ready : ReadinessResult.NotReady("signing keys not loaded yet");
 }

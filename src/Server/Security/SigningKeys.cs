@@ -62,7 +62,7 @@ internal sealed class SigningKeys : IDisposable
 
         await ReloadAsync(cancellationToken).ConfigureAwait(false);
         _refreshTimer = _time.CreateTimer(
-            static state => _ = ((SigningKeys)state!).ReloadAsync(CancellationToken.None),
+            static state => ((SigningKeys)state!).ReloadOnTimer(),
             this,
             _options.JwksRefreshInterval,
             _options.JwksRefreshInterval);
@@ -91,6 +91,8 @@ internal sealed class SigningKeys : IDisposable
     }
 
     /// <summary>Reloads the key set now (serialised: concurrent callers wait for one load).</summary>
+    private void ReloadOnTimer() => ReloadAsync(CancellationToken.None).Forget(_log.Logger, "signing key reload");
+
     internal async Task ReloadAsync(CancellationToken cancellationToken)
     {
         long seenVersion = _current.Version;

@@ -188,7 +188,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
         foreach (Subscription sub in subscriptions)
         {
-            _ = DetachAndReleaseAsync(sub);
+            DetachAndReleaseAsync(sub).Forget(_services.Log.Logger, "detach on close");
         }
     }
 
@@ -424,7 +424,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
         if (clientSeq <= 0 || submit.BaseVersion < 0)
         {
-            _ = ProtocolError(ErrorCode.BadMessage, "client_seq must be positive and base_version not negative.", requestId, docId, clientSeq);
+            ProtocolError(ErrorCode.BadMessage, "client_seq must be positive and base_version not negative.", requestId, docId, clientSeq).Forget(_services.Log.Logger, "protocol error reply");
             return;
         }
 
@@ -481,7 +481,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
         else
         {
-            _ = AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started);
+            AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started).Forget(_services.Log.Logger, "submit");
         }
     }
 
@@ -555,7 +555,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
                 break;
             case SubmitStatus.Duplicate:
                 SessionMetrics.DuplicateAcks.Inc();
-                _ = subscription.Hub.SendDuplicateAckAsync(subscription, clientSeq, result.Version, requestId);
+                subscription.Hub.SendDuplicateAckAsync(subscription, clientSeq, result.Version, requestId).Forget(_services.Log.Logger, "duplicate ack");
                 break;
             case SubmitStatus.DocTooLarge:
                 OverLimit(LimitKind.DocSize, ErrorCode.DocTooLarge, result.Message ?? $"The document would exceed {_services.Options.MaxDocumentLength} code points.", requestId, subscription.DocId, clientSeq);

@@ -518,7 +518,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
     internal Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
 
-    public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DocumentFailure.Fault, DropSubscribersOnWorker());
+    public void OnFaulted(Exception exception) => _registry.OnHubFailed(this, exception, DocumentFailure.Fault, DropSubscribersOnWorker());
 
     /// <summary>
     /// Detaches every subscriber of a document that stopped, with what its reload needs to resume it in place: the version

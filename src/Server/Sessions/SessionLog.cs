@@ -7,6 +7,9 @@ internal sealed partial class SessionLog
 
     public SessionLog(ILogger logger) => _logger = logger;
 
+    /// <summary>The logger behind these messages, for work started with <see cref="FireAndForget"/>.</summary>
+    public ILogger Logger => _logger;
+
     [LoggerMessage(2000, LogLevel.Debug, "Document {DocId} opened at version {Version} ({OpsReplayed} ops replayed after the snapshot)")]
     public partial void DocumentOpened(string docId, long version, int opsReplayed);
 

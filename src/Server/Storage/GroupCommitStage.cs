@@ -234,7 +234,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         catch (Exception ex)
         {
             // Only a bug gets here (store failures are retried in CommitAsync). Fail loudly rather than hang callers.
-            _logger.LogCritical(ex, "The group-commit loop failed");
+            StorageLog.CommitLoopFailed(_logger, ex);
             _completions.Writer.TryComplete(ex);
             throw;
         }
@@ -379,11 +379,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             var delay = BackoffDelay(attempt);
             if (StorageErrors.IsTransient(failure))
             {
-                _logger.LogWarning(failure, "Commit of {Ops} ops failed (attempt {Attempt}); retrying in {Delay}", batch.Records.Count, attempt + 1, delay);
+                StorageLog.CommitRetrying(_logger, batch.Records.Count, attempt + 1, delay, failure);
             }
             else
             {
-                _logger.LogError(failure, "Commit of {Ops} ops failed with an unexpected error (attempt {Attempt}); retrying in {Delay}", batch.Records.Count, attempt + 1, delay);
+                StorageLog.CommitFailedUnexpectedly(_logger, batch.Records.Count, attempt + 1, delay, failure);
             }
 
             try
@@ -414,7 +414,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             _metrics.QueuedOps.Set(_queue.Count);
         }
 
-        _logger.LogWarning("Version conflict: {Count} document(s) fenced, first '{DocId}'", batch.ConflictedDocs.Count, conflictedDocs.First());
+        StorageLog.DocumentsFenced(_logger, batch.ConflictedDocs.Count, conflictedDocs.First());
     }
 
     private TimeSpan BackoffDelay(int attempt)
@@ -437,11 +437,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         _metrics.Ready.Set(healthy ? 1 : 0);
         if (healthy)
         {
-            _logger.LogInformation("Op store commits succeed again");
+            StorageLog.CommitsRecovered(_logger);
         }
         else
         {
-            _logger.LogError(failure, "Op store commits are failing; ops stay pending and are retried");
+            StorageLog.CommitsFailing(_logger, failure);
         }
 
         try
@@ -450,7 +450,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         }
         catch (Exception ex)
         {
-            _logger.LogError(ex, "A storage health handler threw");
+            StorageLog.HealthHandlerFailed(_logger, ex);
         }
     }
 

@@ -123,7 +123,7 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                _logger.LogInformation("Applied PostgreSQL migration {Version} ({Description})", migration.Version, migration.Description);
+                StorageLog.PostgresMigrationApplied(_logger, migration.Version, migration.Description);
             }
         }
         finally
@@ -136,17 +136,14 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
             }
             catch (NpgsqlException ex)
             {
-                _logger.LogDebug(ex, "Releasing the migration lock failed; the session holding it has ended");
+                StorageLog.MigrationUnlockFailed(_logger, ex);
             }
         }
 
         _partitionNames = await ReadPartitionNamesAsync(connection, cancellationToken).ConfigureAwait(false);
         if (_partitionNames.Length != _partitions)
         {
-            _logger.LogWarning(
-                "The ops table has {Existing} hash partitions, not the configured {Configured}; the partition count is fixed when the schema is created",
-                _partitionNames.Length,
-                _partitions);
+            StorageLog.PartitionCountMismatch(_logger, _partitionNames.Length, _partitions);
         }
     }
 
@@ -199,11 +196,11 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
                         throw new InvalidOperationException("The op log keeps reporting a unique violation for a row that does not exist.", ex);
                     }
 
-                    _logger.LogDebug(ex, "Unique violation on the op log with no clashing row left; retrying the batch");
+                    StorageLog.UniqueViolationRetried(_logger, ex);
                 }
                 else if (exclusions.Conflicted.Count > 0)
                 {
-                    _logger.LogWarning("Version conflict in the op log: {Count} document(s) fenced, first '{DocId}'", exclusions.Conflicted.Count, exclusions.Conflicted[0]);
+                    StorageLog.OpLogConflict(_logger, exclusions.Conflicted.Count, exclusions.Conflicted[0]);
                 }
             }
         }
@@ -364,7 +361,7 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
 
         if (removed > 0)
         {
-            _logger.LogInformation("Pruned {Removed} ops older than {Retention} covered by snapshots", removed, retention);
+            StorageLog.PostgresPruned(_logger, removed, retention);
         }
 
         return removed;

@@ -108,7 +108,7 @@ internal sealed class SqliteCheckpointer : IDisposable
             {
                 // Nothing is lost: the frames stay in the log and the next round copies them. Reopen in case the
                 // connection itself is broken.
-                _logger.LogWarning(ex, "SQLite WAL checkpoint failed; retrying in {Interval}", _interval);
+                StorageLog.CheckpointFailed(_logger, _interval, ex);
                 lock (_gate)
                 {
                     _connection?.Dispose();

@@ -209,7 +209,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 
                 if (exclusions.Conflicted.Count > 0)
                 {
-                    _logger.LogWarning("Version conflict in the op log: {Count} document(s) fenced, first '{DocId}'", exclusions.Conflicted.Count, exclusions.Conflicted[0]);
+                    StorageLog.OpLogConflict(_logger, exclusions.Conflicted.Count, exclusions.Conflicted[0]);
                 }
             }
         }
@@ -456,7 +456,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 
         if (removed > 0)
         {
-            _logger.LogInformation("Pruned {Removed} ops older than {Retention} covered by snapshots from {Path}", removed, retention, _path);
+            StorageLog.SqlitePruned(_logger, removed, retention, _path);
         }
 
         return removed;
@@ -507,7 +507,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
         catch (SqliteException ex)
         {
             // A reader held the log past the busy timeout: the batch must not fail for it; the checkpointer asks again.
-            _logger.LogWarning(ex, "SQLite WAL restart checkpoint failed; the log keeps growing until the next one");
+            StorageLog.RestartCheckpointFailed(_logger, ex);
         }
     }
 
@@ -753,7 +753,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
             command.Parameters.AddWithValue("$t", _time.GetUtcNow().ToUnixTimeMilliseconds());
             command.ExecuteNonQuery();
             transaction.Commit();
-            _logger.LogInformation("Applied SQLite migration {Version} ({Description}) to {Path}", migration.Version, migration.Description, _path);
+            StorageLog.SqliteMigrationApplied(_logger, migration.Version, migration.Description, _path);
         }
     }
 

@@ -26,7 +26,7 @@ public enum SqliteSyncMode
 public sealed class StorageOptions
 {
     /// <summary>Configuration section name (<c>Storage</c>).</summary>
-    public const string SectionName = "Storage";
+    public const string Section = "Storage";
 
     /// <summary>The op store to use. Default <see cref="StorageProvider.Sqlite"/>.</summary>
     public StorageProvider Provider { get; set; } = StorageProvider.Sqlite;
@@ -147,7 +147,7 @@ public sealed class StorageOptions
     /// <summary>Checks every setting and throws one <see cref="OptionsValidationException"/> listing all problems.</summary>
     public void Validate()
     {
-        var errors = new SettingErrors(SectionName, typeof(StorageOptions));
+        var errors = new SettingErrors(Section, typeof(StorageOptions));
         if (!Enum.IsDefined(Provider))
         {
             errors.Add(nameof(Provider), $"'{Provider}' is not a known storage provider.");

@@ -6,7 +6,7 @@ namespace Collab.Server.Transport;
 public sealed class TransportOptions
 {
     /// <summary>The configuration section bound by <see cref="FromConfiguration"/> (environment: <c>Transport__MaxConnections</c> etc.).</summary>
-    public const string SectionName = "Transport";
+    public const string Section = "Transport";
 
     /// <summary>TCP port for WebSocket and the HTTP probes. Default 8080; <c>--port</c> or <c>COLLAB_PORT</c>. 0 picks a free port (tests).</summary>
     public int Port { get; set; } = 8080;
@@ -113,13 +113,13 @@ public sealed class TransportOptions
     /// </summary>
     public static TransportOptions FromConfiguration(IConfiguration configuration)
     {
-        TransportOptions options = SettingsBinder.Bind<TransportOptions>(configuration, SectionName);
+        TransportOptions options = SettingsBinder.Bind<TransportOptions>(configuration, Section);
         string? port = configuration["port"] ?? configuration["COLLAB_PORT"];
         if (!string.IsNullOrWhiteSpace(port))
         {
             if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
             {
-                throw SettingErrors.Single(SectionName, typeof(TransportOptions), nameof(Port), $"'{port}' (from --port or COLLAB_PORT) is not a port number.");
+                throw SettingErrors.ForSetting(Section, typeof(TransportOptions), nameof(Port), $"'{port}' (from --port or COLLAB_PORT) is not a port number.");
             }
 
             options.Port = value;
@@ -131,7 +131,7 @@ public sealed class TransportOptions
     /// <summary>Throws <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every invalid setting.</summary>
     public void Validate()
     {
-        var errors = new SettingErrors(SectionName, typeof(TransportOptions));
+        var errors = new SettingErrors(Section, typeof(TransportOptions));
         if (Port is < 0 or > 65535)
         {
             errors.Add(nameof(Port), $"must be 0-65535 (was {Port}).");

@@ -114,19 +114,19 @@ public sealed class RichConvergenceTests
     private static async Task SubmitAsync(DocumentSequencer<RichDocument, RichOp> sequencer, IEnumerable<Replica> replicas, int seed)
     {
         // Submit everything before awaiting anything, so that the sequencer pipelines the batch.
-        var sent = new List<(Replica Replica, int Connection, ValueTask<SubmitResult> Result)>();
+        var sent = new List<(Replica Replica, int Connection, Task<SubmitResult> Result)>();
         foreach (Replica replica in replicas)
         {
             foreach (OutgoingOp<RichOp> outgoing in replica.InTransit)
             {
                 var submission = new Submission<RichOp>(replica.Id, outgoing.ClientSeq, outgoing.BaseVersion, outgoing.Op, null);
-                sent.Add((replica, replica.Connection, sequencer.SubmitAsync(submission)));
+                sent.Add((replica, replica.Connection, sequencer.SubmitAsync(submission).AsTask()));
             }
 
             replica.InTransit.Clear();
         }
 
-        foreach ((Replica replica, int connection, ValueTask<SubmitResult> pending) in sent)
+        foreach ((Replica replica, int connection, Task<SubmitResult> pending) in sent)
         {
             SubmitResult result = await pending;
             Assert.True(result.IsSuccess, $"seed {seed}: {replica.Id}'s submission was refused: {result}.");

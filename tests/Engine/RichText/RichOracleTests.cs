@@ -13,6 +13,7 @@ namespace Collab.Engine.Tests.RichText;
 /// transform of each op against the other on both sides, compose, transformCursor (own and others'), invert. Each op
 /// also round-trips through the binary codec and JSON.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class RichOracleTests(ITestOutputHelper output)
 {
     private const int RandomCases = 20_000;

@@ -179,7 +179,7 @@ public sealed class ConvergenceSimulationTests
         {
             // Several replicas' messages reach the server together: submit them all before awaiting any, so the
             // sequencer pipelines them.
-            var sent = new List<(Replica Replica, int Connection, ValueTask<SubmitResult> Result)>();
+            var sent = new List<(Replica Replica, int Connection, Task<SubmitResult> Result)>();
             foreach (Replica replica in replicas)
             {
                 if (replica.InTransit.Count == 0 || (!all && random.Next(2) == 0))
@@ -190,13 +190,13 @@ public sealed class ConvergenceSimulationTests
                 foreach (OutgoingOp<TextOp> outgoing in replica.InTransit)
                 {
                     var submission = new Submission<TextOp>(replica.State.ClientId, outgoing.ClientSeq, outgoing.BaseVersion, outgoing.Op, null);
-                    sent.Add((replica, replica.Connection, sequencer.SubmitAsync(submission)));
+                    sent.Add((replica, replica.Connection, sequencer.SubmitAsync(submission).AsTask()));
                 }
 
                 replica.InTransit.Clear();
             }
 
-            foreach ((Replica replica, int connection, ValueTask<SubmitResult> pending) in sent)
+            foreach ((Replica replica, int connection, Task<SubmitResult> pending) in sent)
             {
                 SubmitResult result = await pending;
                 if (!result.IsSuccess)

@@ -60,8 +60,8 @@ public sealed class DedupeTests
         Assert.Equal(1, stage.CallCount);
 
         stage[0].Complete();
-        Assert.Equal((SubmitStatus.Acked, 1L), ((await original.WithTimeout()).Status, original.Result.Version));
-        Assert.Equal((SubmitStatus.Duplicate, 1L), ((await resend.WithTimeout()).Status, resend.Result.Version));
+        Assert.Equal((SubmitStatus.Acked, 1L), (await original.WithTimeout()).StatusAndVersion());
+        Assert.Equal((SubmitStatus.Duplicate, 1L), (await resend.WithTimeout()).StatusAndVersion());
         Assert.Equal(0, sequencer.PendingCount);
     }
 

@@ -227,8 +227,9 @@ public sealed class DocumentSequencerTests
         ValueTask<SubmitResult> third = sequencer.SubmitAsync(Sub("c", 1, 0, Ins(0, 'c')));
 
         Assert.True(third.IsCompletedSuccessfully);
-        Assert.Equal(SubmitStatus.Overloaded, third.Result.Status);
-        Assert.True(third.Result.IsRetryable);
+        SubmitResult overloaded = await third;
+        Assert.Equal(SubmitStatus.Overloaded, overloaded.Status);
+        Assert.True(overloaded.IsRetryable);
         Assert.Equal(2, sequencer.PendingCount);
 
         await sequencer.BarrierAsync();

@@ -171,8 +171,8 @@ public sealed class LifecycleTests
         gate.SetResult();
 
         await closed.WithTimeout();
-        Assert.Equal((SubmitStatus.Acked, 2L), ((await paused.WithTimeout()).Status, paused.Result.Version));
-        Assert.Equal((SubmitStatus.Acked, 3L), ((await queued.WithTimeout()).Status, queued.Result.Version));
+        Assert.Equal((SubmitStatus.Acked, 2L), (await paused.WithTimeout()).StatusAndVersion());
+        Assert.Equal((SubmitStatus.Acked, 3L), (await queued.WithTimeout()).StatusAndVersion());
         Assert.Equal("bac", listener.Batches[^1].Snapshot);
     }
 
@@ -234,7 +234,7 @@ public sealed class LifecycleTests
 
         public void OnFenced(VersionConflictException conflict) => throw new FormatException("listener bug");
 
-        public void OnFaulted(Exception error)
+        public void OnFaulted(Exception exception)
         {
         }
     }

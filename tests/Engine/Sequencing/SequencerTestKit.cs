@@ -3,12 +3,6 @@ using Collab.Engine.Sequencing;
 
 namespace Collab.Engine.Tests.Sequencing;
 
-/// <summary>Commits instantly, like a stage whose storage never waits.</summary>
-public sealed class NoopDurabilityStage : IDurabilityStage
-{
-    public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken) => default;
-}
-
 /// <summary>Remembers every commit it was given and completes it at once (an in-memory op log).</summary>
 public sealed class RecordingDurabilityStage : IDurabilityStage
 {
@@ -117,6 +111,7 @@ public sealed class MemoryHistorySource : IHistorySource
 
     public Exception? Failure { get; set; }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A field, so the store can count with Interlocked.")]
     public int Reads;
 
     public async ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, CancellationToken cancellationToken)
@@ -135,6 +130,7 @@ public sealed class MemoryHistorySource : IHistorySource
         return _read(afterVersion, toVersion);
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A field, so the store can count with Interlocked.")]
     public int Lookups;
 
     public async ValueTask<OpLookup> FindOpAsync(string docId, string clientId, long clientSeq, long afterVersion, long toVersion, CancellationToken cancellationToken)
@@ -231,11 +227,11 @@ public sealed class RecordingListener<TSnapshot, TOp> : ISequencerListener<TSnap
         }
     }
 
-    public void OnFaulted(Exception error)
+    public void OnFaulted(Exception exception)
     {
         lock (_gate)
         {
-            Faulted.Add(error);
+            Faulted.Add(exception);
         }
     }
 
@@ -283,6 +279,9 @@ public static class SequencerTestExtensions
         where TOp : notnull => sequencer.RunExclusiveAsync(static _ => true).AsTask().WaitAsync(Timeout);
 
     public static Task<T> WithTimeout<T>(this ValueTask<T> task) => task.AsTask().WaitAsync(Timeout);
+
+    /// <summary>Status and version of a result, to compare both in one assertion.</summary>
+    public static (SubmitStatus Status, long Version) StatusAndVersion(this SubmitResult result) => (result.Status, result.Version);
 
     public static Task<T> WithTimeout<T>(this Task<T> task) => task.WaitAsync(Timeout);
 

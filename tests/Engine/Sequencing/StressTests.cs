@@ -3,6 +3,7 @@ using static Collab.Engine.Tests.Sequencing.DocumentSequencerTests;
 
 namespace Collab.Engine.Tests.Sequencing;
 
+[Trait("Category", "Slow")]
 public sealed class StressTests
 {
     [Theory]

@@ -110,7 +110,7 @@ public sealed class ClusterFailoverFiguresTests(PostgresFixture postgres, ITestO
 
     /// <summary>Waits until each orphan has an op committed under a newer epoch; returns the latest first-write time after <paramref name="faultAt"/>.</summary>
     private static async Task<TimeSpan> WaitForWritesAsync(
-        ClusterHarness cluster, IReadOnlyCollection<string> docIds, IReadOnlyDictionary<string, (string Owner, long Epoch)> before, DateTime faultAt, TimeSpan timeout)
+        ClusterHarness cluster, string[] docIds, IReadOnlyDictionary<string, (string Owner, long Epoch)> before, DateTime faultAt, TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -130,7 +130,7 @@ public sealed class ClusterFailoverFiguresTests(PostgresFixture postgres, ITestO
                 }
             }
 
-            if (first.Count == docIds.Count)
+            if (first.Count == docIds.Length)
             {
                 return first.Values.Max() - faultAt;
             }

@@ -104,7 +104,7 @@ public sealed partial class ComposeFileTests
     public void A_misspelt_setting_fails_the_binding_check()
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Storage:Provder"] = "Postgres" }).Build();
-        Assert.Throws<InvalidOperationException>(() => configuration.GetSection(StorageOptions.SectionName).Bind(new StorageOptions(), o => o.ErrorOnUnknownConfiguration = true));
+        Assert.Throws<InvalidOperationException>(() => configuration.GetSection(StorageOptions.Section).Bind(new StorageOptions(), o => o.ErrorOnUnknownConfiguration = true));
         Assert.Matches(SettingVariable(), "Logging__LogLevel__Default");
         Assert.False(KnownSection("Logging"));
     }
@@ -273,10 +273,10 @@ public sealed partial class ComposeFileTests
             return options;
         }
 
-        _ = Bound<TransportOptions>(TransportOptions.SectionName);
+        _ = Bound<TransportOptions>(TransportOptions.Section);
         TransportOptions transport = TransportOptions.FromConfiguration(configuration);
         transport.Validate();
-        StorageOptions storage = Bound<StorageOptions>(StorageOptions.SectionName);
+        StorageOptions storage = Bound<StorageOptions>(StorageOptions.Section);
         storage.Validate();
         Bound<DocumentOptions>(DocumentOptions.Section).Validate();
         Bound<NodeOptions>(NodeOptions.Section).Validate();
@@ -287,7 +287,7 @@ public sealed partial class ComposeFileTests
         return (transport, storage, cluster);
     }
 
-    private static bool KnownSection(string section) => section is TransportOptions.SectionName or StorageOptions.SectionName
+    private static bool KnownSection(string section) => section is TransportOptions.Section or StorageOptions.Section
         or DocumentOptions.Section or NodeOptions.Section or AuthOptions.Section or LimitsOptions.Section or ClusterOptions.Section;
 
     /// <summary>The number CollabNearConnectionCapacity compares with: <c>collab_ws_connections_open &gt; 0.9 * N</c>.</summary>

@@ -55,10 +55,13 @@ public sealed class PipelinesTransportAllocationTests
                 toClient.Writer.Advance(frame.Length);
             }
 
-            if (!toClient.Writer.FlushAsync().IsCompletedSuccessfully)
+            ValueTask<FlushResult> flush = toClient.Writer.FlushAsync();
+            if (!flush.IsCompletedSuccessfully)
             {
                 return false;
             }
+
+            _ = flush.Result;
 
             received.ResetWrittenCount();
             ValueTask<bool> receive = transport.ReceiveAsync(received, CancellationToken.None);

@@ -228,6 +228,11 @@ public sealed partial class ReadmeTests
             // Scripts dispatch subcommands with a case statement: "  start)" or "  start|begin)".
             Assert.Matches(new Regex(@"^\s*(\w+\|)*" + Regex.Escape(subcommand) + @"(\|\w+)*\)", RegexOptions.Multiline), File.ReadAllText(path));
         }
+        else if (subcommand is not null && subcommand.StartsWith("--", StringComparison.Ordinal))
+        {
+            // Options are dispatched the same way: "  --fast)".
+            Assert.Matches(new Regex(@"^\s*" + Regex.Escape(subcommand) + @"\)", RegexOptions.Multiline), File.ReadAllText(path));
+        }
     }
 
     /// <summary>A "$(script sub)" argument: the inner command is checked, and a value of the kind it prints stands in for it.</summary>

@@ -13,6 +13,7 @@ namespace Collab.Server.Tests.Fuzz;
 /// were sequenced, every one of them from the fuzzed client, their replay equals the stored text, a refused
 /// submit never appears, and a document the client may only read never changes.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class ClientMessageFuzzTests
 {
     private const int Iterations = 60;

@@ -24,7 +24,7 @@ public sealed class SettingsBinderTests
             ("Transport:PingInterval", "00:00:20"),
             ("Transport:AllowedOrigins:0", "https://a.example"),
             ("Transport:AllowedOrigins:1", "https://b.example"),
-            ("Transport:ListenAddress", "")), TransportOptions.SectionName);
+            ("Transport:ListenAddress", "")), TransportOptions.Section);
         Assert.Equal(9000, transport.Port);
         Assert.Equal(9090, transport.ManagementPort);
         Assert.Equal(TimeSpan.FromSeconds(20), transport.PingInterval);
@@ -40,7 +40,7 @@ public sealed class SettingsBinderTests
 
     [Fact]
     public void An_absent_section_gives_the_defaults() =>
-        Assert.Equal(new TransportOptions().Port, SettingsBinder.Bind<TransportOptions>(Config(), TransportOptions.SectionName).Port);
+        Assert.Equal(new TransportOptions().Port, SettingsBinder.Bind<TransportOptions>(Config(), TransportOptions.Section).Port);
 
     [Fact]
     public void Every_bad_key_is_reported_with_its_setting_and_why()
@@ -75,7 +75,7 @@ public sealed class SettingsBinderTests
     [InlineData("Transport:Whatever", "1", "is not a setting.")]
     public void Values_that_do_not_convert_are_refused(string key, string value, string why)
     {
-        OptionsValidationException error = Assert.Throws<OptionsValidationException>(() => SettingsBinder.Bind<TransportOptions>(Config((key, value)), TransportOptions.SectionName));
+        OptionsValidationException error = Assert.Throws<OptionsValidationException>(() => SettingsBinder.Bind<TransportOptions>(Config((key, value)), TransportOptions.Section));
         string failure = Assert.Single(error.Failures);
         Assert.StartsWith(key + ": ", failure, StringComparison.Ordinal);
         Assert.Contains(why, failure, StringComparison.Ordinal);
@@ -83,7 +83,7 @@ public sealed class SettingsBinderTests
 
     [Fact]
     public void A_nullable_setting_may_be_left_empty() =>
-        Assert.Null(SettingsBinder.Bind<TransportOptions>(Config(("Transport:ManagementPort", "")), TransportOptions.SectionName).ManagementPort);
+        Assert.Null(SettingsBinder.Bind<TransportOptions>(Config(("Transport:ManagementPort", "")), TransportOptions.Section).ManagementPort);
 
     [Fact]
     public void Command_line_arguments_that_set_nothing_are_reported()

@@ -10,6 +10,7 @@ namespace Collab.Server.Tests.LoadTest;
 /// in flight, each against the version it knew) and other clients' ops. The server is modelled as the protocol
 /// specifies: a submit is transformed with side Left against every op sequenced after its base version.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class DocReplicaTests
 {
     private static readonly string[] s_seeds = ["9UTurB-iDMo1", "3NKYTb_BfwL2", "dGCriNZTTh63"];

@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Collab.Server.Tests.LoadTest;
 
 /// <summary>The generator against a real server in this process: every op acknowledged, delivered and converged.</summary>
+[Trait("Category", "Slow")]
 public sealed partial class EndToEndTests
 {
     [Fact]

@@ -11,6 +11,7 @@ namespace Collab.Server.Tests.LoadTest;
 /// by the tool's own --spawn-server (packages from loadtest/peers/package-lock.json; the test runs <c>npm ci</c> there
 /// when they are missing, as scripts/install-test-deps.sh does).
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class ShareDbEndToEndTests
 {
     private static readonly SemaphoreSlim s_install = new(1, 1);

@@ -11,6 +11,7 @@ namespace Collab.Server.Tests.Security;
 /// Expiry here runs on the real clock, so these tests use tokens of a few seconds. Over the Pipelines transport here,
 /// over ClientWebSocket in <see cref="SdkAuthTestsOverClientWebSocket"/>.
 /// </summary>
+[Trait("Category", "Slow")]
 public class SdkAuthTests : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using Collab.Server.Hosting;
 using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;

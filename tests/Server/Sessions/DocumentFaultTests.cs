@@ -61,7 +61,7 @@ public sealed class DocumentFaultTests
         await author.SubmitAsync("f/1", 3, 2, SessionHarness.Insert(2, "c"));
         Assert.Equal(3L, (await author.NextAsync(m => m.Ack is not null)).Ack.Version);
         Assert.Equal([3L], (await reader.NextAsync(m => m.Ops is not null)).Ops.Ops_.Select(o => o.Version));
-        Assert.Equal("abc", after.Sequencer.RunExclusiveAsync(view => view.Snapshot.ToString()).AsTask().Result);
+        Assert.Equal("abc", await after.Sequencer.RunExclusiveAsync(view => view.Snapshot.ToString()));
 
         // Nothing was closed, nothing refused: one continuous stream per subscriber.
         Assert.Null(author.CloseCode);

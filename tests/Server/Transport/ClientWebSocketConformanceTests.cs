@@ -7,6 +7,7 @@ using Collab.Server.Transport;
 namespace Collab.Server.Tests.Transport;
 
 /// <summary>Conformance against an independent client: .NET's ClientWebSocket over loopback.</summary>
+[Trait("Category", "Slow")]
 public sealed class ClientWebSocketConformanceTests : IAsyncLifetime
 {
     private readonly TestApplication _app = new();

@@ -11,6 +11,7 @@ namespace Collab.Server.Tests.Transport;
 /// The read path against arbitrary TCP chunking and arbitrary fragmentation: whatever way the bytes of
 /// a message stream arrive, the application sees exactly the messages that were sent.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class InMemoryFramingTests
 {
     [Fact]

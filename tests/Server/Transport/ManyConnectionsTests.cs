@@ -10,6 +10,7 @@ public sealed class ManyConnectionsCollection
 
 /// <summary>Thousands of concurrent connections on loopback, one broadcast to all, and a clean close of each.</summary>
 [Collection(nameof(ManyConnectionsCollection))]
+[Trait("Category", "Slow")]
 public sealed class ManyConnectionsTests
 {
     private const int Connections = 5000;

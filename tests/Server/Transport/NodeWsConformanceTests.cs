@@ -9,6 +9,7 @@ namespace Collab.Server.Tests.Transport;
 /// tests/Server/node/package-lock.json (CI: <c>npm ci --prefix tests/Server/node</c>; the test runs the
 /// same command itself when node_modules is missing).
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class NodeWsConformanceTests
 {
     private static readonly SemaphoreSlim s_install = new(1, 1);

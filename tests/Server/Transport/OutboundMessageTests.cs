@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
 using Collab.Server.Transport;
@@ -16,7 +15,7 @@ public sealed class OutboundMessageTests
     public void Payload_written_in_small_pieces_is_framed_once_with_the_right_header(int length)
     {
         using OutboundMessage message = OutboundMessage.CreateBinary();
-        IBufferWriter<byte> writer = message;
+        OutboundMessage writer = message; // written through its IBufferWriter<byte> members
         for (int i = 0; i < length; i++)
         {
             writer.GetSpan(1)[0] = (byte)i;

@@ -9,6 +9,7 @@ namespace Collab.Server.Tests.Transport;
 /// the peer's byte stream can no longer be parsed), and the server must go on serving a fresh connection.
 /// The close timeout is long here, so a server that waited for the peer's Close would miss the bound by far.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class ProtocolViolationTests : IAsyncLifetime
 {
     /// <summary>How soon after its Close the server must have closed TCP: well under <see cref="CloseTimeout"/>, with room for a loaded machine.</summary>
