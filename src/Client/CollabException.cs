@@ -52,6 +52,39 @@ public sealed class CollabConnectionException : CollabException
     public int? HttpStatusCode { get; }
 }
 
+/// <summary>
+/// The document exists with another OT type than the one asked for (the server's <c>TYPE_MISMATCH</c>, or a snapshot
+/// of a type this document object does not implement): open it with the method for its type
+/// (<see cref="CollabClient.OpenDocumentAsync"/> for <c>text-unicode</c>, <see cref="CollabClient.OpenRichDocumentAsync"/>
+/// for <c>rich-text</c>). Never retried: a document's type is fixed when it is created.
+/// </summary>
+public sealed class CollabTypeMismatchException : CollabException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="docId">The document.</param>
+    /// <param name="requestedType">The type the client asked for.</param>
+    /// <param name="actualType">The document's type, when the server named it.</param>
+    /// <param name="serverMessage">The server's explanation, when the server refused the subscription.</param>
+    public CollabTypeMismatchException(string docId, string requestedType, string? actualType, string? serverMessage)
+        : base(actualType is null
+            ? $"Document '{docId}' exists with another type than '{requestedType}'{(serverMessage is null ? "." : ": " + serverMessage)}"
+            : $"Document '{docId}' has type '{actualType}'; it was opened as '{requestedType}'.", null)
+    {
+        DocId = docId;
+        RequestedType = requestedType;
+        ActualType = actualType;
+    }
+
+    /// <summary>The document.</summary>
+    public string DocId { get; }
+
+    /// <summary>The type the client asked for (<c>text-unicode</c> or <c>rich-text</c>).</summary>
+    public string RequestedType { get; }
+
+    /// <summary>The document's actual type, when known.</summary>
+    public string? ActualType { get; }
+}
+
 /// <summary>Throw helpers: keep the throwing paths out of hot methods.</summary>
 internal static class ThrowHelper
 {

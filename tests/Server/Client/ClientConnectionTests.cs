@@ -78,7 +78,7 @@ public class ClientConnectionTests
         await using (client)
         {
             Assert.Equal("c1", hello.ClientId);
-            Assert.Equal(41ul, client.LastClientSeq);
+            Assert.Equal(41L, client.LastClientSeq);
         }
     }
 

@@ -18,7 +18,7 @@ internal sealed record RedirectTarget(Uri Uri, TimeSpan RetryAfter, string Reaso
 /// creates a new session; messages queued on an ended session are dropped on purpose, because the
 /// documents regenerate everything that matters (subscribe, resend) when the next session starts.
 /// </summary>
-internal sealed class ClientSession
+internal sealed class ServerLink
 {
     private readonly IClientTransport _transport;
     private readonly Channel<ClientMessage> _outbound = Channel.CreateUnbounded<ClientMessage>(new UnboundedChannelOptions
@@ -36,7 +36,7 @@ internal sealed class ClientSession
     private long _lastReceiveTimestamp = Stopwatch.GetTimestamp();
     private ulong _pingNonce;
 
-    public ClientSession(IClientTransport transport, Uri uri, Welcome welcome, CollabClientOptions options)
+    public ServerLink(IClientTransport transport, Uri uri, Welcome welcome, CollabClientOptions options)
     {
         _transport = transport;
         Uri = uri;
