@@ -379,8 +379,8 @@ public sealed class CollabClient : IAsyncDisposable
     /// <summary>Failures that another attempt cannot fix: bad credentials, no rights, an incompatible server.</summary>
     private static bool IsFatal(Exception exception) => exception switch
     {
-        CollabServerException server => server.Code is ErrorCode.Unauthorized or ErrorCode.Forbidden or ErrorCode.ProtocolVersion
-            or ErrorCode.BadMessage or ErrorCode.NotHello or ErrorCode.UnknownMessage,
+        CollabServerException server => server.Code is CollabErrorCode.Unauthorized or CollabErrorCode.Forbidden or CollabErrorCode.ProtocolVersion
+            or CollabErrorCode.BadMessage or CollabErrorCode.NotHello or CollabErrorCode.UnknownMessage,
         CollabConnectionException { HttpStatusCode: { } status } => status is >= 400 and < 500 and not 408 and not 429,
         CollabConnectionException { CloseStatus: { } close } => IsFatalClose(close),
         _ => false,
@@ -695,7 +695,7 @@ public sealed class CollabClient : IAsyncDisposable
     private void OnError(ServerLink session, ulong requestId, Error error)
     {
         Log.ServerError(_logger, error.Code, error.Retryable, error.DocId, error.ClientSeq, error.Message);
-        var args = new CollabErrorEventArgs(error.Code, error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId, error.ClientSeq);
+        var args = new CollabErrorEventArgs(ErrorCodes.ToPublic(error.Code), error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId, (long)error.ClientSeq);
         RaiseError(args);
         if (error.DocId.Length > 0)
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Net.WebSockets;
+using Collab.Client.Sync;
 using Collab.Protocol.V1;
 
 namespace Collab.Client;
@@ -16,7 +17,7 @@ public abstract class CollabException : Exception
 public sealed class CollabServerException : CollabException
 {
     /// <summary>Creates the exception from the error's fields.</summary>
-    public CollabServerException(ErrorCode code, string message, bool retryable, string? docId)
+    public CollabServerException(CollabErrorCode code, string message, bool retryable, string? docId)
         : base($"{code}: {message}", null)
     {
         Code = code;
@@ -24,8 +25,8 @@ public sealed class CollabServerException : CollabException
         DocId = docId;
     }
 
-    /// <summary>The wire error code.</summary>
-    public ErrorCode Code { get; }
+    /// <summary>Why the server refused.</summary>
+    public CollabErrorCode Code { get; }
 
     /// <summary>The server's hint that the same request may succeed later.</summary>
     public bool Retryable { get; }
@@ -94,7 +95,7 @@ internal static class ThrowHelper
 
     [DoesNotReturn]
     public static void ThrowServer(Error error)
-        => throw new CollabServerException(error.Code, error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId);
+        => throw ErrorCodes.ToException(error, error.DocId.Length == 0 ? null : error.DocId);
 
     [DoesNotReturn]
     public static void ThrowProtocolViolation(string message)

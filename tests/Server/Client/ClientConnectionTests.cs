@@ -91,7 +91,7 @@ public class ClientConnectionTests
         await connection.ReceiveAsync(ClientMessage.BodyOneofCase.Hello);
         connection.SendError(ErrorCode.ProtocolVersion, retryable: false);
         var error = await Assert.ThrowsAsync<CollabServerException>(() => connecting);
-        Assert.Equal(ErrorCode.ProtocolVersion, error.Code);
+        Assert.Equal(CollabErrorCode.ProtocolVersion, error.Code);
     }
 
     [Fact]
@@ -383,7 +383,7 @@ public class ClientConnectionTests
             client.Error += errors.Handler;
             connection.SendError(ErrorCode.RateLimited, retryable: true);
             CollabErrorEventArgs error = await errors.NextAsync();
-            Assert.Equal(ErrorCode.RateLimited, error.Code);
+            Assert.Equal(CollabErrorCode.RateLimited, error.Code);
             Assert.True(error.Retryable);
         }
     }

@@ -80,7 +80,7 @@ public class ClientDocumentTests
         await connection.ExpectSubscribeAsync(Doc);
         connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, requestId: connection.LastRequestId);
         var error = await Assert.ThrowsAsync<CollabServerException>(() => opening);
-        Assert.Equal(ErrorCode.Forbidden, error.Code);
+        Assert.Equal(CollabErrorCode.Forbidden, error.Code);
 
         Task<CollabDocument> again = client.OpenDocumentAsync(Doc);
         await connection.ExpectSubscribeAsync(Doc);
@@ -477,7 +477,7 @@ public class ClientDocumentTests
 
         h.Connection.SendError(code, retryable: false, Doc, first.ClientSeq);
         CollabErrorEventArgs error = await errors.NextAsync();
-        Assert.Equal((code, first.ClientSeq), (error.Code, error.ClientSeq));
+        Assert.Equal(((CollabErrorCode)(int)code, (long)first.ClientSeq), (error.Code, error.ClientSeq));
 
         Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
         h.Connection.SendSnapshot(Doc, version, text);

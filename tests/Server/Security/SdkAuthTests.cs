@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using Collab.Client;
-using Collab.Protocol.V1;
 using Collab.Server.Tests.Security.Infrastructure;
 
 namespace Collab.Server.Tests.Security;
@@ -126,7 +125,7 @@ public class SdkAuthTests : IAsyncLifetime
 
         readOnly.Insert(0, "vandalised ");
         await readOnly.WhenSyncedAsync(cts.Token);
-        Assert.Contains(errors, e => e.Code == ErrorCode.Forbidden);
+        Assert.Contains(errors, e => e.Code == CollabErrorCode.Forbidden);
         Assert.Equal("original", readOnly.Text);
         Assert.Equal("original", writable.Text);
         Assert.Equal(1, writable.Version);
