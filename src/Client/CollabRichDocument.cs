@@ -90,6 +90,14 @@ public sealed class CollabRichDocument : IAsyncDisposable, IDocumentEvents<RichD
     /// <summary>The other clients' current selections, in local UTF-16 positions.</summary>
     public IReadOnlyList<RemotePresence> GetPresences() => Sync.GetPresences();
 
+    /// <summary>
+    /// Starts recording this user's edits for undo and redo (<see cref="UndoManager"/>). Edits made before are not
+    /// recorded. One manager at a time: dispose it before creating another.
+    /// </summary>
+    /// <param name="options">Settings; defaults when null.</param>
+    /// <exception cref="InvalidOperationException">The document already has an undo manager.</exception>
+    public UndoManager CreateUndoManager(UndoManagerOptions? options = null) => new(UndoManager.Create<RichDocument, RichOp>(Sync, options));
+
     /// <summary>Unsubscribes and closes the document. Unacknowledged local edits are abandoned.</summary>
     public ValueTask DisposeAsync() => Sync.DisposeAsync();
 

@@ -17,7 +17,7 @@ namespace Collab.Client.Sync;
 /// flight and its global seq, <c>DocumentSync.Recovery.cs</c> the snapshot resync and probe, <c>DocumentSync.Presence.cs</c>
 /// selections. Every member runs under <see cref="Gate"/>.
 /// </remarks>
-internal sealed partial class DocumentSync<TSnapshot, TOp> : IDocumentSync
+internal sealed partial class DocumentSync<TSnapshot, TOp> : IDocumentSync, IUndoTarget<TSnapshot, TOp>
     where TSnapshot : notnull
     where TOp : notnull
 {
