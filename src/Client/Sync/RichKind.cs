@@ -27,9 +27,10 @@ internal sealed class RichKind : DocumentKind<RichDocument, RichOp>
 }
 
 /// <summary>
-/// The single-replace op that turns one rich document into another: the common prefix and suffix (same characters or
-/// embeds with the same attributes) kept, the middle deleted and re-inserted with its formats. quill-delta's
-/// <c>diff</c> finds smaller ops with a character diff; a rebase only needs an exact one, and this is O(n) without one.
+/// An op that turns one rich document into another: the common prefix and suffix of content (same characters or
+/// embeds) kept, with their format changes as attribute retains (as quill-delta's <c>diff</c> does for equal text), and
+/// the middle deleted and re-inserted with its formats. quill-delta finds smaller ops with a character diff; a rebase
+/// needs an exact op that keeps unchanged content as retains (so concurrent edits there survive), and this is O(n).
 /// </summary>
 internal static class RichDiff
 {
@@ -42,7 +43,7 @@ internal static class RichDiff
         int prefix = 0;
         var ca = new UnitCursor(a, fromEnd: false);
         var cb = new UnitCursor(b, fromEnd: false);
-        while (prefix < max && UnitCursor.Same(ca, cb))
+        while (prefix < max && UnitCursor.SameContent(ca, cb))
         {
             prefix++;
             ca.Forward();
@@ -58,7 +59,7 @@ internal static class RichDiff
         int suffix = 0;
         ca = new UnitCursor(a, fromEnd: true);
         cb = new UnitCursor(b, fromEnd: true);
-        while (suffix < max - prefix && UnitCursor.Same(ca, cb))
+        while (suffix < max - prefix && UnitCursor.SameContent(ca, cb))
         {
             suffix++;
             ca.Backward();
@@ -70,40 +71,111 @@ internal static class RichDiff
             suffix--;
         }
 
-        int deleted = before.Length - prefix - suffix;
-        int insertedEnd = after.Length - suffix;
-        if (deleted == 0 && insertedEnd == prefix)
-        {
-            return RichOp.Empty;
-        }
-
         var op = new RichOpBuilder();
-        op.Retain(prefix);
-        op.Delete(deleted);
+        RetainFormats(ref op, a, 0, b, 0, prefix);
+        op.Delete(before.Length - prefix - suffix);
+        InsertRange(ref op, b, prefix, after.Length - suffix);
+        RetainFormats(ref op, a, before.Length - suffix, b, after.Length - suffix, suffix);
+        return op.ToOp();
+    }
+
+    /// <summary>Retains <paramref name="length"/> units of equal content, changing the formats of <paramref name="a"/> into those of <paramref name="b"/>.</summary>
+    private static void RetainFormats(ref RichOpBuilder op, RichComponent[] a, int atA, RichComponent[] b, int atB, int length)
+    {
+        (int segmentA, int offsetA) = Locate(a, atA);
+        (int segmentB, int offsetB) = Locate(b, atB);
+        while (length > 0)
+        {
+            RichComponent sa = a[segmentA];
+            RichComponent sb = b[segmentB];
+            int n = Math.Min(length, Math.Min(sa.Length - offsetA, sb.Length - offsetB));
+            op.Retain(n, DiffAttributes(sa.Attributes, sb.Attributes));
+            length -= n;
+            if ((offsetA += n) == sa.Length)
+            {
+                segmentA++;
+                offsetA = 0;
+            }
+
+            if ((offsetB += n) == sb.Length)
+            {
+                segmentB++;
+                offsetB = 0;
+            }
+        }
+    }
+
+    private static void InsertRange(ref RichOpBuilder op, RichComponent[] segments, int from, int to)
+    {
         int position = 0;
-        foreach (RichComponent segment in b)
+        foreach (RichComponent segment in segments)
         {
             int start = position;
-            int end = position + segment.Length;
-            position = end;
-            if (end <= prefix || start >= insertedEnd)
+            position += segment.Length;
+            if (position <= from || start >= to)
             {
                 continue;
             }
 
-            int from = Math.Max(prefix - start, 0);
-            int to = Math.Min(insertedEnd - start, segment.Length);
             if (segment.Embed is { } embed)
             {
                 op.Insert(embed, segment.Attributes);
             }
             else
             {
-                op.Insert(segment.Text!.Substring(from, to - from), segment.Attributes);
+                int skip = Math.Max(from - start, 0);
+                op.Insert(segment.Text!.Substring(skip, Math.Min(to - start, segment.Length) - skip), segment.Attributes);
+            }
+        }
+    }
+
+    /// <summary>The attribute changes that turn <paramref name="from"/> into <paramref name="to"/> (a removed attribute as null).</summary>
+    private static AttributeMap? DiffAttributes(AttributeMap? from, AttributeMap? to)
+    {
+        if (AttributeMap.Equals(from, to))
+        {
+            return null;
+        }
+
+        var changes = new List<KeyValuePair<string, RichValue>>();
+        if (to is not null)
+        {
+            foreach (KeyValuePair<string, RichValue> entry in to.Entries)
+            {
+                if (from is null || !from.TryGetValue(entry.Key, out RichValue old) || !old.Equals(entry.Value))
+                {
+                    changes.Add(entry);
+                }
             }
         }
 
-        return op.ToOp();
+        if (from is not null)
+        {
+            foreach (KeyValuePair<string, RichValue> entry in from.Entries)
+            {
+                if (to is null || !to.ContainsKey(entry.Key))
+                {
+                    changes.Add(new(entry.Key, RichValue.Null));
+                }
+            }
+        }
+
+        return AttributeMap.Create([.. changes]);
+    }
+
+    private static (int Segment, int Offset) Locate(RichComponent[] segments, int position)
+    {
+        for (int i = 0; i < segments.Length; i++)
+        {
+            if (position < segments[i].Length)
+            {
+                return (i, position);
+            }
+
+            position -= segments[i].Length;
+        }
+
+        return (segments.Length, 0);
     }
 
     private static bool IsHighSurrogateAt(RichComponent[] segments, int index)
@@ -113,17 +185,8 @@ internal static class RichDiff
             return false;
         }
 
-        foreach (RichComponent segment in segments)
-        {
-            if (index < segment.Length)
-            {
-                return segment.Text is { } text && char.IsHighSurrogate(text[index]);
-            }
-
-            index -= segment.Length;
-        }
-
-        return false;
+        (int segment, int offset) = Locate(segments, index);
+        return segment < segments.Length && segments[segment].Text is { } text && char.IsHighSurrogate(text[offset]);
     }
 
     /// <summary>Walks a document's units (UTF-16 units of text, or one embed) forwards or backwards.</summary>
@@ -142,7 +205,8 @@ internal static class RichDiff
 
         private readonly bool Valid => _segment >= 0 && _segment < _segments.Length;
 
-        public static bool Same(in UnitCursor x, in UnitCursor y)
+        /// <summary>The same character or embed, whatever the formats.</summary>
+        public static bool SameContent(in UnitCursor x, in UnitCursor y)
         {
             if (!x.Valid || !y.Valid)
             {
@@ -151,11 +215,6 @@ internal static class RichDiff
 
             RichComponent sx = x._segments[x._segment];
             RichComponent sy = y._segments[y._segment];
-            if (!AttributeMap.Equals(sx.Attributes, sy.Attributes))
-            {
-                return false;
-            }
-
             return (sx.Text, sy.Text) switch
             {
                 ({ } tx, { } ty) => tx[x._offset] == ty[y._offset],
