@@ -644,4 +644,24 @@ public class ClientDocumentTests
         await h.Client.DisposeAsync();
         await Assert.ThrowsAsync<CollabConnectionException>(() => synced);
     }
+
+    [Theory]
+    [InlineData(ErrorCode.Forbidden)]
+    [InlineData(ErrorCode.DocDeleted)]
+    public async Task UnsolicitedForbiddenOrDocDeleted_ClosesTheDocumentWithTheTypedCode(ErrorCode code)
+    {
+        await using Harness h = await OpenAsync();
+        h.Document.Insert(0, "x");
+        await h.Connection.ExpectSubmitAsync(Doc);
+        Task synced = h.Document.WhenSyncedAsync();
+
+        // The server ended the subscription on its own (rights revoked by a re-authentication, or the document deleted).
+        h.Connection.SendError(code, retryable: false, Doc);
+        CollabServerException error = await Assert.ThrowsAsync<CollabServerException>(() => synced);
+        Assert.Equal((CollabErrorCode)(int)code, error.Code);
+        Assert.Throws<ObjectDisposedException>(() => h.Document.Insert(0, "y"));
+
+        // Nothing resubscribes it.
+        Assert.True(await h.Connection.IsQuietAsync(100));
+    }
 }
