@@ -77,6 +77,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     // Grown on the first publish: a document that is only read never needs them.
     private OpRecord[] _batchRecords = [];
     private TOp[] _batchOps = [];
+    private OpTimestamps[] _batchTimestamps = [];
     private CloseOperation? _close;
 
     /// <summary>Creates the sequencer of <paramref name="docId"/> starting from <paramref name="initial"/> (which it takes ownership of).</summary>
@@ -744,6 +745,11 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
         operation.Version = version;
         operation.Record = record;
+        if (submission.ReceivedTimestamp != 0)
+        {
+            operation.Timestamps = new OpTimestamps(submission.ReceivedTimestamp, Stopwatch.GetTimestamp(), 0);
+        }
+
         operation.Transformed = op;
         operation.SnapshotAfter = next;
         if (_pendingTail is null)
@@ -833,10 +839,12 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
             {
                 Array.Resize(ref _batchRecords, Math.Max(4, count * 2));
                 Array.Resize(ref _batchOps, Math.Max(4, count * 2));
+                Array.Resize(ref _batchTimestamps, Math.Max(4, count * 2));
             }
 
             _batchRecords[count] = p.Record;
             _batchOps[count] = p.Transformed;
+            _batchTimestamps[count] = p.Timestamps;
             DedupeState.MarkCommitted(p.DedupeEntry!, p.Record.ClientSeq, p.Version);
             count++;
             last = p;
@@ -854,7 +862,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         Exception? listenerError = null;
         try
         {
-            _listener.OnCommitted(new CommittedBatch<TSnapshot, TOp>(DocId, _batchRecords.AsSpan(0, count), _batchOps.AsSpan(0, count), _committedSnapshot));
+            _listener.OnCommitted(new CommittedBatch<TSnapshot, TOp>(DocId, _batchRecords.AsSpan(0, count), _batchOps.AsSpan(0, count), _committedSnapshot, _batchTimestamps.AsSpan(0, count)));
         }
         catch (Exception ex)
         {
@@ -1151,6 +1159,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         public TOp Transformed = default!;
         public TSnapshot SnapshotAfter = default!;
         public DedupeState.ClientEntry? DedupeEntry;
+        public OpTimestamps Timestamps;
 
         /// <summary>While suspended on <see cref="IHistorySource.FindOpAsync"/>: why it was looked up (New otherwise).</summary>
         public DedupeDecision LookupDecision;
@@ -1179,6 +1188,11 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
         public void ObserveCommit(ValueTask commit)
         {
+            if (Timestamps.IsSet)
+            {
+                Timestamps = Timestamps with { Committed = Stopwatch.GetTimestamp() };
+            }
+
             try
             {
                 commit.GetAwaiter().GetResult();
@@ -1233,6 +1247,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
             Transformed = default!;
             SnapshotAfter = default!;
             DedupeEntry = null;
+            Timestamps = default;
             LookupDecision = DedupeDecision.New;
             CommitError = null;
             OutcomeProcessed = false;

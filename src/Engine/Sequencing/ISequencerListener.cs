@@ -34,11 +34,12 @@ public readonly ref struct CommittedBatch<TSnapshot, TOp>
     where TSnapshot : notnull
     where TOp : notnull
 {
-    internal CommittedBatch(string docId, ReadOnlySpan<OpRecord> records, ReadOnlySpan<TOp> ops, TSnapshot snapshot)
+    internal CommittedBatch(string docId, ReadOnlySpan<OpRecord> records, ReadOnlySpan<TOp> ops, TSnapshot snapshot, ReadOnlySpan<OpTimestamps> timestamps = default)
     {
         DocId = docId;
         Records = records;
         Ops = ops;
+        Timestamps = timestamps;
         Snapshot = snapshot;
     }
 
@@ -49,6 +50,12 @@ public readonly ref struct CommittedBatch<TSnapshot, TOp>
 
     /// <summary>The same ops decoded (as applied), index for index with <see cref="Records"/>.</summary>
     public ReadOnlySpan<TOp> Ops { get; }
+
+    /// <summary>
+    /// When each op was received, sequenced and committed, index for index with <see cref="Records"/> (an entry is unset for an
+    /// op submitted without a receive timestamp, e.g. replayed or forwarded from another node).
+    /// </summary>
+    public ReadOnlySpan<OpTimestamps> Timestamps { get; }
 
     /// <summary>The version of the first op in the batch.</summary>
     public long FirstVersion => Records[0].Version;

@@ -17,3 +17,14 @@ public readonly record struct OpRecord(
 
 /// <summary>A stored snapshot: the text at <see cref="Version"/> plus the sequencer's dedupe state (opaque bytes).</summary>
 public sealed record SnapshotRecord(string DocId, long Version, string Text, ReadOnlyMemory<byte> Meta, long TimestampMs);
+
+/// <summary>
+/// Where one op's time went inside the sequencer (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> values): received by
+/// the caller, sequenced (transformed, applied and handed to the durability stage), committed (the durability stage
+/// completed it). All 0 for an op submitted without <see cref="Submission{TOp}.ReceivedTimestamp"/>.
+/// </summary>
+public readonly record struct OpTimestamps(long Received, long Sequenced, long Committed)
+{
+    /// <summary>True when the op was stamped.</summary>
+    public bool IsSet => Received != 0;
+}

@@ -8,5 +8,10 @@ namespace Collab.Engine.Sequencing;
 /// <param name="BaseVersion">The document version the op was made against.</param>
 /// <param name="Op">The op, decoded.</param>
 /// <param name="Author">Authenticated user id recorded with the op, if any.</param>
-public readonly record struct Submission<TOp>(string ClientId, long ClientSeq, long BaseVersion, TOp Op, string? Author)
+/// <param name="ReceivedTimestamp">
+/// When the op was received (a <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> value), or 0. When set, the sequencer
+/// stamps the moments the op was sequenced and committed too and hands the three to its listener
+/// (<see cref="CommittedBatch{TSnapshot, TOp}.Timestamps"/>), so the server can tell where an op's latency went.
+/// </param>
+public readonly record struct Submission<TOp>(string ClientId, long ClientSeq, long BaseVersion, TOp Op, string? Author, long ReceivedTimestamp = 0)
     where TOp : notnull;

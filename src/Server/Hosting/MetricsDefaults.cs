@@ -60,6 +60,7 @@ internal static partial class MetricsDefaults
         // alerts (deploy/prometheus; tests/Integration/Deploy). The collab_cluster_* series stay for cluster mode to
         // create: on a single node they would read as a NATS connection that is down.
         RuntimeHelpers.RunClassConstructor(typeof(SessionMetrics).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(LatencyMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(SecurityMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(RetentionService).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(Api.HistoryReader).TypeHandle);

@@ -411,6 +411,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
     private void OnSubmit(Submit submit, ulong requestId)
     {
+        long started = Stopwatch.GetTimestamp(); // received: the start of its stages (Hosting.LatencyMetrics)
         SessionMetrics.OpsSubmitted.Inc();
         string docId = submit.DocId;
         long clientSeq = submit.ClientSeq > long.MaxValue ? 0 : (long)submit.ClientSeq;
@@ -458,7 +459,6 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        long started = Stopwatch.GetTimestamp();
         subscription.NoteSubmit(clientSeq);
         lock (_inFlightGate)
         {
@@ -468,7 +468,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         ValueTask<SubmitOutcome> pending;
         try
         {
-            pending = subscription.Hub.SubmitAsync(subscription, new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId));
+            pending = subscription.Hub.SubmitAsync(subscription, new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId, started));
         }
         catch
         {

@@ -423,7 +423,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         _replication?.OnCommitted(records);
         if (_subscribers.Count > 0)
         {
-            Broadcast(records);
+            Broadcast(records, batch.Timestamps);
         }
 
         if (_duplicateAcks is { Count: > 0 })
@@ -445,7 +445,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    private void Broadcast(ReadOnlySpan<OpRecord> records)
+    private void Broadcast(ReadOnlySpan<OpRecord> records, ReadOnlySpan<OpTimestamps> timestamps)
     {
         // Mark the subscribers that submitted an op of this batch on their connection: they need acks in place of their ops.
         long stamp = ++_batchStamp;
@@ -468,7 +468,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 sub.Version = version;
                 if (anyAuthor && sub.AuthorStamp == stamp)
                 {
-                    SendMixed(sub, records);
+                    SendMixed(sub, records, timestamps);
                     continue;
                 }
 
@@ -487,7 +487,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         }
     }
 
-    private void SendMixed(Subscription sub, ReadOnlySpan<OpRecord> records)
+    private void SendMixed(Subscription sub, ReadOnlySpan<OpRecord> records, ReadOnlySpan<OpTimestamps> timestamps)
     {
         int runStart = 0;
         for (int i = 0; i < records.Length; i++)
@@ -502,7 +502,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 sub.SendOwned(ServerFrames.Ops(DocId, records[runStart..i]));
             }
 
-            sub.SendOwned(ServerFrames.Ack(DocId, records[i].ClientSeq, records[i].Version, duplicate: false));
+            OutboundMessage ack = ServerFrames.Ack(DocId, records[i].ClientSeq, records[i].Version, duplicate: false);
+            sub.SendOwned(i < timestamps.Length ? ack.WithTimestamps(timestamps[i]) : ack); // Hosting.LatencyMetrics
             runStart = i + 1;
         }
 

@@ -215,6 +215,7 @@ public sealed partial class OutboundMessage : IBufferWriter<byte>, IDisposable
         byte[] buffer = _buffer;
         _buffer = Array.Empty<byte>();
         _payloadLength = 0;
+        Timestamps = default;
         ArrayPool<byte>.Shared.Return(buffer);
         Pool.Return(this);
     }

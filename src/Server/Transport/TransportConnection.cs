@@ -1532,8 +1532,11 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// </summary>
     private void Drain()
     {
+        // Ack frames' op timestamps, observed once their batch is flushed (Hosting.LatencyMetrics); 0 B per op.
+        Span<Engine.Sequencing.OpTimestamps> acks = stackalloc Engine.Sequencing.OpTimestamps[8];
         while (true)
         {
+            int ackCount = 0;
             long frames = 0;
             long bytes = 0;
             TaskCompletionSource? drained = null;
@@ -1552,6 +1555,15 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                             _output.Write(frame.Span);
                             frames++;
                             bytes += frame.Length;
+                            if (message.Timestamps.IsSet)
+                            {
+                                acks[ackCount++] = message.Timestamps;
+                                if (ackCount == acks.Length)
+                                {
+                                    Hosting.LatencyMetrics.ObserveWritten(acks, System.Diagnostics.Stopwatch.GetTimestamp());
+                                    ackCount = 0;
+                                }
+                            }
                         }
                         catch (Exception ex) when (IsConnectionFailure(ex))
                         {
@@ -1596,11 +1608,13 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
                 // Backpressure: the socket pipe is above its pause threshold. Resume when it drains;
                 // frames queued meanwhile are coalesced into the next batch.
                 _pendingFlush = flush;
+                Hosting.LatencyMetrics.ObserveWritten(acks[..ackCount], System.Diagnostics.Stopwatch.GetTimestamp());
                 flush.GetAwaiter().UnsafeOnCompleted(_onFlushCompleted ??= OnFlushCompleted);
                 return;
             }
 
             ObserveFlush(flush);
+            Hosting.LatencyMetrics.ObserveWritten(acks[..ackCount], System.Diagnostics.Stopwatch.GetTimestamp());
         }
     }
 

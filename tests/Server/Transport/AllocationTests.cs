@@ -116,6 +116,45 @@ public sealed class AllocationTests
     });
 
     [Fact]
+    public Task Ack_frames_with_op_timestamps_are_observed_and_allocate_nothing_per_message() => Task.Run(async () =>
+    {
+        // The latency breakdown (Hosting.LatencyMetrics): an Ack frame carries its op's timestamps and the connection
+        // observes its stages after the flush that wrote it. That must cost no allocation per op either.
+        var app = new TestApplication();
+        await using var connection = new InMemoryConnection(app);
+        connection.Handshake();
+        IWebSocketConnection handle = app.Open.Values.Single();
+        byte[] payload = new byte[24];
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        var stamps = new Collab.Engine.Sequencing.OpTimestamps(now - 300, now - 200, now - 100);
+        void SendAck()
+        {
+            using OutboundMessage message = OutboundMessage.CreateBinary(payload.Length);
+            payload.CopyTo(message.GetSpan(payload.Length));
+            message.Advance(payload.Length);
+            message.Complete();
+            handle.TrySend(message.WithTimestamps(stamps));
+            connection.Discard();
+        }
+
+        for (int i = 0; i < WarmUp; i++)
+        {
+            SendAck();
+        }
+
+        double observedBefore = Collab.Server.Hosting.LatencyMetrics.AckWrittenSeconds.Count;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < Measured; i++)
+        {
+            SendAck();
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated over {Measured} stamped acks");
+        Assert.True(Collab.Server.Hosting.LatencyMetrics.AckWrittenSeconds.Count - observedBefore >= Measured, "the stamped acks were not observed");
+    });
+
+    [Fact]
     public Task Harness_detects_a_per_message_allocation() => Task.Run(async () =>
     {
         // Guards the tests above against measuring nothing: an application that allocates 24+ bytes per message is caught.
