@@ -161,7 +161,7 @@ internal static class SdkLatencyBenchmark
         // burns the time the SDK needs to deliver the very ack being waited for (measured: ~60 % of the process's samples).
         using var ackSignal = new ManualResetEventSlim(false, spinCount: 0);
         long ackedOps = 0;
-        ulong firstSeq = client.LastClientSeq + 1;
+        long firstSeq = client.LastClientSeq + 1;
         long measuredFrom = 0;
         document.Acknowledged += (_, e) =>
         {

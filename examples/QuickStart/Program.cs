@@ -23,6 +23,6 @@ bobDoc.Changed += (_, e) =>
 };
 
 aliceDoc.Insert(0, "Hello, ");
-await aliceDoc.WhenSynced(ct);   // every local edit acknowledged: durable on the server
+await aliceDoc.WhenSyncedAsync(ct);   // every local edit acknowledged: durable on the server
 await greeted.Task.WaitAsync(ct);
 Console.WriteLine($"alice has \"{aliceDoc.Text}\", bob has \"{bobDoc.Text}\"");

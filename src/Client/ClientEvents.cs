@@ -1,5 +1,3 @@
-using Collab.Protocol.V1;
-
 namespace Collab.Client;
 
 /// <summary>The life cycle of a <see cref="CollabClient"/> connection.</summary>
@@ -128,7 +126,7 @@ public sealed class ReconnectingEventArgs : EventArgs
 /// <summary>Arguments of <see cref="CollabClient.Error"/> and <see cref="CollabDocument.Error"/>: an Error message from the server.</summary>
 public sealed class CollabErrorEventArgs : EventArgs
 {
-    internal CollabErrorEventArgs(ErrorCode code, string message, bool retryable, string? docId, ulong clientSeq)
+    internal CollabErrorEventArgs(CollabErrorCode code, string message, bool retryable, string? docId, long clientSeq)
     {
         Code = code;
         Message = message;
@@ -137,8 +135,8 @@ public sealed class CollabErrorEventArgs : EventArgs
         ClientSeq = clientSeq;
     }
 
-    /// <summary>The wire error code.</summary>
-    public ErrorCode Code { get; }
+    /// <summary>Why the server refused.</summary>
+    public CollabErrorCode Code { get; }
 
     /// <summary>The server's explanation.</summary>
     public string Message { get; }
@@ -150,5 +148,5 @@ public sealed class CollabErrorEventArgs : EventArgs
     public string? DocId { get; }
 
     /// <summary>The client seq of the rejected submit, or 0.</summary>
-    public ulong ClientSeq { get; }
+    public long ClientSeq { get; }
 }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using Collab.Client.Internal;
+using Collab.Client.Sync;
 using Collab.Client.Transport;
 using Collab.Protocol.V1;
 using Google.Protobuf;
@@ -31,14 +32,14 @@ public sealed class CollabClient : IAsyncDisposable
     private readonly Uri _seedUri;
     private readonly CollabClientOptions _options;
     private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<string, CollabDocument> _documents = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IDocumentSync> _documents = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _disposeCts = new();
     private readonly Lock _gate = new();
     private readonly TaskCompletionSource _firstConnectedRaised = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private ClientSession? _session;
+    private ServerLink? _session;
     private long _sessionGeneration;
     private string? _clientId;
-    private ulong _lastClientSeq;
+    private long _lastClientSeq;
     private long _lastRequestId;
     private CollabConnectionState _state = CollabConnectionState.Connecting;
     private Task _runLoop = Task.CompletedTask;
@@ -74,7 +75,7 @@ public sealed class CollabClient : IAsyncDisposable
     public string ClientId => Volatile.Read(ref _clientId) ?? string.Empty;
 
     /// <summary>The last client seq used. Persist it with <see cref="ClientId"/> to resume in another process (<see cref="CollabClientOptions.LastClientSeq"/>).</summary>
-    public ulong LastClientSeq => Interlocked.Read(ref _lastClientSeq);
+    public long LastClientSeq => Interlocked.Read(ref _lastClientSeq);
 
     /// <summary>The connection state.</summary>
     public CollabConnectionState State
@@ -97,7 +98,7 @@ public sealed class CollabClient : IAsyncDisposable
 
     internal CollabClientOptions Options => _options;
 
-    internal ClientSession? CurrentSession
+    internal ServerLink? CurrentSession
     {
         get
         {
@@ -125,7 +126,7 @@ public sealed class CollabClient : IAsyncDisposable
         var client = new CollabClient(serverUri, options);
         try
         {
-            ClientSession session = await client.EstablishFollowingRedirectsAsync(serverUri, cancellationToken).ConfigureAwait(false);
+            ServerLink session = await client.EstablishFollowingRedirectsAsync(serverUri, cancellationToken).ConfigureAwait(false);
             client._runLoop = Task.Run(() => client.RunAsync(session), CancellationToken.None);
             // Handlers attached once this returns see events after the first Connected, never that one late.
             await client._firstConnectedRaised.Task.ConfigureAwait(false);
@@ -139,20 +140,42 @@ public sealed class CollabClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// Subscribes to a document and returns once its snapshot arrived. While disconnected, the subscription is
-    /// made when the connection is back. Fails with <see cref="CollabServerException"/> when the server refuses
-    /// (forbidden, invalid id, too many subscriptions) and <see cref="InvalidOperationException"/> when the
-    /// document is already open on this client.
+    /// Opens a text document (<c>text-unicode</c>; created empty with that type if it does not exist yet) and returns
+    /// once its snapshot arrived. While disconnected, the subscription is made when the connection is back. Fails with
+    /// <see cref="CollabServerException"/> when the server refuses (forbidden, invalid id, too many subscriptions),
+    /// <see cref="CollabTypeMismatchException"/> when the document exists with another type, and
+    /// <see cref="InvalidOperationException"/> when the document is already open on this client.
     /// </summary>
     /// <param name="docId">The document id.</param>
     /// <param name="cancellationToken">Cancels waiting (the document is then closed).</param>
     public async Task<CollabDocument> OpenDocumentAsync(string docId, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(docId);
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-
         var document = new CollabDocument(this, docId);
-        ClientSession? session;
+        await OpenAsync(document.Sync, cancellationToken).ConfigureAwait(false);
+        return document;
+    }
+
+    /// <summary>
+    /// Opens a rich-text document (<c>rich-text</c>, Quill Delta; created empty with that type if it does not exist
+    /// yet) and returns once its snapshot arrived. Fails as <see cref="OpenDocumentAsync"/> does; a document that
+    /// exists as plain text fails with <see cref="CollabTypeMismatchException"/>.
+    /// </summary>
+    /// <param name="docId">The document id.</param>
+    /// <param name="cancellationToken">Cancels waiting (the document is then closed).</param>
+    public async Task<CollabRichDocument> OpenRichDocumentAsync(string docId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(docId);
+        var document = new CollabRichDocument(this, docId);
+        await OpenAsync(document.Sync, cancellationToken).ConfigureAwait(false);
+        return document;
+    }
+
+    private async Task OpenAsync(IDocumentSync document, CancellationToken cancellationToken)
+    {
+        string docId = document.DocId;
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ServerLink? session;
         long generation;
         lock (_gate)
         {
@@ -178,7 +201,6 @@ public sealed class CollabClient : IAsyncDisposable
         try
         {
             await document.WhenOpened.WaitAsync(cancellationToken).ConfigureAwait(false);
-            return document;
         }
         catch
         {
@@ -195,7 +217,7 @@ public sealed class CollabClient : IAsyncDisposable
             return;
         }
 
-        ClientSession? session;
+        ServerLink? session;
         lock (_gate)
         {
             session = _session;
@@ -220,7 +242,7 @@ public sealed class CollabClient : IAsyncDisposable
         await _disposeCts.CancelAsync().ConfigureAwait(false);
         await _runLoop.ConfigureAwait(false);
 
-        foreach (CollabDocument document in _documents.Values)
+        foreach (IDocumentSync document in _documents.Values)
         {
             document.OnClientClosed();
         }
@@ -230,19 +252,19 @@ public sealed class CollabClient : IAsyncDisposable
         _disposeCts.Dispose();
     }
 
-    internal ulong NextClientSeq() => Interlocked.Increment(ref _lastClientSeq);
+    internal long NextClientSeq() => Interlocked.Increment(ref _lastClientSeq);
 
     internal ulong NextRequestId() => (ulong)Interlocked.Increment(ref _lastRequestId);
 
-    internal void RemoveDocument(CollabDocument document) => _documents.TryRemove(new KeyValuePair<string, CollabDocument>(document.DocId, document));
+    internal void RemoveDocument(IDocumentSync document) => _documents.TryRemove(new KeyValuePair<string, IDocumentSync>(document.DocId, document));
 
     internal void RaiseError(CollabErrorEventArgs args) => Events.Post(() => Error?.Invoke(this, args));
 
     // ------------------------------------------------------------------ connection life cycle
 
-    private async Task RunAsync(ClientSession first)
+    private async Task RunAsync(ServerLink first)
     {
-        ClientSession? session = first;
+        ServerLink? session = first;
         while (session is not null)
         {
             DisconnectInfo info = await RunSessionAsync(session).ConfigureAwait(false);
@@ -278,14 +300,14 @@ public sealed class CollabClient : IAsyncDisposable
         if (Volatile.Read(ref _disposed) == 0)
         {
             // Given up (rejected or out of attempts): documents can never sync again.
-            foreach (CollabDocument document in _documents.Values)
+            foreach (IDocumentSync document in _documents.Values)
             {
                 document.OnClientClosed();
             }
         }
     }
 
-    private async Task<ClientSession?> ReconnectAsync(DisconnectInfo lost)
+    private async Task<ServerLink?> ReconnectAsync(DisconnectInfo lost)
     {
         RedirectTarget? redirect = lost.Redirect;
         int redirectsInARow = 0;
@@ -357,8 +379,8 @@ public sealed class CollabClient : IAsyncDisposable
     /// <summary>Failures that another attempt cannot fix: bad credentials, no rights, an incompatible server.</summary>
     private static bool IsFatal(Exception exception) => exception switch
     {
-        CollabServerException server => server.Code is ErrorCode.Unauthorized or ErrorCode.Forbidden or ErrorCode.ProtocolVersion
-            or ErrorCode.BadMessage or ErrorCode.NotHello or ErrorCode.UnknownMessage,
+        CollabServerException server => server.Code is CollabErrorCode.Unauthorized or CollabErrorCode.Forbidden or CollabErrorCode.ProtocolVersion
+            or CollabErrorCode.BadMessage or CollabErrorCode.NotHello or CollabErrorCode.UnknownMessage,
         CollabConnectionException { HttpStatusCode: { } status } => status is >= 400 and < 500 and not 408 and not 429,
         CollabConnectionException { CloseStatus: { } close } => IsFatalClose(close),
         _ => false,
@@ -366,7 +388,7 @@ public sealed class CollabClient : IAsyncDisposable
 
     private static bool IsFatalClose(WebSocketCloseStatus status) => status == WebSocketCloseStatus.PolicyViolation || (int)status == CloseCodes.Forbidden;
 
-    private async Task<ClientSession> EstablishFollowingRedirectsAsync(Uri uri, CancellationToken cancellationToken)
+    private async Task<ServerLink> EstablishFollowingRedirectsAsync(Uri uri, CancellationToken cancellationToken)
     {
         for (int redirects = 0; ; redirects++)
         {
@@ -387,7 +409,7 @@ public sealed class CollabClient : IAsyncDisposable
     }
 
     /// <summary>One attempt: token, transport, Hello, Welcome.</summary>
-    private async Task<ClientSession> EstablishAsync(Uri uri, CancellationToken cancellationToken)
+    private async Task<ServerLink> EstablishAsync(Uri uri, CancellationToken cancellationToken)
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposeCts.Token);
         attempt.CancelAfter(_options.ConnectTimeout);
@@ -415,7 +437,7 @@ public sealed class CollabClient : IAsyncDisposable
                     ClientName = _options.ClientName,
                 },
             };
-            await ClientSession.SendAsync(transport, hello, attempt.Token).ConfigureAwait(false);
+            await ServerLink.SendAsync(transport, hello, attempt.Token).ConfigureAwait(false);
 
             var buffer = new ArrayBufferWriter<byte>(4096);
             if (!await transport.ReceiveAsync(buffer, attempt.Token).ConfigureAwait(false))
@@ -434,7 +456,7 @@ public sealed class CollabClient : IAsyncDisposable
                         ThrowHelper.ThrowConnection($"The server speaks protocol version {reply.Welcome.ProtocolVersion}, this client {(uint)ProtocolVersion.Current}.");
                     }
 
-                    var session = new ClientSession(transport, uri, reply.Welcome, _options);
+                    var session = new ServerLink(transport, uri, reply.Welcome, _options);
                     transport = null;
                     return session;
                 case ServerMessage.BodyOneofCase.Redirect:
@@ -486,9 +508,9 @@ public sealed class CollabClient : IAsyncDisposable
     }
 
     /// <summary>Runs one established connection until it ends and says why it ended.</summary>
-    private async Task<DisconnectInfo> RunSessionAsync(ClientSession session)
+    private async Task<DisconnectInfo> RunSessionAsync(ServerLink session)
     {
-        List<CollabDocument> documents;
+        List<IDocumentSync> documents;
         long generation;
         bool disposed;
         lock (_gate)
@@ -529,7 +551,7 @@ public sealed class CollabClient : IAsyncDisposable
             }
         });
         session.Start();
-        foreach (CollabDocument document in documents)
+        foreach (IDocumentSync document in documents)
         {
             document.OnSessionStarted(session, generation);
         }
@@ -584,7 +606,7 @@ public sealed class CollabClient : IAsyncDisposable
             _session = null;
         }
 
-        foreach (CollabDocument document in _documents.Values)
+        foreach (IDocumentSync document in _documents.Values)
         {
             document.OnSessionEnded(session);
         }
@@ -628,7 +650,7 @@ public sealed class CollabClient : IAsyncDisposable
         return new DisconnectInfo(DisconnectReason.TransportError, failure?.Message, closeStatus, failure, null);
     }
 
-    private void Dispatch(ClientSession session, ServerMessage message)
+    private void Dispatch(ServerLink session, ServerMessage message)
     {
         switch (message.BodyCase)
         {
@@ -668,12 +690,12 @@ public sealed class CollabClient : IAsyncDisposable
         }
     }
 
-    private CollabDocument? FindDocument(string docId) => _documents.TryGetValue(docId, out CollabDocument? document) ? document : null;
+    private IDocumentSync? FindDocument(string docId) => _documents.TryGetValue(docId, out IDocumentSync? document) ? document : null;
 
-    private void OnError(ClientSession session, ulong requestId, Error error)
+    private void OnError(ServerLink session, ulong requestId, Error error)
     {
         Log.ServerError(_logger, error.Code, error.Retryable, error.DocId, error.ClientSeq, error.Message);
-        var args = new CollabErrorEventArgs(error.Code, error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId, error.ClientSeq);
+        var args = new CollabErrorEventArgs(ErrorCodes.ToPublic(error.Code), error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId, (long)error.ClientSeq);
         RaiseError(args);
         if (error.DocId.Length > 0)
         {
@@ -681,7 +703,7 @@ public sealed class CollabClient : IAsyncDisposable
         }
     }
 
-    private async Task ReauthenticateAsync(ClientSession session)
+    private async Task ReauthenticateAsync(ServerLink session)
     {
         if (_options.AccessTokenProvider is not { } provider)
         {

@@ -64,7 +64,7 @@ public sealed class CollabClientOptions
     /// Seqs are never reused for a client id: the next submit uses <c>LastClientSeq + 1</c>.
     /// Persist <see cref="CollabClient.LastClientSeq"/> together with the client id to resume across processes.
     /// </summary>
-    public ulong LastClientSeq { get; init; }
+    public long LastClientSeq { get; init; }
 
     /// <summary>
     /// Returns the access token to present, or <see langword="null"/> for none. Called before every

@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Net.WebSockets;
+using Collab.Client.Sync;
 using Collab.Protocol.V1;
 
 namespace Collab.Client;
@@ -16,7 +17,7 @@ public abstract class CollabException : Exception
 public sealed class CollabServerException : CollabException
 {
     /// <summary>Creates the exception from the error's fields.</summary>
-    public CollabServerException(ErrorCode code, string message, bool retryable, string? docId)
+    public CollabServerException(CollabErrorCode code, string message, bool retryable, string? docId)
         : base($"{code}: {message}", null)
     {
         Code = code;
@@ -24,8 +25,8 @@ public sealed class CollabServerException : CollabException
         DocId = docId;
     }
 
-    /// <summary>The wire error code.</summary>
-    public ErrorCode Code { get; }
+    /// <summary>Why the server refused.</summary>
+    public CollabErrorCode Code { get; }
 
     /// <summary>The server's hint that the same request may succeed later.</summary>
     public bool Retryable { get; }
@@ -52,6 +53,39 @@ public sealed class CollabConnectionException : CollabException
     public int? HttpStatusCode { get; }
 }
 
+/// <summary>
+/// The document exists with another OT type than the one asked for (the server's <c>TYPE_MISMATCH</c>, or a snapshot
+/// of a type this document object does not implement): open it with the method for its type
+/// (<see cref="CollabClient.OpenDocumentAsync"/> for <c>text-unicode</c>, <see cref="CollabClient.OpenRichDocumentAsync"/>
+/// for <c>rich-text</c>). Never retried: a document's type is fixed when it is created.
+/// </summary>
+public sealed class CollabTypeMismatchException : CollabException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="docId">The document.</param>
+    /// <param name="requestedType">The type the client asked for.</param>
+    /// <param name="actualType">The document's type, when the server named it.</param>
+    /// <param name="serverMessage">The server's explanation, when the server refused the subscription.</param>
+    public CollabTypeMismatchException(string docId, string requestedType, string? actualType, string? serverMessage)
+        : base(actualType is null
+            ? $"Document '{docId}' exists with another type than '{requestedType}'{(serverMessage is null ? "." : ": " + serverMessage)}"
+            : $"Document '{docId}' has type '{actualType}'; it was opened as '{requestedType}'.", null)
+    {
+        DocId = docId;
+        RequestedType = requestedType;
+        ActualType = actualType;
+    }
+
+    /// <summary>The document.</summary>
+    public string DocId { get; }
+
+    /// <summary>The type the client asked for (<c>text-unicode</c> or <c>rich-text</c>).</summary>
+    public string RequestedType { get; }
+
+    /// <summary>The document's actual type, when known.</summary>
+    public string? ActualType { get; }
+}
+
 /// <summary>Throw helpers: keep the throwing paths out of hot methods.</summary>
 internal static class ThrowHelper
 {
@@ -61,7 +95,7 @@ internal static class ThrowHelper
 
     [DoesNotReturn]
     public static void ThrowServer(Error error)
-        => throw new CollabServerException(error.Code, error.Message, error.Retryable, error.DocId.Length == 0 ? null : error.DocId);
+        => throw ErrorCodes.ToException(error, error.DocId.Length == 0 ? null : error.DocId);
 
     [DoesNotReturn]
     public static void ThrowProtocolViolation(string message)

@@ -1,3 +1,4 @@
+using Collab.Engine.RichText;
 using Collab.Engine.Text;
 
 namespace Collab.Client;
@@ -69,14 +70,46 @@ public sealed class PresenceChangedEventArgs : EventArgs
 /// <param name="clientId">The client id the op was submitted under.</param>
 /// <param name="clientSeq">The op's client seq.</param>
 /// <param name="version">The document version the op produced.</param>
-public sealed class OpAcknowledgedEventArgs(string clientId, ulong clientSeq, long version) : EventArgs
+public sealed class OpAcknowledgedEventArgs(string clientId, long clientSeq, long version) : EventArgs
 {
     /// <summary>The client id the op was submitted under.</summary>
     public string ClientId { get; } = clientId;
 
     /// <summary>The op's client seq.</summary>
-    public ulong ClientSeq { get; } = clientSeq;
+    public long ClientSeq { get; } = clientSeq;
 
     /// <summary>The document version the op produced.</summary>
     public long Version { get; } = version;
+}
+
+/// <summary>Arguments of <see cref="CollabRichDocument.Changed"/>: the local rich document changed because of the server.</summary>
+public sealed class RichDocumentChangedEventArgs : EventArgs
+{
+    internal RichDocumentChangedEventArgs(RichOp op, long version, RichDocument document, string? clientId, string? author, bool isResync)
+    {
+        Op = op;
+        Version = version;
+        Document = document;
+        ClientId = clientId;
+        Author = author;
+        IsResync = isResync;
+    }
+
+    /// <summary>The op as applied to the local document (a Quill editor applies it with <c>updateContents</c>).</summary>
+    public RichOp Op { get; }
+
+    /// <summary>The server version the document is at after this change.</summary>
+    public long Version { get; }
+
+    /// <summary>The local document after the change (immutable).</summary>
+    public RichDocument Document { get; }
+
+    /// <summary>The client whose op this was; <see langword="null"/> for a resync.</summary>
+    public string? ClientId { get; }
+
+    /// <summary>The authenticated author of the op, if the server knows one.</summary>
+    public string? Author { get; }
+
+    /// <summary>The document was reloaded from a snapshot; <see cref="Op"/> turns the previous local document into the new one.</summary>
+    public bool IsResync { get; }
 }

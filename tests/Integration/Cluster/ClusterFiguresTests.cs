@@ -26,7 +26,7 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
         await using (CollabDocument document = await opener.OpenDocumentAsync(DocId))
         {
             document.Insert(0, "x");
-            await document.WhenSynced();
+            await document.WhenSyncedAsync();
         }
 
         await Task.Delay(500);
@@ -99,7 +99,7 @@ public sealed class ClusterFiguresTests(PostgresFixture postgres, ITestOutputHel
                 latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
 
-            await writer.WhenSynced();
+            await writer.WhenSyncedAsync();
         }
 
         latencies.Sort();

@@ -204,7 +204,7 @@ internal sealed class ClusterHarness : IAsyncDisposable
 
         foreach (Acked ack in acked.Where(a => a.DocId == docId))
         {
-            Assert.True(seen.TryGetValue((ack.ClientId, (long)ack.ClientSeq), out long version),
+            Assert.True(seen.TryGetValue((ack.ClientId, ack.ClientSeq), out long version),
                 $"{docId}: acknowledged op {ack.ClientId}/{ack.ClientSeq} (version {ack.Version}) is not in the log.");
             Assert.Equal(ack.Version, version);
         }
@@ -287,7 +287,7 @@ internal sealed class ClusterHarness : IAsyncDisposable
 
 internal sealed record LoggedOp(long Version, string ClientId, long ClientSeq, byte[] Op, long? Epoch, DateTime Timestamp);
 
-internal sealed record Acked(string DocId, string ClientId, ulong ClientSeq, long Version);
+internal sealed record Acked(string DocId, string ClientId, long ClientSeq, long Version);
 
 /// <summary>
 /// One simulated user: a client with some documents open, making random small edits (inserts of a tag naming it,
@@ -390,7 +390,7 @@ internal sealed class Editor : IAsyncDisposable
         using var cts = new CancellationTokenSource(timeout);
         foreach (CollabDocument document in Documents.Values)
         {
-            await document.WhenSynced(cts.Token);
+            await document.WhenSyncedAsync(cts.Token);
         }
     }
 

@@ -77,7 +77,7 @@ public sealed class ClusterPipelineFaultTests(PostgresFixture postgres, ITestOut
             foreach (string docId in Documents)
             {
                 var acked = writers.Where(w => w.DocId == docId)
-                    .SelectMany(w => w.Acked.Where(a => a.Version > 0).Select(a => new Acked(docId, w.ClientId, a.Seq, a.Version)));
+                    .SelectMany(w => w.Acked.Where(a => a.Version > 0).Select(a => new Acked(docId, w.ClientId, (long)a.Seq, a.Version)));
                 IReadOnlyList<LoggedOp> log = await cluster.VerifyLogAsync(docId, acked);
                 var logged = log.Select(op => (op.ClientId, (ulong)op.ClientSeq)).ToHashSet();
                 Assert.All(writers.Where(w => w.DocId == docId).SelectMany(w => w.Acked.Select(a => (w.ClientId, a.Seq))), key => Assert.Contains(key, logged));

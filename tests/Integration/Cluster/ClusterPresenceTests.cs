@@ -26,7 +26,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
             ServerProcess node1 = cluster.Node("node1"), node2 = cluster.Node("node2"), node3 = cluster.Node("node3");
             (CollabClient alice, CollabDocument aliceDoc) = await OpenAsync(cluster, node1, clients);
             aliceDoc.Insert(0, "hello world");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             (CollabClient bob, CollabDocument bobDoc) = await OpenAsync(cluster, node2, clients);
             (CollabClient carol, CollabDocument carolDoc) = await OpenAsync(cluster, node3, clients);
             await WaitForAsync(() => bobDoc.Text == "hello world" && carolDoc.Text == "hello world", () => "the text reaches every node", cluster);
@@ -40,7 +40,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
             // Alice inserts before it: every node moves it, and a client subscribing later on a node where Bob is remote
             // gets it from that node's presence table, transformed to the current version.
             aliceDoc.Insert(5, " big");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             await WaitForAsync(() => bobDoc.Text == "hello big world" && carolDoc.Text == "hello big world", () => "the insert reaches every node", cluster);
             await WaitForPresenceAsync(aliceDoc, bob.ClientId, 10, 15, cluster);
             await WaitForPresenceAsync(carolDoc, bob.ClientId, 10, 15, cluster);
@@ -107,7 +107,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
             (_, CollabDocument aliceDoc) = await OpenAsync(cluster, cluster.Node("node1"), clients);
             (_, CollabDocument bobDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
             aliceDoc.Insert(0, "0123456789");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             await WaitForAsync(() => bobDoc.Text == "0123456789", () => "the text reaches node2", cluster);
             long version = aliceDoc.Version;
 
@@ -115,7 +115,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
             // clients here have not seen, so neither node may show it yet.
             await PublishAsync(nats, "node9", "ghost", version + 2, new Selection { Anchor = 1, Head = 3 });
             aliceDoc.Insert(0, "a");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             await WaitForAsync(() => bobDoc.Version == version + 1, () => "version +1 reaches node2", cluster);
             await Task.Delay(300);
             Assert.DoesNotContain(aliceDoc.GetPresences(), p => p.ClientId == "ghost");
@@ -128,7 +128,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
 
             // Later edits move it; a late subscriber gets it from its node's table, transformed to the current version.
             aliceDoc.Insert(0, "c");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             await WaitForAsync(() => bobDoc.Version == version + 3, () => "version +3 reaches node2", cluster);
             await WaitForPresenceAsync(bobDoc, "ghost", 2, 4, cluster);
             (_, CollabDocument carolDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
@@ -172,7 +172,7 @@ public sealed class ClusterPresenceTests(PostgresFixture postgres, ITestOutputHe
             (_, CollabDocument aliceDoc) = await OpenAsync(cluster, cluster.Node("node1"), clients);
             (CollabClient bob, CollabDocument bobDoc) = await OpenAsync(cluster, cluster.Node("node2"), clients);
             aliceDoc.Insert(0, "0123456789");
-            await aliceDoc.WhenSynced(new CancellationTokenSource(Timeout).Token);
+            await aliceDoc.WhenSyncedAsync(new CancellationTokenSource(Timeout).Token);
             await WaitForAsync(() => bobDoc.Text == "0123456789", () => "the text reaches node2", cluster);
 
             // Bob's presence is published by node2 once when set, and again every refresh round.

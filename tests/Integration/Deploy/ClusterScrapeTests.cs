@@ -91,7 +91,7 @@ public sealed class ClusterScrapeTests(PostgresFixture postgres, ITestOutputHelp
                     document.Insert(0, "z");
                 }
 
-                await Task.WhenAll(documents.Select(d => d.WhenSynced(cancellationToken)));
+                await Task.WhenAll(documents.Select(d => d.WhenSyncedAsync(cancellationToken)));
                 await Task.Delay(100, cancellationToken);
             }
         }

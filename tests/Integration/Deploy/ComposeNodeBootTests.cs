@@ -42,7 +42,7 @@ public sealed class ComposeNodeBootTests(PostgresFixture postgres)
                 Assert.Equal("node1", client.ServerId);
                 await using CollabDocument document = await client.OpenDocumentAsync("deploy/compose-boot");
                 document.Insert(0, "booted from compose.yaml's environment");
-                await document.WhenSynced();
+                await document.WhenSyncedAsync();
             }
 
             // The lease is node1's, in the PostgreSQL database the connection string named.

@@ -89,7 +89,7 @@ public sealed class SingleNodeScrapeTests(ITestOutputHelper output) : IAsyncLife
                 document.Insert(document.Text.Length, "x");
             }
 
-            await Task.WhenAll(documents.Select(d => d.WhenSynced()));
+            await Task.WhenAll(documents.Select(d => d.WhenSyncedAsync()));
         }
 
         Assert.Equal(20, (await WaitForTextAsync(watched, 20)).Length);
@@ -178,7 +178,7 @@ public sealed class SingleNodeScrapeTests(ITestOutputHelper output) : IAsyncLife
             document.Insert(document.Text.Length, "y");
             try
             {
-                await document.WhenSynced(cancellationToken);
+                await document.WhenSyncedAsync(cancellationToken);
                 await Task.Delay(100, cancellationToken);
             }
             catch (OperationCanceledException)

@@ -21,7 +21,7 @@ public sealed class DocumentLifecycleTests
             CollabDocument[] docs = await Task.WhenAll(clients.Select(c => c.OpenDocumentAsync("lifecycle/crowd")));
             Assert.Equal(1, registry.LoadCount - before);
             docs[0].Insert(0, "seen by all");
-            await docs[0].WhenSynced();
+            await docs[0].WhenSyncedAsync();
             await WaitUntilAsync(() => docs.All(d => d.Text == "seen by all"));
         }
         finally
@@ -52,7 +52,7 @@ public sealed class DocumentLifecycleTests
                 doc.Insert(0, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
 
-            await doc.WhenSynced();
+            await doc.WhenSyncedAsync();
             Assert.Equal(1, registry.OpenCount);
         }
 

@@ -31,7 +31,7 @@ public sealed class ResumeFromStoredStateTests
             await using (CollabDocument document = await other.OpenDocumentAsync(DocId))
             {
                 document.Insert(5, " world");
-                await document.WhenSynced();
+                await document.WhenSyncedAsync();
             }
 
             await SubmitAsync(first, 2, 2, TextOp.Insert(0, ">> "));

@@ -109,7 +109,7 @@ internal sealed class EditingRun : IAsyncDisposable
         using var cts = new CancellationTokenSource(timeout);
         try
         {
-            await Task.WhenAll(_editors.Select(e => e.Document.WhenSynced(cts.Token)));
+            await Task.WhenAll(_editors.Select(e => e.Document.WhenSyncedAsync(cts.Token)));
             while (true)
             {
                 bool settled = _docIds.All(id =>

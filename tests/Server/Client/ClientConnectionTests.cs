@@ -78,7 +78,7 @@ public class ClientConnectionTests
         await using (client)
         {
             Assert.Equal("c1", hello.ClientId);
-            Assert.Equal(41ul, client.LastClientSeq);
+            Assert.Equal(41L, client.LastClientSeq);
         }
     }
 
@@ -91,7 +91,7 @@ public class ClientConnectionTests
         await connection.ReceiveAsync(ClientMessage.BodyOneofCase.Hello);
         connection.SendError(ErrorCode.ProtocolVersion, retryable: false);
         var error = await Assert.ThrowsAsync<CollabServerException>(() => connecting);
-        Assert.Equal(ErrorCode.ProtocolVersion, error.Code);
+        Assert.Equal(CollabErrorCode.ProtocolVersion, error.Code);
     }
 
     [Fact]
@@ -383,7 +383,7 @@ public class ClientConnectionTests
             client.Error += errors.Handler;
             connection.SendError(ErrorCode.RateLimited, retryable: true);
             CollabErrorEventArgs error = await errors.NextAsync();
-            Assert.Equal(ErrorCode.RateLimited, error.Code);
+            Assert.Equal(CollabErrorCode.RateLimited, error.Code);
             Assert.True(error.Retryable);
         }
     }

@@ -80,7 +80,7 @@ public class ClientDocumentTests
         await connection.ExpectSubscribeAsync(Doc);
         connection.SendError(ErrorCode.Forbidden, retryable: false, Doc, requestId: connection.LastRequestId);
         var error = await Assert.ThrowsAsync<CollabServerException>(() => opening);
-        Assert.Equal(ErrorCode.Forbidden, error.Code);
+        Assert.Equal(CollabErrorCode.Forbidden, error.Code);
 
         Task<CollabDocument> again = client.OpenDocumentAsync(Doc);
         await connection.ExpectSubscribeAsync(Doc);
@@ -111,7 +111,7 @@ public class ClientDocumentTests
         h.Document.Insert(5, " world");
         Assert.Equal("hello world", h.Document.Text);
         Assert.True(h.Document.HasPendingOps);
-        Task synced = h.Document.WhenSynced();
+        Task synced = h.Document.WhenSyncedAsync();
         Assert.False(synced.IsCompleted);
 
         Submit submit = await h.Connection.ExpectSubmitAsync(Doc);
@@ -123,7 +123,7 @@ public class ClientDocumentTests
         await synced;
         Assert.Equal(6, h.Document.Version);
         Assert.False(h.Document.HasPendingOps);
-        Assert.Equal(1ul, h.Client.LastClientSeq);
+        Assert.Equal(1L, h.Client.LastClientSeq);
     }
 
     [Fact]
@@ -145,7 +145,7 @@ public class ClientDocumentTests
         Assert.Equal(2, second.BaseVersion);
         Assert.Equal("12bc3", Apply(Apply("abc", first), second));
         h.Connection.SendAck(Doc, second.ClientSeq, 3);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
         Assert.Equal(3, h.Document.Version);
     }
 
@@ -220,7 +220,7 @@ public class ClientDocumentTests
         Submit buffered = await h.Connection.ExpectSubmitAsync(Doc);
         Assert.Equal(sent.ClientSeq + 1, buffered.ClientSeq);
         h.Connection.SendAck(Doc, buffered.ClientSeq, 7);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
         Assert.Equal(">>hello", h.Document.Text);
     }
 
@@ -237,7 +237,7 @@ public class ClientDocumentTests
         Assert.Equal("hello!", h.Document.Text);
         Submit submit = await h.Connection.ExpectSubmitAsync(Doc);
         h.Connection.SendAck(Doc, submit.ClientSeq, 6);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
 
         h.Connection.SendOps(Doc, FakeConnection.Op(7, TextOp.Insert(0, ">"), "other", 1));
         DocumentChangedEventArgs change = await changes.NextAsync();
@@ -270,7 +270,7 @@ public class ClientDocumentTests
         Assert.Equal(7, change.Version);
         h.Connection.SendAck(Doc, sent.ClientSeq, 6, duplicate: true);
 
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
         Assert.Equal("_hello!", h.Document.Text);
         Assert.Equal(7, h.Document.Version);
         Assert.Single(changes.All);
@@ -304,7 +304,7 @@ public class ClientDocumentTests
         {
             Assert.True(await next.IsQuietAsync(), "nothing is sent before the catch-up");
             next.SendOps(Doc, FakeConnection.Op(6, TextOp.Insert(5, "!"), "c1", sent.ClientSeq));
-            await h.Document.WhenSynced();
+            await h.Document.WhenSyncedAsync();
             Assert.True(await next.IsQuietAsync(), "the op was already sequenced: nothing to resend");
         }
         else
@@ -313,7 +313,7 @@ public class ClientDocumentTests
             Assert.True(moved.ClientSeq > sent.ClientSeq);
             Assert.Equal("hello!", Apply("hello", moved));
             next.SendAck(Doc, moved.ClientSeq, 6);
-            await h.Document.WhenSynced();
+            await h.Document.WhenSyncedAsync();
         }
 
         Assert.Equal("hello!", h.Document.Text);
@@ -432,7 +432,7 @@ public class ClientDocumentTests
         Assert.Equal(sent.ClientSeq, resent.ClientSeq);
         Assert.Equal(sent.Op, resent.Op);
         h.Connection.SendAck(Doc, sent.ClientSeq, 6);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
     }
 
     [Fact]
@@ -444,7 +444,7 @@ public class ClientDocumentTests
         Assert.Equal("Oh hello!", h.Document.Text);
         Assert.Equal("Oh hello!", Apply("Oh hello", survivor));
         h.Connection.SendAck(Doc, survivor.ClientSeq, 7);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
     }
 
     [Fact]
@@ -458,7 +458,7 @@ public class ClientDocumentTests
         Assert.Equal("kept hello!", h.Document.Text);
         Assert.Equal("kept hello!", Apply("kept hello", survivor));
         h.Connection.SendAck(Doc, survivor.ClientSeq, 10);
-        await h.Document.WhenSynced();
+        await h.Document.WhenSyncedAsync();
     }
 
     /// <summary>
@@ -477,7 +477,7 @@ public class ClientDocumentTests
 
         h.Connection.SendError(code, retryable: false, Doc, first.ClientSeq);
         CollabErrorEventArgs error = await errors.NextAsync();
-        Assert.Equal((code, first.ClientSeq), (error.Code, error.ClientSeq));
+        Assert.Equal(((CollabErrorCode)(int)code, (long)first.ClientSeq), (error.Code, error.ClientSeq));
 
         Assert.True((await h.Connection.ExpectSubscribeAsync(Doc)).Snapshot);
         h.Connection.SendSnapshot(Doc, version, text);
@@ -640,8 +640,28 @@ public class ClientDocumentTests
     {
         Harness h = await OpenAsync();
         h.Document.Insert(0, "x");
-        Task synced = h.Document.WhenSynced();
+        Task synced = h.Document.WhenSyncedAsync();
         await h.Client.DisposeAsync();
         await Assert.ThrowsAsync<CollabConnectionException>(() => synced);
+    }
+
+    [Theory]
+    [InlineData(ErrorCode.Forbidden)]
+    [InlineData(ErrorCode.DocDeleted)]
+    public async Task UnsolicitedForbiddenOrDocDeleted_ClosesTheDocumentWithTheTypedCode(ErrorCode code)
+    {
+        await using Harness h = await OpenAsync();
+        h.Document.Insert(0, "x");
+        await h.Connection.ExpectSubmitAsync(Doc);
+        Task synced = h.Document.WhenSyncedAsync();
+
+        // The server ended the subscription on its own (rights revoked by a re-authentication, or the document deleted).
+        h.Connection.SendError(code, retryable: false, Doc);
+        CollabServerException error = await Assert.ThrowsAsync<CollabServerException>(() => synced);
+        Assert.Equal((CollabErrorCode)(int)code, error.Code);
+        Assert.Throws<ObjectDisposedException>(() => h.Document.Insert(0, "y"));
+
+        // Nothing resubscribes it.
+        Assert.True(await h.Connection.IsQuietAsync(100));
     }
 }

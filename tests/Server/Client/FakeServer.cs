@@ -3,6 +3,7 @@ using System.Net.WebSockets;
 using System.Threading.Channels;
 using Collab.Client;
 using Collab.Client.Transport;
+using Collab.Engine.RichText;
 using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Google.Protobuf;
@@ -244,6 +245,18 @@ internal sealed class FakeConnection
         RequestId = LastRequestId,
         Snapshot = new Snapshot { DocId = docId, Version = version, Text = text, Type = TextType.TypeName },
     });
+
+    /// <summary>A rich-text snapshot as P6 sends it: the document as one insert-only op in <c>content</c>, <c>text</c> empty.</summary>
+    public void SendRichSnapshot(string docId, long version, RichDocument document, string type = RichTextType.TypeName) => Send(new ServerMessage
+    {
+        RequestId = LastRequestId,
+        Snapshot = new Snapshot { DocId = docId, Version = version, Type = type, Content = ByteString.CopyFrom(RichOpCodec.Encode(document.ToOp())) },
+    });
+
+    public static SequencedOp RichSequencedOp(long version, RichOp op, string clientId = "other", ulong clientSeq = 1) =>
+        new() { Version = version, ClientId = clientId, ClientSeq = clientSeq, Op = ByteString.CopyFrom(RichOpCodec.Encode(op)) };
+
+    public static RichOp DecodeRich(Submit submit) => RichOpCodec.Decode(submit.Op.Span);
 
     public void SendSubscribed(string docId, long fromVersion, long currentVersion) => Send(new ServerMessage
     {

@@ -86,7 +86,7 @@ public sealed class SdkTransportsRealServerTests
             documents[1].Insert(0, "[end]");
             foreach (CollabDocument document in documents)
             {
-                await document.WhenSynced(cts.Token);
+                await document.WhenSyncedAsync(cts.Token);
             }
 
             await WaitUntilAsync(() => documents.All(d => d.Version == documents[0].Version && d.Text == documents[0].Text), cts.Token);
@@ -116,7 +116,7 @@ public sealed class SdkTransportsRealServerTests
         {
             // ~200 KB per op: frames with the 8-byte length spanning many pipe segments; 800 KB in the snapshot.
             written.Insert(written.Snapshot.Length, new string((char)('a' + random.Next(26)), 200_000) + "é🌍");
-            await written.WhenSynced(cts.Token);
+            await written.WhenSyncedAsync(cts.Token);
         }
 
         await using CollabClient reader = await CollabClient.ConnectAsync(server.WebSocketUri, Options(transport), cts.Token);
@@ -146,7 +146,7 @@ public sealed class SdkTransportsRealServerTests
         await using CollabDocument document = await client.OpenDocumentAsync("pinged", cts.Token);
         await Task.Delay(TimeSpan.FromSeconds(2), cts.Token);
         document.Insert(0, "still here");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
         Assert.Empty(disconnects);
     }
 
@@ -171,7 +171,7 @@ public sealed class SdkTransportsRealServerTests
         }
 
         await reconnected.Task.WaitAsync(cts.Token);
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
         string expected = string.Concat(Enumerable.Range(0, 50).Select(i => $"{i},"));
         Assert.Equal(expected, document.Text);
 
@@ -192,7 +192,7 @@ public sealed class SdkTransportsRealServerTests
         await using CollabDocument aliceDocument = await alice.OpenDocumentAsync("presence", cts.Token);
         await using CollabDocument bobDocument = await bob.OpenDocumentAsync("presence", cts.Token);
         aliceDocument.Insert(0, "hello");
-        await aliceDocument.WhenSynced(cts.Token);
+        await aliceDocument.WhenSyncedAsync(cts.Token);
         aliceDocument.SetPresence(1, 4, "alice"u8.ToArray());
         await WaitUntilAsync(() => bobDocument.GetPresences().Any(p => p.Head == 4 && p.UserData.Span.SequenceEqual("alice"u8)), cts.Token);
     }
@@ -213,7 +213,7 @@ public sealed class SdkTransportsRealServerTests
         {
             await using CollabDocument document = await client.OpenDocumentAsync("tls", cts.Token);
             document.Insert(0, new string('t', 100_000));
-            await document.WhenSynced(cts.Token);
+            await document.WhenSyncedAsync(cts.Token);
             Assert.Equal(1, document.Version);
         }
 

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using Collab.Client;
-using Collab.Protocol.V1;
 using Collab.Server.Tests.Security.Infrastructure;
 
 namespace Collab.Server.Tests.Security;
@@ -44,7 +43,7 @@ public class SdkAuthTests : IAsyncLifetime
         await using CollabClient client = await CollabClient.ConnectAsync(_server.WebSocketUri, Options(_ => _tokens.Create("alice"), delivery), cts.Token);
         await using CollabDocument document = await client.OpenDocumentAsync("sdk/" + delivery, cts.Token);
         document.Insert(0, "hello");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
         Assert.Equal(1, document.Version);
     }
 
@@ -68,7 +67,7 @@ public class SdkAuthTests : IAsyncLifetime
         Assert.Empty(disconnects);
         Assert.True(Volatile.Read(ref calls) >= 3, $"the token provider was called {calls} times");
         document.Insert(0, "still connected");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
     }
 
     [Fact]
@@ -97,7 +96,7 @@ public class SdkAuthTests : IAsyncLifetime
         };
         await using CollabDocument document = await client.OpenDocumentAsync("sdk/expire", cts.Token);
         document.Insert(0, "before");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
 
         DisconnectedEventArgs lost = await disconnected.Task.WaitAsync(cts.Token);
         Assert.Equal(DisconnectReason.AuthExpired, lost.Reason);
@@ -106,7 +105,7 @@ public class SdkAuthTests : IAsyncLifetime
         await reconnected.Task.WaitAsync(cts.Token);
 
         document.Insert(6, " after");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
         Assert.Equal("before after", document.Text);
     }
 
@@ -117,7 +116,7 @@ public class SdkAuthTests : IAsyncLifetime
         await using CollabClient writer = await CollabClient.ConnectAsync(_server.WebSocketUri, Options(_ => _tokens.Create("writer", """{"write":["ro/*"]}""")), cts.Token);
         await using CollabDocument writable = await writer.OpenDocumentAsync("ro/1", cts.Token);
         writable.Insert(0, "original");
-        await writable.WhenSynced(cts.Token);
+        await writable.WhenSyncedAsync(cts.Token);
 
         await using CollabClient reader = await CollabClient.ConnectAsync(_server.WebSocketUri, Options(_ => _tokens.Create("reader", """{"read":["ro/*"]}""")), cts.Token);
         var errors = new ConcurrentQueue<CollabErrorEventArgs>();
@@ -126,8 +125,8 @@ public class SdkAuthTests : IAsyncLifetime
         Assert.Equal("original", readOnly.Text);
 
         readOnly.Insert(0, "vandalised ");
-        await readOnly.WhenSynced(cts.Token);
-        Assert.Contains(errors, e => e.Code == ErrorCode.Forbidden);
+        await readOnly.WhenSyncedAsync(cts.Token);
+        Assert.Contains(errors, e => e.Code == CollabErrorCode.Forbidden);
         Assert.Equal("original", readOnly.Text);
         Assert.Equal("original", writable.Text);
         Assert.Equal(1, writable.Version);

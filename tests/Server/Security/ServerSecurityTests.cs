@@ -19,7 +19,7 @@ public sealed class ServerSecurityTests
         await using CollabClient client = await CollabClient.ConnectAsync(server.WebSocketUri, new CollabClientOptions(), cts.Token);
         await using CollabDocument document = await client.OpenDocumentAsync("anon/1", cts.Token);
         document.Insert(0, "open to all");
-        await document.WhenSynced(cts.Token);
+        await document.WhenSyncedAsync(cts.Token);
 
         RawHttpResponse admin = await RawWebSocketClient.SendHttpAsync(server.Port, "POST /admin/revoke?sub=x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
         Assert.Equal(404, admin.StatusCode);

@@ -19,7 +19,7 @@ internal sealed record RedirectTarget(Uri Uri, TimeSpan RetryAfter, string Reaso
 /// documents regenerate everything that matters (subscribe, resend) when the next session starts.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "_ended is cancelled when the session ends and has no timer or linked registrations to release; EndedToken stays readable after the end.")]
-internal sealed class ClientSession
+internal sealed class ServerLink
 {
     private readonly IClientTransport _transport;
     private readonly Channel<ClientMessage> _outbound = Channel.CreateUnbounded<ClientMessage>(new UnboundedChannelOptions
@@ -37,7 +37,7 @@ internal sealed class ClientSession
     private long _lastReceiveTimestamp = Stopwatch.GetTimestamp();
     private ulong _pingNonce;
 
-    public ClientSession(IClientTransport transport, Uri uri, Welcome welcome, CollabClientOptions options)
+    public ServerLink(IClientTransport transport, Uri uri, Welcome welcome, CollabClientOptions options)
     {
         _transport = transport;
         Uri = uri;

@@ -1,6 +1,6 @@
 using Collab.Engine.Text;
 
-namespace Collab.Client.Internal;
+namespace Collab.Client.Sync;
 
 /// <summary>
 /// The smallest single-replace op that turns one text into another (common prefix and suffix kept, the
