@@ -23,13 +23,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     private readonly DocumentRegistry _registry;
     private readonly List<Subscription> _subscribers = [];
     private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
-    private Dictionary<string, PresenceEntry>? _aheadPresence;
-
-    // When each remote client's presence was last published by its node (Stopwatch timestamps; worker only). Nodes
-    // republish their clients' presence periodically, so an entry not heard of for Cluster:PresenceExpiry is one whose
-    // clear was lost (core NATS is at most once) and is dropped.
-    private Dictionary<string, long>? _remoteSeen;
+    private readonly DocumentPresence _presence;
     private bool _aheadReleaseQueued;
     private readonly IDocumentReplication? _replication;
     private List<DuplicateAck>? _duplicateAcks;
@@ -49,6 +43,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         _replication = replication;
         _idleSinceMs = registry.NowMs;
         _snapshotEveryOps = SnapshotInterval(docId, registry.SnapshotEveryOps);
+        _presence = new DocumentPresence(docId, replication, _subscribers, _byClient);
     }
 
     /// <summary>
@@ -190,12 +185,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// </summary>
     public async Task FailAsync(Exception reason)
     {
-        List<FailedSubscriber> failed;
-        try
-        {
-            failed = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
+        List<FailedSubscriber>? failed = await OnWorkerUnlessClosedAsync(_ => DropSubscribersOnWorker(), whenClosed: null).ConfigureAwait(false);
+        if (failed is null)
         {
             return; // closing anyway
         }
@@ -246,17 +237,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
-    public async ValueTask DetachAsync(Subscription subscription)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(_ => DetachOnWorker(subscription)).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The document closed first; nothing is delivered to a closed hub's subscribers anyway.
-        }
-    }
+    public async ValueTask DetachAsync(Subscription subscription) =>
+        await OnWorkerUnlessClosedAsync(_ => DetachOnWorker(subscription), whenClosed: false).ConfigureAwait(false);
 
     private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
     {
@@ -304,7 +286,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             }
         }
 
-        SendPresenceSnapshot(view, sub);
+        _presence.SendSnapshot(view, sub);
         return new AttachOutcome(status, view.Version);
     }
 
@@ -357,13 +339,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
         {
             _byClient.Remove(sub.ClientId);
-            if (_presence.TryGetValue(sub.ClientId, out PresenceEntry entry) && entry.Origin is null)
-            {
-                _presence.Remove(sub.ClientId);
-                long version = Sequencer.CommittedVersion;
-                BroadcastPresence(sub.ClientId, version, null, ByteString.Empty, except: null);
-                _replication?.PublishPresence(sub.ClientId, version, null, ByteString.Empty);
-            }
+            _presence.OnClientLeft(sub.ClientId, Sequencer.CommittedVersion);
         }
 
         return true;
@@ -431,7 +407,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             SendDueDuplicateAcks(batch.Version);
         }
 
-        if (_aheadPresence is { Count: > 0 } && !_aheadReleaseQueued && AnyPresenceReached(batch.Version))
+        if (_presence.HasAhead && !_aheadReleaseQueued && _presence.AnyAheadReached(batch.Version))
         {
             // Transforming needs the committed view, which the listener does not get: share them right after this batch.
             _aheadReleaseQueued = true;
@@ -533,31 +509,20 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             sub.Detached = true;
             sub.DropParked();
             Selection? selection = null;
-            PresenceEntry presence = default;
-            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub)
-                && _presence.TryGetValue(sub.ClientId, out presence) && presence.Origin is null)
+            long presenceVersion = 0;
+            ByteString userData = ByteString.Empty;
+            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
             {
-                selection = new Selection { Anchor = presence.Anchor, Head = presence.Head };
+                _presence.TryGetLocal(sub.ClientId, out presenceVersion, out selection, out userData);
             }
 
-            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presence.Version, selection, presence.UserData ?? ByteString.Empty));
+            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presenceVersion, selection, userData));
             SessionMetrics.Subscriptions.Dec();
         }
 
         _subscribers.Clear();
         _byClient.Clear();
-        foreach ((string clientId, PresenceEntry entry) in _presence)
-        {
-            if (entry.Origin is null)
-            {
-                // The clients resynchronise and send their presence again; until then the other nodes must not show it.
-                _replication?.PublishPresence(clientId, entry.Version, null, ByteString.Empty);
-            }
-        }
-
         _presence.Clear();
-        _aheadPresence?.Clear();
-        _remoteSeen?.Clear();
         _duplicateAcks?.Clear();
         return failed;
     }
@@ -569,11 +534,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// overtake ops that precede it: the original is committed by the time a local sequencer reports it, while a
     /// replica may not have received it from the owner yet, in which case the ack waits for it here.
     /// </summary>
-    public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    /// <remarks>A closed document sends nothing: the client resubscribes and resends, and is acked then.</remarks>
+    public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId) =>
+        await OnWorkerUnlessClosedAsync(
+            view =>
             {
                 if (view.Version >= version)
                 {
@@ -585,13 +549,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 }
 
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: the client resubscribes and resends, and is acked then.
-        }
-    }
+            },
+            whenClosed: false).ConfigureAwait(false);
 
     private void SendDueDuplicateAcks(long committed)
     {
@@ -619,36 +578,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
     public ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
-        Sequencer.RunExclusiveAsync(view =>
-        {
-            if (sub.Detached)
-            {
-                return false;
-            }
-
-            if (selection is null)
-            {
-                if (_presence.Remove(sub.ClientId))
-                {
-                    BroadcastPresence(sub.ClientId, view.Version, null, userData, except: sub);
-                    _replication?.PublishPresence(sub.ClientId, view.Version, null, userData);
-                }
-
-                return true;
-            }
-
-            if (!TryPlaceSelection(view, baseVersion, selection.Anchor, selection.Head, sub.ClientId, out int anchor, out int head))
-            {
-                return false; // made against a version the window no longer holds: stale, the client sends a fresh one
-            }
-
-            _aheadPresence?.Remove(sub.ClientId);
-            _presence[sub.ClientId] = new PresenceEntry(view.Version, anchor, head, userData, Origin: null);
-            var shared = new Selection { Anchor = anchor, Head = head };
-            BroadcastPresence(sub.ClientId, view.Version, shared, userData, except: sub);
-            _replication?.PublishPresence(sub.ClientId, view.Version, shared, userData);
-            return true;
-        });
+        Sequencer.RunExclusiveAsync(view => _presence.Update(view, sub, baseVersion, selection, userData));
 
     /// <summary>
     /// Presence of a client of another node (<paramref name="origin"/>), at that node's committed <paramref name="version"/>
@@ -657,281 +587,65 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// node) for later subscribers' presence snapshots. A clear removes only an entry of the same node: a client that moved
     /// to another node keeps the presence it set there even when its old node's clear arrives late.
     /// </summary>
-    public async Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view => ApplyRemotePresenceOnWorker(view, origin, clientId, version, selection, userData)).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: nobody left to show it to.
-        }
-    }
+    public Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData) =>
+        OnWorkerUnlessClosedAsync(view => _presence.ApplyRemote(view, origin, clientId, version, selection, userData), whenClosed: false);
 
     /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
-    public async Task ClearRemotePresenceAsync(string origin)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    public Task ClearRemotePresenceAsync(string origin) =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
-                // Removing the current entry while enumerating a Dictionary is allowed.
-                if (_aheadPresence is not null)
-                {
-                    foreach ((string clientId, PresenceEntry entry) in _aheadPresence)
-                    {
-                        if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
-                        {
-                            _aheadPresence.Remove(clientId);
-                        }
-                    }
-                }
-
-                foreach ((string clientId, PresenceEntry entry) in _presence)
-                {
-                    if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
-                    {
-                        _presence.Remove(clientId);
-                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: null);
-                    }
-                }
-
+                _presence.ClearRemote(view, origin);
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: nothing left to clear.
-        }
-    }
+            },
+            whenClosed: false);
 
     /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
-    public async Task RepublishPresenceAsync()
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    public Task RepublishPresenceAsync() =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
-                foreach ((string clientId, PresenceEntry entry) in _presence)
-                {
-                    if (entry.Origin is null && view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-                    {
-                        _replication?.PublishPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData);
-                    }
-                }
-
+                _presence.Republish(view);
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
+            },
+            whenClosed: false);
 
     /// <summary>
     /// Drops the presence of remote clients whose node has not published it for <paramref name="expiry"/>: nodes republish
     /// their clients' presence every Cluster:PresenceRefreshInterval, so such an entry outlived a clear that was lost.
     /// Returns how many were dropped.
     /// </summary>
-    public async Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
+    public Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
     {
         long cutoff = Stopwatch.GetTimestamp() - (long)(expiry.TotalSeconds * Stopwatch.Frequency);
-        try
-        {
-            return await Sequencer.RunExclusiveAsync(view =>
-            {
-                int expired = 0;
-                if (_remoteSeen is null)
-                {
-                    return expired;
-                }
-
-                // Removing the current entry while enumerating a Dictionary is allowed.
-                foreach ((string clientId, long seen) in _remoteSeen)
-                {
-                    if (seen >= cutoff)
-                    {
-                        continue;
-                    }
-
-                    _remoteSeen.Remove(clientId);
-                    if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead) && ahead.Origin is not null)
-                    {
-                        _aheadPresence.Remove(clientId);
-                    }
-
-                    // A local entry (the client moved here) is this node's own and never expires.
-                    if (_presence.TryGetValue(clientId, out PresenceEntry entry) && entry.Origin is not null)
-                    {
-                        _presence.Remove(clientId);
-                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
-                        expired++;
-                    }
-                }
-
-                return expired;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            return 0;
-        }
+        return OnWorkerUnlessClosedAsync(view => _presence.ExpireRemote(view, cutoff), whenClosed: 0);
     }
 
-    private bool ApplyRemotePresenceOnWorker(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
-    {
-        if (selection is not null)
-        {
-            (_remoteSeen ??= new Dictionary<string, long>(StringComparer.Ordinal))[clientId] = Stopwatch.GetTimestamp();
-        }
-
-        if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead)
-            && (selection is not null || string.Equals(ahead.Origin, origin, StringComparison.Ordinal)))
-        {
-            _aheadPresence.Remove(clientId); // superseded
-        }
-
-        if (selection is null)
-        {
-            if (_presence.TryGetValue(clientId, out PresenceEntry current) && string.Equals(current.Origin, origin, StringComparison.Ordinal))
-            {
-                _presence.Remove(clientId);
-                BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
-            }
-
-            return true;
-        }
-
-        var entry = new PresenceEntry(version, ClampToInt(selection.Anchor), ClampToInt(selection.Head), userData, origin);
-        if (version > view.Version)
-        {
-            // The other node delivered ops this one has not yet: hold the presence until they are delivered here too.
-            (_aheadPresence ??= new Dictionary<string, PresenceEntry>(StringComparer.Ordinal))[clientId] = entry;
-            return true;
-        }
-
-        return ShareRemotePresence(view, clientId, entry);
-    }
-
-    private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
-    {
-        if (!TryPlaceSelection(view, entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-        {
-            return false; // older than the history window: the client's next update replaces it
-        }
-
-        PresenceEntry shared = entry with { Version = view.Version, Anchor = anchor, Head = head };
-        if (_presence.TryGetValue(clientId, out PresenceEntry current) && current == shared)
-        {
-            return true; // republished for a node that opened the document: the subscribers here have it
-        }
-
-        _presence[clientId] = shared;
-        BroadcastPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData, except: _byClient.GetValueOrDefault(clientId));
-        return true;
-    }
-
-    private bool AnyPresenceReached(long version)
-    {
-        foreach (PresenceEntry entry in _aheadPresence!.Values)
-        {
-            if (entry.Version <= version)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private async Task ReleaseAheadPresenceAsync()
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    private Task ReleaseAheadPresenceAsync() =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
                 _aheadReleaseQueued = false;
-                if (_aheadPresence is not { Count: > 0 } ahead)
-                {
-                    return true;
-                }
-
-                foreach ((string clientId, PresenceEntry entry) in ahead)
-                {
-                    if (entry.Version <= view.Version)
-                    {
-                        ahead.Remove(clientId);
-                        ShareRemotePresence(view, clientId, entry);
-                    }
-                }
-
+                _presence.ReleaseAhead(view);
                 return true;
-            }).ConfigureAwait(false);
+            },
+            whenClosed: false);
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the document's worker, or gives <paramref name="whenClosed"/> when the document
+    /// closed first (its sequencer is disposed): what such callers do then is nothing, as a closed document has nobody
+    /// left to deliver to, and its clients resubscribe (and resend) elsewhere.
+    /// </summary>
+    private async Task<T> OnWorkerUnlessClosedAsync<T>(Func<CommittedView<Rope, TextOp>, T> action, T whenClosed)
+    {
+        try
+        {
+            return await Sequencer.RunExclusiveAsync(action).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
+            return whenClosed;
         }
-    }
-
-    private void SendPresenceSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
-    {
-        foreach ((string clientId, PresenceEntry entry) in _presence)
-        {
-            if (clientId == sub.ClientId || !view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-            {
-                continue;
-            }
-
-            sub.SendOwned(ServerFrames.Presence(DocId, clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData));
-        }
-    }
-
-    private void BroadcastPresence(string clientId, long version, Selection? selection, ByteString userData, Subscription? except)
-    {
-        if (_subscribers.Count == 0 || (_subscribers.Count == 1 && except is not null))
-        {
-            return;
-        }
-
-        using OutboundMessage frame = ServerFrames.Presence(DocId, clientId, version, selection, userData);
-        foreach (Subscription sub in _subscribers)
-        {
-            if (!ReferenceEquals(sub, except))
-            {
-                sub.Send(frame);
-            }
-        }
-    }
-
-    private static int ClampToInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
-
-    /// <summary>
-    /// A selection made at <paramref name="version"/>, clamped to the document's length at that version (a client may send
-    /// any numbers: (1000000, 3) on a 5-code-point document is (5, 3), never relayed verbatim), then moved to the
-    /// committed version. False when the window no longer reaches back to <paramref name="version"/>.
-    /// </summary>
-    private static bool TryPlaceSelection(in CommittedView<Rope, TextOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
-    {
-        placedAnchor = placedHead = 0;
-        if (version > view.Version)
-        {
-            return false;
-        }
-
-        long length = view.Snapshot.Length;
-        for (long v = view.Version; v > version; v--)
-        {
-            if (!view.TryGetOp(v, out TextOp op))
-            {
-                return false;
-            }
-
-            length -= op.TargetLength - op.BaseLength;
-        }
-
-        return view.TryTransformSelection(
-            version, (int)Math.Clamp(anchor, 0, length), (int)Math.Clamp(head, 0, length), clientId, out placedAnchor, out placedHead);
     }
 
     // ------------------------------------------------------------------ snapshots
@@ -978,9 +692,6 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
-
-    /// <summary>A client's selection at <paramref name="Version"/>; <paramref name="Origin"/> is the node of a remote client, null for a local one.</summary>
-    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData, string? Origin);
 
     private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }
