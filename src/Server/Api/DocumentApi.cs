@@ -307,7 +307,7 @@ internal sealed class DocumentApi
         long version = 0;
         if (!initial.IsNoop)
         {
-            SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(FreshClientId(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
+            SubmitOutcome outcome = await SubmitAsync(docId, _documents.Kinds.Text, new Submission<TextOp>(FreshClientId(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
             if (outcome.Status is not (SubmitStatus.Acked or SubmitStatus.Duplicate))
             {
                 return ApiProblem.Wire(ErrorCodes.FromSubmit(outcome.Status),
@@ -396,7 +396,7 @@ internal sealed class DocumentApi
             return missing;
         }
 
-        SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(clientId, 1, body.BaseVersion, op, principal.UserId), context.RequestAborted).ConfigureAwait(false);
+        SubmitOutcome outcome = await SubmitAsync(docId, _documents.Kinds.Text, new Submission<TextOp>(clientId, 1, body.BaseVersion, op, principal.UserId), context.RequestAborted).ConfigureAwait(false);
         switch (outcome.Status)
         {
             case SubmitStatus.Acked:
@@ -420,12 +420,14 @@ internal sealed class DocumentApi
     private const string DeletedMessage = "deleted";
 
     /// <summary>Runs one submission through the document's hub (sequenced here, or forwarded to its owner in a cluster).</summary>
-    private async Task<SubmitOutcome> SubmitAsync(string docId, Submission<TextOp> submission, CancellationToken cancellationToken)
+    private async Task<SubmitOutcome> SubmitAsync<TSnapshot, TOp>(string docId, DocumentKind<TSnapshot, TOp> kind, Submission<TOp> submission, CancellationToken cancellationToken)
+        where TSnapshot : notnull
+        where TOp : notnull
     {
         DocumentHub hub;
         try
         {
-            hub = await _documents.AcquireAsync(docId, cancellationToken).ConfigureAwait(false);
+            hub = await _documents.AcquireAsync(docId, cancellationToken, kind).ConfigureAwait(false);
         }
         catch (DocumentDeletedException)
         {
@@ -439,7 +441,9 @@ internal sealed class DocumentApi
 
         try
         {
-            return await hub.SubmitOrForwardAsync(submission).ConfigureAwait(false);
+            return hub is DocumentHub<TSnapshot, TOp> typed
+                ? await typed.SubmitOrForwardAsync(submission).ConfigureAwait(false)
+                : new SubmitOutcome(SubmitStatus.InvalidOp, 0, $"Document '{docId}' is a {hub.Kind.Name} document, not {kind.Name}.");
         }
         catch (ObjectDisposedException)
         {

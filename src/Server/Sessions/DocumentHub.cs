@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Transport;
 using Google.Protobuf;
@@ -8,71 +7,56 @@ using Google.Protobuf;
 namespace Collab.Server.Sessions;
 
 /// <summary>
-/// A document open on this node: its sequencer plus the local subscribers. The hub is the sequencer's
-/// listener, so committed ops reach it on the sequencer's worker in version order; it frames each batch
-/// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
-/// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
-/// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
-/// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
-/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
-/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
-/// tagged with their node (docs/CLUSTER.md, "Presence").
+/// A document open on this node, whatever its OT type: what sessions, the registry, the cluster and the HTTP API use. The
+/// one implementation is <see cref="DocumentHub{TSnapshot, TOp}"/>, instantiated per type (<see cref="DocumentKind"/>), so
+/// sequencing, delivery and presence are one code path for every type.
 /// </summary>
-internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
+internal abstract class DocumentHub
 {
-    private readonly DocumentRegistry _registry;
-    private readonly List<Subscription> _subscribers = [];
-    private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
-    private readonly DocumentPresence _presence;
-    private bool _aheadReleaseQueued;
-    private readonly IDocumentReplication? _replication;
-    private List<DuplicateAck>? _duplicateAcks;
-    private DocumentSequencer<Rope, TextOp>? _sequencer;
-    private long _batchStamp;
     private int _refs;
     private long _idleSinceMs;
-    private long _lastSnapshotVersion;
-    private int _snapshotQueued;
-    private readonly int _snapshotEveryOps;
 
-    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
+    protected DocumentHub(DocumentRegistry registry, DocumentKind kind, string docId, IDocumentReplication? replication)
     {
-        _registry = registry;
+        Registry = registry;
+        Kind = kind;
         DocId = docId;
-        _lastSnapshotVersion = lastSnapshotVersion;
-        _replication = replication;
+        Replication = replication;
         _idleSinceMs = registry.NowMs;
-        _snapshotEveryOps = SnapshotInterval(docId, registry.SnapshotEveryOps);
-        _presence = new DocumentPresence(docId, replication, _subscribers, _byClient);
-    }
-
-    /// <summary>
-    /// The configured interval plus up to half of it again, fixed per document: documents loaded together under an
-    /// even load would otherwise all reach their snapshot threshold in the same instant and hand the store hundreds of
-    /// snapshot writes at once (a stall every ack felt in the small-rooms load test).
-    /// </summary>
-    internal static int SnapshotInterval(string docId, int configured)
-    {
-        int spread = configured / 2;
-        return spread == 0 ? configured : (int)Math.Min(int.MaxValue, configured + (long)((uint)string.GetHashCode(docId, StringComparison.Ordinal) % (uint)spread));
     }
 
     public string DocId { get; }
 
+    /// <summary>The document's OT type (fixed when it was created).</summary>
+    public DocumentKind Kind { get; }
+
     /// <summary>The cluster side of the document; null on a single node.</summary>
-    public IDocumentReplication? Replication => _replication;
+    public IDocumentReplication? Replication { get; }
 
     /// <summary>True when this node sequences the document (always on a single node).</summary>
-    public bool SequencesLocally => _replication?.SequencesLocally ?? true;
-
-    public DocumentSequencer<Rope, TextOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
-
-    internal void Attach(DocumentSequencer<Rope, TextOp> sequencer) => _sequencer = sequencer;
+    public bool SequencesLocally => Replication?.SequencesLocally ?? true;
 
     /// <summary>Subscriber count as seen from outside the worker (metrics, idle checks).</summary>
     public int References => Volatile.Read(ref _refs);
 
-    public long LastSnapshotVersion => Volatile.Read(ref _lastSnapshotVersion);
+    protected DocumentRegistry Registry { get; }
+
+    /// <summary>When the last subscriber left (ms since the epoch), for the idle check.</summary>
+    protected long IdleSinceMs => Volatile.Read(ref _idleSinceMs);
+
+    // ------------------------------------------------------------------ the sequencer, as seen from any thread
+
+    public abstract long CommittedVersion { get; }
+
+    /// <summary>The version the sequencer has assigned (ahead of <see cref="CommittedVersion"/> while a commit is pending).</summary>
+    public abstract long Version { get; }
+
+    public abstract int PendingCount { get; }
+
+    public abstract SequencerState State { get; }
+
+    /// <summary>Stops the sequencer: ops it handed to the durability stage finish (committed or not) first.</summary>
+    public abstract Task CloseSequencerAsync(CancellationToken abandon);
 
     // ------------------------------------------------------------------ life cycle (any thread)
 
@@ -98,30 +82,160 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     {
         if (Interlocked.Decrement(ref _refs) == 0)
         {
-            Volatile.Write(ref _idleSinceMs, _registry.NowMs);
+            Volatile.Write(ref _idleSinceMs, Registry.NowMs);
         }
     }
 
+    /// <summary>Claims the hub for closing when nobody holds a reference (the caller checked it is idle).</summary>
+    protected bool TryClaimForClose() => Volatile.Read(ref _refs) == 0 && Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
+
+    /// <summary>
+    /// The configured interval plus up to half of it again, fixed per document: documents loaded together under an
+    /// even load would otherwise all reach their snapshot threshold in the same instant and hand the store hundreds of
+    /// snapshot writes at once (a stall every ack felt in the small-rooms load test).
+    /// </summary>
+    internal static int SnapshotInterval(string docId, int configured)
+    {
+        int spread = configured / 2;
+        return spread == 0 ? configured : (int)Math.Min(int.MaxValue, configured + (long)((uint)string.GetHashCode(docId, StringComparison.Ordinal) % (uint)spread));
+    }
+
     /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
-    public bool TryBeginClose(long nowMs, long idleMs)
+    public abstract bool TryBeginClose(long nowMs, long idleMs);
+
+    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
+    public abstract Task CloseAsync(CancellationToken abandon);
+
+    /// <summary>Stops serving the document here after its replica could not follow the owner.</summary>
+    public abstract Task FailAsync(Exception reason);
+
+    // ------------------------------------------------------------------ submits (encoded ops)
+
+    /// <summary>
+    /// A client's submit (op bytes as received): decoded and checked with the document's type, then sequenced here or
+    /// forwarded (see <see cref="DocumentHub{TSnapshot, TOp}.SubmitAsync"/>). Throws <see cref="Engine.OtException"/>
+    /// (nothing else done) when the bytes are not a valid op of the type; calls
+    /// <see cref="ClientSession.OnSubmitAccepted"/> between the check and the submit.
+    /// </summary>
+    public abstract ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op);
+
+    /// <summary>
+    /// A submit forwarded by another node (or waiting to be forwarded when this node was promoted): decoded and checked,
+    /// then sequenced here. Throws <see cref="Engine.OtException"/> for bytes that are no valid op.
+    /// </summary>
+    public abstract ValueTask<SubmitResult> SubmitForwardedHereAsync(ForwardedSubmission submission);
+
+    /// <summary>A replica replays the owner's op <paramref name="version"/> (stored bytes, not re-checked against submit limits).</summary>
+    public abstract ValueTask<SubmitResult> ReplayAsync(long version, string clientId, long clientSeq, ReadOnlySpan<byte> op, string? author);
+
+    // ------------------------------------------------------------------ subscribers and presence
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.SubscribeAsync"/>
+    public abstract ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false);
+
+    /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
+    public abstract ValueTask DetachAsync(Subscription subscription);
+
+    /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
+    internal abstract Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync();
+
+    /// <summary>Acks a resent op that had been sequenced before, in order with the ops that precede it.</summary>
+    public abstract ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId);
+
+    /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
+    public abstract ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData);
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.ApplyRemotePresenceAsync"/>
+    public abstract Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData);
+
+    /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
+    public abstract Task ClearRemotePresenceAsync(string origin);
+
+    /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
+    public abstract Task RepublishPresenceAsync();
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.ExpireRemotePresenceAsync"/>
+    public abstract Task<int> ExpireRemotePresenceAsync(TimeSpan expiry);
+}
+
+/// <summary>
+/// A document of one OT type open on this node: its sequencer plus the local subscribers. The hub is the sequencer's
+/// listener, so committed ops reach it on the sequencer's worker in version order; it frames each batch
+/// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
+/// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
+/// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
+/// In a cluster (<see cref="DocumentHub.Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
+/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
+/// tagged with their node (docs/CLUSTER.md, "Presence").
+/// </summary>
+internal sealed class DocumentHub<TSnapshot, TOp> : DocumentHub, ISequencerListener<TSnapshot, TOp>
+    where TSnapshot : notnull
+    where TOp : notnull
+{
+    private readonly DocumentRegistry _registry;
+    private readonly DocumentKind<TSnapshot, TOp> _kind;
+    private readonly List<Subscription> _subscribers = [];
+    private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
+    private readonly DocumentPresence<TSnapshot, TOp> _presence;
+    private bool _aheadReleaseQueued;
+    private readonly IDocumentReplication? _replication;
+    private List<DuplicateAck>? _duplicateAcks;
+    private DocumentSequencer<TSnapshot, TOp>? _sequencer;
+    private long _batchStamp;
+    private long _lastSnapshotVersion;
+    private int _snapshotQueued;
+    private readonly int _snapshotEveryOps;
+
+    public DocumentHub(DocumentRegistry registry, DocumentKind<TSnapshot, TOp> kind, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
+        : base(registry, kind, docId, replication)
+    {
+        _registry = registry;
+        _kind = kind;
+        _lastSnapshotVersion = lastSnapshotVersion;
+        _replication = replication;
+        _snapshotEveryOps = SnapshotInterval(docId, registry.SnapshotEveryOps);
+        _presence = new DocumentPresence<TSnapshot, TOp>(kind, docId, replication, _subscribers, _byClient);
+    }
+
+    public DocumentSequencer<TSnapshot, TOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
+
+    internal void Attach(DocumentSequencer<TSnapshot, TOp> sequencer) => _sequencer = sequencer;
+
+    public override long CommittedVersion => Sequencer.CommittedVersion;
+
+    public override long Version => Sequencer.Version;
+
+    public override int PendingCount => Sequencer.PendingCount;
+
+    public override SequencerState State => Sequencer.State;
+
+    public override Task CloseSequencerAsync(CancellationToken abandon) => Sequencer.CloseAsync(abandon);
+
+    public long LastSnapshotVersion => Volatile.Read(ref _lastSnapshotVersion);
+
+    // ------------------------------------------------------------------ life cycle (any thread)
+
+    /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
+    public override bool TryBeginClose(long nowMs, long idleMs)
     {
         // An owner also serves other nodes' clients (forwarded submits), which hold no reference here.
-        long idleSince = Volatile.Read(ref _idleSinceMs);
+        long idleSince = IdleSinceMs;
         if (_replication is { SequencesLocally: true })
         {
             idleSince = Math.Max(idleSince, Sequencer.LastActivity.ToUnixTimeMilliseconds());
         }
 
-        if (Volatile.Read(ref _refs) != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
+        if (References != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
         {
             return false;
         }
 
-        return Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
+        return TryClaimForClose();
     }
 
     /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
-    public async Task CloseAsync(CancellationToken abandon)
+    public override async Task CloseAsync(CancellationToken abandon)
     {
         try
         {
@@ -154,7 +268,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// sequencer takes them in order, and forwarded ones go through <paramref name="from"/>'s chain, one at a time,
     /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
     /// </summary>
-    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TextOp> submission)
+    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TOp> submission)
     {
         if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
         {
@@ -165,11 +279,26 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     /// <summary>One step of a subscription's chain: forwarded to the owner, or sequenced here if this node owns the document now.</summary>
-    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TextOp> submission) =>
-        _replication is { SequencesLocally: false } replication ? replication.ForwardAsync(submission) : SubmitHereAsync(submission);
+    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TOp> submission) =>
+        _replication is { SequencesLocally: false } replication
+            ? replication.ForwardAsync(new ForwardedSubmission(submission.ClientId, submission.ClientSeq, submission.BaseVersion, _kind.Encode(submission.Op), submission.Author))
+            : SubmitHereAsync(submission);
+
+    public override ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op)
+    {
+        TOp decoded = _kind.DecodeSubmission(op);
+        from.Session.OnSubmitAccepted(from, clientSeq);
+        return SubmitAsync(from, new Submission<TOp>(from.ClientId, clientSeq, baseVersion, decoded, from.Session.Author));
+    }
+
+    public override ValueTask<SubmitResult> SubmitForwardedHereAsync(ForwardedSubmission submission) =>
+        Sequencer.SubmitAsync(new Submission<TOp>(submission.ClientId, submission.ClientSeq, submission.BaseVersion, _kind.DecodeSubmission(submission.Op.Span), submission.Author));
+
+    public override ValueTask<SubmitResult> ReplayAsync(long version, string clientId, long clientSeq, ReadOnlySpan<byte> op, string? author) =>
+        Sequencer.SubmitAsync(new Submission<TOp>(clientId, clientSeq, version - 1, _kind.Type.Decode(op), author));
 
     /// <summary>Sequences an op on this node's sequencer.</summary>
-    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TextOp> submission)
+    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TOp> submission)
     {
         ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
         return pending.IsCompletedSuccessfully
@@ -183,7 +312,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// Stops serving the document here after its replica could not follow the owner (a gap the log no longer holds, an op
     /// that does not apply): every subscriber resynchronises, as after fencing, and the next subscriber loads it afresh.
     /// </summary>
-    public async Task FailAsync(Exception reason)
+    public override async Task FailAsync(Exception reason)
     {
         List<FailedSubscriber>? failed = await OnWorkerUnlessClosedAsync(_ => DropSubscribersOnWorker(), whenClosed: null).ConfigureAwait(false);
         if (failed is null)
@@ -204,7 +333,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// <paramref name="fromVersion"/> is sent, so the client sees one continuous stream; a refusal sends nothing either
     /// (the caller falls back to reconnecting the client).
     /// </summary>
-    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
+    public override async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
     {
         if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
         {
@@ -237,10 +366,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
-    public async ValueTask DetachAsync(Subscription subscription) =>
+    public override async ValueTask DetachAsync(Subscription subscription) =>
         await OnWorkerUnlessClosedAsync(_ => DetachOnWorker(subscription), whenClosed: false).ConfigureAwait(false);
 
-    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
+    private AttachOutcome AttachOnWorker(in CommittedView<TSnapshot, TOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
     {
         if (sub.Session.IsClosed)
         {
@@ -264,14 +393,14 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         AttachStatus status = AttachStatus.Attached;
         if (snapshot || fromVersion < 0)
         {
-            sub.SendOwned(ServerFrames.Snapshot(DocId, view.Version, view.Snapshot.ToString(), requestId));
+            sub.SendOwned(ServerFrames.Snapshot(_kind.ToMessage(DocId, view.Version, view.Snapshot), requestId));
             sub.Version = view.Version;
         }
         else
         {
             if (!resume)
             {
-                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, _kind.Name, requestId));
             }
 
             if (view.TryGetOpsAfter(fromVersion, out IReadOnlyList<OpRecord> ops))
@@ -385,7 +514,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     // ------------------------------------------------------------------ sequencer listener (worker)
 
-    public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
+    public void OnCommitted(in CommittedBatch<TSnapshot, TOp> batch)
     {
         _registry.FaultInjection?.Invoke(DocId, batch.Version);
         ReadOnlySpan<OpRecord> records = batch.Records;
@@ -491,7 +620,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DocumentFailure.Fenced, DropSubscribersOnWorker());
 
     /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
-    internal Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
+    internal override Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
 
     public void OnFaulted(Exception error) => _registry.OnHubFailed(this, error, DocumentFailure.Fault, DropSubscribersOnWorker());
 
@@ -535,7 +664,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// replica may not have received it from the owner yet, in which case the ack waits for it here.
     /// </summary>
     /// <remarks>A closed document sends nothing: the client resubscribes and resends, and is acked then.</remarks>
-    public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId) =>
+    public override async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId) =>
         await OnWorkerUnlessClosedAsync(
             view =>
             {
@@ -577,7 +706,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     // ------------------------------------------------------------------ presence
 
     /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
-    public ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
+    public override ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
         Sequencer.RunExclusiveAsync(view => _presence.Update(view, sub, baseVersion, selection, userData));
 
     /// <summary>
@@ -587,11 +716,11 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// node) for later subscribers' presence snapshots. A clear removes only an entry of the same node: a client that moved
     /// to another node keeps the presence it set there even when its old node's clear arrives late.
     /// </summary>
-    public Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData) =>
+    public override Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData) =>
         OnWorkerUnlessClosedAsync(view => _presence.ApplyRemote(view, origin, clientId, version, selection, userData), whenClosed: false);
 
     /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
-    public Task ClearRemotePresenceAsync(string origin) =>
+    public override Task ClearRemotePresenceAsync(string origin) =>
         OnWorkerUnlessClosedAsync(
             view =>
             {
@@ -601,7 +730,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             whenClosed: false);
 
     /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
-    public Task RepublishPresenceAsync() =>
+    public override Task RepublishPresenceAsync() =>
         OnWorkerUnlessClosedAsync(
             view =>
             {
@@ -615,7 +744,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// their clients' presence every Cluster:PresenceRefreshInterval, so such an entry outlived a clear that was lost.
     /// Returns how many were dropped.
     /// </summary>
-    public Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
+    public override Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
     {
         long cutoff = Stopwatch.GetTimestamp() - (long)(expiry.TotalSeconds * Stopwatch.Frequency);
         return OnWorkerUnlessClosedAsync(view => _presence.ExpireRemote(view, cutoff), whenClosed: 0);
@@ -636,7 +765,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// closed first (its sequencer is disposed): what such callers do then is nothing, as a closed document has nobody
     /// left to deliver to, and its clients resubscribe (and resend) elsewhere.
     /// </summary>
-    private async Task<T> OnWorkerUnlessClosedAsync<T>(Func<CommittedView<Rope, TextOp>, T> action, T whenClosed)
+    private async Task<T> OnWorkerUnlessClosedAsync<T>(Func<CommittedView<TSnapshot, TOp>, T> action, T whenClosed)
     {
         try
         {

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Google.Protobuf;
 
@@ -9,12 +8,16 @@ namespace Collab.Server.Sessions;
 /// <summary>
 /// The presence (selections and user data) of one open document: its local clients' entries, shared with the other
 /// subscribers and, in a cluster, published to the other nodes; and the other nodes' clients' entries, kept here tagged
-/// with their node (docs/CLUSTER.md, "Presence"). Owned by the document's <see cref="DocumentHub"/> and touched only on
+/// with their node (docs/CLUSTER.md, "Presence"). Owned by the document's <see cref="DocumentHub{TSnapshot, TOp}"/> and touched only on
 /// the sequencer's worker (every method takes the <see cref="CommittedView{TSnapshot, TOp}"/> that proves it), so it
-/// needs no lock. Positions are moved through the committed ops with the document's OT type.
+/// needs no lock. Positions count the document's OT type's units (code points for text-unicode, UTF-16 units for rich-text)
+/// and are moved through the committed ops with that type.
 /// </summary>
-internal sealed class DocumentPresence
+internal sealed class DocumentPresence<TSnapshot, TOp>
+    where TSnapshot : notnull
+    where TOp : notnull
 {
+    private readonly DocumentKind<TSnapshot, TOp> _kind;
     private readonly string _docId;
     private readonly IDocumentReplication? _replication;
 
@@ -31,8 +34,9 @@ internal sealed class DocumentPresence
     // (core NATS is at most once) and is dropped.
     private Dictionary<string, long>? _remoteSeen;
 
-    public DocumentPresence(string docId, IDocumentReplication? replication, List<Subscription> subscribers, Dictionary<string, Subscription> byClient)
+    public DocumentPresence(DocumentKind<TSnapshot, TOp> kind, string docId, IDocumentReplication? replication, List<Subscription> subscribers, Dictionary<string, Subscription> byClient)
     {
+        _kind = kind;
         _docId = docId;
         _replication = replication;
         _subscribers = subscribers;
@@ -43,7 +47,7 @@ internal sealed class DocumentPresence
     public bool HasAhead => _ahead is { Count: > 0 };
 
     /// <summary>Transforms a local client's selection from its base version to the committed one and shares it; false when it is stale or the subscriber left.</summary>
-    public bool Update(in CommittedView<Rope, TextOp> view, Subscription sub, long baseVersion, Selection? selection, ByteString userData)
+    public bool Update(in CommittedView<TSnapshot, TOp> view, Subscription sub, long baseVersion, Selection? selection, ByteString userData)
     {
         if (sub.Detached)
         {
@@ -74,8 +78,8 @@ internal sealed class DocumentPresence
         return true;
     }
 
-    /// <summary>Presence of a client of another node; see <see cref="DocumentHub.ApplyRemotePresenceAsync"/>.</summary>
-    public bool ApplyRemote(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
+    /// <summary>Presence of a client of another node; see <see cref="DocumentHub{TSnapshot, TOp}.ApplyRemotePresenceAsync"/>.</summary>
+    public bool ApplyRemote(in CommittedView<TSnapshot, TOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
     {
         if (selection is not null)
         {
@@ -111,7 +115,7 @@ internal sealed class DocumentPresence
     }
 
     /// <summary>The clients of <paramref name="origin"/> are gone: clears their presence.</summary>
-    public void ClearRemote(in CommittedView<Rope, TextOp> view, string origin)
+    public void ClearRemote(in CommittedView<TSnapshot, TOp> view, string origin)
     {
         // Removing the current entry while enumerating a Dictionary is allowed.
         if (_ahead is not null)
@@ -136,7 +140,7 @@ internal sealed class DocumentPresence
     }
 
     /// <summary>Publishes every local client's presence again (another node opened the document or reconnected).</summary>
-    public void Republish(in CommittedView<Rope, TextOp> view)
+    public void Republish(in CommittedView<TSnapshot, TOp> view)
     {
         foreach ((string clientId, PresenceEntry entry) in _entries)
         {
@@ -148,7 +152,7 @@ internal sealed class DocumentPresence
     }
 
     /// <summary>Drops remote entries not republished since <paramref name="cutoff"/> (a Stopwatch timestamp); returns how many.</summary>
-    public int ExpireRemote(in CommittedView<Rope, TextOp> view, long cutoff)
+    public int ExpireRemote(in CommittedView<TSnapshot, TOp> view, long cutoff)
     {
         int expired = 0;
         if (_remoteSeen is null)
@@ -197,7 +201,7 @@ internal sealed class DocumentPresence
     }
 
     /// <summary>Shares the held remote presence whose version has now been delivered here.</summary>
-    public void ReleaseAhead(in CommittedView<Rope, TextOp> view)
+    public void ReleaseAhead(in CommittedView<TSnapshot, TOp> view)
     {
         if (_ahead is not { Count: > 0 } ahead)
         {
@@ -215,7 +219,7 @@ internal sealed class DocumentPresence
     }
 
     /// <summary>Sends a new subscriber everyone else's presence, moved to the committed version.</summary>
-    public void SendSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
+    public void SendSnapshot(in CommittedView<TSnapshot, TOp> view, Subscription sub)
     {
         foreach ((string clientId, PresenceEntry entry) in _entries)
         {
@@ -273,7 +277,7 @@ internal sealed class DocumentPresence
         _remoteSeen?.Clear();
     }
 
-    private bool ShareRemote(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
+    private bool ShareRemote(in CommittedView<TSnapshot, TOp> view, string clientId, PresenceEntry entry)
     {
         if (!TryPlace(view, entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
         {
@@ -312,10 +316,10 @@ internal sealed class DocumentPresence
 
     /// <summary>
     /// A selection made at <paramref name="version"/>, clamped to the document's length at that version (a client may send
-    /// any numbers: (1000000, 3) on a 5-code-point document is (5, 3), never relayed verbatim), then moved to the
+    /// any numbers: (1000000, 3) on a 5-unit document is (5, 3), never relayed verbatim), then moved to the
     /// committed version. False when the window no longer reaches back to <paramref name="version"/>.
     /// </summary>
-    private static bool TryPlace(in CommittedView<Rope, TextOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
+    private bool TryPlace(in CommittedView<TSnapshot, TOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
     {
         placedAnchor = placedHead = 0;
         if (version > view.Version)
@@ -323,15 +327,15 @@ internal sealed class DocumentPresence
             return false;
         }
 
-        long length = view.Snapshot.Length;
+        long length = _kind.Type.LengthOf(view.Snapshot);
         for (long v = view.Version; v > version; v--)
         {
-            if (!view.TryGetOp(v, out TextOp op))
+            if (!view.TryGetOp(v, out TOp op))
             {
                 return false;
             }
 
-            length -= op.TargetLength - op.BaseLength;
+            length -= _kind.LengthChange(op);
         }
 
         return view.TryTransformSelection(
