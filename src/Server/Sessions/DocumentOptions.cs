@@ -64,9 +64,10 @@ public sealed class DocumentOptions
 
     /// <summary>
     /// rich-text: largest embed (type and payload), in bytes of its binary encoding; larger is INVALID_OP. Quill pastes
-    /// images as data: URLs, which this bounds (an op is also bounded by <see cref="MaxOpBytes"/>).
+    /// images as data: URLs, which this bounds; half of <see cref="MaxOpBytes"/> by default, so the limit is the one a
+    /// client meets (an op must fit MaxOpBytes too).
     /// </summary>
-    public int RichTextMaxEmbedBytes { get; set; } = 256 * 1024;
+    public int RichTextMaxEmbedBytes { get; set; } = 128 * 1024;
 
     /// <summary>The rich-text type's submit limits from these settings (embed types: Quill's image, video and formula).</summary>
     public RichTextOptions RichText() => new()
