@@ -22,6 +22,18 @@ internal abstract class DocumentKind
 
     /// <summary>Opens a document of this type from what the store holds (null: nothing yet); see <see cref="DocumentRegistry"/>.</summary>
     internal abstract DocumentHub Open(DocumentRegistry registry, string docId, DocumentLoad? load, IDocumentReplication? replication);
+
+    /// <summary>Rebuilds a document outside any hub (the HTTP API's reads): from a stored snapshot's text (null: empty), then ops.</summary>
+    public abstract DocumentReplay Replay(string? snapshotText);
+}
+
+/// <summary>A document being rebuilt from stored ops; <see cref="ToText"/> is the type's stored form (the text; the Delta JSON).</summary>
+internal abstract class DocumentReplay
+{
+    /// <summary>Applies a stored op (its binary encoding); throws <see cref="OtException"/> when it does not decode or fit.</summary>
+    public abstract void Apply(ReadOnlySpan<byte> op);
+
+    public abstract string ToText();
 }
 
 /// <inheritdoc cref="DocumentKind"/>
@@ -50,6 +62,8 @@ internal abstract class DocumentKind<TSnapshot, TOp> : DocumentKind
         return UnsafeByteOperations.UnsafeWrap(buffer.WrittenMemory);
     }
 
+    public override DocumentReplay Replay(string? snapshotText) => new TypedReplay<TSnapshot, TOp>(Type, snapshotText is null ? Type.Empty : Type.FromText(snapshotText));
+
     internal override DocumentHub Open(DocumentRegistry registry, string docId, DocumentLoad? load, IDocumentReplication? replication)
     {
         DocumentState<TSnapshot, TOp> state = load is null
@@ -60,6 +74,18 @@ internal abstract class DocumentKind<TSnapshot, TOp> : DocumentKind
             docId, Type, state, replication?.Stage ?? registry.Stage, registry.History, hub, registry.SequencerOptions, registry.Time));
         return hub;
     }
+}
+
+/// <summary>The replay of one type: the snapshot as the type holds it.</summary>
+internal sealed class TypedReplay<TSnapshot, TOp>(IOtType<TSnapshot, TOp> type, TSnapshot start) : DocumentReplay
+    where TSnapshot : notnull
+    where TOp : notnull
+{
+    public TSnapshot Document { get; private set; } = start;
+
+    public override void Apply(ReadOnlySpan<byte> op) => Document = type.Apply(Document, type.Decode(op));
+
+    public override string ToText() => type.ToText(Document);
 }
 
 /// <summary>ShareDB's <c>text-unicode</c>: plain text, positions in code points, the snapshot's text in <see cref="Snapshot.Text"/>.</summary>
@@ -89,6 +115,9 @@ internal sealed class RichDocumentKind(RichTextOptions options) : DocumentKind<R
     public override IOtType<RichDocument, RichOp> Type => _type;
 
     public override RichOp DecodeSubmission(ReadOnlySpan<byte> bytes) => _type.DecodeSubmission(bytes);
+
+    /// <summary>Enforces the submit limits on an op that did not come as bytes (the HTTP API's JSON).</summary>
+    public void ValidateLimits(RichOp op) => _type.ValidateLimits(op);
 
     public override long LengthChange(RichOp op) => op.TargetLength - op.BaseLength;
 
