@@ -3,13 +3,26 @@
 # Publish only the WebSocket port (8080). The management port (9090: /healthz, /readyz, /metrics, no authentication)
 # must stay private: reach it from the orchestrator's probes and Prometheus inside the cluster network, never publish
 # it on a public interface (docs/OPERATIONS.md).
+# The browser page (web/: the SDK and the editor page) is built with Node.js in a stage of its own; the server's build
+# takes its output (web/app/dist) and publishes it as wwwroot, without Node (BuildWebPage=false: src/Server/Web/Web.targets).
+FROM node:20-bookworm-slim AS web
+WORKDIR /src
+COPY src/Protocol/Protos/ src/Protocol/Protos/
+COPY web/package.json web/package-lock.json web/
+COPY web/client/package.json web/client/
+COPY web/app/package.json web/app/
+RUN cd web && npm ci --no-audit --no-fund --loglevel=error
+COPY web/ web/
+RUN cd web && npm run build
+
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props Collab.sln ./
 COPY src/ src/
+COPY --from=web /src/web/app/dist/ web/app/dist/
 # ReadyToRun: hot paths start precompiled instead of at tier 0, so a (re)started node needs less of its first
 # half-minute of JIT work before it reaches full capacity (docs/PERFORMANCE.md, load-test finding 11).
-RUN dotnet publish src/Server/Collab.Server.csproj -c Release -o /app --nologo --use-current-runtime --self-contained false -p:PublishReadyToRun=true
+RUN dotnet publish src/Server/Collab.Server.csproj -c Release -o /app --nologo --use-current-runtime --self-contained false -p:PublishReadyToRun=true -p:BuildWebPage=false
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine that has the .NET 10 SDK:
-# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Node.js 20+ and npm (for the `ws`
+# PostgreSQL 15 (initdb/pg_ctl/postgres on PATH), nats-server, Chromium (the page's browser tests), Node.js 20+ and npm (for the `ws`
 # conformance client, the PromQL parser of the deploy/ tests and the browser SDK in web/), Prometheus and promtool
 # (the deploy/ tests check the rules with promtool and scrape a running server with a real Prometheus). Idempotent: a
 # machine that already has everything is left alone.
@@ -12,6 +12,10 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
+# Debian's Chromium for the page's browser tests (web/app/test, driven by playwright-core: Playwright's own browser
+# download is not used), and a font with emoji so that their screenshots show the text as users see it.
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || need+=(chromium)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${need[*]}"
@@ -47,7 +51,8 @@ if [ -f loadtest/peers/package-lock.json ]; then
   (cd loadtest/peers && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# The browser SDK's workspace (web/): TypeScript, buf and protoc-gen-es (wire code generation), esbuild, fast-check, ws.
+# The browser workspace (web/): the SDK's TypeScript, buf and protoc-gen-es (wire code generation), esbuild, fast-check,
+# ws; the page's CodeMirror 6 and playwright-core (which drives the Chromium installed above).
 if [ -f web/package-lock.json ]; then
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -179,7 +179,8 @@ public static class CollabServerHost
     /// Settings come from environment variables written <c>Section__Name</c>. The host's default source reads every variable
     /// unprefixed, so one that merely shares a section's name (npm sets <c>NODE=/usr/bin/node</c> for every child process;
     /// <c>API</c>, <c>WEB</c>) would reach the strict settings check as a value of that section and stop the server. Only
-    /// variables with a <c>__</c> (a setting's path) are taken, in the same place among the sources.
+    /// variables with a <c>__</c> (a setting's path) and the server's own <c>COLLAB_*</c> shortcuts (<c>COLLAB_PORT</c> is
+    /// read as a key) are taken, in the same place among the sources.
     /// </summary>
     private static void OnlyHierarchicalEnvironmentVariables(ConfigurationManager configuration)
     {
@@ -191,7 +192,8 @@ public static class CollabServerHost
                 var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
                 foreach (System.Collections.DictionaryEntry variable in Environment.GetEnvironmentVariables())
                 {
-                    if (variable.Key is string name && name.Contains("__", StringComparison.Ordinal))
+                    if (variable.Key is string name
+                        && (name.Contains("__", StringComparison.Ordinal) || name.StartsWith("COLLAB_", StringComparison.Ordinal)))
                     {
                         values[name.Replace("__", ConfigurationPath.KeyDelimiter, StringComparison.Ordinal)] = variable.Value as string;
                     }

@@ -53,6 +53,7 @@ export async function start(textarea: HTMLTextAreaElement, status: HTMLElement):
     url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
     getToken: async () => (await fetch("/api/collab-token", { credentials: "same-origin" })).text(),
   });
+  status.textContent = client.state;
   client.on("state", (state) => (status.textContent = state));
   const doc = await client.openDocument(new URLSearchParams(location.search).get("doc") ?? "notes/welcome");
   bindTextarea(doc, textarea, { name: "Ann", color: "#c33" });

@@ -10,6 +10,9 @@ import { CollabDocument, type DocumentHost, type OpenDocumentOptions } from "./d
 import { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
 import { Emitter, EventQueue } from "./events.js";
 import {
+  ABNORMAL_CLOSURE,
+  type AnnouncedLimits,
+  announcedLimits,
   BEARER_SUBPROTOCOL_PREFIX,
   type ClientBody,
   CloseCode,
@@ -68,6 +71,15 @@ export interface CollabClientOptions {
   connectTimeoutMs?: number;
   /** Redirects followed in a row before an attempt counts as failed (default 5). */
   maxRedirects?: number;
+  /**
+   * Where the platform announces network changes (`online` / `offline` events): the browser's `window` by default,
+   * none elsewhere; `null` ignores them. On either event a connected client checks its connection at once (a Ping
+   * that must be answered within {@link CollabClientOptions.networkProbeMs}) instead of waiting for the keep-alive to
+   * expire; on `online` a reconnecting client skips the rest of its backoff.
+   */
+  networkEvents?: NetworkEvents | null;
+  /** How long the check after a network change waits for the server's answer, ms (default 3,000). */
+  networkProbeMs?: number;
   /** The WebSocket class when the platform has none (Node 20: `import { WebSocket } from "ws"`). */
   webSocket?: WebSocketConstructor;
   /** The transport; the WebSocket one unless a test plugs another. */
@@ -79,6 +91,12 @@ export interface CollabClientOptions {
    * asynchronously, so they reach `window.onerror` / `process.on("uncaughtException")` like any uncaught error.
    */
   onListenerError?: (error: unknown) => void;
+}
+
+/** The `online` / `offline` events of the platform (a browser's `window`). */
+export interface NetworkEvents {
+  addEventListener(type: "online" | "offline", listener: () => void): void;
+  removeEventListener(type: "online" | "offline", listener: () => void): void;
 }
 
 /** Why a connection ended. */
@@ -146,6 +164,9 @@ export class Session {
   redirect: { url: string; retryAfterMs: number; reason: string } | null = null;
   lastReceive: number;
   pingTimer: TimerHandle | undefined;
+  probeTimer: TimerHandle | undefined;
+  /** Messages received on this connection (the network probe checks that one arrived after its Ping). */
+  received = 0;
   pingNonce = 0;
 
   constructor(
@@ -197,6 +218,11 @@ export class CollabClient extends Emitter<ClientEvents> {
   private readonly deadAfterMs: number;
   private readonly connectTimeoutMs: number;
   private readonly maxRedirects: number;
+  private readonly networkProbeMs: number;
+  private readonly networkEvents: NetworkEvents | null;
+  private readonly onNetworkChange = (online: boolean): void => this.queue.run(() => this.networkChanged(online));
+  private readonly onOnline = (): void => this.onNetworkChange(true);
+  private readonly onOffline = (): void => this.onNetworkChange(false);
   private readonly documents = new Map<string, CollabDocument>();
 
   private currentState: ConnectionState = "connecting";
@@ -222,6 +248,10 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.deadAfterMs = this.pingIntervalMs + (options.pongTimeoutMs ?? 10_000);
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.maxRedirects = options.maxRedirects ?? 5;
+    this.networkProbeMs = options.networkProbeMs ?? 3000;
+    this.networkEvents = options.networkEvents === undefined ? defaultNetworkEvents() : options.networkEvents;
+    this.networkEvents?.addEventListener("online", this.onOnline);
+    this.networkEvents?.addEventListener("offline", this.onOffline);
     const stored = this.storage === null ? null : readIdentity(this.storage, this.storageKey);
     this.storedClientId = stored?.clientId ?? null;
     // A new page load continues in a fresh block of seqs above the stored one (see SEQ_BLOCK).
@@ -258,6 +288,16 @@ export class CollabClient extends Emitter<ClientEvents> {
   get lastClientSeq(): number {
     return this.lastSeq;
   }
+
+  /**
+   * The limits the server announced in its last `Welcome` (section 11's defaults for those it did not announce, and
+   * before the first connection). Edits and presence over them are refused locally, before they reach the wire.
+   */
+  get limits(): AnnouncedLimits {
+    return announcedLimits(this.lastWelcome);
+  }
+
+  private lastWelcome: Welcome | null = null;
 
   /** The server node of the current connection, or `null` while disconnected. */
   get serverId(): string | null {
@@ -305,7 +345,7 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.closedPromise = this.queue.run(() => {
       const session = this.session;
       // Like any end of a connection, a deliberate close is reported (when there was one to close).
-      this.shutdown({ reason: "client-closed", description: "Closed by the application.", closeCode: CloseCode.NormalClosure, fatal: true }, session !== null);
+      this.shutdown({ reason: "client-closed", description: "Closed by the application.", closeCode: CloseCode.NORMAL_CLOSURE, fatal: true }, session !== null);
       if (session === null) {
         return Promise.resolve();
       }
@@ -315,7 +355,7 @@ export class CollabClient extends Emitter<ClientEvents> {
           this.scheduler.clearTimeout(timer);
           resolve();
         };
-        session.transport.close(CloseCode.NormalClosure, "client closing");
+        session.transport.close(CloseCode.NORMAL_CLOSURE, "client closing");
       });
     });
     return this.closedPromise;
@@ -338,6 +378,7 @@ export class CollabClient extends Emitter<ClientEvents> {
       return this.lastSeq;
     },
     scheduler: () => this.scheduler,
+    limits: () => announcedLimits(this.lastWelcome),
     reconnectPolicy: () => this.policy,
     removeDocument: (document) => {
       if (this.documents.get(document.id) === document) {
@@ -387,10 +428,10 @@ export class CollabClient extends Emitter<ClientEvents> {
     this.attemptCleanup = () => {
       done = true;
       this.scheduler.clearTimeout(timeout);
-      transport?.close(CloseCode.NormalClosure, "client closing");
+      transport?.close(CloseCode.NORMAL_CLOSURE, "client closing");
     };
     timeout = this.scheduler.setTimeout(
-      () => fail({ reason: "transport-error", description: `No Welcome from ${url} within ${this.connectTimeoutMs} ms.`, fatal: false }, { code: CloseCode.NormalClosure, reason: "handshake timeout" }),
+      () => fail({ reason: "transport-error", description: `No Welcome from ${url} within ${this.connectTimeoutMs} ms.`, fatal: false }, { code: CloseCode.NORMAL_CLOSURE, reason: "handshake timeout" }),
       this.connectTimeoutMs,
     );
 
@@ -428,13 +469,13 @@ export class CollabClient extends Emitter<ClientEvents> {
             try {
               message = decodeServerMessage(data);
             } catch (error) {
-              fail({ reason: "transport-error", description: "The server's handshake reply does not decode.", error: error as Error, fatal: false }, { code: CloseCode.InvalidPayload, reason: "undecodable message" });
+              fail({ reason: "transport-error", description: "The server's handshake reply does not decode.", error: error as Error, fatal: false }, { code: CloseCode.INVALID_PAYLOAD, reason: "undecodable message" });
               return;
             }
             const body = message.body;
             if (body.case === "welcome") {
               if (body.value.protocolVersion !== PROTOCOL_VERSION) {
-                fail({ reason: "rejected", description: `The server speaks protocol version ${body.value.protocolVersion}, this client ${PROTOCOL_VERSION}.`, fatal: true }, { code: CloseCode.NormalClosure, reason: "protocol version" });
+                fail({ reason: "rejected", description: `The server speaks protocol version ${body.value.protocolVersion}, this client ${PROTOCOL_VERSION}.`, fatal: true }, { code: CloseCode.NORMAL_CLOSURE, reason: "protocol version" });
                 return;
               }
               handshakeDone = true;
@@ -443,7 +484,7 @@ export class CollabClient extends Emitter<ClientEvents> {
               const target = resolveRedirect(url, body.value.url);
               const retryAfterMs = body.value.retryAfterMs;
               finish(() => {
-                transport?.close(CloseCode.NormalClosure, "redirected");
+                transport?.close(CloseCode.NORMAL_CLOSURE, "redirected");
                 if (redirectsInARow >= this.maxRedirects) {
                   this.onAttemptFailed({ reason: "transport-error", description: `More than ${this.maxRedirects} redirects in a row.`, fatal: false }, 0);
                 } else {
@@ -454,9 +495,9 @@ export class CollabClient extends Emitter<ClientEvents> {
               const e = body.value;
               const error = new CollabServerError(e.code, e.message, e.retryable, e.docId || null, Number(e.clientSeq));
               this.emit("error", error);
-              fail({ reason: isFatalHelloError(e.code) ? "rejected" : "transport-error", description: error.message, error, fatal: isFatalHelloError(e.code) }, { code: CloseCode.NormalClosure, reason: "refused" });
+              fail({ reason: isFatalHelloError(e.code) ? "rejected" : "transport-error", description: error.message, error, fatal: isFatalHelloError(e.code) }, { code: CloseCode.NORMAL_CLOSURE, reason: "refused" });
             } else {
-              fail({ reason: "transport-error", description: `Expected Welcome, got ${body.case ?? "an empty message"}.`, fatal: false }, { code: CloseCode.ProtocolError, reason: "expected Welcome" });
+              fail({ reason: "transport-error", description: `Expected Welcome, got ${body.case ?? "an empty message"}.`, fatal: false }, { code: CloseCode.PROTOCOL_ERROR, reason: "expected Welcome" });
             }
           },
           onClose: (close) => {
@@ -495,11 +536,12 @@ export class CollabClient extends Emitter<ClientEvents> {
 
   private onWelcome(transport: Transport, url: string, welcome: Welcome): void {
     if (this.currentState === "closed") {
-      transport.close(CloseCode.NormalClosure, "client closing");
+      transport.close(CloseCode.NORMAL_CLOSURE, "client closing");
       return;
     }
     const session = new Session(transport, url, welcome, this.scheduler.now());
     this.session = session;
+    this.lastWelcome = welcome;
     this.generation++;
     this.storedClientId = welcome.clientId;
     this.persistIdentity();
@@ -524,7 +566,7 @@ export class CollabClient extends Emitter<ClientEvents> {
           return;
         }
         if (this.scheduler.now() - session.lastReceive > this.deadAfterMs) {
-          session.transport.close(CloseCode.NormalClosure, "keep-alive timeout");
+          session.transport.close(CloseCode.NORMAL_CLOSURE, "keep-alive timeout");
           this.endSession(session, { reason: "keep-alive-timeout", description: "No message from the server within the keep-alive window.", fatal: false });
           return;
         }
@@ -534,18 +576,45 @@ export class CollabClient extends Emitter<ClientEvents> {
     }, this.pingIntervalMs);
   }
 
+  /**
+   * The platform says the network changed. A socket can outlive the network it was opened on without noticing (no
+   * FIN ever arrives), so a connected client proves its connection with a Ping answered within networkProbeMs; a
+   * reconnecting one, told the network is back, tries at once rather than after the rest of its backoff.
+   */
+  private networkChanged(online: boolean): void {
+    const session = this.session;
+    if (session !== null && !session.ended) {
+      const receivedBefore = session.received;
+      session.send(0, { case: "ping", value: { nonce: BigInt(++session.pingNonce) } });
+      this.scheduler.clearTimeout(session.probeTimer);
+      session.probeTimer = this.scheduler.setTimeout(() => {
+        this.queue.run(() => {
+          if (!session.ended && session.received === receivedBefore) {
+            session.transport.close(CloseCode.NORMAL_CLOSURE, "network changed");
+            this.endSession(session, { reason: "keep-alive-timeout", description: `No answer within ${this.networkProbeMs} ms after the network went ${online ? "online" : "offline"}.`, fatal: false });
+          }
+        });
+      }, this.networkProbeMs);
+      return;
+    }
+    if (online && this.currentState === "reconnecting" && this.reconnectTimer !== undefined && this.firstConnect === null) {
+      this.scheduleAttempt(this.seedUrl, 0, 0, this.reconnectAttempt);
+    }
+  }
+
   private onMessage(data: Uint8Array): void {
     const session = this.session;
     if (session === null || session.ended) {
       return;
     }
     session.lastReceive = this.scheduler.now();
+    session.received++;
     let message: ServerMessage;
     try {
       message = decodeServerMessage(data);
     } catch (error) {
-      session.transport.close(CloseCode.InvalidPayload, "undecodable message");
-      this.endSession(session, { reason: "transport-error", description: "A server message does not decode.", error: error as Error, closeCode: CloseCode.InvalidPayload, fatal: false });
+      session.transport.close(CloseCode.INVALID_PAYLOAD, "undecodable message");
+      this.endSession(session, { reason: "transport-error", description: "A server message does not decode.", error: error as Error, closeCode: CloseCode.INVALID_PAYLOAD, fatal: false });
       return;
     }
     const requestId = Number(message.requestId);
@@ -577,7 +646,7 @@ export class CollabClient extends Emitter<ClientEvents> {
       }
       case "redirect":
         session.redirect = { url: resolveRedirect(session.url, body.value.url), retryAfterMs: body.value.retryAfterMs, reason: body.value.reason };
-        session.transport.close(CloseCode.NormalClosure, "redirected");
+        session.transport.close(CloseCode.NORMAL_CLOSURE, "redirected");
         this.endSession(session, { reason: "redirected", description: body.value.reason || "redirected", fatal: false, redirect: session.redirect });
         break;
       case "authExpiring":
@@ -631,6 +700,7 @@ export class CollabClient extends Emitter<ClientEvents> {
     }
     session.ended = true;
     this.scheduler.clearTimeout(session.pingTimer);
+    this.scheduler.clearTimeout(session.probeTimer);
     if (this.session === session) {
       this.session = null;
     }
@@ -717,12 +787,15 @@ export class CollabClient extends Emitter<ClientEvents> {
       return;
     }
     this.scheduler.clearTimeout(this.reconnectTimer);
+    this.networkEvents?.removeEventListener("online", this.onOnline);
+    this.networkEvents?.removeEventListener("offline", this.onOffline);
     this.attemptCleanup?.();
     this.attemptCleanup = null;
     const session = this.session;
     if (session !== null) {
       session.ended = true;
       this.scheduler.clearTimeout(session.pingTimer);
+      this.scheduler.clearTimeout(session.probeTimer);
       this.session = null;
       for (const document of [...this.documents.values()]) {
         document.onSessionEnded(session);
@@ -770,7 +843,7 @@ function lossOfFailedAttempt(close: TransportClose, url: string): Loss {
   const status = close.httpStatus;
   // 401/403 (and other 4xx but 408/429) on the upgrade: bad credentials or no rights; a new attempt would fail too.
   const fatalStatus = status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429;
-  const fatalClose = close.code === CloseCode.Forbidden || close.code === CloseCode.PolicyViolation;
+  const fatalClose = close.code === CloseCode.FORBIDDEN || close.code === CloseCode.POLICY_VIOLATION;
   const loss: Loss = {
     reason: fatalStatus || fatalClose ? "rejected" : "transport-error",
     description: status !== undefined ? `The server refused the upgrade with HTTP ${status}.` : `Could not connect to ${url} (close ${close.code}${close.reason ? `: ${close.reason}` : ""}).`,
@@ -793,18 +866,18 @@ function lossOfSession(close: TransportClose): Loss {
     loss.error = close.error;
   }
   switch (close.code) {
-    case CloseCode.AuthExpired:
+    case CloseCode.AUTH_EXPIRED:
       loss.reason = "auth-expired";
       break;
-    case CloseCode.SessionReplaced:
+    case CloseCode.SESSION_REPLACED:
       loss.reason = "session-replaced";
       break;
-    case CloseCode.Forbidden:
-    case CloseCode.PolicyViolation:
+    case CloseCode.FORBIDDEN:
+    case CloseCode.POLICY_VIOLATION:
       loss.reason = "rejected";
       loss.fatal = true;
       break;
-    case CloseCode.Abnormal:
+    case ABNORMAL_CLOSURE:
       loss.reason = "transport-error";
       break;
     default:
@@ -824,4 +897,10 @@ export function resolveRedirect(current: string, target: string): string {
   } catch {
     return current;
   }
+}
+
+/** The browser's window, where `online` / `offline` are announced; none outside a browser. */
+function defaultNetworkEvents(): NetworkEvents | null {
+  const target = (globalThis as { window?: unknown }).window as Partial<NetworkEvents> | undefined;
+  return target !== undefined && typeof target.addEventListener === "function" && typeof target.removeEventListener === "function" ? (target as NetworkEvents) : null;
 }

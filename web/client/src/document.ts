@@ -9,7 +9,7 @@ import { backoffDelay } from "./backoff.js";
 import { decodeTextOp, encodeTextOp } from "./codec.js";
 import { CollabServerError, DocumentClosedError } from "./errors.js";
 import { Emitter, type EventQueue } from "./events.js";
-import { ERROR_CODE_ALREADY_COMMITTED, ErrorCode, MAX_PRESENCE_BYTES, type ClientBody } from "./protocol.js";
+import { type AnnouncedLimits, announcedLimits, ErrorCode, type ClientBody } from "./protocol.js";
 import type { Scheduler, TimerHandle } from "./scheduler.js";
 import type { ResolvedReconnectPolicy } from "./backoff.js";
 import {
@@ -39,6 +39,8 @@ export interface DocumentHost {
   nextRequestId(): number;
   nextClientSeq(): number;
   scheduler(): Scheduler;
+  /** The limits of the last Welcome (defaults before the first). */
+  limits(): AnnouncedLimits;
   reconnectPolicy(): ResolvedReconnectPolicy;
   removeDocument(document: CollabDocument): void;
 }
@@ -46,7 +48,7 @@ export interface DocumentHost {
 /** @internal The part of a session a document uses. */
 export interface DocumentSession {
   readonly ended: boolean;
-  readonly welcome: { clientId: string; maxOpBytes: number };
+  readonly welcome: { clientId: string; maxMessageBytes: number; maxOpBytes: number; maxPresenceBytes: number };
   send(requestId: number, body: ClientBody): boolean;
 }
 
@@ -175,6 +177,8 @@ interface HistoryEntry {
 /** Server ops remembered to move remote selections made at slightly older versions. */
 const PRESENCE_HISTORY = 64;
 const MAX_RETRY_EXPONENT = 30;
+/** A Submit's bytes besides its op and document id: tags, lengths, request id, seq and base version varints. */
+const SUBMIT_OVERHEAD_BYTES = 48;
 
 /**
  * One open text document. Obtained from {@link CollabClient.openDocument}.
@@ -314,10 +318,7 @@ export class CollabDocument extends Emitter<DocumentEvents> {
       if (normal.length === 0) {
         return;
       }
-      const maxOpBytes = this.session?.welcome.maxOpBytes ?? 0;
-      if (maxOpBytes > 0 && encodeTextOp(normal).length > maxOpBytes) {
-        throw new RangeError(`The op encodes to more than the server's limit of ${maxOpBytes} bytes; split it.`);
-      }
+      this.checkOpSize(normal);
       const previousText = this.localText;
       this.localText = apply(previousText, normal);
       if (this.inflight === null) {
@@ -368,12 +369,14 @@ export class CollabDocument extends Emitter<DocumentEvents> {
   /**
    * Publishes this client's selection, in code points of the current {@link text}; `head` defaults to `anchor`
    * (a caret). Sent when no local edit is pending (so the server can place it), coalesced with later calls, and
-   * re-sent after a reconnect. `userData` (name, colour: a string is sent as UTF-8) is at most 1 KiB.
+   * re-sent after a reconnect. `userData` (name, colour: a string is sent as UTF-8) is at most the server's
+   * `Welcome.max_presence_bytes` (1 KiB by default): bigger throws `RangeError`.
    */
   setPresence(anchor: number, head: number = anchor, userData?: Uint8Array | string): void {
     const data = typeof userData === "string" ? new TextEncoder().encode(userData) : (userData ?? new Uint8Array(0));
-    if (data.length > MAX_PRESENCE_BYTES) {
-      throw new RangeError(`Presence user data is limited to ${MAX_PRESENCE_BYTES} bytes.`);
+    const limit = this.limits().maxPresenceBytes;
+    if (data.length > limit) {
+      throw new RangeError(`Presence user data is limited to ${limit} bytes (Welcome.max_presence_bytes); this is ${data.length}.`);
     }
     this.queue.run(() => {
       this.throwIfClosed();
@@ -449,6 +452,9 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     this.probeSnapshot = null;
     this.probeQueue = null;
     this.phase = Phase.Detached;
+    // Without a connection nothing says where the others are, or whether they are still here: their selections go
+    // now (an editor stops drawing carets that would freeze), and come back with the server's broadcasts on resume.
+    this.forgetRemotePresence();
   }
 
   /** @internal */
@@ -461,8 +467,7 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     if (!this.isCurrent(session) || requestId !== this.subscribeRequestId) {
       return;
     }
-    if (snapshot.type.length > 0 && snapshot.type !== TEXT_TYPE_NAME) {
-      this.fail(new Error(`Document '${this.id}' has type '${snapshot.type}'; this client implements '${TEXT_TYPE_NAME}' only.`));
+    if (!this.acceptsType(snapshot.type)) {
       return;
     }
     if (this.phase === Phase.Opening) {
@@ -494,6 +499,9 @@ export class CollabDocument extends Emitter<DocumentEvents> {
   /** @internal */
   onSubscribed(session: DocumentSession, requestId: number, subscribed: Subscribed): void {
     if (!this.isCurrent(session) || requestId !== this.subscribeRequestId || this.phase !== Phase.Resuming) {
+      return;
+    }
+    if (!this.acceptsType(subscribed.type)) {
       return;
     }
     this.phase = Phase.Live;
@@ -593,12 +601,18 @@ export class CollabDocument extends Emitter<DocumentEvents> {
       return;
     }
     this.emit("error", error);
+    if (error.code === ErrorCode.DOC_DELETED) {
+      // Unsolicited when the document is deleted, or the answer to a subscribe or submit: the subscription is over
+      // and nothing pending can ever be applied (PROTOCOL.md section 9). Never retried, never resubscribed.
+      this.fail(error);
+      return;
+    }
     if (this.phase === Phase.Probing && error.clientSeq !== 0 && error.clientSeq === this.inflightSeq) {
       if (error.retryable) {
         this.scheduleRetry(() => this.sendProbe());
       } else {
         // ALREADY_COMMITTED: the op is in the (older) history the snapshot covers; anything else: it is not.
-        this.resolveProbe(error.code === ERROR_CODE_ALREADY_COMMITTED, true);
+        this.resolveProbe(error.code === ErrorCode.ALREADY_COMMITTED, true);
       }
       return;
     }
@@ -631,6 +645,37 @@ export class CollabDocument extends Emitter<DocumentEvents> {
 
   // ------------------------------------------------------------------ internals
 
+  /** A server that names another type than text-unicode (a server without P6's check): the document is closed. */
+  private acceptsType(type: string): boolean {
+    if (type.length === 0 || type === TEXT_TYPE_NAME) {
+      return true;
+    }
+    this.session?.send(this.host.nextRequestId(), { case: "unsubscribe", value: { docId: this.id } });
+    this.fail(new Error(`Document '${this.id}' has type '${type}'; this client implements '${TEXT_TYPE_NAME}' only.`));
+    return false;
+  }
+
+  /** The limits in force: the current connection's Welcome, else the last one (section 11's defaults before any). */
+  private limits(): AnnouncedLimits {
+    return this.session !== null ? announcedLimits(this.session.welcome) : this.host.limits();
+  }
+
+  /**
+   * Refuses an op the server would refuse (`OP_TOO_LARGE`, or close 1009 for the whole message): section 11's limits,
+   * announced or default. The Submit around the op adds the document id and three varints.
+   */
+  private checkOpSize(op: TextOp): void {
+    const limits = this.limits();
+    const bytes = encodeTextOp(op).length;
+    if (bytes > limits.maxOpBytes) {
+      throw new RangeError(`The op encodes to ${bytes} bytes, over the server's limit of ${limits.maxOpBytes} (Welcome.max_op_bytes); split it.`);
+    }
+    const envelope = bytes + this.id.length + SUBMIT_OVERHEAD_BYTES;
+    if (envelope > limits.maxMessageBytes) {
+      throw new RangeError(`The submit would be ${envelope} bytes, over the server's message limit of ${limits.maxMessageBytes} (Welcome.max_message_bytes); split it.`);
+    }
+  }
+
   private isCurrent(session: DocumentSession): boolean {
     return this.closedError === null && this.session === session && !session.ended;
   }
@@ -650,16 +695,18 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     if (session === null) {
       return;
     }
-    let value: { docId: string; fromVersion?: bigint; snapshot?: boolean };
+    // The type this SDK implements: a new document is created with it, and an existing document of another type is
+    // refused by the server with TYPE_MISMATCH instead of streaming ops this replica cannot apply (P6).
+    let value: { docId: string; type: string; fromVersion?: bigint; snapshot?: boolean };
     if (!this.isOpen) {
       this.phase = Phase.Opening;
-      value = { docId: this.id, snapshot: true };
+      value = { docId: this.id, type: TEXT_TYPE_NAME, snapshot: true };
     } else if (this.needsSnapshot) {
       this.phase = Phase.Resyncing;
-      value = { docId: this.id, snapshot: true };
+      value = { docId: this.id, type: TEXT_TYPE_NAME, snapshot: true };
     } else {
       this.phase = Phase.Resuming;
-      value = { docId: this.id, fromVersion: BigInt(this.serverVersion) };
+      value = { docId: this.id, type: TEXT_TYPE_NAME, fromVersion: BigInt(this.serverVersion) };
     }
     this.subscribeRequestId = this.host.nextRequestId();
     session.send(this.subscribeRequestId, { case: "subscribe", value });
@@ -688,13 +735,17 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     if (error.retryable) {
       // OVERLOADED, RATE_LIMITED, UNAVAILABLE: not sequenced, or (UNAVAILABLE) outcome unknown. Either way the same
       // seq is resent after a backoff: the server deduplicates it if it had been sequenced.
+      // Only that op is resent: if its Ack (or the op itself in Ops) arrived meanwhile, the retry has nothing to do.
+      const seq = this.inflightSeq;
       this.scheduleRetry(() => {
-        this.inflightSentOnSession = false;
-        this.trySendInflight();
+        if (this.inflight !== null && this.inflightSeq === seq) {
+          this.inflightSentOnSession = false;
+          this.trySendInflight();
+        }
       });
       return;
     }
-    if (error.code === ERROR_CODE_ALREADY_COMMITTED) {
+    if (error.code === ErrorCode.ALREADY_COMMITTED) {
       this.beginResync(InflightFate.Included);
     } else if (error.code === ErrorCode.VERSION_TOO_OLD || error.code === ErrorCode.VERSION_FROM_FUTURE) {
       // Deduplication precedes base validation on the server: these mean the op was not sequenced.
@@ -816,17 +867,25 @@ export class CollabDocument extends Emitter<DocumentEvents> {
     }
     this.resendAfterCatchUp = false;
     if (this.inflight !== null) {
-      this.setInflight(this.inflight);
+      if (this.inflightSentClientId !== null) {
+        // Sent under the old id and not in the catch-up: a new seq under the new id. (An op never sent, e.g. the
+        // buffer promoted when the old one was recognised, keeps the seq it was given.)
+        this.setInflight(this.inflight);
+      }
       this.trySendInflight();
     }
   }
 
-  private afterResubscribed(): void {
-    // The server forgot presence with the old subscription: start from its fresh broadcasts.
+  private forgetRemotePresence(): void {
     for (const clientId of this.remotePresence.keys()) {
       this.emit("presence", { clientId, presence: null });
     }
     this.remotePresence.clear();
+  }
+
+  private afterResubscribed(): void {
+    // The server forgot presence with the old subscription: start from its fresh broadcasts.
+    this.forgetRemotePresence();
     this.presenceDirty ||= this.localPresence !== null;
     this.trySendInflight();
     this.trySendPresence();

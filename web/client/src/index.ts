@@ -20,6 +20,7 @@ export type {
   ConnectionState,
   DisconnectReason,
   DisconnectedEvent,
+  NetworkEvents,
   ReconnectingEvent,
   TokenRequest,
 } from "./client.js";
@@ -44,7 +45,18 @@ export type { ClientStorage } from "./storage.js";
 export { webSocketTransport } from "./transport.js";
 export type { Transport, TransportClose, TransportFactory, TransportHandlers, WebSocketConstructor, WebSocketLike } from "./transport.js";
 export type { Scheduler, TimerHandle } from "./scheduler.js";
-export { CloseCode, ERROR_CODE_ALREADY_COMMITTED, ErrorCode, errorCodeName, MAX_PRESENCE_BYTES, PROTOCOL_VERSION, SUBPROTOCOL } from "./protocol.js";
+export {
+  ABNORMAL_CLOSURE,
+  CloseCode,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_MAX_OP_BYTES,
+  DEFAULT_MAX_PRESENCE_BYTES,
+  ErrorCode,
+  errorCodeName,
+  PROTOCOL_VERSION,
+  SUBPROTOCOL,
+} from "./protocol.js";
+export type { AnnouncedLimits } from "./protocol.js";
 export { decodeTextOp, encodeTextOp, MalformedOpError } from "./codec.js";
 export {
   apply,

@@ -4,7 +4,7 @@
  * @module
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { ClientMessageSchema, ErrorCode, ServerMessageSchema, type ServerMessage } from "./gen/collab/v1/collab_pb.js";
+import { ClientMessageSchema, CloseCode, ErrorCode, ServerMessageSchema, type ServerMessage } from "./gen/collab/v1/collab_pb.js";
 
 export { ErrorCode };
 
@@ -18,37 +18,41 @@ export const SUBPROTOCOL = "collab.v1";
 export const BEARER_SUBPROTOCOL_PREFIX = "bearer.";
 
 /**
- * `ERROR_CODE_ALREADY_COMMITTED` (21): a resent (client id, seq) was committed earlier and the server's op log no
- * longer holds it. The in-flight op is in the server's document (PROTOCOL.md section 7.3, "f is in T"); never a
- * rejection.
+ * The close codes of the protocol (PROTOCOL.md section 10), generated from `enum CloseCode` of collab.proto: one
+ * definition for the server, the C# SDK and this SDK (`CloseCode.SESSION_REPLACED` is 4009).
  */
-export const ERROR_CODE_ALREADY_COMMITTED = 21 as ErrorCode;
+export { CloseCode };
 
-/** WebSocket close codes of the protocol (PROTOCOL.md section 10). */
-export const CloseCode = {
-  NormalClosure: 1000,
-  GoingAway: 1001,
-  ProtocolError: 1002,
-  UnsupportedData: 1003,
-  /** No close frame: the connection failed or was cut (never sent on the wire). */
-  Abnormal: 1006,
-  InvalidPayload: 1007,
-  PolicyViolation: 1008,
-  MessageTooBig: 1009,
-  InternalError: 1011,
-  TryAgainLater: 1013,
-  /** The token expired without a Reauthenticate, or was revoked: reconnect at once with a fresh token. */
-  AuthExpired: 4001,
-  /** The user's access was revoked, or a Reauthenticate carried another user's token: do not reconnect. */
-  Forbidden: 4003,
-  /** The client kept exceeding a limit. */
-  RateLimited: 4008,
-  /** A newer connection took over this client id: drop the id and reconnect under a fresh one. */
-  SessionReplaced: 4009,
-} as const;
+/** No close frame: the connection failed or was cut (1006, never sent on the wire, so not in the schema's enum). */
+export const ABNORMAL_CLOSURE = 1006;
 
-/** The presence `user_data` limit (PROTOCOL.md section 11). */
-export const MAX_PRESENCE_BYTES = 1024;
+/** Presence `user_data` limit when the server announces none (`Welcome.max_presence_bytes` 0; PROTOCOL.md section 11). */
+export const DEFAULT_MAX_PRESENCE_BYTES = 1024;
+
+/** Encoded op limit when the server announces none (`Welcome.max_op_bytes` 0). */
+export const DEFAULT_MAX_OP_BYTES = 256 * 1024;
+
+/** Message size limit when the server announces none (`Welcome.max_message_bytes` 0). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/** The limits a server announced in `Welcome`, with section 11's defaults for those it left at 0. */
+export interface AnnouncedLimits {
+  /** Largest ClientMessage, bytes. */
+  maxMessageBytes: number;
+  /** Largest encoded `Submit.op`, bytes. */
+  maxOpBytes: number;
+  /** Largest presence `user_data`, bytes. */
+  maxPresenceBytes: number;
+}
+
+/** @internal */
+export function announcedLimits(welcome: { maxMessageBytes: number; maxOpBytes: number; maxPresenceBytes: number } | null): AnnouncedLimits {
+  return {
+    maxMessageBytes: welcome?.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES,
+    maxOpBytes: welcome?.maxOpBytes || DEFAULT_MAX_OP_BYTES,
+    maxPresenceBytes: welcome?.maxPresenceBytes || DEFAULT_MAX_PRESENCE_BYTES,
+  };
+}
 
 /** @internal A client message body, as the generated oneof. */
 export type ClientBody = Exclude<MessageInitShape<typeof ClientMessageSchema>["body"], undefined | { case: undefined }>;
@@ -65,8 +69,5 @@ export function decodeServerMessage(bytes: Uint8Array): ServerMessage {
 
 /** Names an error code for messages (`VERSION_TOO_OLD`), or its number when this SDK does not know it. */
 export function errorCodeName(code: ErrorCode): string {
-  if (code === ERROR_CODE_ALREADY_COMMITTED) {
-    return "ALREADY_COMMITTED";
-  }
   return ErrorCode[code] ?? String(code);
 }

@@ -209,14 +209,14 @@ describe("reconnect", () => {
     const h = await connect({ getToken: () => `t${++n}` });
     const reconnecting: number[] = [];
     h.client.on("reconnecting", (e) => reconnecting.push(e.delayMs));
-    h.conn.end(CloseCode.AuthExpired, "token expired");
+    h.conn.end(CloseCode.AUTH_EXPIRED, "token expired");
     assert.deepEqual(reconnecting, [0]);
     h.scheduler.advance(0);
     await flush();
     assert.deepEqual(h.network.last.protocols, ["collab.v1", "bearer.t2"]);
   });
 
-  for (const code of [CloseCode.Forbidden, CloseCode.PolicyViolation]) {
+  for (const code of [CloseCode.FORBIDDEN, CloseCode.POLICY_VIOLATION]) {
     it(`${code}: does not reconnect`, async () => {
       const h = await connect();
       const doc = await open(h, "d");
@@ -230,7 +230,7 @@ describe("reconnect", () => {
     });
   }
 
-  for (const code of [1001, 1011, 1013, CloseCode.RateLimited, 1006]) {
+  for (const code of [1001, 1011, 1013, CloseCode.RATE_LIMITED, 1006]) {
     it(`${code}: reconnects with backoff`, async () => {
       const h = await connect();
       h.conn.end(code);
@@ -247,7 +247,7 @@ describe("reconnect", () => {
     assert.equal(JSON.parse(h.storage.getItem(`collab.client:${URL}`)!).id, "shared");
     let reason = "";
     h.client.on("disconnected", (e) => (reason = e.reason));
-    h.conn.end(CloseCode.SessionReplaced, "session replaced");
+    h.conn.end(CloseCode.SESSION_REPLACED, "session replaced");
     assert.equal(reason, "session-replaced");
     assert.equal(h.storage.getItem(`collab.client:${URL}`), null);
     h.scheduler.runNext();

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { decodeTextOp } from "../src/codec.js";
 import { CollabServerError } from "../src/errors.js";
-import { ERROR_CODE_ALREADY_COMMITTED, ErrorCode } from "../src/protocol.js";
+import { ErrorCode } from "../src/protocol.js";
 import { connect, open, reconnect, seqOp, type Harness, type FakeConnection } from "./harness.js";
 import type { CollabDocument } from "../src/document.js";
 import type { TextOp } from "../src/text.js";
@@ -353,7 +353,7 @@ describe("errors on submit (sections 6, 7.1, 9)", () => {
   it("ALREADY_COMMITTED for a resend means the op is in the server's text: rebase only the buffer", async () => {
     const { h, doc } = await sentOne("abc", 2, [3, "X"]);
     doc.insert(0, "<");
-    error(h.conn, ERROR_CODE_ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
+    error(h.conn, ErrorCode.ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
     const subscribe = h.conn.take("subscribe");
     h.conn.receive({ case: "snapshot", value: { docId: "d", version: 9n, text: "abcX", type: "text-unicode" } }, subscribe.requestId);
     assert.equal(doc.text, "<abcX");
@@ -435,7 +435,7 @@ describe("VERSION_TOO_OLD on resume (section 7.2) and snapshot recovery (7.3)", 
 
   it("probe answered ALREADY_COMMITTED: the op is in the snapshot", async () => {
     const { doc, conn } = await probeAfterSnapshot("abcX");
-    error(conn, ERROR_CODE_ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
+    error(conn, ErrorCode.ALREADY_COMMITTED, { docId: "d", clientSeq: 1 });
     assert.equal(doc.text, "abcX");
     assert.ok(!doc.hasPendingOps);
   });

@@ -202,14 +202,14 @@ export interface Harness {
 export const URL = "ws://collab.test/ws";
 
 /** Connects a client through the fake network: Hello answered with Welcome{clientId}. */
-export async function connect(options: Partial<CollabClientOptions> = {}, clientId = "c1", storage = new MemoryStorage()): Promise<Harness> {
+export async function connect(options: Partial<CollabClientOptions> = {}, clientId = "c1", storage = new MemoryStorage(), limits: WelcomeLimits = {}): Promise<Harness> {
   const network = new FakeNetwork();
   const scheduler = new ManualScheduler();
   const pending = CollabClient.connect({ url: URL, transport: network.factory, scheduler, storage, ...options });
   await flush();
   network.last.open();
   network.last.take("hello");
-  welcome(network.last, clientId);
+  welcome(network.last, clientId, false, limits);
   const client = await pending;
   return {
     client,
@@ -222,8 +222,18 @@ export async function connect(options: Partial<CollabClientOptions> = {}, client
   };
 }
 
-export function welcome(conn: FakeConnection, clientId: string, resumed = false, maxOpBytes = 0): void {
-  conn.receive({ case: "welcome", value: { protocolVersion: 1, serverId: "node-1", clientId, resumed, maxMessageBytes: 1 << 20, maxOpBytes } });
+/** The limits a fake Welcome announces (0 = not announced). */
+export interface WelcomeLimits {
+  maxMessageBytes?: number;
+  maxOpBytes?: number;
+  maxPresenceBytes?: number;
+}
+
+export function welcome(conn: FakeConnection, clientId: string, resumed = false, limits: WelcomeLimits = {}): void {
+  conn.receive({
+    case: "welcome",
+    value: { protocolVersion: 1, serverId: "node-1", clientId, resumed, maxMessageBytes: limits.maxMessageBytes ?? 1 << 20, maxOpBytes: limits.maxOpBytes ?? 0, maxPresenceBytes: limits.maxPresenceBytes ?? 0 },
+  });
 }
 
 /** Opens a document: Subscribe{snapshot} answered with Snapshot{text, version}. */
