@@ -771,9 +771,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 throw new InvalidOperationException($"Document '{DocId}': op {op.Version} does not follow version {fed}.");
             }
 
-            ValueTask<SubmitResult> replayed = hub.ReplayAsync(op.Version, op.ClientId, op.ClientSeq, op.Op.Span, op.Author);
+            // Expected before it is submitted: the replica's stage may be handed the op during the submit itself.
             _expected.Enqueue(new ExpectedOp(op.Version, op.ClientId, op.ClientSeq));
-            pending.Add((op.Version, replayed));
+            pending.Add((op.Version, hub.ReplayAsync(op.Version, op.ClientId, op.ClientSeq, op.Op.Span, op.Author)));
             fed = op.Version;
             if (pending.Count == FeedChunk)
             {
