@@ -6,19 +6,22 @@ namespace Collab.Server.Api;
 
 /// <summary>A document at one version.</summary>
 /// <param name="Id">The document id.</param>
-/// <param name="Type">Its OT type (<c>text-unicode</c>).</param>
+/// <param name="Type">Its OT type: <c>text-unicode</c> or <c>rich-text</c>.</param>
 /// <param name="Version">The version the content is at (0 before the first op).</param>
-/// <param name="Content">The content: the text of a text-unicode document.</param>
-public sealed record DocumentBody(string Id, string Type, long Version, string Content);
+/// <param name="Content">The content: the text (a JSON string) of a text-unicode document, the Quill Delta ops (a JSON array) of a rich-text one.</param>
+public sealed record DocumentBody(string Id, string Type, long Version, JsonElement Content);
 
 /// <summary>Body of <c>PUT /v1/docs/{id}</c>.</summary>
-/// <param name="Type">The OT type; only <c>text-unicode</c> exists so far (the default).</param>
-/// <param name="Content">Initial content (empty when omitted): the text of a text-unicode document.</param>
-public sealed record CreateDocumentRequest(string? Type, string? Content);
+/// <param name="Type">The OT type: <c>text-unicode</c> (the default) or <c>rich-text</c>.</param>
+/// <param name="Content">Initial content (empty when omitted): a string for text-unicode, a Quill Delta of inserts (an array of ops, or <c>{"ops": [...]}</c>) for rich-text.</param>
+public sealed record CreateDocumentRequest(string? Type, JsonElement? Content);
 
 /// <summary>Body of <c>POST /v1/docs/{id}/ops</c>: one op made against <paramref name="BaseVersion"/>.</summary>
 /// <param name="BaseVersion">The version the op was made against; the server transforms it past later ops.</param>
-/// <param name="Op">The op in ot-text-unicode's JSON form: <c>[3, "abc", {"d": 2}]</c> retains 3, inserts "abc", deletes 2 code points.</param>
+/// <param name="Op">
+/// The op in its type's JSON form. text-unicode (ot-text-unicode): <c>[3, "abc", {"d": 2}]</c> retains 3, inserts "abc",
+/// deletes 2 code points. rich-text: a Quill Delta, <c>[{"retain": 3}, {"insert": "abc", "attributes": {"bold": true}}]</c>.
+/// </param>
 public sealed record SubmitRequest(long BaseVersion, JsonElement Op);
 
 /// <summary>The outcome of a server-side edit.</summary>
@@ -29,14 +32,14 @@ public sealed record SubmitResponse(string Id, long Version, bool Duplicate);
 
 /// <summary>One committed op.</summary>
 /// <param name="Version">The document version after the op.</param>
-/// <param name="Op">The op in ot-text-unicode's JSON form, as committed (transformed).</param>
+/// <param name="Op">The op in its type's JSON form (as <see cref="SubmitRequest.Op"/>), as committed (transformed).</param>
 /// <param name="Author">The authenticated user who made it (null on an anonymous server).</param>
 /// <param name="ClientId">The client id it was submitted under.</param>
 /// <param name="ClientSeq">Its client sequence number.</param>
 /// <param name="Time">When it was sequenced (the sequencing node's clock).</param>
 public sealed record OpEntry(
     long Version,
-    JsonOp Op,
+    JsonElement Op,
     string? Author,
     string ClientId,
     long ClientSeq,
@@ -77,4 +80,5 @@ public readonly record struct JsonOp(TextOp Value);
 [JsonSerializable(typeof(OpsPage))]
 [JsonSerializable(typeof(DocumentList))]
 [JsonSerializable(typeof(JsonOp))]
+[JsonSerializable(typeof(string))]
 internal sealed partial class ApiJsonContext : JsonSerializerContext;

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Collab.Engine.RichText;
 using Collab.Engine.Sequencing;
 using Collab.Engine.Text;
 using Collab.Protocol;
@@ -73,7 +74,8 @@ internal sealed class DocumentApi
             return target.Problem;
         }
 
-        (string? content, long readVersion, IResult? problem) = await ReadContentAsync(context, docId, target).ConfigureAwait(false);
+        DocumentKind kind = KindOf(info!);
+        (string? content, long readVersion, IResult? problem) = await ReadContentAsync(context, docId, kind, target).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
@@ -81,7 +83,7 @@ internal sealed class DocumentApi
 
         return content is null
             ? TypedResults.StatusCode(StatusCodes.Status304NotModified)
-            : TypedResults.Ok(new DocumentBody(docId, info!.Type, readVersion, content));
+            : TypedResults.Ok(new DocumentBody(docId, info!.Type, readVersion, ContentJson(kind, content)));
     }
 
     // ------------------------------------------------------------------ GET /v1/docs/{id}/export
@@ -100,9 +102,12 @@ internal sealed class DocumentApi
             return missing;
         }
 
+        DocumentKind kind = KindOf(info!);
         switch (format ?? "text")
         {
             case "text":
+                break;
+            case "html" when kind is RichDocumentKind:
                 break;
             case "html":
                 // Sanitised HTML comes with the rich-text type; a text-unicode document has no markup to export.
@@ -118,15 +123,34 @@ internal sealed class DocumentApi
             return target.Problem;
         }
 
-        (string? content, _, IResult? problem) = await ReadContentAsync(context, docId, target).ConfigureAwait(false);
+        (string? content, _, IResult? problem) = await ReadContentAsync(context, docId, kind, target).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
         }
 
-        return content is null
-            ? TypedResults.StatusCode(StatusCodes.Status304NotModified)
-            : TypedResults.Text(content, "text/plain; charset=utf-8", Encoding.UTF8);
+        if (content is null)
+        {
+            return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+        }
+
+        if (kind is not RichDocumentKind)
+        {
+            return TypedResults.Text(content, "text/plain; charset=utf-8", Encoding.UTF8);
+        }
+
+        RichDocument document = RichDocument.Parse(content);
+        if (format == "html")
+        {
+            // Generated from an allow-list and escaped (RichHtml); the headers keep a browser from running or sniffing anything
+            // even if it were opened directly.
+            context.Response.Headers.ContentSecurityPolicy = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; sandbox";
+            context.Response.Headers.XContentTypeOptions = "nosniff";
+            return TypedResults.Text(RichHtml.Render(document), "text/html; charset=utf-8", Encoding.UTF8);
+        }
+
+        // Quill's getText(): the text without its embeds.
+        return TypedResults.Text(document.ToPlainText(), "text/plain; charset=utf-8", Encoding.UTF8);
     }
 
     // ------------------------------------------------------------------ GET /v1/docs/{id}/ops
@@ -139,12 +163,13 @@ internal sealed class DocumentApi
             return refusal;
         }
 
-        (_, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
+        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
         if (missing is not null)
         {
             return missing;
         }
 
+        DocumentKind kind = KindOf(info!);
         HistoryBounds bounds = await Catalog.GetBoundsAsync(docId, context.RequestAborted).ConfigureAwait(false);
         long start = from ?? 0;
         long end = Math.Min(to ?? bounds.Head, bounds.Head);
@@ -163,7 +188,7 @@ internal sealed class DocumentApi
         context.Response.Headers.CacheControl = NoStore;
         if (stream)
         {
-            await StreamOpsAsync(context, docId, start, end).ConfigureAwait(false);
+            await StreamOpsAsync(context, docId, kind, start, end).ConfigureAwait(false);
             return TypedResults.Empty;
         }
 
@@ -172,14 +197,14 @@ internal sealed class DocumentApi
         var entries = new List<OpEntry>(ops.Count);
         foreach (OpRecord op in ops)
         {
-            entries.Add(ToEntry(op));
+            entries.Add(ToEntry(kind, op));
         }
 
         long last = ops.Count > 0 ? ops[^1].Version : start;
         return TypedResults.Ok(new OpsPage(docId, start, end, entries, last < end && ops.Count == pageSize ? last : null));
     }
 
-    private async Task StreamOpsAsync(HttpContext context, string docId, long start, long end)
+    private async Task StreamOpsAsync(HttpContext context, string docId, DocumentKind kind, long start, long end)
     {
         HttpResponse response = context.Response;
         response.ContentType = NdjsonType;
@@ -196,7 +221,7 @@ internal sealed class DocumentApi
 
             foreach (OpRecord op in page)
             {
-                JsonSerializer.Serialize(writer, ToEntry(op), ApiJsonContext.Default.OpEntry);
+                JsonSerializer.Serialize(writer, ToEntry(kind, op), ApiJsonContext.Default.OpEntry);
                 writer.Flush();
                 writer.Reset();
                 response.BodyWriter.Write("\n"u8);
@@ -272,12 +297,26 @@ internal sealed class DocumentApi
         }
 
         string type = body?.Type ?? DocumentTypes.TextUnicode;
-        if (!DocumentTypes.IsKnown(type))
+        DocumentKind? kind = _documents.Kinds.Find(type);
+        if (kind is null)
         {
-            return ApiProblem.Http(StatusCodes.Status422UnprocessableEntity, "UNSUPPORTED_TYPE", $"Unknown document type '{type}'; types: {DocumentTypes.TextUnicode}.");
+            return ApiProblem.Http(StatusCodes.Status422UnprocessableEntity, "UNSUPPORTED_TYPE", $"Unknown document type '{type}'; types: {DocumentTypes.TextUnicode}, {DocumentTypes.RichText}.");
         }
 
-        string content = body?.Content ?? "";
+        JsonElement? content = body?.Content is { ValueKind: not JsonValueKind.Null } given ? given : null;
+        return kind is RichDocumentKind rich
+            ? await CreateRichAsync(context, docId, rich, content).ConfigureAwait(false)
+            : await CreateTextAsync(context, docId, content).ConfigureAwait(false);
+    }
+
+    private async Task<IResult> CreateTextAsync(HttpContext context, string docId, JsonElement? body)
+    {
+        if (body is { ValueKind: not JsonValueKind.String })
+        {
+            return ApiProblem.BadRequest("The content of a text-unicode document is a string.");
+        }
+
+        string content = body?.GetString() ?? "";
         TextOp initial = TextOp.Empty;
         if (content.Length > 0)
         {
@@ -296,7 +335,49 @@ internal sealed class DocumentApi
             }
         }
 
-        if (!await Catalog.CreateDocumentAsync(docId, type, _time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted).ConfigureAwait(false))
+        return await CreateWithAsync(context, docId, DocumentKinds.Text, initial, initial.IsNoop, content).ConfigureAwait(false);
+    }
+
+    private async Task<IResult> CreateRichAsync(HttpContext context, string docId, RichDocumentKind kind, JsonElement? body)
+    {
+        RichOp initial = RichOp.Empty;
+        if (body is { } delta)
+        {
+            if (delta.ValueKind is not (JsonValueKind.Array or JsonValueKind.Object))
+            {
+                return ApiProblem.BadRequest("The content of a rich-text document is a Quill Delta: an array of inserts, or {\"ops\": [...]}.");
+            }
+
+            try
+            {
+                initial = RichJson.ParseOp(delta.GetRawText());
+                if (!initial.IsDocument)
+                {
+                    return ApiProblem.Wire(ErrorCode.InvalidOp, "The initial content of a rich-text document holds inserts only (no retain or delete).");
+                }
+
+                kind.ValidateLimits(initial);
+            }
+            catch (Engine.OtException ex)
+            {
+                return ApiProblem.Wire(ErrorCode.InvalidOp, $"The content is not a valid rich-text document: {ex.Message}");
+            }
+
+            if (initial.TargetLength > _documentOptions.MaxDocumentLength)
+            {
+                return ApiProblem.Wire(ErrorCode.DocTooLarge, $"Documents hold at most {_documentOptions.MaxDocumentLength} units.");
+            }
+        }
+
+        return await CreateWithAsync(context, docId, kind, initial, initial.IsNoop, RichDocument.FromOp(initial).ToString()).ConfigureAwait(false);
+    }
+
+    /// <summary>Creates the catalogue row with the kind's type, then commits the initial content as the first op (if any).</summary>
+    private async Task<IResult> CreateWithAsync<TSnapshot, TOp>(HttpContext context, string docId, DocumentKind<TSnapshot, TOp> kind, TOp initial, bool empty, string stored)
+        where TSnapshot : notnull
+        where TOp : notnull
+    {
+        if (!await Catalog.CreateDocumentAsync(docId, kind.Name, _time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted).ConfigureAwait(false))
         {
             DocumentInfo? existing = await Catalog.GetDocumentAsync(docId, context.RequestAborted).ConfigureAwait(false);
             return ApiProblem.Http(StatusCodes.Status409Conflict, "DOC_EXISTS", existing is { IsDeleted: true }
@@ -305,9 +386,9 @@ internal sealed class DocumentApi
         }
 
         long version = 0;
-        if (!initial.IsNoop)
+        if (!empty)
         {
-            SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(FreshClientId(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
+            SubmitOutcome outcome = await SubmitAsync(docId, kind, new Submission<TOp>(FreshClientId(), 1, 0, initial, null), context.RequestAborted).ConfigureAwait(false);
             if (outcome.Status is not (SubmitStatus.Acked or SubmitStatus.Duplicate))
             {
                 return ApiProblem.Wire(ErrorCodes.FromSubmit(outcome.Status),
@@ -319,7 +400,7 @@ internal sealed class DocumentApi
 
         context.Response.Headers.ETag = ETag(version);
         context.Response.Headers.CacheControl = NoStore;
-        return TypedResults.Created($"/v1/docs/{Uri.EscapeDataString(docId)}", new DocumentBody(docId, type, version, content));
+        return TypedResults.Created($"/v1/docs/{Uri.EscapeDataString(docId)}", new DocumentBody(docId, kind.Name, version, ContentJson(kind, stored)));
     }
 
     // ------------------------------------------------------------------ DELETE /v1/docs/{id}
@@ -364,24 +445,9 @@ internal sealed class DocumentApi
             return bad;
         }
 
-        if (body is null || body.Op.ValueKind != JsonValueKind.Array || body.BaseVersion < 0)
+        if (body is null || body.Op.ValueKind is not (JsonValueKind.Array or JsonValueKind.Object) || body.BaseVersion < 0)
         {
             return ApiProblem.BadRequest("The body is {\"baseVersion\": n, \"op\": [...]}, baseVersion at least 0.");
-        }
-
-        TextOp op;
-        try
-        {
-            op = body.Op.Deserialize(ApiJsonContext.Default.JsonOp).Value;
-        }
-        catch (JsonException ex)
-        {
-            return ApiProblem.Wire(ErrorCode.InvalidOp, $"The op is not a text-unicode op: {ex.Message}");
-        }
-
-        if (TextOpCodec.GetEncodedLength(op) > _documentOptions.MaxOpBytes)
-        {
-            return ApiProblem.Wire(ErrorCode.OpTooLarge, $"An op encodes to at most {_documentOptions.MaxOpBytes} bytes.");
         }
 
         (SessionPrincipal principal, string clientId, IResult? badKey) = ClientFor(context);
@@ -390,13 +456,53 @@ internal sealed class DocumentApi
             return badKey;
         }
 
-        (_, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
+        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
         if (missing is not null)
         {
             return missing;
         }
 
-        SubmitOutcome outcome = await SubmitAsync(docId, new Submission<TextOp>(clientId, 1, body.BaseVersion, op, principal.UserId), context.RequestAborted).ConfigureAwait(false);
+        SubmitOutcome outcome;
+        if (KindOf(info!) is RichDocumentKind rich)
+        {
+            RichOp op;
+            try
+            {
+                op = RichJson.ParseOp(body.Op.GetRawText());
+                rich.ValidateLimits(op);
+            }
+            catch (Engine.OtException ex)
+            {
+                return ApiProblem.Wire(ErrorCode.InvalidOp, $"The op is not a valid rich-text op (a Quill Delta): {ex.Message}");
+            }
+
+            if (RichOpCodec.GetEncodedLength(op) > _documentOptions.MaxOpBytes)
+            {
+                return ApiProblem.Wire(ErrorCode.OpTooLarge, $"An op encodes to at most {_documentOptions.MaxOpBytes} bytes.");
+            }
+
+            outcome = await SubmitAsync(docId, rich, new Submission<RichOp>(clientId, 1, body.BaseVersion, op, principal.UserId), context.RequestAborted).ConfigureAwait(false);
+        }
+        else
+        {
+            TextOp op;
+            try
+            {
+                op = body.Op.Deserialize(ApiJsonContext.Default.JsonOp).Value;
+            }
+            catch (JsonException ex)
+            {
+                return ApiProblem.Wire(ErrorCode.InvalidOp, $"The op is not a text-unicode op: {ex.Message}");
+            }
+
+            if (TextOpCodec.GetEncodedLength(op) > _documentOptions.MaxOpBytes)
+            {
+                return ApiProblem.Wire(ErrorCode.OpTooLarge, $"An op encodes to at most {_documentOptions.MaxOpBytes} bytes.");
+            }
+
+            outcome = await SubmitAsync(docId, DocumentKinds.Text, new Submission<TextOp>(clientId, 1, body.BaseVersion, op, principal.UserId), context.RequestAborted).ConfigureAwait(false);
+        }
+
         switch (outcome.Status)
         {
             case SubmitStatus.Acked:
@@ -420,12 +526,14 @@ internal sealed class DocumentApi
     private const string DeletedMessage = "deleted";
 
     /// <summary>Runs one submission through the document's hub (sequenced here, or forwarded to its owner in a cluster).</summary>
-    private async Task<SubmitOutcome> SubmitAsync(string docId, Submission<TextOp> submission, CancellationToken cancellationToken)
+    private async Task<SubmitOutcome> SubmitAsync<TSnapshot, TOp>(string docId, DocumentKind<TSnapshot, TOp> kind, Submission<TOp> submission, CancellationToken cancellationToken)
+        where TSnapshot : notnull
+        where TOp : notnull
     {
         DocumentHub hub;
         try
         {
-            hub = await _documents.AcquireAsync(docId, cancellationToken).ConfigureAwait(false);
+            hub = await _documents.AcquireAsync(docId, cancellationToken, kind).ConfigureAwait(false);
         }
         catch (DocumentDeletedException)
         {
@@ -439,7 +547,9 @@ internal sealed class DocumentApi
 
         try
         {
-            return await hub.SubmitOrForwardAsync(submission).ConfigureAwait(false);
+            return hub is DocumentHub<TSnapshot, TOp> typed
+                ? await typed.SubmitOrForwardAsync(submission).ConfigureAwait(false)
+                : new SubmitOutcome(SubmitStatus.InvalidOp, 0, $"Document '{docId}' is a {hub.Kind.Name} document, not {kind.Name}.");
         }
         catch (ObjectDisposedException)
         {
@@ -554,7 +664,7 @@ internal sealed class DocumentApi
     }
 
     /// <summary>The content at the target with the caching headers set; null content when If-None-Match matched (304).</summary>
-    private async ValueTask<(string? Content, long Version, IResult? Problem)> ReadContentAsync(HttpContext context, string docId, ReadTarget target)
+    private async ValueTask<(string? Content, long Version, IResult? Problem)> ReadContentAsync(HttpContext context, string docId, DocumentKind kind, ReadTarget target)
     {
         HttpResponse response = context.Response;
         if (target.Past)
@@ -566,7 +676,7 @@ internal sealed class DocumentApi
                 return (null, target.Version, null);
             }
 
-            PastRead read = await _reader.ReadVersionAsync(docId, target.Version, target.Bounds, context.RequestAborted).ConfigureAwait(false);
+            PastRead read = await _reader.ReadVersionAsync(docId, kind, target.Version, target.Bounds, context.RequestAborted).ConfigureAwait(false);
             if (read.Content is not null)
             {
                 return (read.Content, target.Version, null);
@@ -589,20 +699,38 @@ internal sealed class DocumentApi
         }
 
         (long version, string content) = target.Version == target.Bounds.Head
-            ? await _reader.ReadHeadAsync(docId, context.RequestAborted).ConfigureAwait(false)
-            : await ReadNotYetPastAsync(docId, target).ConfigureAwait(false);
+            ? await _reader.ReadHeadAsync(docId, kind, context.RequestAborted).ConfigureAwait(false)
+            : await ReadNotYetPastAsync(docId, kind, target).ConfigureAwait(false);
         response.Headers.ETag = ETag(version);
         return (content, version, null);
     }
 
-    private async ValueTask<(long, string)> ReadNotYetPastAsync(string docId, ReadTarget target)
+    private async ValueTask<(long, string)> ReadNotYetPastAsync(string docId, DocumentKind kind, ReadTarget target)
     {
-        PastRead read = await _reader.ReadVersionAsync(docId, target.Version, target.Bounds, CancellationToken.None).ConfigureAwait(false);
-        return read.Content is not null ? (target.Version, read.Content) : await _reader.ReadHeadAsync(docId, CancellationToken.None).ConfigureAwait(false);
+        PastRead read = await _reader.ReadVersionAsync(docId, kind, target.Version, target.Bounds, CancellationToken.None).ConfigureAwait(false);
+        return read.Content is not null ? (target.Version, read.Content) : await _reader.ReadHeadAsync(docId, kind, CancellationToken.None).ConfigureAwait(false);
     }
 
-    private static OpEntry ToEntry(in OpRecord op) =>
-        new(op.Version, new JsonOp(TextOpCodec.Decode(op.Op.Span)), op.Author, op.ClientId, op.ClientSeq, DateTimeOffset.FromUnixTimeMilliseconds(op.TimestampMs));
+    private static OpEntry ToEntry(DocumentKind kind, in OpRecord op) =>
+        new(op.Version, OpJson(kind, op.Op.Span), op.Author, op.ClientId, op.ClientSeq, DateTimeOffset.FromUnixTimeMilliseconds(op.TimestampMs));
+
+    /// <summary>A stored op in its type's JSON form: ot-text-unicode's array, or a Quill Delta.</summary>
+    private static JsonElement OpJson(DocumentKind kind, ReadOnlySpan<byte> op) => kind is RichDocumentKind
+        ? ParseJson(RichJson.Write(RichOpCodec.Decode(op)))
+        : JsonSerializer.SerializeToElement(new JsonOp(TextOpCodec.Decode(op)), ApiJsonContext.Default.JsonOp);
+
+    /// <summary>A document's content (the type's stored form) as the API shows it: a JSON string of the text, or the Delta's ops array.</summary>
+    private static JsonElement ContentJson(DocumentKind kind, string content) =>
+        kind is RichDocumentKind ? ParseJson(content) : JsonSerializer.SerializeToElement(content, ApiJsonContext.Default.String);
+
+    private static JsonElement ParseJson(string json)
+    {
+        using JsonDocument parsed = JsonDocument.Parse(json);
+        return parsed.RootElement.Clone();
+    }
+
+    /// <summary>The kind of a catalogued document; a type this server does not host reads as text (it cannot be opened for writing).</summary>
+    private DocumentKind KindOf(DocumentInfo info) => _documents.Kinds.Find(info.Type) ?? DocumentKinds.Text;
 
     private static string ETag(long version) => "\"" + version.ToString(CultureInfo.InvariantCulture) + "\"";
 

@@ -1,5 +1,5 @@
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
+using Collab.Server.Sessions;
 using Collab.Server.Storage;
 using Prometheus;
 
@@ -52,30 +52,31 @@ internal sealed partial class HistoryReader
     public IOpStore Store => _store;
 
     /// <summary>The document at its head version, from the primary.</summary>
-    public async ValueTask<(long Version, string Content)> ReadHeadAsync(string docId, CancellationToken cancellationToken)
+    /// <remarks>The content is the type's stored form: the text of a text-unicode document, the Delta JSON of a rich-text one.</remarks>
+    public async ValueTask<(long Version, string Content)> ReadHeadAsync(string docId, DocumentKind kind, CancellationToken cancellationToken)
     {
         DocumentLoad? load = await _store.LoadAsync(docId, cancellationToken).ConfigureAwait(false);
         if (load is null)
         {
-            return (0, "");
+            return (0, kind.Replay(null).ToText());
         }
 
-        Rope text = load.Snapshot is { } snapshot ? Rope.FromString(snapshot.Text) : Rope.Empty;
+        DocumentReplay document = kind.Replay(load.Snapshot?.Text);
         long version = load.Snapshot?.Version ?? 0;
         foreach (OpRecord op in load.Ops)
         {
-            text = TextType.Apply(text, TextOpCodec.Decode(op.Op.Span));
+            document.Apply(op.Op.Span);
             version = op.Version;
         }
 
-        return (version, text.ToString());
+        return (version, document.ToText());
     }
 
     /// <summary>
     /// The document at <paramref name="version"/> (not above the head, which the caller checked): the content, or why it
     /// cannot be read (pruned: the earliest readable version; or further than K from any snapshot).
     /// </summary>
-    public async ValueTask<PastRead> ReadVersionAsync(string docId, long version, HistoryBounds bounds, CancellationToken cancellationToken)
+    public async ValueTask<PastRead> ReadVersionAsync(string docId, DocumentKind kind, long version, HistoryBounds bounds, CancellationToken cancellationToken)
     {
         if (_replica is not null && _replicaOps is not null)
         {
@@ -84,7 +85,7 @@ internal sealed partial class HistoryReader
                 HistoryBounds applied = await _replica.GetBoundsAsync(docId, cancellationToken).ConfigureAwait(false);
                 if (applied.Head >= version)
                 {
-                    PastRead fromReplica = await ReadAsync(_replica, _replicaOps, docId, version, applied, cancellationToken).ConfigureAwait(false);
+                    PastRead fromReplica = await ReadAsync(_replica, _replicaOps, docId, kind, version, applied, cancellationToken).ConfigureAwait(false);
                     if (fromReplica.Content is not null)
                     {
                         s_fromReplica.Inc();
@@ -102,10 +103,10 @@ internal sealed partial class HistoryReader
         }
 
         s_fromPrimary.Inc();
-        return await ReadAsync(_history, _store, docId, version, bounds, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(_history, _store, docId, kind, version, bounds, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<PastRead> ReadAsync(IDocumentHistory history, IOpStore ops, string docId, long version, HistoryBounds bounds, CancellationToken cancellationToken)
+    private async ValueTask<PastRead> ReadAsync(IDocumentHistory history, IOpStore ops, string docId, DocumentKind kind, long version, HistoryBounds bounds, CancellationToken cancellationToken)
     {
         if (version < bounds.EarliestReadable)
         {
@@ -119,7 +120,7 @@ internal sealed partial class HistoryReader
             return PastRead.TooFar(from, version - from);
         }
 
-        Rope text = snapshot is null ? Rope.Empty : Rope.FromString(snapshot.Text);
+        DocumentReplay document = kind.Replay(snapshot?.Text);
         long at = from;
         while (at < version)
         {
@@ -131,7 +132,7 @@ internal sealed partial class HistoryReader
                     return PastRead.Pruned(bounds.EarliestReadable); // a gap: pruned meanwhile
                 }
 
-                text = TextType.Apply(text, TextOpCodec.Decode(op.Op.Span));
+                document.Apply(op.Op.Span);
                 at = op.Version;
             }
 
@@ -142,7 +143,7 @@ internal sealed partial class HistoryReader
         }
 
         s_replayed.Observe(version - from);
-        return PastRead.Read(text.ToString(), version - from);
+        return PastRead.Read(document.ToText(), version - from);
     }
 
     [LoggerMessage(1300, LogLevel.Warning, "Read replica failed reading document '{DocId}' at version {Version}; reading the primary")]

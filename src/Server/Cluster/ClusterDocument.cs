@@ -1,9 +1,7 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Collab.Engine;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Sessions;
 using Google.Protobuf;
@@ -265,7 +263,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
     }
 
-    public async ValueTask<SubmitOutcome> ForwardAsync(Submission<TextOp> submission)
+    public async ValueTask<SubmitOutcome> ForwardAsync(ForwardedSubmission submission)
     {
         long started = Stopwatch.GetTimestamp();
         long deadline = started + (long)(_node.Options.ForwardTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -275,7 +273,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             ClientId = submission.ClientId,
             ClientSeq = (ulong)submission.ClientSeq,
             BaseVersion = submission.BaseVersion,
-            Op = Encode(submission.Op),
+            Op = submission.Op,
             Author = submission.Author ?? string.Empty,
             Origin = _node.NodeId,
         };
@@ -286,7 +284,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             if (SequencesLocally && hub is not null)
             {
                 // Promoted while the submit waited: sequence it here.
-                return await hub.SubmitHereAsync(submission).ConfigureAwait(false);
+                return await SubmitHereAsync(hub, submission).ConfigureAwait(false);
             }
 
             TimeSpan remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
@@ -437,10 +435,13 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             return;
         }
 
-        TextOp op;
+        var submission = new ForwardedSubmission(
+            request.ClientId, request.ClientSeq > long.MaxValue ? 0 : (long)request.ClientSeq, request.BaseVersion, request.Op, request.Author.Length == 0 ? null : request.Author);
+        ValueTask<SubmitResult> pending;
         try
         {
-            op = TextOpCodec.Decode(request.Op.Span);
+            // Decoded and checked with the document's own type.
+            pending = hub.SubmitForwardedHereAsync(submission);
         }
         catch (OtException ex)
         {
@@ -449,9 +450,6 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
 
         ClusterMetrics.ServedSubmits.Inc();
-        var submission = new Submission<TextOp>(
-            request.ClientId, request.ClientSeq > long.MaxValue ? 0 : (long)request.ClientSeq, request.BaseVersion, op, request.Author.Length == 0 ? null : request.Author);
-        ValueTask<SubmitResult> pending = hub.Sequencer.SubmitAsync(submission);
         if (pending.IsCompletedSuccessfully)
         {
             Reply(msg, ToResult(pending.Result));
@@ -760,7 +758,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2012", Justification = "Each stored ValueTask is awaited exactly once, in order, by DrainAsync.")]
     private async Task FeedLockedAsync(IEnumerable<ReplicatedOp> ops)
     {
-        DocumentSequencer<Rope, TextOp> sequencer = _started.Task.Result.Sequencer;
+        DocumentHub hub = _started.Task.Result;
         var pending = new List<(long Version, ValueTask<SubmitResult> Result)>(FeedChunk);
         long fed = Volatile.Read(ref _fedVersion);
         foreach (ReplicatedOp op in ops)
@@ -775,9 +773,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                 throw new InvalidOperationException($"Document '{DocId}': op {op.Version} does not follow version {fed}.");
             }
 
-            TextOp decoded = TextOpCodec.Decode(op.Op.Span);
+            // Expected before it is submitted: the replica's stage may be handed the op during the submit itself.
             _expected.Enqueue(new ExpectedOp(op.Version, op.ClientId, op.ClientSeq));
-            pending.Add((op.Version, sequencer.SubmitAsync(new Submission<TextOp>(op.ClientId, op.ClientSeq, op.Version - 1, decoded, op.Author))));
+            pending.Add((op.Version, hub.ReplayAsync(op.Version, op.ClientId, op.ClientSeq, op.Op.Span, op.Author)));
             fed = op.Version;
             if (pending.Count == FeedChunk)
             {
@@ -940,7 +938,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             }
 
             // Let the submissions already accepted commit (or be fenced, which fails the hub).
-            DocumentSequencer<Rope, TextOp> sequencer = hub.Sequencer;
+            DocumentHub sequencer = hub;
             long deadline = Stopwatch.GetTimestamp() + (long)(_node.Options.LeaseDuration.TotalSeconds * Stopwatch.Frequency);
             while ((sequencer.PendingCount != 0 || sequencer.Version != sequencer.CommittedVersion)
                    && sequencer.State == SequencerState.Active && Stopwatch.GetTimestamp() < deadline)
@@ -1098,15 +1096,21 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
     // ------------------------------------------------------------------ helpers
 
+    /// <summary>A forwarded submit sequenced on this node after all (it was promoted while the submit waited).</summary>
+    private static async ValueTask<SubmitOutcome> SubmitHereAsync(DocumentHub hub, ForwardedSubmission submission)
+    {
+        try
+        {
+            return SubmitOutcome.From(await hub.SubmitForwardedHereAsync(submission).ConfigureAwait(false));
+        }
+        catch (OtException ex)
+        {
+            return new SubmitOutcome(SubmitStatus.InvalidOp, 0, ex.Message);
+        }
+    }
+
     private static async Task BackOffAsync(int attempt) =>
         await Task.Delay(Math.Min(500, 25 << Math.Min(attempt, 5))).ConfigureAwait(false);
-
-    private static ByteString Encode(TextOp op)
-    {
-        var buffer = new ArrayBufferWriter<byte>(Math.Max(16, TextOpCodec.GetEncodedLength(op)));
-        TextOpCodec.Encode(op, buffer);
-        return UnsafeByteOperations.UnsafeWrap(buffer.WrittenMemory);
-    }
 
     private static IEnumerable<ReplicatedOp> FromWire(IEnumerable<SequencedOp> ops)
     {

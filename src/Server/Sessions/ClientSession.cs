@@ -2,10 +2,10 @@ using System.Buffers;
 using System.Diagnostics;
 using Collab.Engine;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
+using Collab.Server.Storage;
 using Collab.Server.Transport;
 using Google.Protobuf;
 
@@ -286,6 +286,14 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
+        // P6: the type to create the document with ("" = text-unicode), and the type it must have if it exists ("" = any).
+        DocumentKind? createAs = _services.Documents.Kinds.Find(subscribe.Type);
+        if (createAs is null)
+        {
+            SendError(ErrorCode.BadMessage, $"Unknown document type '{subscribe.Type}'; this server hosts {DocumentTypes.TextUnicode} and {DocumentTypes.RichText}.", requestId, docId);
+            return;
+        }
+
         if (!_principal.Rights.CanRead(docId))
         {
             SecurityMetrics.Forbidden.WithLabels("subscribe").Inc();
@@ -324,7 +332,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         DocumentHub hub;
         try
         {
-            hub = await _services.Documents.AcquireAsync(docId, deadline.Token).ConfigureAwait(false);
+            hub = await _services.Documents.AcquireAsync(docId, deadline.Token, createAs).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_connection.Closed.IsCancellationRequested)
         {
@@ -341,10 +349,22 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             SendError(ErrorCode.DocDeleted, $"Document '{docId}' was deleted.", requestId, docId);
             return;
         }
+        catch (UnknownDocumentTypeException ex)
+        {
+            SendError(ErrorCode.TypeMismatch, ex.Message, requestId, docId);
+            return;
+        }
         catch (Exception ex)
         {
             _services.Documents.Log.DocumentLoadFailed(docId, ex);
             SendError(ErrorCode.Unavailable, $"Document '{docId}' could not be opened right now; retry.", requestId, docId);
+            return;
+        }
+
+        if (subscribe.Type.Length > 0 && !ReferenceEquals(hub.Kind, createAs))
+        {
+            hub.ReleaseRef();
+            SendError(ErrorCode.TypeMismatch, $"Document '{docId}' is a {hub.Kind.Name} document, not {subscribe.Type}.", requestId, docId);
             return;
         }
 
@@ -448,27 +468,17 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        TextOp op;
+        ValueTask<SubmitOutcome> pending;
         try
         {
-            op = TextOpCodec.Decode(submit.Op.Span);
+            // The hub decodes and checks the op with the document's type (OtException: nothing was submitted), then calls
+            // OnSubmitAccepted before it submits.
+            pending = subscription.Hub.SubmitEncodedAsync(subscription, clientSeq, submit.BaseVersion, submit.Op.Span, started);
         }
         catch (OtException ex)
         {
             SendError(ErrorCodes.FromOt(ex.Code), ex.Message, requestId, docId, clientSeq);
             return;
-        }
-
-        subscription.NoteSubmit(clientSeq);
-        lock (_inFlightGate)
-        {
-            _submitsInFlight++;
-        }
-
-        ValueTask<SubmitOutcome> pending;
-        try
-        {
-            pending = subscription.Hub.SubmitAsync(subscription, new Submission<TextOp>(ClientId, clientSeq, submit.BaseVersion, op, _principal.UserId, started));
         }
         catch
         {
@@ -482,6 +492,19 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         else
         {
             AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started).Forget(_services.Log.Logger, "submit");
+        }
+    }
+
+    /// <summary>The user id ops of this session are attributed to.</summary>
+    internal string? Author => _principal.UserId;
+
+    /// <summary>The hub decoded a submit of this session and is about to sequence or forward it.</summary>
+    internal void OnSubmitAccepted(Subscription subscription, long clientSeq)
+    {
+        subscription.NoteSubmit(clientSeq);
+        lock (_inFlightGate)
+        {
+            _submitsInFlight++;
         }
     }
 
@@ -615,7 +638,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        long committed = subscription.Hub.Sequencer.CommittedVersion;
+        long committed = subscription.Hub.CommittedVersion;
         long to = fetch.ToVersion <= 0 ? committed : Math.Min(fetch.ToVersion, committed);
         if (fetch.FromVersion < 0 || fetch.FromVersion > to)
         {
@@ -866,7 +889,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
 
             if (failed.Version >= 0)
             {
-                hub = await _services.Documents.AcquireAsync(old.DocId, _connection.Closed).ConfigureAwait(false);
+                hub = await _services.Documents.AcquireAsync(old.DocId, _connection.Closed, old.Hub.Kind).ConfigureAwait(false);
                 replacement = new Subscription(this, hub);
                 replacement.InheritSubmits(old);
                 if (!await hub.SubscribeAsync(replacement, failed.Version, snapshot: false, requestId: 0, _connection.Closed, resume: true).ConfigureAwait(false))

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Transport;
 using Google.Protobuf;
@@ -8,76 +7,56 @@ using Google.Protobuf;
 namespace Collab.Server.Sessions;
 
 /// <summary>
-/// A document open on this node: its sequencer plus the local subscribers. The hub is the sequencer's
-/// listener, so committed ops reach it on the sequencer's worker in version order; it frames each batch
-/// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
-/// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
-/// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
-/// In a cluster (<see cref="Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
-/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
-/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
-/// tagged with their node (docs/CLUSTER.md, "Presence").
+/// A document open on this node, whatever its OT type: what sessions, the registry, the cluster and the HTTP API use. The
+/// one implementation is <see cref="DocumentHub{TSnapshot, TOp}"/>, instantiated per type (<see cref="DocumentKind"/>), so
+/// sequencing, delivery and presence are one code path for every type.
 /// </summary>
-internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
+internal abstract class DocumentHub
 {
-    private readonly DocumentRegistry _registry;
-    private readonly List<Subscription> _subscribers = [];
-    private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, PresenceEntry> _presence = new(StringComparer.Ordinal);
-    private Dictionary<string, PresenceEntry>? _aheadPresence;
-
-    // When each remote client's presence was last published by its node (Stopwatch timestamps; worker only). Nodes
-    // republish their clients' presence periodically, so an entry not heard of for Cluster:PresenceExpiry is one whose
-    // clear was lost (core NATS is at most once) and is dropped.
-    private Dictionary<string, long>? _remoteSeen;
-    private bool _aheadReleaseQueued;
-    private readonly IDocumentReplication? _replication;
-    private List<DuplicateAck>? _duplicateAcks;
-    private DocumentSequencer<Rope, TextOp>? _sequencer;
-    private long _batchStamp;
     private int _refs;
     private long _idleSinceMs;
-    private long _lastSnapshotVersion;
-    private int _snapshotQueued;
-    private readonly int _snapshotEveryOps;
 
-    public DocumentHub(DocumentRegistry registry, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
+    protected DocumentHub(DocumentRegistry registry, DocumentKind kind, string docId, IDocumentReplication? replication)
     {
-        _registry = registry;
+        Registry = registry;
+        Kind = kind;
         DocId = docId;
-        _lastSnapshotVersion = lastSnapshotVersion;
-        _replication = replication;
+        Replication = replication;
         _idleSinceMs = registry.NowMs;
-        _snapshotEveryOps = SnapshotInterval(docId, registry.SnapshotEveryOps);
-    }
-
-    /// <summary>
-    /// The configured interval plus up to half of it again, fixed per document: documents loaded together under an
-    /// even load would otherwise all reach their snapshot threshold in the same instant and hand the store hundreds of
-    /// snapshot writes at once (a stall every ack felt in the small-rooms load test).
-    /// </summary>
-    internal static int SnapshotInterval(string docId, int configured)
-    {
-        int spread = configured / 2;
-        return spread == 0 ? configured : (int)Math.Min(int.MaxValue, configured + (long)((uint)string.GetHashCode(docId, StringComparison.Ordinal) % (uint)spread));
     }
 
     public string DocId { get; }
 
+    /// <summary>The document's OT type (fixed when it was created).</summary>
+    public DocumentKind Kind { get; }
+
     /// <summary>The cluster side of the document; null on a single node.</summary>
-    public IDocumentReplication? Replication => _replication;
+    public IDocumentReplication? Replication { get; }
 
     /// <summary>True when this node sequences the document (always on a single node).</summary>
-    public bool SequencesLocally => _replication?.SequencesLocally ?? true;
-
-    public DocumentSequencer<Rope, TextOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
-
-    internal void Attach(DocumentSequencer<Rope, TextOp> sequencer) => _sequencer = sequencer;
+    public bool SequencesLocally => Replication?.SequencesLocally ?? true;
 
     /// <summary>Subscriber count as seen from outside the worker (metrics, idle checks).</summary>
     public int References => Volatile.Read(ref _refs);
 
-    public long LastSnapshotVersion => Volatile.Read(ref _lastSnapshotVersion);
+    protected DocumentRegistry Registry { get; }
+
+    /// <summary>When the last subscriber left (ms since the epoch), for the idle check.</summary>
+    protected long IdleSinceMs => Volatile.Read(ref _idleSinceMs);
+
+    // ------------------------------------------------------------------ the sequencer, as seen from any thread
+
+    public abstract long CommittedVersion { get; }
+
+    /// <summary>The version the sequencer has assigned (ahead of <see cref="CommittedVersion"/> while a commit is pending).</summary>
+    public abstract long Version { get; }
+
+    public abstract int PendingCount { get; }
+
+    public abstract SequencerState State { get; }
+
+    /// <summary>Stops the sequencer: ops it handed to the durability stage finish (committed or not) first.</summary>
+    public abstract Task CloseSequencerAsync(CancellationToken abandon);
 
     // ------------------------------------------------------------------ life cycle (any thread)
 
@@ -103,30 +82,160 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     {
         if (Interlocked.Decrement(ref _refs) == 0)
         {
-            Volatile.Write(ref _idleSinceMs, _registry.NowMs);
+            Volatile.Write(ref _idleSinceMs, Registry.NowMs);
         }
     }
 
+    /// <summary>Claims the hub for closing when nobody holds a reference (the caller checked it is idle).</summary>
+    protected bool TryClaimForClose() => Volatile.Read(ref _refs) == 0 && Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
+
+    /// <summary>
+    /// The configured interval plus up to half of it again, fixed per document: documents loaded together under an
+    /// even load would otherwise all reach their snapshot threshold in the same instant and hand the store hundreds of
+    /// snapshot writes at once (a stall every ack felt in the small-rooms load test).
+    /// </summary>
+    internal static int SnapshotInterval(string docId, int configured)
+    {
+        int spread = configured / 2;
+        return spread == 0 ? configured : (int)Math.Min(int.MaxValue, configured + (long)((uint)string.GetHashCode(docId, StringComparison.Ordinal) % (uint)spread));
+    }
+
     /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
-    public bool TryBeginClose(long nowMs, long idleMs)
+    public abstract bool TryBeginClose(long nowMs, long idleMs);
+
+    /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
+    public abstract Task CloseAsync(CancellationToken abandon);
+
+    /// <summary>Stops serving the document here after its replica could not follow the owner.</summary>
+    public abstract Task FailAsync(Exception reason);
+
+    // ------------------------------------------------------------------ submits (encoded ops)
+
+    /// <summary>
+    /// A client's submit (op bytes as received): decoded and checked with the document's type, then sequenced here or
+    /// forwarded (see <see cref="DocumentHub{TSnapshot, TOp}.SubmitAsync"/>). Throws <see cref="Engine.OtException"/>
+    /// (nothing else done) when the bytes are not a valid op of the type; calls
+    /// <see cref="ClientSession.OnSubmitAccepted"/> between the check and the submit.
+    /// </summary>
+    public abstract ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp);
+
+    /// <summary>
+    /// A submit forwarded by another node (or waiting to be forwarded when this node was promoted): decoded and checked,
+    /// then sequenced here. Throws <see cref="Engine.OtException"/> for bytes that are no valid op.
+    /// </summary>
+    public abstract ValueTask<SubmitResult> SubmitForwardedHereAsync(ForwardedSubmission submission);
+
+    /// <summary>A replica replays the owner's op <paramref name="version"/> (stored bytes, not re-checked against submit limits).</summary>
+    public abstract ValueTask<SubmitResult> ReplayAsync(long version, string clientId, long clientSeq, ReadOnlySpan<byte> op, string? author);
+
+    // ------------------------------------------------------------------ subscribers and presence
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.SubscribeAsync"/>
+    public abstract ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false);
+
+    /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
+    public abstract ValueTask DetachAsync(Subscription subscription);
+
+    /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
+    internal abstract Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync();
+
+    /// <summary>Acks a resent op that had been sequenced before, in order with the ops that precede it.</summary>
+    public abstract ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId);
+
+    /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
+    public abstract ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData);
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.ApplyRemotePresenceAsync"/>
+    public abstract Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData);
+
+    /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
+    public abstract Task ClearRemotePresenceAsync(string origin);
+
+    /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
+    public abstract Task RepublishPresenceAsync();
+
+    /// <inheritdoc cref="DocumentHub{TSnapshot, TOp}.ExpireRemotePresenceAsync"/>
+    public abstract Task<int> ExpireRemotePresenceAsync(TimeSpan expiry);
+}
+
+/// <summary>
+/// A document of one OT type open on this node: its sequencer plus the local subscribers. The hub is the sequencer's
+/// listener, so committed ops reach it on the sequencer's worker in version order; it frames each batch
+/// once and writes the same bytes to every subscriber, except that an op's author gets an Ack in its
+/// place (clients never see their own ops echoed). Subscriber lists and presence are touched only on
+/// that worker (via <see cref="DocumentSequencer{TSnapshot, TOp}.RunExclusiveAsync{T}"/>), so they need no lock.
+/// In a cluster (<see cref="DocumentHub.Replication"/> set) the sequencer replays the owner's ops while this node is a replica, and
+/// submits are forwarded to the owner; subscribers are served by the same code in both roles. Presence is shared with the
+/// other nodes through the replication too: local changes are published, other nodes' clients' entries are kept here
+/// tagged with their node (docs/CLUSTER.md, "Presence").
+/// </summary>
+internal sealed class DocumentHub<TSnapshot, TOp> : DocumentHub, ISequencerListener<TSnapshot, TOp>
+    where TSnapshot : notnull
+    where TOp : notnull
+{
+    private readonly DocumentRegistry _registry;
+    private readonly DocumentKind<TSnapshot, TOp> _kind;
+    private readonly List<Subscription> _subscribers = [];
+    private readonly Dictionary<string, Subscription> _byClient = new(StringComparer.Ordinal);
+    private readonly DocumentPresence<TSnapshot, TOp> _presence;
+    private bool _aheadReleaseQueued;
+    private readonly IDocumentReplication? _replication;
+    private List<DuplicateAck>? _duplicateAcks;
+    private DocumentSequencer<TSnapshot, TOp>? _sequencer;
+    private long _batchStamp;
+    private long _lastSnapshotVersion;
+    private int _snapshotQueued;
+    private readonly int _snapshotEveryOps;
+
+    public DocumentHub(DocumentRegistry registry, DocumentKind<TSnapshot, TOp> kind, string docId, long lastSnapshotVersion, IDocumentReplication? replication = null)
+        : base(registry, kind, docId, replication)
+    {
+        _registry = registry;
+        _kind = kind;
+        _lastSnapshotVersion = lastSnapshotVersion;
+        _replication = replication;
+        _snapshotEveryOps = SnapshotInterval(docId, registry.SnapshotEveryOps);
+        _presence = new DocumentPresence<TSnapshot, TOp>(kind, docId, replication, _subscribers, _byClient);
+    }
+
+    public DocumentSequencer<TSnapshot, TOp> Sequencer => _sequencer ?? throw new InvalidOperationException("The hub has no sequencer yet.");
+
+    internal void Attach(DocumentSequencer<TSnapshot, TOp> sequencer) => _sequencer = sequencer;
+
+    public override long CommittedVersion => Sequencer.CommittedVersion;
+
+    public override long Version => Sequencer.Version;
+
+    public override int PendingCount => Sequencer.PendingCount;
+
+    public override SequencerState State => Sequencer.State;
+
+    public override Task CloseSequencerAsync(CancellationToken abandon) => Sequencer.CloseAsync(abandon);
+
+    public long LastSnapshotVersion => Volatile.Read(ref _lastSnapshotVersion);
+
+    // ------------------------------------------------------------------ life cycle (any thread)
+
+    /// <summary>Idle long enough with no subscriber and nothing pending: claims the hub for closing.</summary>
+    public override bool TryBeginClose(long nowMs, long idleMs)
     {
         // An owner also serves other nodes' clients (forwarded submits), which hold no reference here.
-        long idleSince = Volatile.Read(ref _idleSinceMs);
+        long idleSince = IdleSinceMs;
         if (_replication is { SequencesLocally: true })
         {
             idleSince = Math.Max(idleSince, Sequencer.LastActivity.ToUnixTimeMilliseconds());
         }
 
-        if (Volatile.Read(ref _refs) != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
+        if (References != 0 || nowMs - idleSince < idleMs || Sequencer.PendingCount != 0)
         {
             return false;
         }
 
-        return Interlocked.CompareExchange(ref _refs, -1, 0) == 0;
+        return TryClaimForClose();
     }
 
     /// <summary>Final snapshot (if anything changed since the last one), then stops the sequencer and gives up the document's cluster role.</summary>
-    public async Task CloseAsync(CancellationToken abandon)
+    public override async Task CloseAsync(CancellationToken abandon)
     {
         try
         {
@@ -159,7 +268,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// sequencer takes them in order, and forwarded ones go through <paramref name="from"/>'s chain, one at a time,
     /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
     /// </summary>
-    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TextOp> submission)
+    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TOp> submission)
     {
         if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
         {
@@ -170,11 +279,26 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     /// <summary>One step of a subscription's chain: forwarded to the owner, or sequenced here if this node owns the document now.</summary>
-    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TextOp> submission) =>
-        _replication is { SequencesLocally: false } replication ? replication.ForwardAsync(submission) : SubmitHereAsync(submission);
+    internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TOp> submission) =>
+        _replication is { SequencesLocally: false } replication
+            ? replication.ForwardAsync(new ForwardedSubmission(submission.ClientId, submission.ClientSeq, submission.BaseVersion, _kind.Encode(submission.Op), submission.Author))
+            : SubmitHereAsync(submission);
+
+    public override ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp)
+    {
+        TOp decoded = _kind.DecodeSubmission(op);
+        from.Session.OnSubmitAccepted(from, clientSeq);
+        return SubmitAsync(from, new Submission<TOp>(from.ClientId, clientSeq, baseVersion, decoded, from.Session.Author, receivedTimestamp));
+    }
+
+    public override ValueTask<SubmitResult> SubmitForwardedHereAsync(ForwardedSubmission submission) =>
+        Sequencer.SubmitAsync(new Submission<TOp>(submission.ClientId, submission.ClientSeq, submission.BaseVersion, _kind.DecodeSubmission(submission.Op.Span), submission.Author));
+
+    public override ValueTask<SubmitResult> ReplayAsync(long version, string clientId, long clientSeq, ReadOnlySpan<byte> op, string? author) =>
+        Sequencer.SubmitAsync(new Submission<TOp>(clientId, clientSeq, version - 1, _kind.Type.Decode(op), author));
 
     /// <summary>Sequences an op on this node's sequencer.</summary>
-    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TextOp> submission)
+    internal ValueTask<SubmitOutcome> SubmitHereAsync(Submission<TOp> submission)
     {
         ValueTask<SubmitResult> pending = Sequencer.SubmitAsync(submission);
         return pending.IsCompletedSuccessfully
@@ -188,14 +312,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// Stops serving the document here after its replica could not follow the owner (a gap the log no longer holds, an op
     /// that does not apply): every subscriber resynchronises, as after fencing, and the next subscriber loads it afresh.
     /// </summary>
-    public async Task FailAsync(Exception reason)
+    public override async Task FailAsync(Exception reason)
     {
-        List<FailedSubscriber> failed;
-        try
-        {
-            failed = await Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
+        List<FailedSubscriber>? failed = await OnWorkerUnlessClosedAsync(_ => DropSubscribersOnWorker(), whenClosed: null).ConfigureAwait(false);
+        if (failed is null)
         {
             return; // closing anyway
         }
@@ -213,7 +333,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// <paramref name="fromVersion"/> is sent, so the client sees one continuous stream; a refusal sends nothing either
     /// (the caller falls back to reconnecting the client).
     /// </summary>
-    public async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
+    public override async ValueTask<bool> SubscribeAsync(Subscription subscription, long fromVersion, bool snapshot, ulong requestId, CancellationToken cancellationToken, bool resume = false)
     {
         if (!snapshot && fromVersion > Sequencer.CommittedVersion && _replication is { SequencesLocally: false } replica)
         {
@@ -246,19 +366,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     /// <summary>Detaches a subscription; clears its presence when it was the client's last one here.</summary>
-    public async ValueTask DetachAsync(Subscription subscription)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(_ => DetachOnWorker(subscription)).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The document closed first; nothing is delivered to a closed hub's subscribers anyway.
-        }
-    }
+    public override async ValueTask DetachAsync(Subscription subscription) =>
+        await OnWorkerUnlessClosedAsync(_ => DetachOnWorker(subscription), whenClosed: false).ConfigureAwait(false);
 
-    private AttachOutcome AttachOnWorker(in CommittedView<Rope, TextOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
+    private AttachOutcome AttachOnWorker(in CommittedView<TSnapshot, TOp> view, Subscription sub, long fromVersion, bool snapshot, ulong requestId, bool resume)
     {
         if (sub.Session.IsClosed)
         {
@@ -282,14 +393,14 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         AttachStatus status = AttachStatus.Attached;
         if (snapshot || fromVersion < 0)
         {
-            sub.SendOwned(ServerFrames.Snapshot(DocId, view.Version, view.Snapshot.ToString(), requestId));
+            sub.SendOwned(ServerFrames.Snapshot(_kind.ToMessage(DocId, view.Version, view.Snapshot), requestId));
             sub.Version = view.Version;
         }
         else
         {
             if (!resume)
             {
-                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, requestId));
+                sub.SendOwned(ServerFrames.Subscribed(DocId, fromVersion, view.Version, _kind.Name, requestId));
             }
 
             if (view.TryGetOpsAfter(fromVersion, out IReadOnlyList<OpRecord> ops))
@@ -304,7 +415,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             }
         }
 
-        SendPresenceSnapshot(view, sub);
+        _presence.SendSnapshot(view, sub);
         return new AttachOutcome(status, view.Version);
     }
 
@@ -357,13 +468,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
         if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
         {
             _byClient.Remove(sub.ClientId);
-            if (_presence.TryGetValue(sub.ClientId, out PresenceEntry entry) && entry.Origin is null)
-            {
-                _presence.Remove(sub.ClientId);
-                long version = Sequencer.CommittedVersion;
-                BroadcastPresence(sub.ClientId, version, null, ByteString.Empty, except: null);
-                _replication?.PublishPresence(sub.ClientId, version, null, ByteString.Empty);
-            }
+            _presence.OnClientLeft(sub.ClientId, Sequencer.CommittedVersion);
         }
 
         return true;
@@ -409,7 +514,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
 
     // ------------------------------------------------------------------ sequencer listener (worker)
 
-    public void OnCommitted(in CommittedBatch<Rope, TextOp> batch)
+    public void OnCommitted(in CommittedBatch<TSnapshot, TOp> batch)
     {
         _registry.FaultInjection?.Invoke(DocId, batch.Version);
         ReadOnlySpan<OpRecord> records = batch.Records;
@@ -431,7 +536,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             SendDueDuplicateAcks(batch.Version);
         }
 
-        if (_aheadPresence is { Count: > 0 } && !_aheadReleaseQueued && AnyPresenceReached(batch.Version))
+        if (_presence.HasAhead && !_aheadReleaseQueued && _presence.AnyAheadReached(batch.Version))
         {
             // Transforming needs the committed view, which the listener does not get: share them right after this batch.
             _aheadReleaseQueued = true;
@@ -516,7 +621,7 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     public void OnFenced(VersionConflictException conflict) => _registry.OnHubFailed(this, conflict, DocumentFailure.Fenced, DropSubscribersOnWorker());
 
     /// <summary>The document was deleted: its subscribers are dropped (on the worker) and returned, to be told so.</summary>
-    internal Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
+    internal override Task<List<FailedSubscriber>> DropSubscribersForDeleteAsync() => Sequencer.RunExclusiveAsync(_ => DropSubscribersOnWorker()).AsTask();
 
     public void OnFaulted(Exception exception) => _registry.OnHubFailed(this, exception, DocumentFailure.Fault, DropSubscribersOnWorker());
 
@@ -534,31 +639,20 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
             sub.Detached = true;
             sub.DropParked();
             Selection? selection = null;
-            PresenceEntry presence = default;
-            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub)
-                && _presence.TryGetValue(sub.ClientId, out presence) && presence.Origin is null)
+            long presenceVersion = 0;
+            ByteString userData = ByteString.Empty;
+            if (_byClient.TryGetValue(sub.ClientId, out Subscription? current) && ReferenceEquals(current, sub))
             {
-                selection = new Selection { Anchor = presence.Anchor, Head = presence.Head };
+                _presence.TryGetLocal(sub.ClientId, out presenceVersion, out selection, out userData);
             }
 
-            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presence.Version, selection, presence.UserData ?? ByteString.Empty));
+            failed.Add(new FailedSubscriber(sub, resumable ? sub.Version : -1, presenceVersion, selection, userData));
             SessionMetrics.Subscriptions.Dec();
         }
 
         _subscribers.Clear();
         _byClient.Clear();
-        foreach ((string clientId, PresenceEntry entry) in _presence)
-        {
-            if (entry.Origin is null)
-            {
-                // The clients resynchronise and send their presence again; until then the other nodes must not show it.
-                _replication?.PublishPresence(clientId, entry.Version, null, ByteString.Empty);
-            }
-        }
-
         _presence.Clear();
-        _aheadPresence?.Clear();
-        _remoteSeen?.Clear();
         _duplicateAcks?.Clear();
         return failed;
     }
@@ -570,11 +664,10 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// overtake ops that precede it: the original is committed by the time a local sequencer reports it, while a
     /// replica may not have received it from the owner yet, in which case the ack waits for it here.
     /// </summary>
-    public async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    /// <remarks>A closed document sends nothing: the client resubscribes and resends, and is acked then.</remarks>
+    public override async ValueTask SendDuplicateAckAsync(Subscription sub, long clientSeq, long version, ulong requestId) =>
+        await OnWorkerUnlessClosedAsync(
+            view =>
             {
                 if (view.Version >= version)
                 {
@@ -586,13 +679,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
                 }
 
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: the client resubscribes and resends, and is acked then.
-        }
-    }
+            },
+            whenClosed: false).ConfigureAwait(false);
 
     private void SendDueDuplicateAcks(long committed)
     {
@@ -619,37 +707,8 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     // ------------------------------------------------------------------ presence
 
     /// <summary>Transforms a client's selection from its base version to the committed one and shares it with the other subscribers.</summary>
-    public ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
-        Sequencer.RunExclusiveAsync(view =>
-        {
-            if (sub.Detached)
-            {
-                return false;
-            }
-
-            if (selection is null)
-            {
-                if (_presence.Remove(sub.ClientId))
-                {
-                    BroadcastPresence(sub.ClientId, view.Version, null, userData, except: sub);
-                    _replication?.PublishPresence(sub.ClientId, view.Version, null, userData);
-                }
-
-                return true;
-            }
-
-            if (!TryPlaceSelection(view, baseVersion, selection.Anchor, selection.Head, sub.ClientId, out int anchor, out int head))
-            {
-                return false; // made against a version the window no longer holds: stale, the client sends a fresh one
-            }
-
-            _aheadPresence?.Remove(sub.ClientId);
-            _presence[sub.ClientId] = new PresenceEntry(view.Version, anchor, head, userData, Origin: null);
-            var shared = new Selection { Anchor = anchor, Head = head };
-            BroadcastPresence(sub.ClientId, view.Version, shared, userData, except: sub);
-            _replication?.PublishPresence(sub.ClientId, view.Version, shared, userData);
-            return true;
-        });
+    public override ValueTask<bool> UpdatePresenceAsync(Subscription sub, long baseVersion, Selection? selection, ByteString userData) =>
+        Sequencer.RunExclusiveAsync(view => _presence.Update(view, sub, baseVersion, selection, userData));
 
     /// <summary>
     /// Presence of a client of another node (<paramref name="origin"/>), at that node's committed <paramref name="version"/>
@@ -658,281 +717,65 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     /// node) for later subscribers' presence snapshots. A clear removes only an entry of the same node: a client that moved
     /// to another node keeps the presence it set there even when its old node's clear arrives late.
     /// </summary>
-    public async Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view => ApplyRemotePresenceOnWorker(view, origin, clientId, version, selection, userData)).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: nobody left to show it to.
-        }
-    }
+    public override Task ApplyRemotePresenceAsync(string origin, string clientId, long version, Selection? selection, ByteString userData) =>
+        OnWorkerUnlessClosedAsync(view => _presence.ApplyRemote(view, origin, clientId, version, selection, userData), whenClosed: false);
 
     /// <summary>The clients of <paramref name="origin"/> are gone (the node died, left or restarted): clears their presence here.</summary>
-    public async Task ClearRemotePresenceAsync(string origin)
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    public override Task ClearRemotePresenceAsync(string origin) =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
-                // Removing the current entry while enumerating a Dictionary is allowed.
-                if (_aheadPresence is not null)
-                {
-                    foreach ((string clientId, PresenceEntry entry) in _aheadPresence)
-                    {
-                        if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
-                        {
-                            _aheadPresence.Remove(clientId);
-                        }
-                    }
-                }
-
-                foreach ((string clientId, PresenceEntry entry) in _presence)
-                {
-                    if (string.Equals(entry.Origin, origin, StringComparison.Ordinal))
-                    {
-                        _presence.Remove(clientId);
-                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: null);
-                    }
-                }
-
+                _presence.ClearRemote(view, origin);
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Closed: nothing left to clear.
-        }
-    }
+            },
+            whenClosed: false);
 
     /// <summary>Another node opened the document (or reconnected): publishes every local client's presence again.</summary>
-    public async Task RepublishPresenceAsync()
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    public override Task RepublishPresenceAsync() =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
-                foreach ((string clientId, PresenceEntry entry) in _presence)
-                {
-                    if (entry.Origin is null && view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-                    {
-                        _replication?.PublishPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData);
-                    }
-                }
-
+                _presence.Republish(view);
                 return true;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
+            },
+            whenClosed: false);
 
     /// <summary>
     /// Drops the presence of remote clients whose node has not published it for <paramref name="expiry"/>: nodes republish
     /// their clients' presence every Cluster:PresenceRefreshInterval, so such an entry outlived a clear that was lost.
     /// Returns how many were dropped.
     /// </summary>
-    public async Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
+    public override Task<int> ExpireRemotePresenceAsync(TimeSpan expiry)
     {
         long cutoff = Stopwatch.GetTimestamp() - (long)(expiry.TotalSeconds * Stopwatch.Frequency);
-        try
-        {
-            return await Sequencer.RunExclusiveAsync(view =>
-            {
-                int expired = 0;
-                if (_remoteSeen is null)
-                {
-                    return expired;
-                }
-
-                // Removing the current entry while enumerating a Dictionary is allowed.
-                foreach ((string clientId, long seen) in _remoteSeen)
-                {
-                    if (seen >= cutoff)
-                    {
-                        continue;
-                    }
-
-                    _remoteSeen.Remove(clientId);
-                    if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead) && ahead.Origin is not null)
-                    {
-                        _aheadPresence.Remove(clientId);
-                    }
-
-                    // A local entry (the client moved here) is this node's own and never expires.
-                    if (_presence.TryGetValue(clientId, out PresenceEntry entry) && entry.Origin is not null)
-                    {
-                        _presence.Remove(clientId);
-                        BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
-                        expired++;
-                    }
-                }
-
-                return expired;
-            }).ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            return 0;
-        }
+        return OnWorkerUnlessClosedAsync(view => _presence.ExpireRemote(view, cutoff), whenClosed: 0);
     }
 
-    private bool ApplyRemotePresenceOnWorker(in CommittedView<Rope, TextOp> view, string origin, string clientId, long version, Selection? selection, ByteString userData)
-    {
-        if (selection is not null)
-        {
-            (_remoteSeen ??= new Dictionary<string, long>(StringComparer.Ordinal))[clientId] = Stopwatch.GetTimestamp();
-        }
-
-        if (_aheadPresence is not null && _aheadPresence.TryGetValue(clientId, out PresenceEntry ahead)
-            && (selection is not null || string.Equals(ahead.Origin, origin, StringComparison.Ordinal)))
-        {
-            _aheadPresence.Remove(clientId); // superseded
-        }
-
-        if (selection is null)
-        {
-            if (_presence.TryGetValue(clientId, out PresenceEntry current) && string.Equals(current.Origin, origin, StringComparison.Ordinal))
-            {
-                _presence.Remove(clientId);
-                BroadcastPresence(clientId, view.Version, null, ByteString.Empty, except: _byClient.GetValueOrDefault(clientId));
-            }
-
-            return true;
-        }
-
-        var entry = new PresenceEntry(version, ClampToInt(selection.Anchor), ClampToInt(selection.Head), userData, origin);
-        if (version > view.Version)
-        {
-            // The other node delivered ops this one has not yet: hold the presence until they are delivered here too.
-            (_aheadPresence ??= new Dictionary<string, PresenceEntry>(StringComparer.Ordinal))[clientId] = entry;
-            return true;
-        }
-
-        return ShareRemotePresence(view, clientId, entry);
-    }
-
-    private bool ShareRemotePresence(in CommittedView<Rope, TextOp> view, string clientId, PresenceEntry entry)
-    {
-        if (!TryPlaceSelection(view, entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-        {
-            return false; // older than the history window: the client's next update replaces it
-        }
-
-        PresenceEntry shared = entry with { Version = view.Version, Anchor = anchor, Head = head };
-        if (_presence.TryGetValue(clientId, out PresenceEntry current) && current == shared)
-        {
-            return true; // republished for a node that opened the document: the subscribers here have it
-        }
-
-        _presence[clientId] = shared;
-        BroadcastPresence(clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData, except: _byClient.GetValueOrDefault(clientId));
-        return true;
-    }
-
-    private bool AnyPresenceReached(long version)
-    {
-        foreach (PresenceEntry entry in _aheadPresence!.Values)
-        {
-            if (entry.Version <= version)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private async Task ReleaseAheadPresenceAsync()
-    {
-        try
-        {
-            await Sequencer.RunExclusiveAsync(view =>
+    private Task<bool> ReleaseAheadPresenceAsync() =>
+        OnWorkerUnlessClosedAsync(
+            view =>
             {
                 _aheadReleaseQueued = false;
-                if (_aheadPresence is not { Count: > 0 } ahead)
-                {
-                    return true;
-                }
-
-                foreach ((string clientId, PresenceEntry entry) in ahead)
-                {
-                    if (entry.Version <= view.Version)
-                    {
-                        ahead.Remove(clientId);
-                        ShareRemotePresence(view, clientId, entry);
-                    }
-                }
-
+                _presence.ReleaseAhead(view);
                 return true;
-            }).ConfigureAwait(false);
+            },
+            whenClosed: false);
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the document's worker, or gives <paramref name="whenClosed"/> when the document
+    /// closed first (its sequencer is disposed): what such callers do then is nothing, as a closed document has nobody
+    /// left to deliver to, and its clients resubscribe (and resend) elsewhere.
+    /// </summary>
+    private async Task<T> OnWorkerUnlessClosedAsync<T>(Func<CommittedView<TSnapshot, TOp>, T> action, T whenClosed)
+    {
+        try
+        {
+            return await Sequencer.RunExclusiveAsync(action).ConfigureAwait(false);
         }
         catch (ObjectDisposedException)
         {
+            return whenClosed;
         }
-    }
-
-    private void SendPresenceSnapshot(in CommittedView<Rope, TextOp> view, Subscription sub)
-    {
-        foreach ((string clientId, PresenceEntry entry) in _presence)
-        {
-            if (clientId == sub.ClientId || !view.TryTransformSelection(entry.Version, entry.Anchor, entry.Head, clientId, out int anchor, out int head))
-            {
-                continue;
-            }
-
-            sub.SendOwned(ServerFrames.Presence(DocId, clientId, view.Version, new Selection { Anchor = anchor, Head = head }, entry.UserData));
-        }
-    }
-
-    private void BroadcastPresence(string clientId, long version, Selection? selection, ByteString userData, Subscription? except)
-    {
-        if (_subscribers.Count == 0 || (_subscribers.Count == 1 && except is not null))
-        {
-            return;
-        }
-
-        using OutboundMessage frame = ServerFrames.Presence(DocId, clientId, version, selection, userData);
-        foreach (Subscription sub in _subscribers)
-        {
-            if (!ReferenceEquals(sub, except))
-            {
-                sub.Send(frame);
-            }
-        }
-    }
-
-    private static int ClampToInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
-
-    /// <summary>
-    /// A selection made at <paramref name="version"/>, clamped to the document's length at that version (a client may send
-    /// any numbers: (1000000, 3) on a 5-code-point document is (5, 3), never relayed verbatim), then moved to the
-    /// committed version. False when the window no longer reaches back to <paramref name="version"/>.
-    /// </summary>
-    private static bool TryPlaceSelection(in CommittedView<Rope, TextOp> view, long version, long anchor, long head, string clientId, out int placedAnchor, out int placedHead)
-    {
-        placedAnchor = placedHead = 0;
-        if (version > view.Version)
-        {
-            return false;
-        }
-
-        long length = view.Snapshot.Length;
-        for (long v = view.Version; v > version; v--)
-        {
-            if (!view.TryGetOp(v, out TextOp op))
-            {
-                return false;
-            }
-
-            length -= op.TargetLength - op.BaseLength;
-        }
-
-        return view.TryTransformSelection(
-            version, (int)Math.Clamp(anchor, 0, length), (int)Math.Clamp(head, 0, length), clientId, out placedAnchor, out placedHead);
     }
 
     // ------------------------------------------------------------------ snapshots
@@ -979,9 +822,6 @@ internal sealed class DocumentHub : ISequencerListener<Rope, TextOp>
     }
 
     private readonly record struct AttachOutcome(AttachStatus Status, long UpTo);
-
-    /// <summary>A client's selection at <paramref name="Version"/>; <paramref name="Origin"/> is the node of a remote client, null for a local one.</summary>
-    private readonly record struct PresenceEntry(long Version, int Anchor, int Head, ByteString UserData, string? Origin);
 
     private readonly record struct DuplicateAck(Subscription Subscription, long ClientSeq, long Version, ulong RequestId);
 }

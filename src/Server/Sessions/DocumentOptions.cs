@@ -1,3 +1,4 @@
+using Collab.Engine.RichText;
 using Collab.Protocol;
 
 namespace Collab.Server.Sessions;
@@ -10,7 +11,7 @@ public sealed class DocumentOptions
     /// <summary>Largest encoded op a client may submit (announced in Welcome.max_op_bytes).</summary>
     public int MaxOpBytes { get; set; } = ProtocolLimits.DefaultMaxOpBytes;
 
-    /// <summary>Largest document, in code points; an op that would grow past it is refused (DOC_TOO_LARGE).</summary>
+    /// <summary>Largest document, in its type's units (code points for text-unicode, UTF-16 units for rich-text); an op that would grow past it is refused (DOC_TOO_LARGE).</summary>
     public int MaxDocumentLength { get; set; } = 8 * 1024 * 1024;
 
     /// <summary>Submissions queued for one document before callers get OVERLOADED (retryable).</summary>
@@ -52,6 +53,31 @@ public sealed class DocumentOptions
     /// <summary>Largest presence user_data blob (announced in Welcome.max_presence_bytes).</summary>
     public int MaxPresenceUserDataBytes { get; set; } = ProtocolLimits.DefaultMaxPresenceBytes;
 
+    /// <summary>rich-text: most attributes on one op component (Quill's formats number about twenty); more is INVALID_OP.</summary>
+    public int RichTextMaxAttributes { get; set; } = 32;
+
+    /// <summary>rich-text: longest attribute name, in UTF-16 units; longer is INVALID_OP.</summary>
+    public int RichTextMaxAttributeNameLength { get; set; } = 64;
+
+    /// <summary>rich-text: largest attribute value, in bytes of its binary encoding (docs/OT.md §16); larger is INVALID_OP.</summary>
+    public int RichTextMaxAttributeValueBytes { get; set; } = 4096;
+
+    /// <summary>
+    /// rich-text: largest embed (type and payload), in bytes of its binary encoding; larger is INVALID_OP. Quill pastes
+    /// images as data: URLs, which this bounds; half of <see cref="MaxOpBytes"/> by default, so the limit is the one a
+    /// client meets (an op must fit MaxOpBytes too).
+    /// </summary>
+    public int RichTextMaxEmbedBytes { get; set; } = 128 * 1024;
+
+    /// <summary>The rich-text type's submit limits from these settings (embed types: Quill's image, video and formula).</summary>
+    public RichTextOptions RichText() => new()
+    {
+        MaxAttributesPerComponent = RichTextMaxAttributes,
+        MaxAttributeNameLength = RichTextMaxAttributeNameLength,
+        MaxAttributeValueBytes = RichTextMaxAttributeValueBytes,
+        MaxEmbedBytes = RichTextMaxEmbedBytes,
+    };
+
     public void Validate()
     {
         var errors = new SettingErrors(Section, typeof(DocumentOptions));
@@ -67,6 +93,13 @@ public sealed class DocumentOptions
         errors.Positive(MaxPresenceUserDataBytes, nameof(MaxPresenceUserDataBytes));
         errors.Positive(IdleCloseAfter, nameof(IdleCloseAfter));
         errors.Positive(OpenTimeout, nameof(OpenTimeout));
+        errors.Positive(RichTextMaxAttributeNameLength, nameof(RichTextMaxAttributeNameLength));
+        errors.Positive(RichTextMaxAttributeValueBytes, nameof(RichTextMaxAttributeValueBytes));
+        errors.Positive(RichTextMaxAttributes, nameof(RichTextMaxAttributes), allowZero: true);
+        if (RichTextMaxEmbedBytes < 2)
+        {
+            errors.Add(nameof(RichTextMaxEmbedBytes), "must be at least 2 (an embed's type and payload take a byte each)");
+        }
         errors.ThrowIfAny();
     }
 }

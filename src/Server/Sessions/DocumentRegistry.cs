@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Server.Storage;
 
 namespace Collab.Server.Sessions;
@@ -9,12 +8,13 @@ namespace Collab.Server.Sessions;
 /// The documents open on this node. A document opens on first use — one load from the store however
 /// many clients ask at once — and closes (after a final snapshot) once it has had no subscriber for
 /// <see cref="DocumentOptions.IdleCloseAfter"/>. In a cluster each document also gets its cluster side from the
-/// <see cref="IDocumentReplicator"/> before it loads (owner or replica; see docs/CLUSTER.md).
+/// <see cref="IDocumentReplicator"/> before it loads (owner or replica; see docs/CLUSTER.md). A document's OT type is
+/// the one in the documents catalogue; the first load of a document the catalogue does not know creates its row with the
+/// type asked for (decision P6: the type is fixed at creation), so every node and every later load agree on it.
 /// </summary>
 internal sealed class DocumentRegistry : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<Task<DocumentHub>>> _documents = new(StringComparer.Ordinal);
-    private readonly SequencerOptions _sequencerOptions;
     private readonly TimeProvider _time;
     private readonly IDocumentReplicator? _replicator;
     private readonly ITimer _sweeper;
@@ -29,8 +29,10 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         int snapshotEveryOps,
         ILogger logger,
         TimeProvider? time = null,
-        IDocumentReplicator? replicator = null)
+        IDocumentReplicator? replicator = null,
+        DocumentKinds? kinds = null)
     {
+        Kinds = kinds ?? new DocumentKinds(options.RichText());
         Store = store;
         Stage = stage;
         History = history;
@@ -39,14 +41,14 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         Log = new SessionLog(logger);
         _time = time ?? TimeProvider.System;
         _replicator = replicator;
-        _sequencerOptions = new SequencerOptions
+        SequencerOptions = new SequencerOptions
         {
             MaxPendingSubmissions = options.MaxPendingSubmissions,
             HistoryMaxOps = options.HistoryMaxOps,
             HistoryMaxBytes = options.HistoryMaxBytes,
             MaxDocumentLength = options.MaxDocumentLength,
         };
-        _sequencerOptions.Validate();
+        SequencerOptions.Validate();
         TimeSpan sweep = TimeSpan.FromTicks(Math.Clamp(options.IdleCloseAfter.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(5).Ticks));
         _sweeper = _time.CreateTimer(_ => CloseIdleDocuments(), null, sweep, sweep);
     }
@@ -60,6 +62,13 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     public DocumentOptions Options { get; }
 
     public int SnapshotEveryOps { get; }
+
+    /// <summary>The OT types documents can have.</summary>
+    public DocumentKinds Kinds { get; }
+
+    public SequencerOptions SequencerOptions { get; }
+
+    public TimeProvider Time => _time;
 
     public SessionLog Log { get; }
 
@@ -76,13 +85,18 @@ internal sealed class DocumentRegistry : IAsyncDisposable
     /// </summary>
     internal Action<string, long>? FaultInjection { get; set; }
 
-    /// <summary>Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.</summary>
-    public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens (or finds) a document and takes a subscription reference on it; release with <see cref="DocumentHub.ReleaseRef"/>.
+    /// A document the catalogue does not know yet is created with <paramref name="createAs"/> (null: text-unicode); one
+    /// that exists keeps its type, whatever <paramref name="createAs"/> says (the caller compares <see cref="DocumentHub.Kind"/>).
+    /// </summary>
+    public async ValueTask<DocumentHub> AcquireAsync(string docId, CancellationToken cancellationToken, DocumentKind? createAs = null)
     {
         while (true)
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-            Lazy<Task<DocumentHub>> entry = _documents.GetOrAdd(docId, static (id, self) => new Lazy<Task<DocumentHub>>(() => self.LoadAsync(id)), this);
+            Lazy<Task<DocumentHub>> entry = _documents.GetOrAdd(
+                docId, static (id, state) => new Lazy<Task<DocumentHub>>(() => state.Self.LoadAsync(id, state.CreateAs)), (Self: this, CreateAs: createAs ?? DocumentKinds.Text));
             DocumentHub hub;
             try
             {
@@ -105,26 +119,21 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         }
     }
 
-    private async Task<DocumentHub> LoadAsync(string docId)
+    private async Task<DocumentHub> LoadAsync(string docId, DocumentKind createAs)
     {
         await Task.Yield(); // never run a load inside Lazy's lock
         Interlocked.Increment(ref _loads);
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (Store is IDocumentHistory catalog && await catalog.GetDocumentAsync(docId, CancellationToken.None).ConfigureAwait(false) is { IsDeleted: true })
-        {
-            throw new DocumentDeletedException(docId);
-        }
+        DocumentKind kind = await FindKindAsync(docId, createAs).ConfigureAwait(false);
 
         // Cluster: subscribe to the owner's stream (or take ownership) before reading the log, so no op falls in between.
         IDocumentReplication? replication = _replicator is null ? null : await _replicator.OpenAsync(docId, CancellationToken.None).ConfigureAwait(false);
         DocumentLoad? load;
-        DocumentState<Rope, TextOp> state;
+        DocumentHub hub;
         try
         {
             load = await Store.LoadAsync(docId, CancellationToken.None).ConfigureAwait(false);
-            state = load is null
-                ? DocumentState.Empty(TextType.Instance, _sequencerOptions)
-                : DocumentState.Load(TextType.Instance, load.Snapshot, load.Ops, _sequencerOptions);
+            hub = kind.Open(this, docId, load, replication);
         }
         catch
         {
@@ -143,13 +152,44 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             (Stage as GroupCommitStage)?.ClearFence(docId);
         }
 
-        var hub = new DocumentHub(this, docId, load?.Snapshot?.Version ?? 0, replication);
-        hub.Attach(new DocumentSequencer<Rope, TextOp>(docId, TextType.Instance, state, replication?.Stage ?? Stage, History, hub, _sequencerOptions, _time));
-        replication?.Start(hub, state.Version);
+        replication?.Start(hub, hub.CommittedVersion);
         SessionMetrics.DocumentsOpen.Inc();
         SessionMetrics.DocumentLoadSeconds.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        Log.DocumentOpened(docId, state.Version, load?.Ops.Count ?? 0);
+        Log.DocumentOpened(docId, hub.CommittedVersion, load?.Ops.Count ?? 0);
         return hub;
+    }
+
+    /// <summary>
+    /// The document's type from the catalogue; a document it does not know is created there as <paramref name="createAs"/>
+    /// first (a concurrent creator on another node may win: its row is read back). Throws
+    /// <see cref="DocumentDeletedException"/> for a tombstoned document, <see cref="UnknownDocumentTypeException"/> for a
+    /// type this server does not host. A store without a catalogue (tests) keeps the type for the life of the hub only.
+    /// </summary>
+    private async ValueTask<DocumentKind> FindKindAsync(string docId, DocumentKind createAs)
+    {
+        if (Store is not IDocumentHistory catalog)
+        {
+            return createAs;
+        }
+
+        DocumentInfo? info = await catalog.GetDocumentAsync(docId, CancellationToken.None).ConfigureAwait(false);
+        if (info is null)
+        {
+            await catalog.CreateDocumentAsync(docId, createAs.Name, NowMs, CancellationToken.None).ConfigureAwait(false);
+            info = await catalog.GetDocumentAsync(docId, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        if (info is null)
+        {
+            return createAs; // purged between the two reads: a document created now, as asked
+        }
+
+        if (info.IsDeleted)
+        {
+            throw new DocumentDeletedException(docId);
+        }
+
+        return Kinds.Find(info.Type) ?? throw new UnknownDocumentTypeException(docId, info.Type);
     }
 
     /// <summary>
@@ -237,7 +277,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         {
             // Ops the stopped sequencer handed to the stage finish first (committed or not), so the reload sees the final
             // log and a resumed subscriber's catch-up holds every op acknowledged before the failure.
-            await hub.Sequencer.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            await hub.CloseSequencerAsync(CancellationToken.None).ConfigureAwait(false);
             if (hub.Replication is { } replication)
             {
                 await replication.StopAsync().ConfigureAwait(false);
@@ -282,7 +322,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
         try
         {
             await hub.CloseAsync(CancellationToken.None).ConfigureAwait(false);
-            Log.DocumentClosed(hub.DocId, hub.Sequencer.CommittedVersion);
+            Log.DocumentClosed(hub.DocId, hub.CommittedVersion);
         }
         catch (Exception ex)
         {
@@ -317,4 +357,13 @@ internal sealed class DocumentRegistry : IAsyncDisposable
 internal sealed class DocumentDeletedException(string docId) : Exception($"Document '{docId}' was deleted.")
 {
     public string DocId { get; } = docId;
+}
+
+/// <summary>The catalogue names a type this server does not host (written by a newer server, or by hand).</summary>
+internal sealed class UnknownDocumentTypeException(string docId, string type)
+    : Exception($"Document '{docId}' has type '{type}', which this server does not host.")
+{
+    public string DocId { get; } = docId;
+
+    public string Type { get; } = type;
 }

@@ -1,5 +1,4 @@
 using Collab.Engine.Sequencing;
-using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Google.Protobuf;
 
@@ -28,7 +27,7 @@ internal interface IDocumentReplication
     ValueTask WaitForVersionAsync(long version, CancellationToken cancellationToken);
 
     /// <summary>Sends a local client's op to the owner; completes with the owner's answer. Never throws.</summary>
-    ValueTask<SubmitOutcome> ForwardAsync(Submission<TextOp> submission);
+    ValueTask<SubmitOutcome> ForwardAsync(ForwardedSubmission submission);
 
     /// <summary>A batch committed (as owner: publish it). Called on the sequencer's worker; must not block.</summary>
     void OnCommitted(ReadOnlySpan<OpRecord> records);
@@ -57,3 +56,6 @@ internal readonly record struct SubmitOutcome(SubmitStatus Status, long Version,
 
     public static SubmitOutcome Unavailable(string message) => new(SubmitStatus.Unavailable, 0, message);
 }
+
+/// <summary>A client's submit on its way to the document's owner: the op in its type's binary encoding.</summary>
+internal readonly record struct ForwardedSubmission(string ClientId, long ClientSeq, long BaseVersion, ByteString Op, string? Author);

@@ -49,18 +49,15 @@ internal static class ServerFrames
             Ack = new Ack { DocId = docId, ClientSeq = (ulong)clientSeq, Version = version, Duplicate = duplicate },
         });
 
-    public static OutboundMessage Snapshot(string docId, long version, string text, ulong requestId) =>
-        Build(new ServerMessage
-        {
-            RequestId = requestId,
-            Snapshot = new Snapshot { DocId = docId, Version = version, Text = text, Type = Engine.Text.TextType.TypeName },
-        });
+    /// <summary>A snapshot message built by the document's type (<see cref="DocumentKind{TSnapshot, TOp}.ToMessage"/>).</summary>
+    public static OutboundMessage Snapshot(Snapshot snapshot, ulong requestId) =>
+        Build(new ServerMessage { RequestId = requestId, Snapshot = snapshot });
 
-    public static OutboundMessage Subscribed(string docId, long fromVersion, long currentVersion, ulong requestId) =>
+    public static OutboundMessage Subscribed(string docId, long fromVersion, long currentVersion, string type, ulong requestId) =>
         Build(new ServerMessage
         {
             RequestId = requestId,
-            Subscribed = new Subscribed { DocId = docId, FromVersion = fromVersion, CurrentVersion = currentVersion },
+            Subscribed = new Subscribed { DocId = docId, FromVersion = fromVersion, CurrentVersion = currentVersion, Type = type },
         });
 
     public static OutboundMessage Unsubscribed(string docId, ulong requestId) =>

@@ -81,7 +81,9 @@ internal sealed class Subscription
     /// Runs <paramref name="submission"/> after every earlier chained submit of this subscription has its outcome (called
     /// by the session's read loop, one submit at a time, so the chain is in arrival order).
     /// </summary>
-    public async ValueTask<SubmitOutcome> SubmitInOrderAsync(DocumentHub hub, Engine.Sequencing.Submission<Engine.Text.TextOp> submission)
+    public async ValueTask<SubmitOutcome> SubmitInOrderAsync<TSnapshot, TOp>(DocumentHub<TSnapshot, TOp> hub, Engine.Sequencing.Submission<TOp> submission)
+        where TSnapshot : notnull
+        where TOp : notnull
     {
         Interlocked.Increment(ref _chained);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -58,11 +58,15 @@ public readonly record struct HistoryBounds(long? FirstOp, long? LastOp, long? L
     public long Head => Math.Max(LastOp ?? 0, LastSnapshot ?? 0);
 }
 
-/// <summary>The name of the only OT type so far (ShareDB's <c>text-unicode</c>); documents record theirs in the catalogue.</summary>
+/// <summary>The names of the OT types (ShareDB's names for them); documents record theirs in the catalogue when created.</summary>
 public static class DocumentTypes
 {
+    /// <summary>Plain text, positions in code points (the default).</summary>
     public const string TextUnicode = "text-unicode";
 
+    /// <summary>Quill Delta rich text, positions in UTF-16 units (docs/OT.md).</summary>
+    public const string RichText = "rich-text";
+
     /// <summary>Whether this server can host documents of <paramref name="type"/>.</summary>
-    public static bool IsKnown(string? type) => type == TextUnicode;
+    public static bool IsKnown(string? type) => type is TextUnicode or RichText;
 }

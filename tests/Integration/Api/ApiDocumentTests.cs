@@ -45,7 +45,8 @@ public sealed class ApiDocumentTests : IAsyncLifetime
         Assert.Equal("hello", body.GetProperty("content").GetString());
 
         await ApiClient.AssertProblemAsync(await _api.CreateAsync("notes/a", "again"), HttpStatusCode.Conflict, "DOC_EXISTS");
-        await ApiClient.AssertProblemAsync(await _api.CreateAsync("notes/b", "x", type: "rich-text"), HttpStatusCode.UnprocessableEntity, "UNSUPPORTED_TYPE");
+        await ApiClient.AssertProblemAsync(await _api.CreateAsync("notes/b", "x", type: "json0"), HttpStatusCode.UnprocessableEntity, "UNSUPPORTED_TYPE");
+        await ApiClient.AssertProblemAsync(await _api.CreateAsync("notes/b", "x", type: "rich-text"), HttpStatusCode.BadRequest, "BAD_MESSAGE");
 
         using HttpResponseMessage empty = await _api.CreateAsync("notes/empty", "");
         Assert.Equal(0, (await ApiClient.Json(empty)).GetProperty("version").GetInt64());

@@ -58,7 +58,7 @@ public sealed class ApiHistoryTests
             Assert.Equal(version, body.GetProperty("version").GetInt64());
             Assert.True(expected[version] == body.GetProperty("content").GetString(), $"version {version} differs");
 
-            PastRead read = await reader.ReadVersionAsync("long/history", version, bounds, CancellationToken.None);
+            PastRead read = await reader.ReadVersionAsync("long/history", Collab.Server.Sessions.TextDocumentKind.Instance, version, bounds, CancellationToken.None);
             Assert.True(read.Replayed <= maxReplay, $"version {version} replayed {read.Replayed} ops, more than K = {maxReplay}");
             worst = Math.Max(worst, read.Replayed);
         }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Collab.Engine.RichText;
 using Collab.Engine.Text;
 using Collab.Protocol;
 using Collab.Protocol.V1;
@@ -30,6 +31,9 @@ public sealed partial class LimitConformanceTests
         ["Subscriptions per connection"] = SubscriptionsAsync,
         ["Submits awaiting their outcome per connection"] = SubmitsInFlightAsync,
         ["Message rate per connection"] = MessageRateAsync,
+        ["rich-text attributes per component"] = RichAttributesAsync,
+        ["rich-text attribute value"] = RichAttributeValueAsync,
+        ["rich-text embed"] = RichEmbedAsync,
         ["Document id"] = DocumentIdAsync,
         ["First message (Hello)"] = FirstMessageAsync,
     };
@@ -263,6 +267,65 @@ public sealed partial class LimitConformanceTests
     private static List<ErrorCode> Errors(IEnumerable<ServerMessage> messages) => [.. messages.Where(m => m.BodyCase == ServerMessage.BodyOneofCase.Error).Select(m => m.Error.Code)];
 
     /// <summary>The next message is an Error; the connection then still answers a Ping.</summary>
+    private static Task<Outcome> RichAttributesAsync(IReadOnlyDictionary<string, string> row)
+    {
+        int limit = (int)ProtocolSpec.Quantity(row["Default"]);
+        Assert.Equal(limit, new DocumentOptions().RichTextMaxAttributes);
+        return RichLimitAsync("limits/rich-attributes", count => RichOp.Insert(0, "x", Attributes(count)), limit);
+
+        static AttributeMap Attributes(int count) =>
+            AttributeMap.Create([.. Enumerable.Range(0, count).Select(i => KeyValuePair.Create($"a{i:D3}", RichValue.True))])!;
+    }
+
+    private static Task<Outcome> RichAttributeValueAsync(IReadOnlyDictionary<string, string> row)
+    {
+        int limit = (int)ProtocolSpec.Quantity(row["Default"]);
+        Assert.Equal(limit, new DocumentOptions().RichTextMaxAttributeValueBytes);
+        return RichLimitAsync("limits/rich-value", bytes => RichOp.Insert(0, "x", AttributeMap.Of("link", ValueOfSize(bytes))), limit);
+    }
+
+    private static Task<Outcome> RichEmbedAsync(IReadOnlyDictionary<string, string> row)
+    {
+        int limit = (int)ProtocolSpec.Quantity(row["Default"]);
+        Assert.Equal(limit, new DocumentOptions().RichTextMaxEmbedBytes);
+
+        // The embed's size is its type's name ("image": 5 bytes) and its payload's encoding.
+        return RichLimitAsync("limits/rich-embed", bytes => RichOp.Create(RichComponent.Insert(new RichEmbed("image", ValueOfSize(bytes - 5)))), limit);
+    }
+
+    /// <summary>A string value whose binary encoding (a varint header and the UTF-8 bytes) takes exactly <paramref name="bytes"/>.</summary>
+    private static RichValue ValueOfSize(int bytes)
+    {
+        for (int length = bytes - 1; length > 0; length--)
+        {
+            RichValue value = new string('v', length);
+            if (RichOpCodec.GetEncodedLength(value, long.MaxValue) == bytes)
+            {
+                return value;
+            }
+        }
+
+        throw new InvalidOperationException($"No string value encodes to {bytes} bytes.");
+    }
+
+    /// <summary>On a rich-text document: the op <paramref name="opOfSize"/> makes at the limit is sequenced, one over it is refused.</summary>
+    private static async Task<Outcome> RichLimitAsync(string doc, Func<int, RichOp> opOfSize, int limit)
+    {
+        await using SecureServer server = await SecureServer.StartAsync(new Dictionary<string, string?>());
+        await using WireClient client = await WireClient.ConnectAsync(server.Port);
+        await client.SendAsync(new ClientMessage { RequestId = 2, Subscribe = new Subscribe { DocId = doc, Snapshot = true, Type = "rich-text" } });
+        Assert.Equal("rich-text", (await client.ReceiveAsync(ServerMessage.BodyOneofCase.Snapshot)).Snapshot.Type);
+
+        await client.SendAsync(RichSubmit(doc, 1, 0, opOfSize(limit)));
+        Assert.Equal(1, (await client.ReceiveAsync(ServerMessage.BodyOneofCase.Ack)).Ack.Version);
+
+        await client.SendAsync(RichSubmit(doc, 2, 1, opOfSize(limit + 1)));
+        return await ErrorAndStillOpenAsync(client, client.Welcome);
+
+        static ClientMessage RichSubmit(string doc, ulong seq, long baseVersion, RichOp op) =>
+            new() { Submit = new Submit { DocId = doc, ClientSeq = seq, BaseVersion = baseVersion, Op = ByteString.CopyFrom(RichOpCodec.Encode(op)) } };
+    }
+
     private static async Task<Outcome> ErrorAndStillOpenAsync(WireClient client, Welcome? welcome = null)
     {
         ServerMessage error = await client.ReceiveAsync(ServerMessage.BodyOneofCase.Error);

@@ -1,3 +1,4 @@
+using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
@@ -56,12 +57,12 @@ public sealed class DocumentFaultTests
         // The reloaded document sequences on, and the reader's presence came back with it.
         DocumentHub after = await AcquireAsync(harness, "f/1");
         Assert.NotSame(before, after);
-        Assert.IsType<InvalidOperationException>(before.Sequencer.Fault);
+        Assert.IsType<InvalidOperationException>(((DocumentHub<Rope, TextOp>)before).Sequencer.Fault);
         await author.NextAsync(m => m.Presence is { Selection: not null });
         await author.SubmitAsync("f/1", 3, 2, SessionHarness.Insert(2, "c"));
         Assert.Equal(3L, (await author.NextAsync(m => m.Ack is not null)).Ack.Version);
         Assert.Equal([3L], (await reader.NextAsync(m => m.Ops is not null)).Ops.Ops_.Select(o => o.Version));
-        Assert.Equal("abc", await after.Sequencer.RunExclusiveAsync(view => view.Snapshot.ToString()));
+        Assert.Equal("abc", await ((DocumentHub<Rope, TextOp>)after).Sequencer.RunExclusiveAsync(view => view.Snapshot.ToString()));
 
         // Nothing was closed, nothing refused: one continuous stream per subscriber.
         Assert.Null(author.CloseCode);

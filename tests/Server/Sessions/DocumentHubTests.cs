@@ -1,4 +1,5 @@
 using Collab.Engine.Sequencing;
+using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
@@ -38,14 +39,14 @@ public sealed class DocumentHubTests : IAsyncLifetime
             await hub.SendDuplicateAckAsync(subscription, clientSeq: 7, version: 2, requestId: 99);
             await other.SubmitAsync("dup/1", 1, 0, SessionHarness.Insert(0, "a"));
             await other.NextAsync(m => m.Ack is { Version: 1 });
-            await hub.Sequencer.RunExclusiveAsync(_ => true);
-            Assert.Equal(SequencerState.Active, hub.Sequencer.State);
+            await ((DocumentHub<Rope, TextOp>)hub).Sequencer.RunExclusiveAsync(_ => true);
+            Assert.Equal(SequencerState.Active, ((DocumentHub<Rope, TextOp>)hub).Sequencer.State);
             Assert.DoesNotContain(author.Received, m => m.Ack is not null);
 
             await other.SubmitAsync("dup/1", 2, 1, SessionHarness.Insert(1, "b"));
             ServerMessage ack = await author.NextAsync(m => m.Ack is not null);
             Assert.Equal((7ul, 2L, true, 99ul), (ack.Ack.ClientSeq, ack.Ack.Version, ack.Ack.Duplicate, ack.RequestId));
-            Assert.Equal(SequencerState.Active, hub.Sequencer.State);
+            Assert.Equal(SequencerState.Active, ((DocumentHub<Rope, TextOp>)hub).Sequencer.State);
             Assert.Null(author.CloseCode);
             Assert.Null(other.CloseCode);
         }

@@ -1,3 +1,4 @@
+using Collab.Engine.Text;
 using Collab.Protocol.V1;
 using Collab.Server.Security;
 using Collab.Server.Sessions;
@@ -31,7 +32,7 @@ public sealed class SubscriptionSetTests
         // Two subscription objects per document, so a Set of the same document replacing the other is visible.
         Subscription[][] pool = [.. DocIds.Select(id =>
         {
-            var hub = new DocumentHub(harness.Documents, id, 0);
+            var hub = new DocumentHub<Rope, TextOp>(harness.Documents, TextDocumentKind.Instance, id, 0);
             return new[] { new Subscription(connection.Session, hub), new Subscription(connection.Session, hub) };
         })];
         Gen<(Step Step, int Doc, int Variant)[]> steps = Gen.Select(Gen.Enum<Step>(), Gen.Int[0, DocIds.Length - 1], Gen.Int[0, 1]).Array[0, 40];
