@@ -349,7 +349,9 @@ public class ClientConnectionTests
     public async Task KeepAlive_DropsASilentConnectionAndReconnects()
     {
         var server = NewServer();
-        (CollabClient client, _, _) = await ConnectAsync(server, KeepAliveOptions(server, pongTimeoutMs: 20));
+        // The handler can only be attached once ConnectAsync returned: with a 20 ms pong timeout the drop came before that on a
+        // loaded machine and the test waited for an event already raised. 500 ms leaves the attach that long to happen.
+        (CollabClient client, _, _) = await ConnectAsync(server, KeepAliveOptions(server, pongTimeoutMs: 500));
         await using (client)
         {
             var disconnected = new EventRecorder<DisconnectedEventArgs>();
