@@ -50,7 +50,7 @@ while (await Console.In.ReadLineAsync(ct) is { } line)
         }
         else if (command["sync"] is not null)
         {
-            await document.WhenSynced(ct);
+            await document.WhenSyncedAsync(ct);
             Reply(State(document));
         }
         else
