@@ -10,11 +10,8 @@ internal static partial class FireAndForget
     /// <summary>Observes <paramref name="task"/>: its failure, if any, is logged with <paramref name="operation"/>.</summary>
     public static void Forget(this Task task, ILogger logger, string operation)
     {
-        if (task.IsCompletedSuccessfully)
-        {
-            return;
-        }
-
+        // The task may complete between any two looks at it, so each path reads its state once: a task seen
+        // unfinished and then finished successfully must not be taken for a failed one (it has no Exception).
         if (task.IsCompleted)
         {
             Observe(task, logger, operation);
@@ -46,15 +43,20 @@ internal static partial class FireAndForget
         task.AsTask().Forget(logger, operation);
     }
 
-    private static void Observe(Task task, ILogger logger, string operation)
+    /// <summary>Logs how a completed <paramref name="task"/> ended; a success logs nothing.</summary>
+    internal static void Observe(Task task, ILogger logger, string operation)
     {
-        if (task.IsCanceled)
+        switch (task.Status)
         {
-            Cancelled(logger, operation);
-            return;
+            case TaskStatus.RanToCompletion:
+                return;
+            case TaskStatus.Canceled:
+                Cancelled(logger, operation);
+                return;
         }
 
-        Exception failure = task.Exception!.InnerExceptions.Count == 1 ? task.Exception.InnerException! : task.Exception;
+        AggregateException aggregate = task.Exception!;
+        Exception failure = aggregate.InnerExceptions.Count == 1 ? aggregate.InnerException! : aggregate;
         if (failure is OperationCanceledException)
         {
             Cancelled(logger, operation);
