@@ -148,22 +148,29 @@ public sealed class CollabHttpClient : IDisposable
     /// </summary>
     public async IAsyncEnumerable<ApiOp> StreamOpsAsync(string docId, long from = 0, long? to = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        string path = DocPath(docId) + "/ops" + Query(OpsQuery(from, to));
+        // format=ndjson as well as the Accept header: the server streams only when every accepted type is NDJSON, and
+        // the SDK also accepts problem+json for errors.
+        string path = DocPath(docId) + "/ops" + Query(OpsQuery(from, to), "format=ndjson");
         using HttpResponseMessage response = await SendAsync(() =>
         {
             var request = new HttpRequestMessage(HttpMethod.Get, path);
             request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(NdjsonType));
             return request;
         }, docId, Retry.Always, cancellationToken, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
-        Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        await using (body.ConfigureAwait(false))
+        if (response.Content.Headers.ContentType?.MediaType != NdjsonType)
         {
-            await foreach (ApiOp? op in JsonSerializer.DeserializeAsyncEnumerable(body, ApiJson.Default.ApiOp, topLevelValues: true, cancellationToken).ConfigureAwait(false))
+            throw new CollabApiException(response.StatusCode, null, $"Expected an NDJSON stream, got {response.Content.Headers.ContentType}.", retryable: false, docId);
+        }
+
+        Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var lines = new StreamReader(body, Encoding.UTF8);
+        // One op object per line, each parsed on its own: a line is complete JSON, and nothing is held but the current one.
+        while (await lines.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+        {
+            if (line.Length > 0)
             {
-                if (op is not null)
-                {
-                    yield return op;
-                }
+                yield return JsonSerializer.Deserialize(line, ApiJson.Default.ApiOp)
+                    ?? throw new CollabApiException(response.StatusCode, null, "The server streamed a null op.", retryable: false, docId);
             }
         }
     }
