@@ -148,7 +148,7 @@ public static class ApiErrorCodes
     /// <summary>The wire code named <paramref name="code"/> (<c>VERSION_TOO_OLD</c> is <see cref="CollabErrorCode.VersionTooOld"/>); Unknown for any other.</summary>
     internal static CollabErrorCode ToWire(string? code)
     {
-        if (string.IsNullOrEmpty(code))
+        if (string.IsNullOrEmpty(code) || !code.All(c => char.IsAsciiLetterUpper(c) || c == '_'))
         {
             return CollabErrorCode.Unknown;
         }

@@ -130,7 +130,7 @@ public static class TextJson
                         builder.Retain(retain);
                         break;
                     case JsonTokenType.String:
-                        string insert = reader.GetString()!;
+                        string insert = StringOf(ref reader);
                         if (insert.Length == 0)
                         {
                             Malformed("An insert must not be empty.");
@@ -170,12 +170,25 @@ public static class TextJson
             length = reader.TokenType switch
             {
                 JsonTokenType.Number when reader.TryGetInt32(out int n) && n > 0 => n,
-                JsonTokenType.String when reader.GetString() is { Length: > 0 } text => TextComponent.Insert(text).Length, // its code points
+                JsonTokenType.String when StringOf(ref reader) is { Length: > 0 } text => TextComponent.Insert(text).Length, // its code points
                 _ => throw new OtException(OtErrorCode.Malformed, "A delete's \"d\" is a positive integer or the deleted text."),
             };
         }
 
         return length ?? throw new OtException(OtErrorCode.Malformed, "A delete is {\"d\": n}.");
+    }
+
+    /// <summary>A string token's value; an escape that is no text (a lone <c>\ud800</c>) is malformed, not a crash.</summary>
+    private static string StringOf(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return reader.GetString()!;
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new OtException(OtErrorCode.Malformed, $"A string is not valid text: {ex.Message}");
+        }
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
 using System.Threading.RateLimiting;
@@ -10,7 +11,8 @@ namespace Collab.Server.Api;
 
 /// <summary>
 /// Who is calling the API and whether they may: the same token check as the WebSocket handshake (Authorization: Bearer,
-/// or <c>access_token</c> where <c>Auth:AllowQueryToken</c> allows it) through the existing
+/// <c>access_token</c> where <c>Auth:AllowQueryToken</c> allows it, or the <c>Auth:CookieName</c> cookie from a page of an
+/// allowed origin, see <see cref="FromTrustedPage"/>) through the existing
 /// <see cref="HandshakeAuthenticator"/>, the same per-document rights (read for GET, write for PUT, POST and DELETE), and
 /// the same rate budgets as a connection: every request takes one from the caller's message budget
 /// (<c>Limits:MessagesPerSecond</c> / <c>MessageBurst</c>), every edit one from its op budget
@@ -23,10 +25,12 @@ internal sealed class ApiCaller : IDisposable
     private readonly SecurityServices _security;
     private readonly PartitionedRateLimiter<string>? _requests;
     private readonly PartitionedRateLimiter<string>? _edits;
+    private readonly FrozenSet<string> _allowedOrigins;
 
-    public ApiCaller(SecurityServices security)
+    public ApiCaller(SecurityServices security, IEnumerable<string> allowedOrigins)
     {
         _security = security;
+        _allowedOrigins = allowedOrigins.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
         LimitsOptions limits = security.Limits;
         _requests = Create(limits.MessagesPerSecond, limits.MessageBurst);
         _edits = Create(limits.UserOpsPerSecond, limits.UserOpsBurst);
@@ -45,6 +49,9 @@ internal sealed class ApiCaller : IDisposable
             Path = request.Path.Value ?? "",
             Query = request.QueryString.Value ?? "",
             Authorization = request.Headers.Authorization.Count == 1 ? request.Headers.Authorization[0] : null,
+            Origin = request.Headers.Origin.Count == 1 ? request.Headers.Origin[0] : null,
+            Cookie = request.Headers.Cookie.Count == 0 ? null : string.Join("; ", request.Headers.Cookie.ToArray()),
+            OriginAllowListed = FromTrustedPage(request),
             RemoteEndPoint = remote,
         };
         AuthResult auth = await _security.Authenticator.AuthenticateAsync(handshake, context.RequestAborted).ConfigureAwait(false);
@@ -73,6 +80,24 @@ internal sealed class ApiCaller : IDisposable
         }
 
         return (principal, null);
+    }
+
+    /// <summary>
+    /// Whether the request comes from a page the token cookie (<c>Auth:CookieName</c>) may be honoured for, the guard
+    /// against cross-site request forgery that the socket's handshake applies too: its <c>Origin</c> is one of
+    /// <c>Transport:AllowedOrigins</c>, or, for the requests a browser sends without an Origin (a same-origin GET), its
+    /// <c>Sec-Fetch-Site</c> is <c>same-origin</c>. Page scripts can set neither header (both are forbidden request
+    /// headers), so another site's page cannot make a browser send the cookie with either.
+    /// </summary>
+    private bool FromTrustedPage(HttpRequest request)
+    {
+        string? origin = request.Headers.Origin.Count == 1 ? request.Headers.Origin[0] : null;
+        if (origin is not null)
+        {
+            return _allowedOrigins.Contains(origin);
+        }
+
+        return _allowedOrigins.Count > 0 && string.Equals(request.Headers["Sec-Fetch-Site"], "same-origin", StringComparison.OrdinalIgnoreCase);
     }
 
     public void Dispose()

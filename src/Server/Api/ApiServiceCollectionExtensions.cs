@@ -21,7 +21,7 @@ internal static class ApiServiceCollectionExtensions
             document.Info.Description = "Documents, history, time travel and server-side edits. Errors are RFC 9457 problem details with the wire protocol's error codes (docs/API.md).";
             return Task.CompletedTask;
         }));
-        services.AddSingleton(sp => new ApiCaller(sp.GetRequiredService<Security.SecurityServices>()));
+        services.AddSingleton(sp => new ApiCaller(sp.GetRequiredService<Security.SecurityServices>(), sp.GetRequiredService<Transport.TransportOptions>().AllowedOrigins));
         if (!string.IsNullOrWhiteSpace(storage.ReadReplicaConnectionString))
         {
             services.AddKeyedSingleton<IOpStore>("replica", (sp, _) => new PostgresOpStore(

@@ -34,6 +34,7 @@ export type {
   PresenceEvent,
   RemotePresence,
 } from "./document.js";
+export { CollabApiError, CollabHttpClient, type ApiDeltaOp, type ApiDocument, type ApiDocumentList, type ApiDocumentSummary, type ApiEditResult, type ApiErrorCode, type ApiOp, type ApiOpsPage, type CollabHttpClientOptions, type DocumentPoint, type RequestOptions } from "./api.js";
 export { UndoManager } from "./undo.js";
 export type { UndoManagerOptions } from "./undo.js";
 export { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";

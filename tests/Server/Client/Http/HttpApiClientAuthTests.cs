@@ -91,4 +91,52 @@ public sealed class HttpApiClientAuthTests : IAsyncLifetime
         Assert.Equal((2L, false), (edit.Version, edit.Duplicate));
         Assert.Equal("ab", await writer.ExportTextAsync("rate/a", cancellationToken: Ct));
     }
+
+    [Fact]
+    public async Task The_token_cookie_is_honoured_from_an_allowed_origin_or_a_same_origin_page_only()
+    {
+        const string page = "https://app.example";
+        await using SecureServer server = await SecureServer.StartAsync(TokenFactory.Hs256Settings(new()
+        {
+            ["Auth:CookieName"] = "collab_token",
+            ["Transport:AllowedOrigins:0"] = page,
+        }));
+        var origin = new Uri($"http://127.0.0.1:{server.Port}/");
+        using (var admin = new CollabHttpClient(origin, new CollabHttpClientOptions { AccessTokenProvider = _ => ValueTask.FromResult<string?>(_tokens.Create()) }))
+        {
+            await admin.CreateTextDocumentAsync("cookie/a", "from a cookie", Ct);
+        }
+
+        // What a browser sends: the HttpOnly cookie, plus Origin (cross-origin, or any POST) or Sec-Fetch-Site (a same-origin GET).
+        var owned = new List<HttpClient>();
+        CollabHttpClient Browser(params (string Header, string Value)[] headers)
+        {
+            var cookies = new CookieContainer();
+            cookies.Add(origin, new Cookie("collab_token", _tokens.Create()));
+            var http = new HttpClient(new SocketsHttpHandler { CookieContainer = cookies });
+            foreach ((string header, string value) in headers)
+            {
+                http.DefaultRequestHeaders.Add(header, value);
+            }
+
+            owned.Add(http);
+            return new CollabHttpClient(http, origin, new CollabHttpClientOptions { MaxRetries = 0 });
+        }
+
+        using CollabHttpClient allowed = Browser(("Origin", page));
+        Assert.Equal("from a cookie", await allowed.ExportTextAsync("cookie/a", cancellationToken: Ct));
+        Assert.Equal(2, (await allowed.SubmitTextOpAsync("cookie/a", 1, TextOp.Insert(0, ">"), cancellationToken: Ct)).Version);
+
+        using CollabHttpClient sameOrigin = Browser(("Sec-Fetch-Site", "same-origin"));
+        Assert.Equal(">from a cookie", await sameOrigin.ExportTextAsync("cookie/a", cancellationToken: Ct));
+
+        // Another site's page: its Origin is not allowed, and without Origin a cross-site request says so in Sec-Fetch-Site.
+        using CollabHttpClient foreign = Browser(("Origin", "https://evil.example"));
+        Assert.True((await Assert.ThrowsAsync<CollabAccessDeniedException>(() => foreign.ExportTextAsync("cookie/a", cancellationToken: Ct))).IsAuthenticationFailure);
+        using CollabHttpClient crossSite = Browser(("Sec-Fetch-Site", "cross-site"));
+        await Assert.ThrowsAsync<CollabAccessDeniedException>(() => crossSite.ExportTextAsync("cookie/a", cancellationToken: Ct));
+        using CollabHttpClient bare = Browser();
+        await Assert.ThrowsAsync<CollabAccessDeniedException>(() => bare.ExportTextAsync("cookie/a", cancellationToken: Ct));
+        owned.ForEach(http => http.Dispose());
+    }
 }

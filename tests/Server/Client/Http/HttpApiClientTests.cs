@@ -295,3 +295,22 @@ public sealed class HttpApiClientTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>The API's error names, as the server writes them, map to the SDK's wire codes.</summary>
+public sealed class HttpApiErrorCodeTests
+{
+    [Fact]
+    public void Every_wire_code_the_api_writes_maps_to_the_sdks_code_of_the_same_number()
+    {
+        foreach (Collab.Protocol.V1.ErrorCode wire in Enum.GetValues<Collab.Protocol.V1.ErrorCode>().Where(c => c != Collab.Protocol.V1.ErrorCode.Unspecified))
+        {
+            string name = Collab.Server.Api.ApiProblem.WireName(wire);
+            Assert.Equal((int)wire, (int)ApiErrorCodes.ToWire(name));
+        }
+
+        Assert.Equal(CollabErrorCode.Unknown, ApiErrorCodes.ToWire(ApiErrorCodes.DocExists));
+        Assert.Equal(CollabErrorCode.Unknown, ApiErrorCodes.ToWire("SOMETHING_NEWER"));
+        Assert.Equal(CollabErrorCode.Unknown, ApiErrorCodes.ToWire(null));
+        Assert.Equal(CollabErrorCode.Unknown, ApiErrorCodes.ToWire("7"));
+    }
+}
