@@ -255,6 +255,36 @@ public sealed class HttpApiClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_gateways_502_or_503_is_retried_for_reads_and_edits_but_not_for_creates_and_a_long_retry_after_is_not_waited()
+    {
+        await _api.CreateTextDocumentAsync("gateway/a", "abc", Ct);
+
+        _wire.Clear();
+        _wire.AnswerAsAGateway(HttpStatusCode.BadGateway, count: 2);
+        Assert.Equal("abc", await _api.ExportTextAsync("gateway/a", cancellationToken: Ct));
+        Assert.Equal([HttpStatusCode.BadGateway, HttpStatusCode.BadGateway, HttpStatusCode.OK], _wire.Exchanges.Select(e => e.Status));
+
+        _wire.AnswerAsAGateway(HttpStatusCode.ServiceUnavailable, count: 1, retryAfter: TimeSpan.FromSeconds(1));
+        Assert.Equal(2, (await _api.SubmitTextOpAsync("gateway/a", 1, TextOp.Insert(3, "d"), cancellationToken: Ct)).Version);
+
+        // A create is not repeated after a 502: it may have happened behind the gateway.
+        _wire.Clear();
+        _wire.AnswerAsAGateway(HttpStatusCode.BadGateway, count: 1);
+        CollabApiException gateway = await Assert.ThrowsAsync<CollabApiException>(() => _api.CreateTextDocumentAsync("gateway/b", "", Ct));
+        Assert.Equal((HttpStatusCode.BadGateway, null, true), (gateway.StatusCode, gateway.Code, gateway.Retryable));
+        Assert.Contains("upstream unavailable", gateway.Detail, StringComparison.Ordinal);
+        Assert.Single(_wire.Exchanges);
+
+        // More retries than allowed, or a wait beyond MaxRetryDelay: the error, with what the server asked for.
+        _wire.AnswerAsAGateway(HttpStatusCode.ServiceUnavailable, count: 1, retryAfter: TimeSpan.FromMinutes(5));
+        CollabApiException later = await Assert.ThrowsAsync<CollabApiException>(() => _api.GetDocumentAsync("gateway/a", cancellationToken: Ct));
+        Assert.Equal(TimeSpan.FromMinutes(5), later.RetryAfter);
+        _wire.AnswerAsAGateway(HttpStatusCode.BadGateway, count: 4);
+        await Assert.ThrowsAsync<CollabApiException>(() => _api.GetDocumentAsync("gateway/a", cancellationToken: Ct));
+        Assert.Equal("abcd", (await _api.GetDocumentAsync("gateway/a", cancellationToken: Ct)).GetText());
+    }
+
+    [Fact]
     public async Task A_live_subscriber_sees_a_server_side_edit()
     {
         await _api.CreateTextDocumentAsync("live/a", "socket", Ct);
@@ -272,6 +302,7 @@ public sealed class HttpApiClientTests : IAsyncLifetime
     {
         private readonly ConcurrentQueue<(HttpRequestMessage Request, HttpStatusCode Status, long? Length)> _exchanges = new();
         private HttpMethod? _drop;
+        private (HttpStatusCode Status, TimeSpan? RetryAfter, int Count) _gateway;
 
         public IReadOnlyList<(HttpRequestMessage Request, HttpStatusCode Status, long? Length)> Exchanges => [.. _exchanges];
 
@@ -279,8 +310,24 @@ public sealed class HttpApiClientTests : IAsyncLifetime
 
         public void DropNextResponseOf(HttpMethod method) => _drop = method;
 
+        /// <summary>The next <paramref name="count"/> requests are answered by "a proxy" with <paramref name="status"/> and an HTML page, never reaching the server.</summary>
+        public void AnswerAsAGateway(HttpStatusCode status, int count, TimeSpan? retryAfter = null) => _gateway = (status, retryAfter, count);
+
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
+            if (_gateway.Count > 0)
+            {
+                _gateway.Count--;
+                var page = new HttpResponseMessage(_gateway.Status) { Content = new StringContent("<html><body>upstream unavailable</body></html>", System.Text.Encoding.UTF8, "text/html") };
+                if (_gateway.RetryAfter is { } wait)
+                {
+                    page.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(wait);
+                }
+
+                _exchanges.Enqueue((request, page.StatusCode, null));
+                return page;
+            }
+
             HttpResponseMessage response = await base.SendAsync(request, cancellationToken);
             await response.Content.LoadIntoBufferAsync(cancellationToken);
             _exchanges.Enqueue((request, response.StatusCode, response.Content.Headers.ContentLength));
