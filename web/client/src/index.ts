@@ -34,9 +34,12 @@ export type {
   PresenceEvent,
   RemotePresence,
 } from "./document.js";
+export { RichDocument } from "./richdocument.js";
+export type { RichChangeEvent, RichDocumentEvents, RichLocalChangeEvent } from "./richdocument.js";
+export type { SyncDocument, SyncDocumentEvents } from "./sync.js";
 export { UndoManager } from "./undo.js";
 export type { UndoManagerOptions } from "./undo.js";
-export { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
+export { CollabConnectionError, CollabServerError, DocumentClosedError, DocumentTypeError } from "./errors.js";
 export type { Unsubscribe } from "./events.js";
 export { backoffDelay } from "./backoff.js";
 export type { ReconnectPolicy } from "./backoff.js";
@@ -58,6 +61,20 @@ export {
 } from "./protocol.js";
 export type { AnnouncedLimits } from "./protocol.js";
 export { decodeTextOp, encodeTextOp, MalformedOpError } from "./codec.js";
+export { decodeRichOp, encodeRichOp } from "./richcodec.js";
+export {
+  applyRich,
+  checkRichFits,
+  composeRich,
+  Delta,
+  diffRich,
+  invertRich,
+  normalizeRichOp,
+  RICH_TEXT_TYPE_NAME,
+  transformRich,
+  transformRichCursor,
+} from "./rich.js";
+export type { RichAttributes, RichComponent, RichOpInput } from "./rich.js";
 export {
   apply,
   codePointLength,
