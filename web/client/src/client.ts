@@ -7,7 +7,6 @@
 import type { ServerMessage, Welcome } from "./gen/collab/v1/collab_pb.js";
 import { backoffDelay, type ReconnectPolicy, type ResolvedReconnectPolicy, resolveReconnectPolicy } from "./backoff.js";
 import { CollabDocument } from "./document.js";
-import { RichDocument } from "./richdocument.js";
 import type { AnyDocument, DocumentHost, OpenDocumentOptions } from "./sync.js";
 import { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
 import { Emitter, EventQueue } from "./events.js";
@@ -225,7 +224,7 @@ export class CollabClient extends Emitter<ClientEvents> {
   private readonly onNetworkChange = (online: boolean): void => this.queue.run(() => this.networkChanged(online));
   private readonly onOnline = (): void => this.onNetworkChange(true);
   private readonly onOffline = (): void => this.onNetworkChange(false);
-  private readonly documents = new Map<string, CollabDocument | RichDocument>();
+  private readonly documents = new Map<string, AnyDocument>();
 
   private currentState: ConnectionState = "connecting";
   private session: Session | null = null;
@@ -310,23 +309,18 @@ export class CollabClient extends Emitter<ClientEvents> {
    * Subscribes to a text document (`text-unicode`) and resolves once its snapshot arrived (while disconnected, the
    * subscription is made when the connection is back). A document that does not exist yet is created as a text
    * document. Rejects with {@link DocumentTypeError} when it is a rich-text document (open it with
-   * {@link openRichDocument}), with {@link CollabServerError} when the server refuses (forbidden, invalid id, too many
+   * `openRichDocument(client, docId)`), with {@link CollabServerError} when the server refuses (forbidden, invalid id, too many
    * subscriptions), and throws when the document is already open on this client.
    */
   openDocument(docId: string, options?: OpenDocumentOptions): Promise<CollabDocument> {
-    return this.open(docId, (host, queue) => new CollabDocument(host, docId, queue, options));
+    return this.openWith(docId, (host, queue) => new CollabDocument(host, docId, queue, options));
   }
 
   /**
-   * Subscribes to a rich-text document (`rich-text`, Quill's Delta) as {@link openDocument} does for text: a document
-   * that does not exist yet is created as a rich-text document; one that is a text document rejects with
-   * {@link DocumentTypeError}.
+   * @internal Opens a document of the class `create` makes (the typed open functions: {@link openDocument} here,
+   * `openRichDocument` in richdocument.ts, which stays out of a bundle that does not use it).
    */
-  openRichDocument(docId: string, options?: OpenDocumentOptions): Promise<RichDocument> {
-    return this.open(docId, (host, queue) => new RichDocument(host, docId, queue, options));
-  }
-
-  private open<T extends CollabDocument | RichDocument>(docId: string, create: (host: DocumentHost, queue: EventQueue) => T): Promise<T> {
+  openWith<T extends AnyDocument>(docId: string, create: (host: DocumentHost, queue: EventQueue) => T): Promise<T> {
     if (typeof docId !== "string" || docId.length === 0) {
       throw new TypeError("A document id is a non-empty string.");
     }
@@ -346,8 +340,8 @@ export class CollabClient extends Emitter<ClientEvents> {
     return document.opened as Promise<T>;
   }
 
-  /** The open document with this id, if any (a {@link CollabDocument} or a {@link RichDocument}). */
-  getDocument(docId: string): CollabDocument | RichDocument | undefined {
+  /** The open document with this id, if any (a {@link CollabDocument}, or a `RichDocument`). */
+  getDocument(docId: string): AnyDocument | undefined {
     return this.documents.get(docId);
   }
 
@@ -398,7 +392,7 @@ export class CollabClient extends Emitter<ClientEvents> {
     limits: () => announcedLimits(this.lastWelcome),
     reconnectPolicy: () => this.policy,
     removeDocument: (document) => {
-      if ((this.documents.get(document.id) as AnyDocument | undefined) === document) {
+      if (this.documents.get(document.id) === document) {
         this.documents.delete(document.id);
       }
     },

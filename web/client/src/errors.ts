@@ -55,7 +55,7 @@ export class DocumentClosedError extends Error {
  * The document exists with another OT type than the one it was opened as (decision P6): the server refused the
  * subscribe with `TYPE_MISMATCH`, or (a server from before P6) sent a snapshot of another type, which this client then
  * refused. Open it with the class of its type ({@link CollabClient.openDocument} for `text-unicode`,
- * {@link CollabClient.openRichDocument} for `rich-text`). Not retryable.
+ * `openRichDocument(client, id)` for `rich-text`). Not retryable.
  */
 export class DocumentTypeError extends CollabServerError {
   override name = "DocumentTypeError";

@@ -34,7 +34,7 @@ export type {
   PresenceEvent,
   RemotePresence,
 } from "./document.js";
-export { RichDocument } from "./richdocument.js";
+export { openRichDocument, RichDocument } from "./richdocument.js";
 export type { RichChangeEvent, RichDocumentEvents, RichLocalChangeEvent } from "./richdocument.js";
 export type { SyncDocument, SyncDocumentEvents } from "./sync.js";
 export { UndoManager } from "./undo.js";

@@ -3,6 +3,8 @@
  * state machine it shares with text documents ({@link SyncDocument}).
  * @module
  */
+import type { CollabClient } from "./client.js";
+import type { DocumentTypeError } from "./errors.js";
 import type { EventQueue } from "./events.js";
 import type { OtType } from "./ottype.js";
 import {
@@ -81,7 +83,7 @@ const richType: OtType<Delta, Delta> = {
 };
 
 /**
- * One open rich-text document. Obtained from {@link CollabClient.openRichDocument}.
+ * One open rich-text document. Obtained from {@link openRichDocument}.
  *
  * {@link contents} is the document as Quill's `getContents()` gives it (a Delta of inserts); edits are Deltas as
  * Quill's `text-change` event reports them. They apply at once and are sent in the background, exactly as for text
@@ -141,4 +143,14 @@ export class RichDocument extends SyncDocument<Delta, Delta, RichChangeEvent, Ri
   protected localChangeEvent(op: Delta, previous: Delta, origin: string | undefined): RichLocalChangeEvent {
     return { op, previous, contents: this.localDoc, origin };
   }
+}
+
+/**
+ * Subscribes to a rich-text document (`rich-text`, Quill's Delta) on `client`, as {@link CollabClient.openDocument}
+ * does for text: resolves once its snapshot arrived; a document that does not exist yet is created as a rich-text
+ * document; a text document rejects with {@link DocumentTypeError}. (A function rather than a client method, so that a
+ * page editing only text does not bundle quill-delta.)
+ */
+export function openRichDocument(client: CollabClient, docId: string, options?: OpenDocumentOptions): Promise<RichDocument> {
+  return client.openWith(docId, (host, queue) => new RichDocument(host, docId, queue, options));
 }

@@ -38,7 +38,7 @@ export interface DocumentSession {
   send(requestId: number, body: ClientBody): boolean;
 }
 
-/** Options of {@link CollabClient.openDocument} and {@link CollabClient.openRichDocument}. */
+/** Options of {@link CollabClient.openDocument} and `openRichDocument`. */
 export interface OpenDocumentOptions {
   /** Cancels waiting for the snapshot (the document is then closed). */
   signal?: AbortSignal;
