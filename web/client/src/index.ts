@@ -10,6 +10,9 @@
  * doc.insert(0, "Hello");
  * await doc.whenSynced();
  * ```
+ *
+ * Rich-text documents (Quill's Delta) are in `@collab/client/rich` (`openRichDocument(client, id)`), so that a page
+ * editing plain text never bundles quill-delta.
  * @module
  */
 export { CollabClient, resolveRedirect } from "./client.js";
@@ -34,8 +37,6 @@ export type {
   PresenceEvent,
   RemotePresence,
 } from "./document.js";
-export { openRichDocument, RichDocument } from "./richdocument.js";
-export type { RichChangeEvent, RichDocumentEvents, RichLocalChangeEvent } from "./richdocument.js";
 export type { SyncDocument, SyncDocumentEvents } from "./sync.js";
 export { UndoManager } from "./undo.js";
 export type { UndoManagerOptions } from "./undo.js";
@@ -61,20 +62,6 @@ export {
 } from "./protocol.js";
 export type { AnnouncedLimits } from "./protocol.js";
 export { decodeTextOp, encodeTextOp, MalformedOpError } from "./codec.js";
-export { decodeRichOp, encodeRichOp } from "./richcodec.js";
-export {
-  applyRich,
-  checkRichFits,
-  composeRich,
-  Delta,
-  diffRich,
-  invertRich,
-  normalizeRichOp,
-  RICH_TEXT_TYPE_NAME,
-  transformRich,
-  transformRichCursor,
-} from "./rich.js";
-export type { RichAttributes, RichComponent, RichOpInput } from "./rich.js";
 export {
   apply,
   codePointLength,

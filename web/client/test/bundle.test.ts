@@ -51,7 +51,7 @@ it("bundles a text page's SDK for the browser, dependencies included, under 40 K
 it("bundles the whole SDK, rich text included, under 56 KB min+gzip", async (t) => {
   const client = join(repoRoot(), "web", "client");
   const result = await build({
-    entryPoints: [join(client, "src", "index.ts")],
+    stdin: { contents: `export * from "./src/index.ts"; export * from "./src/rich-index.ts";`, resolveDir: client, loader: "ts" },
     bundle: true,
     minify: true,
     format: "esm",
