@@ -64,7 +64,11 @@ interface CursorsModule {
   moveCursor(id: string, range: { index: number; length: number }): void;
   removeCursor(id: string): void;
   clearCursors(): void;
+  toggleFlag(id: string, shouldShow?: boolean): void;
 }
+
+/** How long a peer's name stays up after their caret moved (then it fades; hovering the caret shows it again). */
+const FLAG_SHOWN_MS = 2500;
 
 export function mountRichEditor(options: RichEditorOptions): RichEditor {
   const { document: doc, host } = options;
@@ -157,9 +161,12 @@ export function mountRichEditor(options: RichEditorOptions): RichEditor {
   });
 
   const peers = new Map<string, Peer>();
+  const flagTimers = new Map<string, ReturnType<typeof setTimeout>>();
   const paintPeers = (): void => options.onPeers([...peers.values()].sort((a, b) => a.name.localeCompare(b.name)));
   doc.on("presence", ({ clientId, presence }) => {
     if (presence === null) {
+      clearTimeout(flagTimers.get(clientId));
+      flagTimers.delete(clientId);
       peers.delete(clientId);
       cursors.removeCursor(clientId);
       paintPeers();
@@ -174,6 +181,16 @@ export function mountRichEditor(options: RichEditorOptions): RichEditor {
     peers.set(clientId, { clientId, name: who.name, color: who.color, anchor: presence.anchor, head: presence.head });
     const from = Math.min(presence.anchor, presence.head);
     cursors.moveCursor(clientId, { index: from, length: Math.abs(presence.head - presence.anchor) });
+    // The name shows where the caret moved, then fades (as on the plain-text page).
+    cursors.toggleFlag(clientId, true);
+    clearTimeout(flagTimers.get(clientId));
+    flagTimers.set(
+      clientId,
+      setTimeout(() => {
+        flagTimers.delete(clientId);
+        cursors.toggleFlag(clientId, false);
+      }, FLAG_SHOWN_MS),
+    );
     paintPeers();
   });
 
