@@ -14,6 +14,11 @@ import { openRichDocument, type RichDocument } from "../src/richdocument.js";
 import { MemoryStorage } from "../src/storage.js";
 import type { WebSocketConstructor } from "../src/transport.js";
 import { UndoManager } from "../src/undo.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CollabClient as PackagedClient } from "@collab/client";
+import { openNote } from "../examples/rich.js";
+import { repoRoot } from "./paths.js";
 import { ServerProcess } from "./server.js";
 
 /** `ws`, with every socket remembered so a test can cut it (terminate: a TCP reset, no close frame). */
@@ -248,5 +253,20 @@ describe("rich-text documents against the real server", { timeout: 180_000 }, ()
     await until(() => b.version === a.version, "bob to see the redo");
     assert.deepEqual(b.contents.ops, a.contents.ops);
     assert.deepEqual(b.contents.ops[1], { insert: "\n", attributes: { header: 1 } });
+  });
+
+  it("README's rich-text example (web/client/examples/rich.ts, shown verbatim) seeds a note another client sees", async () => {
+    const readme = readFileSync(join(repoRoot(), "README.md"), "utf8");
+    const example = readFileSync(join(repoRoot(), "web", "client", "examples", "rich.ts"), "utf8");
+    assert.ok(readme.includes("```ts\n" + example + "```"), "README.md's rich-text example differs from web/client/examples/rich.ts");
+    // The example imports the package as an application does (its built dist), so its client comes from there too.
+    const packaged = (): Promise<PackagedClient> =>
+      PackagedClient.connect({ url: server.url, webSocket: ws, storage: new MemoryStorage() }).then((c) => (open.add(c as unknown as CollabClient), c));
+    const [alice, bob] = await Promise.all([packaged(), packaged()]);
+    const note = await openNote(alice, "readme/note", "Groceries");
+    assert.deepEqual(note.contents.ops, [{ insert: "Groceries" }, { insert: "\n", attributes: { header: 1 } }, { insert: "\n" }]);
+    // Opened again (an existing note): left as it is.
+    const again = await openNote(bob, "readme/note", "Other title");
+    assert.deepEqual(again.contents.ops, note.contents.ops);
   });
 });
