@@ -310,7 +310,6 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
 
 /** The editor of the open document, as the page's chrome drives it. */
 interface Surface {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   undo: UndoManager<any, any>;
   setEditable(editable: boolean): void;
   focus(): void;

@@ -17,7 +17,6 @@ import type { ResolvedReconnectPolicy } from "./backoff.js";
 import { TEXT_TYPE_NAME } from "./text.js";
 
 /** @internal A document of any type, as the client holds it. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyDocument = SyncDocument<any, any, any, any>;
 
 /** @internal What a document needs from its client. */

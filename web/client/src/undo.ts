@@ -41,7 +41,6 @@ export class UndoManager<D = string, O = TextOp> {
   private lastEditAt = Number.NEGATIVE_INFINITY;
 
   constructor(
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     private readonly document: SyncDocument<D, O, any, any>,
     options?: UndoManagerOptions,
   ) {
