@@ -93,7 +93,6 @@ export function mountRichEditor(options: RichEditorOptions): RichEditor {
   quill.root.setAttribute("aria-label", options.label);
   quill.root.setAttribute("spellcheck", "true");
   const cursors = quill.getModule("cursors") as CursorsModule;
-  const undo = new UndoManager<Delta, Delta>(doc);
 
   /** Quill holds exactly the document (or it plus Quill's own last newline); else it is reset from the document. */
   const expectedLength = (): number => doc.length + (endsWithNewline() ? 0 : 1);
@@ -120,6 +119,8 @@ export function mountRichEditor(options: RichEditorOptions): RichEditor {
   if (doc.length === 0) {
     doc.insertText(0, "\n");
   }
+  // After that newline: it is the editor's, not an edit of the user's to undo.
+  const undo = new UndoManager<Delta, Delta>(doc);
 
   quill.on("text-change", (delta, _old, source) => {
     if (source !== "user") {
