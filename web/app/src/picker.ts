@@ -69,7 +69,13 @@ export function renderPicker(root: HTMLElement): void {
         h(
           "li",
           {},
-          h("a", { href: documentPath(d.id), class: "doc-link" }, h("span", { class: "doc-icon", "aria-hidden": "true" }), h("span", { class: "doc-name" }, d.id)),
+          h(
+            "a",
+            { href: documentPath(d.id), class: "doc-link", "data-type": d.type ?? TEXT_TYPE },
+            h("span", { class: d.type === RICH_TYPE ? "doc-icon rich" : "doc-icon", "aria-hidden": "true" }),
+            h("span", { class: "doc-name" }, d.id),
+            d.type === RICH_TYPE ? h("span", { class: "doc-kind" }, "rich text") : null,
+          ),
           h("span", { class: "doc-meta" }, relativeTime(d.openedAt)),
           h(
             "button",

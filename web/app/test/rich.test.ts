@@ -271,6 +271,7 @@ describe("the rich-text page in Chromium", () => {
     // The server list marks rich documents.
     await page.goto(`${base}/`);
     await page.locator(`#server-list a[data-type=rich-text]`, { hasText: docId }).waitFor({ timeout: 15_000 });
+    await page.locator(`#recent-list a[data-type=rich-text]`, { hasText: docId }).waitFor({ timeout: 15_000 });
     await page.screenshot({ path: join(artifacts, "picker-rich.png") });
   });
 
