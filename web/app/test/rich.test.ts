@@ -245,6 +245,27 @@ describe("the rich-text page in Chromium", () => {
     assertNoPageErrors(alice, bob);
   });
 
+  it("a document without Quill's trailing newline (made through the API) is edited and formatted to the end", async () => {
+    const docId = "rich-it/no-newline";
+    await createRich(docId, [{ insert: "abc" }]);
+    const alice = await openRich(docId, "Alice", "#2563eb");
+    const bob = await openRich(docId, "Bob", "#db2777");
+    // Quill shows the document plus the newline it always keeps; nothing is sent for it.
+    assert.deepEqual((await state(alice)).quill, [{ insert: "abc\n" }]);
+    assert.deepEqual((await state(alice)).doc, [{ insert: "abc" }]);
+    // A header on the last line formats that newline: it becomes the document's, for both pages.
+    await select(alice, 1);
+    await alice.page.click(".ql-toolbar .ql-header .ql-picker-label");
+    await alice.page.click(".ql-toolbar .ql-header .ql-picker-item[data-value='2']");
+    let contents = await converged(docId, [alice, bob]);
+    assert.deepEqual(contents, [{ insert: "abc" }, { insert: "\n", attributes: { header: 2 } }]);
+    await select(bob, 3);
+    await bob.page.keyboard.type(" and more");
+    contents = await converged(docId, [alice, bob]);
+    assert.deepEqual(contents, [{ insert: "abc and more" }, { insert: "\n", attributes: { header: 2 } }]);
+    assertNoPageErrors(alice, bob);
+  });
+
   it("the picker creates a rich-text document; opening a document uses its type from the server", async () => {
     const context = await browser.newContext();
     opened.push(context);
