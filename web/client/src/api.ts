@@ -9,15 +9,11 @@
  * @module
  */
 import type { TokenRequest } from "./client.js";
+import type { RichComponent } from "./rich.js";
 import type { TextOp } from "./text.js";
 
-/** A Quill Delta op as the API writes rich-text content and ops (docs/API.md, "JSON"). */
-export interface ApiDeltaOp {
-  insert?: string | Record<string, unknown>;
-  retain?: number;
-  delete?: number;
-  attributes?: Record<string, unknown>;
-}
+/** A Quill Delta op as the API writes rich-text content and ops (docs/API.md, "JSON"): the rich-text type's component, quill-delta's `Op`. */
+export type ApiDeltaOp = RichComponent;
 
 /** Which state of a document a read asks for: the head (`undefined`), an explicit version, or the document as it was at a time. */
 export type DocumentPoint = { version: number } | { time: Date | string };

@@ -10,6 +10,9 @@
  * doc.insert(0, "Hello");
  * await doc.whenSynced();
  * ```
+ *
+ * Rich-text documents (Quill's Delta) are in `@collab/client/rich` (`openRichDocument(client, id)`), so that a page
+ * editing plain text never bundles quill-delta.
  * @module
  */
 export { CollabClient, resolveRedirect } from "./client.js";
@@ -35,9 +38,10 @@ export type {
   RemotePresence,
 } from "./document.js";
 export { CollabApiError, CollabHttpClient, type ApiDeltaOp, type ApiDocument, type ApiDocumentList, type ApiDocumentSummary, type ApiEditResult, type ApiErrorCode, type ApiOp, type ApiOpsPage, type CollabHttpClientOptions, type DocumentPoint, type RequestOptions } from "./api.js";
+export type { SyncDocument, SyncDocumentEvents } from "./sync.js";
 export { UndoManager } from "./undo.js";
 export type { UndoManagerOptions } from "./undo.js";
-export { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
+export { CollabConnectionError, CollabServerError, DocumentClosedError, DocumentTypeError } from "./errors.js";
 export type { Unsubscribe } from "./events.js";
 export { backoffDelay } from "./backoff.js";
 export type { ReconnectPolicy } from "./backoff.js";
