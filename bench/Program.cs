@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Running;
 using Collab.Bench.Client;
+using Collab.Bench.Engine;
 using Collab.Bench.Storage;
 
 namespace Collab.Bench;
@@ -17,6 +18,8 @@ public static class BenchProgram
                 return await OpLogBenchmark.RunAsync(args[0], args[1..]);
             case "sdk-latency":
                 return await SdkLatencyBenchmark.RunAsync(args[1..]);
+            case "sequencer-cpu":
+                return SequencerCpuBenchmark.Run(args[1..]);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(BenchProgram).Assembly).Run(args);
                 return 0;

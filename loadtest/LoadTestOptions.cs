@@ -95,7 +95,10 @@ internal sealed class LoadTestOptions
                                     mode): ShareDB's client queue, next op after the previous ack;
                                     ping: a protocol Ping per slot, the Pong counted as its ack (the floor
                                     under the ack latency: socket, framing and session, no sequencing or storage)
-          --verify none|light|full  text replicas: none, one per document (default), every client
+          --type text|rich-text     the documents' OT type (default text: 4-character inserts). rich-text: Quill
+                                    Delta ops in the rich binary encoding: formatted inserts, format retains
+                                    over ranges, deletes, line formats, embeds (Collab only)
+          --verify none|light|full  document replicas: none, one per document (default), every client
           --slo-p99 MS              ack p99 target for ramps (default 50); a ramp stops after the first miss
           --no-ramp-stop            run every ramp step
           --storm-at S              storm: seconds into the measured window when all connections drop (5)
@@ -170,6 +173,9 @@ internal sealed class LoadTestOptions
     public int InitLength { get; private set; } = 64;
 
     public SubmitMode Submit { get; private set; } = SubmitMode.Pipelined;
+
+    /// <summary>The documents' OT type: text-unicode (default) or rich-text (formatted ops in the rich binary encoding).</summary>
+    public DocumentKind Document { get; private set; } = DocumentKind.Text;
 
     public VerifyMode Verify { get; private set; } = VerifyMode.Light;
 
@@ -361,6 +367,14 @@ internal sealed class LoadTestOptions
                 case "--init-len":
                     options.InitLength = NonNegativeInt(name, Value());
                     break;
+                case "--type":
+                    options.Document = Value().ToLowerInvariant() switch
+                    {
+                        "text" or "text-unicode" => DocumentKind.Text,
+                        "rich" or "rich-text" => DocumentKind.Rich,
+                        string other => throw new OptionsException($"--type: unknown document type '{other}' (text, rich-text)."),
+                    };
+                    break;
                 case "--submit":
                     submitGiven = true;
                     options.Submit = Value().ToLowerInvariant() switch
@@ -531,6 +545,11 @@ internal sealed class LoadTestOptions
 
         if (Targets.Contains(ServerKind.ShareDb))
         {
+            if (Document != DocumentKind.Text)
+            {
+                throw new OptionsException("The ShareDB peer (loadtest/peers) serves text-unicode documents: --type rich-text is Collab's.");
+            }
+
             if (Submit == SubmitMode.Pipelined)
             {
                 throw new OptionsException("ShareDB's client keeps one op in flight: --submit pipelined does not apply to --target sharedb (one-in-flight or ping).");

@@ -3,7 +3,7 @@
 # spawned server (CPU 0) and the generator on CPU 1. Results (JSON + PNG + server logs) go to loadtest/results/.
 # Run it on an otherwise idle machine: T and W are short (20 s + 5 s warm-up), like the peer benchmarks.
 #
-#   scripts/loadtest-suite.sh [all|light|ramp|big|idle|storm|durable]
+#   scripts/loadtest-suite.sh [all|light|ramp|rich|big|idle|storm|durable]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,12 @@ case "$WHICH" in all|light)
 case "$WHICH" in all|ramp)
   lt small --rate "$RAMP" --label ramp
   lt small --rate "$RAMP" --submit one-in-flight --label ramp-one-in-flight ;; esac
+case "$WHICH" in all|rich)
+  # rich-text beside text in one sitting: light load and small rooms at 10 and 20 ops/s per writer
+  for type in text rich-text; do
+    lt small --rate 1 --type "$type" --label "light-$type"
+    lt small --rate 10,20 --no-ramp-stop --type "$type" --label "small-$type"
+  done ;; esac
 case "$WHICH" in all|big)
   lt big --rate "$BIG_RATES" --no-ramp-stop --label big
   lt big --rate "$BIG_RATES" --no-ramp-stop --submit one-in-flight --label big-one-in-flight ;; esac

@@ -18,7 +18,7 @@ namespace Collab.Bench.Engine;
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "[IterationCleanup] disposes each iteration's sequencers.")]
 public class EngineSequencerBenchmarks
 {
-    private const int OpsPerInvoke = 200_000;
+    internal const int OpsPerInvoke = 200_000;
 
     private static readonly TextOp s_insert = TextOp.Insert(0, "a");
     private static readonly RichOp s_richInsert = RichOp.Insert(0, "a", AttributeMap.Of("bold", true));

@@ -62,7 +62,7 @@ internal sealed partial class LightClient
             else if (field == 2 && wireType == WireType.LengthDelimited)
             {
                 SequencedOpView op = CollabWire.ReadSequencedOp(reader.ReadLengthDelimited());
-                OnSequencedOpLocked(op.Version, op.ClientId, op.ClientSeq, new WireOp(op.Op, WireOpFormat.Protobuf), now);
+                OnSequencedOpLocked(op.Version, op.ClientId, op.ClientSeq, new WireOp(op.Op, _model.CollabFormat), now);
             }
             else
             {
@@ -103,7 +103,15 @@ internal sealed partial class LightClient
                     OnClientIdLocked(message.Welcome.ClientId);
                     break;
                 case ServerMessage.BodyOneofCase.Snapshot:
-                    OnSnapshotLocked(message.Snapshot.Version, message.Snapshot.Text, now);
+                    if (_model.SubscribeType.Length > 0 && message.Snapshot.Type != _model.SubscribeType)
+                    {
+                        // The document existed with another type (a server that ignores Subscribe.type would say so here).
+                        _ctx.Errors.Add("type-mismatch", $"{Doc.Id} is '{message.Snapshot.Type}', not '{_model.SubscribeType}'");
+                        _ready?.TrySetException(new ServerRefusedException($"document type '{message.Snapshot.Type}'"));
+                        break;
+                    }
+
+                    OnSnapshotLocked(message.Snapshot.Version, message.Snapshot.Text, message.Snapshot.Content.Span, now);
                     break;
                 case ServerMessage.BodyOneofCase.Subscribed:
                     _catchUpTarget = message.Subscribed.CurrentVersion;
@@ -162,12 +170,21 @@ internal sealed partial class LightClient
     private void SendCollabSubscribeLocked() => SendControlMessageLocked(new ClientMessage
     {
         Subscribe = _hasDocument
-            ? new Subscribe { DocId = Doc.Id, FromVersion = _version }
-            : new Subscribe { DocId = Doc.Id, Snapshot = true },
+            ? new Subscribe { DocId = Doc.Id, FromVersion = _version, Type = _model.SubscribeType }
+            : new Subscribe { DocId = Doc.Id, Snapshot = true, Type = _model.SubscribeType },
     });
 
     private void SendCollabSubmitLocked(PendingOp op, ReadOnlySpan<byte> token)
     {
+        if (op.Own is { } own)
+        {
+            int size = CollabWire.SubmitLength(Doc.IdUtf8.Length, op.Seq, op.BaseVersion, own.Encoded.Length);
+            EnsureScratch(size);
+            CollabWire.WriteSubmit(_scratch.AsSpan(HeaderGap), Doc.IdUtf8, op.Seq, op.BaseVersion, own.Encoded);
+            SendPreparedLocked(WsOpcode.Binary, size);
+            return;
+        }
+
         int length = CollabWire.SubmitInsertLength(Doc.IdUtf8.Length, op.Seq, op.BaseVersion, op.Position, token.Length);
         EnsureScratch(length);
         CollabWire.WriteSubmitInsert(_scratch.AsSpan(HeaderGap), Doc.IdUtf8, op.Seq, op.BaseVersion, op.Position, token);

@@ -83,11 +83,18 @@ internal sealed partial class LightClient
 
         _version = version;
         _length += op.LengthDelta();
+        foreach (PendingOp pending in _pending)
+        {
+            // Sequenced after every pending op's base: the server will transform them against it (rich-text; text
+            // inserts need no tracking, their length is their token's).
+            pending.Own?.TransformAgainst(op);
+        }
+
         if (Replica is not null)
         {
             try
             {
-                Replica.ApplySequenced(version, op.Decode(), _pending.TryPeek(out PendingOp oldest) ? oldest.BaseVersion : -1);
+                Replica.ApplySequenced(version, op, _pending.TryPeek(out PendingOp oldest) ? oldest.BaseVersion : -1);
             }
             catch (Collab.Engine.OtException ex)
             {
@@ -168,7 +175,7 @@ internal sealed partial class LightClient
     }
 
     /// <summary>The document as the server has it at <paramref name="version"/>: the first subscription's answer.</summary>
-    private void OnSnapshotLocked(long version, string text, long now)
+    private void OnSnapshotLocked(long version, string text, ReadOnlySpan<byte> content, long now)
     {
         if (_state != ClientState.AwaitingSubscription || _hasDocument)
         {
@@ -178,11 +185,12 @@ internal sealed partial class LightClient
 
         _hasDocument = true;
         _version = version;
-        _length = CollabWire.CountCodePoints(Encoding.UTF8.GetBytes(text));
-        Replica?.Reset(text);
+        _length = _model.SnapshotLength(text, content);
+        Replica?.Reset(text, content);
         if (Role == ClientRole.Checker)
         {
             SnapshotText = text;
+            SnapshotContent = content.ToArray();
         }
 
         GoLiveLocked(now);

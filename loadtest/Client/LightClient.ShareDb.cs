@@ -94,7 +94,7 @@ internal sealed partial class LightClient
                 }
 
                 // A document nobody created yet has version 0 and no type (ShareDB creates it with the first op).
-                OnSnapshotLocked(message.SnapshotVersion, message.SnapshotText ?? string.Empty, now);
+                OnSnapshotLocked(message.SnapshotVersion, message.SnapshotText ?? string.Empty, default, now);
                 break;
             case ShareDbAction.Subscribe:
                 // Subscribed from a known version: the ops since it came first (agent.js, _subscribe), so caught up.

@@ -51,7 +51,7 @@ internal sealed partial class LightClient
         {
             // Scheduled time 0 marks a setup op: acked and delivered like any other, but left out of the statistics.
             ulong seq = ++_lastSeq;
-            var op = new PendingOp(seq, 0, _version, 0, Encoding.ASCII.GetBytes(text), Create: _shareDb);
+            var op = new PendingOp(seq, 0, _version, 0, Encoding.ASCII.GetBytes(text), Create: _shareDb, Own: _model.InitialText(text));
             _pending.Enqueue(op);
             Track?.Register(seq, 0, Doc.ReceiversPerOp);
             SendSubmitLocked(op, op.Text);
@@ -61,8 +61,9 @@ internal sealed partial class LightClient
     private void SubmitNewLocked(long scheduled)
     {
         ulong seq = ++_lastSeq;
-        int position = _length <= 0 ? 0 : (int)(NextRandom() % (ulong)(_length + 1));
-        var op = new PendingOp(seq, scheduled, _version, position);
+        OwnOp? own = _model.NewOp(ref _rng, _length);
+        int position = own is not null || _length <= 0 ? 0 : (int)(NextRandom() % (ulong)(_length + 1));
+        var op = new PendingOp(seq, scheduled, _version, position, Own: own);
         _pending.Enqueue(op);
         if (Track is not null && !Track.Register(seq, scheduled, Doc.ReceiversPerOp))
         {
@@ -158,20 +159,45 @@ internal sealed partial class LightClient
         PendingOp op = _pending.Dequeue();
         _lastAckedSeq = op.Seq;
         _version = version;
-        _length += op.Text?.Length ?? _ctx.Settings.TokenLength;
+        if (op.Own is { } own)
+        {
+            // Transformed against everything sequenced since its base: the op the server applied, which the later
+            // pending ops now come after.
+            _length += sequencedOp.IsEmpty ? own.LengthDelta : sequencedOp.LengthDelta();
+            foreach (PendingOp later in _pending)
+            {
+                if (sequencedOp.IsEmpty)
+                {
+                    later.Own?.TransformAgainst(own);
+                }
+                else
+                {
+                    later.Own?.TransformAgainst(sequencedOp);
+                }
+            }
+        }
+        else
+        {
+            _length += op.Text?.Length ?? _ctx.Settings.TokenLength;
+        }
+
         if (Replica is not null)
         {
             long oldest = _pending.TryPeek(out PendingOp next) ? next.BaseVersion : -1;
             try
             {
-                if (sequencedOp.IsEmpty)
+                if (!sequencedOp.IsEmpty)
                 {
-                    string text = op.Text is null ? TokenString(op.Seq) : Encoding.ASCII.GetString(op.Text);
-                    Replica.ApplyOwn(version, text.Length == 0 ? TextOp.Empty : TextOp.Insert(op.Position, text), op.BaseVersion, oldest);
+                    Replica.ApplySequenced(version, sequencedOp, oldest);
+                }
+                else if (op.Own is { } submitted)
+                {
+                    Replica.ApplyOwn(version, submitted.Encoded, op.BaseVersion, oldest);
                 }
                 else
                 {
-                    Replica.ApplySequenced(version, sequencedOp.Decode(), oldest);
+                    string text = op.Text is null ? TokenString(op.Seq) : Encoding.ASCII.GetString(op.Text);
+                    ((TextReplica)Replica).ApplyOwn(version, text.Length == 0 ? TextOp.Empty : TextOp.Insert(op.Position, text), op.BaseVersion, oldest);
                 }
             }
             catch (Collab.Engine.OtException ex)

@@ -37,7 +37,8 @@ internal enum ClientState
 /// <paramref name="Scheduled"/> 0 marks a setup op, left out of the statistics. <paramref name="Create"/>: ShareDB's
 /// creation of the document with <paramref name="Text"/>.
 /// </summary>
-internal readonly record struct PendingOp(ulong Seq, long Scheduled, long BaseVersion, int Position, byte[]? Text = null, bool Create = false);
+/// <paramref name="Own"/>: the op itself for types other than the text fast path (rich-text), transformed as ops arrive.
+internal readonly record struct PendingOp(ulong Seq, long Scheduled, long BaseVersion, int Position, byte[]? Text = null, bool Create = false, OwnOp? Own = null);
 
 /// <summary>A Subscribe or Hello was refused by the server.</summary>
 internal sealed class ServerRefusedException(string message) : Exception(message);
@@ -69,6 +70,7 @@ internal sealed partial class LightClient : IScheduleTarget
     private static readonly byte[] s_tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"u8.ToArray();
 
     private readonly RunContext _ctx;
+    private readonly DocModel _model;
     private readonly bool _shareDb;
     private readonly Lock _gate = new();
     private readonly Queue<PendingOp> _pending = new();
@@ -105,13 +107,14 @@ internal sealed partial class LightClient : IScheduleTarget
     {
         _ctx = ctx;
         _shareDb = ctx.Settings.Server == ServerKind.ShareDb;
+        _model = DocModel.For(ctx.Settings.Document);
         _pingSchedule = _shareDb ? new Queue<long>() : null;
         Index = index;
         Doc = doc;
         Server = server;
         Source = source;
         Role = role;
-        Replica = replica ? new DocReplica() : null;
+        Replica = replica ? _model.NewReplica() : null;
         Track = role == ClientRole.Writer ? new OpTrack(trackCapacity) : null;
         _rng = (ulong)(ctx.Seed + 1) * 0x9E3779B97F4A7C15UL ^ (ulong)(index + 1) * 0xBF58476D1CE4E5B9UL;
         if (_rng == 0)
@@ -140,10 +143,16 @@ internal sealed partial class LightClient : IScheduleTarget
 
     public OpTrack? Track { get; }
 
-    public DocReplica? Replica { get; private set; }
+    public IReplica? Replica { get; private set; }
 
-    /// <summary>The snapshot text a <see cref="ClientRole.Checker"/> received.</summary>
+    /// <summary>The documents' OT type, as the convergence check needs it.</summary>
+    public DocModel Model => _model;
+
+    /// <summary>The snapshot text a <see cref="ClientRole.Checker"/> received (text-unicode).</summary>
     public string? SnapshotText { get; private set; }
+
+    /// <summary>The snapshot content a <see cref="ClientRole.Checker"/> received (rich-text: the document as an insert-only op).</summary>
+    public byte[] SnapshotContent { get; private set; } = [];
 
     /// <summary>Set when this client saw something that makes its state unreliable (a gap, a replica failure).</summary>
     public string? Fault { get; private set; }

@@ -262,15 +262,8 @@ internal static class CollabWire
     /// Size of a ClientMessage{submit: Submit{doc_id, client_seq, base_version, op}} whose op is an insert of
     /// <paramref name="tokenLength"/> ASCII characters at <paramref name="position"/>.
     /// </summary>
-    public static int SubmitInsertLength(int docIdLength, ulong clientSeq, long baseVersion, int position, int tokenLength)
-    {
-        int op = InsertOpLength(position, tokenLength);
-        int submit = 1 + VarintLength((ulong)docIdLength) + docIdLength
-            + 1 + VarintLength(clientSeq)
-            + (baseVersion == 0 ? 0 : 1 + VarintLength((ulong)baseVersion))
-            + 1 + VarintLength((ulong)op) + op;
-        return 1 + VarintLength((ulong)submit) + submit;
-    }
+    public static int SubmitInsertLength(int docIdLength, ulong clientSeq, long baseVersion, int position, int tokenLength) =>
+        SubmitLength(docIdLength, clientSeq, baseVersion, InsertOpLength(position, tokenLength));
 
     /// <summary>
     /// Writes the ClientMessage measured by <see cref="SubmitInsertLength"/>, byte for byte what Google.Protobuf
@@ -278,11 +271,35 @@ internal static class CollabWire
     /// </summary>
     public static int WriteSubmitInsert(Span<byte> destination, ReadOnlySpan<byte> docId, ulong clientSeq, long baseVersion, int position, ReadOnlySpan<byte> token)
     {
-        int op = InsertOpLength(position, token.Length);
-        int submit = 1 + VarintLength((ulong)docId.Length) + docId.Length
-            + 1 + VarintLength(clientSeq)
-            + (baseVersion == 0 ? 0 : 1 + VarintLength((ulong)baseVersion))
-            + 1 + VarintLength((ulong)op) + op;
+        int p = WriteSubmitHeader(destination, docId, clientSeq, baseVersion, InsertOpLength(position, token.Length));
+        return p + WriteInsertOp(destination[p..], position, token);
+    }
+
+    /// <summary>Size of a ClientMessage{submit: Submit{doc_id, client_seq, base_version, op}} carrying <paramref name="opLength"/> bytes of op.</summary>
+    public static int SubmitLength(int docIdLength, ulong clientSeq, long baseVersion, int opLength)
+    {
+        int submit = SubmitBodyLength(docIdLength, clientSeq, baseVersion, opLength);
+        return 1 + VarintLength((ulong)submit) + submit;
+    }
+
+    /// <summary>Writes that ClientMessage with <paramref name="op"/> already encoded (any OT type), as Google.Protobuf would; returns the bytes written.</summary>
+    public static int WriteSubmit(Span<byte> destination, ReadOnlySpan<byte> docId, ulong clientSeq, long baseVersion, ReadOnlySpan<byte> op)
+    {
+        int p = WriteSubmitHeader(destination, docId, clientSeq, baseVersion, op.Length);
+        op.CopyTo(destination[p..]);
+        return p + op.Length;
+    }
+
+    private static int SubmitBodyLength(int docIdLength, ulong clientSeq, long baseVersion, int opLength) =>
+        1 + VarintLength((ulong)docIdLength) + docIdLength
+        + 1 + VarintLength(clientSeq)
+        + (baseVersion == 0 ? 0 : 1 + VarintLength((ulong)baseVersion))
+        + 1 + VarintLength((ulong)opLength) + opLength;
+
+    /// <summary>Everything of the Submit message up to the op's bytes (ending with the op field's length).</summary>
+    private static int WriteSubmitHeader(Span<byte> destination, ReadOnlySpan<byte> docId, ulong clientSeq, long baseVersion, int opLength)
+    {
+        int submit = SubmitBodyLength(docId.Length, clientSeq, baseVersion, opLength);
         int p = 0;
         destination[p++] = (13 << 3) | 2; // ClientMessage.submit
         p += WriteVarint(destination[p..], (ulong)submit);
@@ -299,8 +316,7 @@ internal static class CollabWire
         }
 
         destination[p++] = (4 << 3) | 2; // Submit.op
-        p += WriteVarint(destination[p..], (ulong)op);
-        p += WriteInsertOp(destination[p..], position, token);
+        p += WriteVarint(destination[p..], (ulong)opLength);
         return p;
     }
 

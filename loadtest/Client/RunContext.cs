@@ -40,6 +40,9 @@ internal sealed record ClientSettings
 
     public SubmitMode SubmitMode { get; init; } = SubmitMode.Pipelined;
 
+    /// <summary>The documents' OT type (Collab only: ShareDB's harness serves text-unicode).</summary>
+    public DocumentKind Document { get; init; } = DocumentKind.Text;
+
     /// <summary>Deadline for TCP connect + upgrade + Hello/Welcome + subscribe (and catch-up).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -24,7 +24,7 @@ internal static class ComparisonReport
     public static string Render(IReadOnlyList<RunReport> reports, bool markdown)
     {
         var sb = new StringBuilder();
-        IEnumerable<string> shapes = reports.Select(static r => $"{r.Scenario} {r.Setup.Docs:N0} x {r.Setup.ClientsPerDoc} ({r.Setup.WritersPerDoc} writing), {r.Setup.SubmitMode}{(r.Setup.Nice != 0 ? $", nice {r.Setup.Nice}" : string.Empty)}").Distinct();
+        IEnumerable<string> shapes = reports.Select(static r => $"{r.Scenario} {r.Setup.Docs:N0} x {r.Setup.ClientsPerDoc} ({r.Setup.WritersPerDoc} writing), {r.Setup.DocumentType}, {r.Setup.SubmitMode}{(r.Setup.Nice != 0 ? $", nice {r.Setup.Nice}" : string.Empty)}").Distinct();
         sb.AppendLine(string.Create(s_inv, $"{reports.Count} runs: {string.Join("; ", shapes)}"));
 
         var load = new TextTable(

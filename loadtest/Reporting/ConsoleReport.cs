@@ -19,7 +19,7 @@ internal static class ConsoleReport
     {
         var sb = new StringBuilder();
         RunSetup setup = report.Setup;
-        string title = $" collab load test - {report.Target} - {report.Scenario} - {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing) - {setup.SubmitMode} - verify {setup.Verify} ";
+        string title = $" collab load test - {report.Target} - {report.Scenario} - {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing) - {setup.DocumentType} - {setup.SubmitMode} - verify {setup.Verify} ";
         sb.AppendLine(new string('=', 8) + title + new string('=', Math.Max(8, 140 - title.Length)));
         sb.AppendLine(string.Create(s_inv, $"servers: {string.Join(", ", setup.Servers)}{(setup.SpawnedServer ? $" (spawned, CPUs {setup.ServerCpus ?? "any"}, {setup.Storage}{(setup.ServerArgs.Length > 0 ? ", " + string.Join(' ', setup.ServerArgs) : string.Empty)}{(setup.Nice != 0 ? $", nice {setup.Nice}" : string.Empty)})" : string.Empty)}; generator CPUs {setup.GeneratorCpus}; {setup.Runtime}; {setup.MachineCores} cores"));
         if (report.Connect is { } connect)

@@ -53,6 +53,9 @@ internal sealed record RunSetup
 
     public required string SubmitMode { get; init; }
 
+    /// <summary>The documents' OT type: "text-unicode" or "rich-text".</summary>
+    public string DocumentType { get; init; } = "text-unicode";
+
     public required string Verify { get; init; }
 
     public required string[] Servers { get; init; }

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text;
 using Collab.LoadTest.Client;
 using Collab.LoadTest.Metrics;
 using Collab.LoadTest.Reporting;
@@ -255,11 +254,13 @@ internal sealed class Fleet
                 LightClient first = doc.Clients[0];
                 var checker = new LightClient(_ctx, -1 - doc.Index, doc, first.Server, first.Source, ClientRole.Checker, replica: false, trackCapacity: 0);
                 string text;
+                byte[] content;
                 long version;
                 try
                 {
                     await checker.ConnectAsync(cancellationToken).ConfigureAwait(false);
                     text = checker.SnapshotText ?? string.Empty;
+                    content = checker.SnapshotContent;
                     version = checker.Progress.Version;
                 }
                 catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
@@ -273,7 +274,7 @@ internal sealed class Fleet
                     checker.Close();
                 }
 
-                long length = CollabWire.CountCodePoints(Encoding.UTF8.GetBytes(text));
+                long length = checker.Model.SnapshotLength(text, content);
                 bool docOk = true;
                 foreach (LightClient client in doc.Clients)
                 {
@@ -305,13 +306,13 @@ internal sealed class Fleet
                     if (client.Replica is { } replica)
                     {
                         Interlocked.Increment(ref replicas);
-                        same &= replica.Text.ContentEquals(text);
+                        same &= replica.Matches(text, content);
                     }
 
                     if (!same)
                     {
                         Interlocked.Increment(ref mismatched);
-                        Example($"{doc.Id} client {client.Index}: text differs from the server's at version {version} (length {l} vs {length})");
+                        Example($"{doc.Id} client {client.Index}: document differs from the server's at version {version} (length {l} vs {length})");
                         docOk = false;
                     }
                 }

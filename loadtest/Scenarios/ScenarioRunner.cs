@@ -76,6 +76,7 @@ internal sealed class ScenarioRunner
                 {
                     Server = _options.Target,
                     SubmitMode = _options.Submit,
+                    Document = _options.Document,
                     ReconnectMinDelay = TimeSpan.FromMilliseconds(_options.ReconnectDelayMs),
                     ConnectTimeout = TimeSpan.FromSeconds(_options.Scenario == ScenarioKind.Idle ? 120 : 30),
                 },
@@ -331,6 +332,7 @@ internal sealed class ScenarioRunner
             _ => "ping",
         },
         Verify = _options.Verify.ToString().ToLowerInvariant(),
+        DocumentType = _options.Document == DocumentKind.Rich ? "rich-text" : "text-unicode",
         Servers = [.. servers.Select(static s => s.ToString())],
         SpawnedServer = spawned,
         ServerCpus = spawned ? _options.ServerCpus : null,
@@ -351,7 +353,7 @@ internal sealed class ScenarioRunner
     private string Describe(RunSetup setup) => string.Create(
         CultureInfo.InvariantCulture,
         $"scenario {_options.Scenario.ToString().ToLowerInvariant()}: {setup.Docs:N0} docs x {setup.ClientsPerDoc} clients ({setup.WritersPerDoc} writing), rates [{string.Join(", ", _options.Rates)}]/s per writer, " +
-        $"{setup.SubmitMode}, verify {setup.Verify}, W={_options.WarmupSeconds}s T={_options.DurationSeconds}s; servers {string.Join(", ", setup.Servers)}; " +
+        $"{setup.DocumentType}, {setup.SubmitMode}, verify {setup.Verify}, W={_options.WarmupSeconds}s T={_options.DurationSeconds}s; servers {string.Join(", ", setup.Servers)}; " +
         $"generator on CPUs {setup.GeneratorCpus ?? "?"} ({setup.GeneratorProcessorCount} usable), {setup.SourceAddresses} source address(es), seed {setup.Seed}");
 
     /// <summary>The target's name in reports and on the command line.</summary>

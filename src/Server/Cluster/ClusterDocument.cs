@@ -278,13 +278,16 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             Origin = _node.NodeId,
         };
 
+        // The session noted the submit (Subscription.NoteSubmit) before it called this, so every op committed here from now
+        // on reaches the author's subscription as an Ack, in the stream (DocumentHub.Broadcast). See AckedInStream.
+        long committedAtStart = Hub?.CommittedVersion ?? long.MaxValue;
         for (int attempt = 0; ; attempt++)
         {
             DocumentHub? hub = Hub;
             if (SequencesLocally && hub is not null)
             {
                 // Promoted while the submit waited: sequence it here.
-                return await SubmitHereAsync(hub, submission).ConfigureAwait(false);
+                return AckedInStream(await SubmitHereAsync(hub, submission).ConfigureAwait(false), committedAtStart);
             }
 
             TimeSpan remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
@@ -353,9 +356,11 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
                     break;
             }
 
-            ClusterMetrics.ForwardedSubmits.WithLabels(result.Status == ForwardStatus.Acked ? "acked" : "other").Inc();
+            SubmitOutcome outcome = AckedInStream(ToOutcome(result), committedAtStart);
+            ClusterMetrics.ForwardedSubmits.WithLabels(
+                result.Status == ForwardStatus.Acked ? "acked" : outcome.Status == SubmitStatus.Acked ? "acked_in_stream" : "other").Inc();
             ClusterMetrics.ForwardSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            return ToOutcome(result);
+            return outcome;
         }
     }
 
@@ -1095,6 +1100,17 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public long FedVersion => Volatile.Read(ref _fedVersion);
 
     // ------------------------------------------------------------------ helpers
+
+    /// <summary>
+    /// A Duplicate answer for an op committed after the forward began (<paramref name="committedAtStart"/>) is turned into
+    /// Acked: the author's subscription gets that op's Ack from the stream, because the submit was noted on it before. This
+    /// is the common case of a retried forward (the owner was slow or its reply was lost: the first attempt sequenced the
+    /// op, the retry finds it in the dedupe state); answering Duplicate made the session send a second Ack with the same
+    /// version for one submit. An op committed before the forward began was sent to the subscription as an op, not as an
+    /// ack (a genuine re-send of an earlier connection's op): it keeps its Duplicate ack (P1).
+    /// </summary>
+    private static SubmitOutcome AckedInStream(SubmitOutcome outcome, long committedAtStart) =>
+        outcome.Status == SubmitStatus.Duplicate && outcome.Version > committedAtStart ? outcome with { Status = SubmitStatus.Acked } : outcome;
 
     /// <summary>A forwarded submit sequenced on this node after all (it was promoted while the submit waited).</summary>
     private static async ValueTask<SubmitOutcome> SubmitHereAsync(DocumentHub hub, ForwardedSubmission submission)

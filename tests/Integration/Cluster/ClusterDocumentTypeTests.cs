@@ -47,8 +47,9 @@ public sealed class ClusterDocumentTypeTests(PostgresFixture postgres, ITestOutp
                 }
             }
 
-            // Each client sees all twelve versions, in order: acks of its own ops and the others' ops. (A forwarded submit
-            // retried after a slow answer may be acked twice, the second time as a duplicate with the same version.)
+            // Each client sees all twelve versions, in order: acks of its own ops and the others' ops. (An op resent after a
+            // retryable error may be acked twice, the second time as a duplicate with the same version; a forward retried
+            // inside the cluster is acked once: ClusterForwardRetryTests.)
             await Task.WhenAll(clients.Select(async (client, index) =>
             {
                 var versions = new SortedSet<long>();

@@ -34,6 +34,39 @@ public sealed partial class EndToEndTests
     }
 
     [Fact]
+    public async Task Rich_text_run_creates_rich_documents_acknowledges_delivers_and_converges()
+    {
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("small", server, "--type", "rich-text", "--docs", "3", "--clients", "3", "--rate", "20", "--duration", "1.5", "--warmup", "0.3", "--verify", "full");
+
+        Assert.Equal("rich-text", report.Setup.DocumentType);
+        StepReport step = Assert.Single(report.Steps);
+        Assert.True(step.Ack.Count > 50, $"{step.Ack.Count} acks");
+        Assert.Equal(step.Ack.Count * 2, step.Broadcast.Count);
+        Assert.Equal(0, step.UnackedAfterDrain);
+        Assert.Equal(0, step.BroadcastsMissingAfterDrain);
+        Assert.Empty(step.Errors);
+        Assert.NotNull(report.Convergence);
+        Assert.True(report.Convergence.Converged, string.Join("; ", report.Convergence.Examples));
+        Assert.Equal(9, report.Convergence.ReplicasCompared); // every client's rich replica equals the server's snapshot
+        Assert.Empty(report.Errors);
+    }
+
+    [Fact]
+    public async Task Rich_text_clients_resume_after_a_storm_and_converge()
+    {
+        // Pending rich ops are resent with their original bytes and base after the reconnect, and tracked through the catch-up.
+        await using var server = await InProcessServer.StartAsync();
+        RunReport report = await RunAsync("storm", server, "--type", "rich-text", "--docs", "3", "--clients", "3", "--rate", "40", "--duration", "2", "--warmup", "0.2", "--storm-at", "0.5", "--reconnect-delay", "0", "--verify", "full");
+
+        Assert.Equal(9, report.Storm!.ClientsResumed);
+        StepReport step = Assert.Single(report.Steps);
+        Assert.Equal(0, step.UnackedAfterDrain);
+        Assert.True(report.Convergence!.Converged, string.Join("; ", report.Convergence.Examples));
+        Assert.Equal(9, report.Convergence.ReplicasCompared);
+    }
+
+    [Fact]
     public async Task One_in_flight_clients_with_readers_converge_too()
     {
         await using var server = await InProcessServer.StartAsync();

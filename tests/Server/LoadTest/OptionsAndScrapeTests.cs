@@ -81,11 +81,24 @@ public sealed class LoadTestOptionsTests
     [InlineData("cluster", "--target", "sharedb", "--servers", "ws://x:1/,ws://x:2/")]
     [InlineData("small", "--target", "sharedb", "--metrics", "http://x/metrics")]
     [InlineData("small", "--repeat", "0")]
+    [InlineData("small", "--type", "json0")]
+    [InlineData("small", "--type", "rich-text", "--target", "sharedb")]
     public void Invalid_command_lines_are_refused_with_a_message(params string[] args)
     {
         var ex = Assert.Throws<OptionsException>(() => LoadTestOptions.Parse(args));
         Assert.False(ex.IsHelp);
         Assert.False(string.IsNullOrWhiteSpace(ex.Message));
+    }
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("text", false)]
+    [InlineData("rich-text", true)]
+    [InlineData("rich", true)]
+    public void Type_selects_the_documents_ot_type(string? type, bool rich)
+    {
+        LoadTestOptions options = LoadTestOptions.Parse(type is null ? ["small"] : ["small", "--type", type]);
+        Assert.Equal(rich ? DocumentKind.Rich : DocumentKind.Text, options.Document);
     }
 
     [Fact]
