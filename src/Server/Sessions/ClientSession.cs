@@ -468,12 +468,12 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        ValueTask<SubmitOutcome> pending;
+        PendingSubmit pending;
         try
         {
             // The hub decodes and checks the op with the document's type (OtException: nothing was submitted), then calls
             // OnSubmitAccepted before it submits.
-            pending = subscription.Hub.SubmitEncodedAsync(subscription, clientSeq, submit.BaseVersion, submit.Op.Span, started);
+            pending = subscription.Hub.SubmitEncoded(subscription, clientSeq, submit.BaseVersion, submit.Op.Span, started);
         }
         catch (OtException ex)
         {
@@ -485,13 +485,14 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             WakeSubmitSlotWaiter(submitCompleted: true); // no outcome will come for it
             throw;
         }
-        if (pending.IsCompletedSuccessfully)
+
+        if (pending.IsCompleted)
         {
-            OnSubmitted(subscription, clientSeq, requestId, pending.Result, started);
+            FinishSubmit(pending, subscription, clientSeq, requestId, started);
         }
         else
         {
-            AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started).Forget(_services.Log.Logger, "submit");
+            SubmitContinuation.Rent().Await(this, pending, subscription, clientSeq, requestId, started);
         }
     }
 
@@ -508,12 +509,13 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
     }
 
-    private async Task AwaitSubmittedAsync(ValueTask<SubmitOutcome> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    /// <summary>Takes a submit's outcome (known by now) and answers it; a submit that failed asks the client to resend.</summary>
+    private void FinishSubmit(in PendingSubmit pending, Subscription subscription, long clientSeq, ulong requestId, long started)
     {
         SubmitOutcome result;
         try
         {
-            result = await pending.ConfigureAwait(false);
+            result = pending.GetResult();
         }
         catch (Exception ex)
         {
@@ -524,6 +526,62 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         OnSubmitted(subscription, clientSeq, requestId, result, started);
+    }
+
+    /// <summary>
+    /// The wait for one submit's outcome, pooled: an async method here cost a state machine box, and the conversion of the
+    /// sequencer's result another, per op (~350 B and a task continuation; docs/PERFORMANCE.md, "Submit path
+    /// allocations"). The continuation delegate is made once per pooled object.
+    /// </summary>
+    private sealed class SubmitContinuation
+    {
+        private static readonly ObjectPool<SubmitContinuation> s_pool = new(256);
+
+        private readonly Action _onCompleted;
+        private ClientSession? _session;
+        private PendingSubmit _pending;
+        private Subscription? _subscription;
+        private long _clientSeq;
+        private ulong _requestId;
+        private long _started;
+
+        private SubmitContinuation() => _onCompleted = OnCompleted;
+
+        public static SubmitContinuation Rent() => s_pool.TryRent() ?? new SubmitContinuation();
+
+        public void Await(ClientSession session, PendingSubmit pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+        {
+            _session = session;
+            _pending = pending;
+            _subscription = subscription;
+            _clientSeq = clientSeq;
+            _requestId = requestId;
+            _started = started;
+            pending.OnCompleted(_onCompleted);
+        }
+
+        private void OnCompleted()
+        {
+            ClientSession session = _session!;
+            PendingSubmit pending = _pending;
+            Subscription subscription = _subscription!;
+            long clientSeq = _clientSeq;
+            ulong requestId = _requestId;
+            long started = _started;
+            _session = null;
+            _pending = default;
+            _subscription = null;
+            s_pool.Return(this);
+            try
+            {
+                session.FinishSubmit(pending, subscription, clientSeq, requestId, started);
+            }
+            catch (Exception ex)
+            {
+                // Nothing above the continuation would see it (it may run on a document's worker).
+                session._services.Log.MessageFailed(session._connection.Id, ex);
+            }
+        }
     }
 
     /// <summary>
