@@ -28,11 +28,6 @@ namespace Collab.Server.Storage;
 /// and after <see cref="StorageOptions.ShutdownTimeout"/> cancels what could not be written. The store is not owned.</para>
 /// <para>Steady state allocates nothing per op: each call's completion is a pooled <see cref="IValueTaskSource"/>, and
 /// batches are recycled.</para>
-/// <para>With a store whose appends block their thread (<see cref="IOpStore.AppendBlocksThread"/>: SQLite) the commit
-/// loop runs on a dedicated thread, waits there without the thread pool, and completes each committed batch's calls
-/// itself before it forms the next batch: the commit and its fsync never hold a pool worker that the documents'
-/// sequencers need (docs/PERFORMANCE.md, "Where the tail at light load comes from", finding 4), and a batch's
-/// completion costs no hand-off to a second loop. Calls still complete only after their batch committed.</para>
 /// </remarks>
 public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 {
@@ -67,10 +62,6 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private readonly Channel<CommitBatch> _freeBatches = Channel.CreateBounded<CommitBatch>(new BoundedChannelOptions(BatchesInRotation) { SingleReader = true, SingleWriter = true });
     private readonly Task _committer;
     private readonly Task _completer;
-
-    // Dedicated-thread mode (the store's appends block): the loop's waits block this thread instead of awaiting.
-    private readonly bool _dedicated;
-    private readonly AutoResetEvent? _threadSignal;
     private Task? _shutdown;
     private volatile bool _healthy = true;
 
@@ -96,45 +87,8 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             _freeBatches.Writer.TryWrite(new CommitBatch());
         }
 
-        _dedicated = store.AppendBlocksThread;
-        if (_dedicated)
-        {
-            _threadSignal = new AutoResetEvent(false);
-            _committer = StartCommitThread();
-            _completer = Task.CompletedTask;
-        }
-        else
-        {
-            _committer = Task.Run(RunCommitterAsync);
-            _completer = Task.Run(RunCompleterAsync);
-        }
-    }
-
-    /// <summary>
-    /// Runs <see cref="RunCommitterAsync"/> on a thread of its own. In this mode every wait of the loop blocks (free batch,
-    /// work signal, the store's append, back-off), so the async method never yields and the whole loop stays here.
-    /// </summary>
-    private Task StartCommitThread()
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                RunCommitterAsync().GetAwaiter().GetResult();
-                done.SetResult();
-            }
-            catch (Exception ex)
-            {
-                done.SetException(ex);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = "collab-group-commit",
-        };
-        thread.Start();
-        return done.Task;
+        _committer = Task.Run(RunCommitterAsync);
+        _completer = Task.Run(RunCompleterAsync);
     }
 
     /// <summary>False while commits are failing and being retried (readiness); true again after the next successful commit.</summary>
@@ -201,7 +155,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 
         if (wake)
         {
-            SignalWork();
+            _workSignal.Set();
         }
 
         return new ValueTask(pending, pending.Version);
@@ -248,12 +202,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 
     private async Task ShutdownAsync()
     {
-        SignalWork();
+        _workSignal.Set();
         _abort.CancelAfter(_shutdownTimeout);
         await _committer.ConfigureAwait(false);
         await _completer.ConfigureAwait(false);
         await _delayTimer.DisposeAsync().ConfigureAwait(false);
-        _threadSignal?.Dispose();
         _abort.Dispose();
         _metrics.QueuedOps.Set(0);
     }
@@ -264,7 +217,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             while (true)
             {
-                var batch = await NextFreeBatchAsync().ConfigureAwait(false);
+                var batch = await _freeBatches.Reader.ReadAsync().ConfigureAwait(false);
                 if (!await FillAsync(batch).ConfigureAwait(false))
                 {
                     break;
@@ -275,14 +228,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                     await CommitAsync(batch).ConfigureAwait(false);
                 }
 
-                if (_dedicated)
-                {
-                    CompleteAndRecycle(batch);
-                }
-                else
-                {
-                    _completions.Writer.TryWrite(batch);
-                }
+                _completions.Writer.TryWrite(batch);
             }
         }
         catch (Exception ex)
@@ -294,55 +240,6 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         }
 
         _completions.Writer.TryComplete();
-    }
-
-    private ValueTask<CommitBatch> NextFreeBatchAsync()
-    {
-        if (!_dedicated)
-        {
-            return _freeBatches.Reader.ReadAsync();
-        }
-
-        // Three batches rotate and this thread completes each before taking the next: one is always free here.
-        return _freeBatches.Reader.TryRead(out var batch)
-            ? new ValueTask<CommitBatch>(batch)
-            : new ValueTask<CommitBatch>(_freeBatches.Reader.ReadAsync().AsTask().GetAwaiter().GetResult());
-    }
-
-    private void SignalWork()
-    {
-        if (_threadSignal is not null)
-        {
-            try
-            {
-                _threadSignal.Set();
-            }
-            catch (ObjectDisposedException)
-            {
-                // A call that raced the end of shutdown: the loop has drained the queue and stopped; nothing to wake.
-            }
-        }
-        else
-        {
-            _workSignal.Set();
-        }
-    }
-
-    /// <summary>Waits for <see cref="SignalWork"/>, or until <paramref name="dueMs"/> passed (-1: no deadline).</summary>
-    private ValueTask WaitForWorkAsync(long dueMs)
-    {
-        if (_threadSignal is not null)
-        {
-            _threadSignal.WaitOne(dueMs < 0 ? Timeout.Infinite : (int)Math.Min(dueMs, int.MaxValue));
-            return default;
-        }
-
-        if (dueMs > 0)
-        {
-            _delayTimer.Change(dueMs, Timeout.Infinite);
-        }
-
-        return _workSignal.WaitAsync();
     }
 
     /// <summary>Waits until a batch is due and moves it out of the queue. False when shutting down with nothing left.</summary>
@@ -380,8 +277,13 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 _committerWaiting = true;
             }
 
-            var dueMs = waitTicks > 0 ? Math.Max(1, (long)Math.Ceiling(waitTicks * 1000.0 / Stopwatch.Frequency)) : -1;
-            await WaitForWorkAsync(dueMs).ConfigureAwait(false);
+            if (waitTicks > 0)
+            {
+                var dueMs = Math.Max(1, (long)Math.Ceiling(waitTicks * 1000.0 / Stopwatch.Frequency));
+                _delayTimer.Change(dueMs, Timeout.Infinite);
+            }
+
+            await _workSignal.WaitAsync().ConfigureAwait(false);
             lock (_gate)
             {
                 _committerWaiting = false;
@@ -449,10 +351,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             Exception failure;
             try
             {
-                var append = _store.AppendAsync(batch.Records, _abort.Token);
-                var result = _dedicated && !append.IsCompleted
-                    ? append.AsTask().GetAwaiter().GetResult() // this thread is for the store: block, do not yield it
-                    : await append.ConfigureAwait(false);
+                var result = await _store.AppendAsync(batch.Records, _abort.Token).ConfigureAwait(false);
                 _metrics.CommitSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 _metrics.BatchOps.Observe(batch.Records.Count);
                 _metrics.Batches.Inc();
@@ -489,15 +388,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
 
             try
             {
-                if (_dedicated)
-                {
-                    _abort.Token.WaitHandle.WaitOne(delay);
-                    _abort.Token.ThrowIfCancellationRequested();
-                }
-                else
-                {
-                    await Task.Delay(delay, _abort.Token).ConfigureAwait(false);
-                }
+                await Task.Delay(delay, _abort.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -570,19 +461,14 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             while (reader.TryRead(out var batch))
             {
-                CompleteAndRecycle(batch);
+                Complete(batch);
+                batch.Clear();
+                _freeBatches.Writer.TryWrite(batch);
             }
         }
     }
 
-    private void CompleteAndRecycle(CommitBatch batch)
-    {
-        Complete(batch);
-        batch.Clear();
-        _freeBatches.Writer.TryWrite(batch);
-    }
-
-    /// <summary>Completes the batch's calls in queue order; continuations run inline here (the completion loop, or the dedicated commit thread).</summary>
+    /// <summary>Completes the batch's calls in queue order; continuations run inline here, off the commit loop.</summary>
     private void Complete(CommitBatch batch)
     {
         var entries = batch.Entries;

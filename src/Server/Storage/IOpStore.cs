@@ -27,13 +27,6 @@ public interface IOpStore : IAsyncDisposable
     /// </remarks>
     ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// True when <see cref="AppendAsync"/> does its work synchronously, holding the calling thread through the commit and
-    /// its fsync (an embedded database): the group-commit stage then runs its commit loop on a dedicated thread instead
-    /// of the thread pool, whose few workers on a small server the documents' sequencers need meanwhile.
-    /// </summary>
-    bool AppendBlocksThread => false;
-
     /// <summary>The latest snapshot (or null) and every op after it, in version order; null when the document has never been written.</summary>
     ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken);
 

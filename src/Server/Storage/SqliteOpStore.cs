@@ -145,10 +145,6 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
     }
 
     /// <inheritdoc />
-    /// <remarks>SQLite's commit (and its fsync) runs on the calling thread.</remarks>
-    public bool AppendBlocksThread => true;
-
-    /// <inheritdoc />
     public async ValueTask<AppendResult> AppendAsync(IReadOnlyList<OpRecord> batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
