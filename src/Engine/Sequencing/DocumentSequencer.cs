@@ -158,7 +158,18 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
     /// sequenced throws <see cref="OperationCanceledException"/>); once sequenced the op completes with its commit.
     /// </summary>
     /// <remarks>Lock-free; past <see cref="SequencerOptions.MaxPendingSubmissions"/> it returns <see cref="SubmitStatus.Overloaded"/> synchronously. Await the result exactly once.</remarks>
-    public ValueTask<SubmitResult> SubmitAsync(Submission<TOp> submission, CancellationToken cancellationToken = default)
+    public ValueTask<SubmitResult> SubmitAsync(Submission<TOp> submission, CancellationToken cancellationToken = default) =>
+        Submit(submission, continueOnWorker: false, cancellationToken);
+
+    /// <summary>
+    /// <see cref="SubmitAsync"/>, with the caller's continuation run inline on the worker whatever
+    /// <see cref="SequencerOptions.RunContinuationsAsynchronously"/> says: for a continuation that is quick and never
+    /// blocks, it saves a thread-pool work item (and, on an idle core, a wake-up) per op.
+    /// </summary>
+    public ValueTask<SubmitResult> SubmitContinuingOnWorkerAsync(Submission<TOp> submission, CancellationToken cancellationToken = default) =>
+        Submit(submission, continueOnWorker: true, cancellationToken);
+
+    private ValueTask<SubmitResult> Submit(in Submission<TOp> submission, bool continueOnWorker, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)
         {
@@ -178,7 +189,7 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
         }
 
         SubmitOperation operation = s_operationPool.TryRent() ?? new SubmitOperation();
-        operation.Initialize(this, submission, cancellationToken);
+        operation.Initialize(this, submission, continueOnWorker, cancellationToken);
         var result = new ValueTask<SubmitResult>(operation, operation.Token);
         Post(operation);
         return result;
@@ -1173,11 +1184,11 @@ public sealed class DocumentSequencer<TSnapshot, TOp> : IAsyncDisposable
 
         public short Token => _core.Version;
 
-        public void Initialize(DocumentSequencer<TSnapshot, TOp> owner, in Submission<TOp> submission, CancellationToken cancellationToken)
+        public void Initialize(DocumentSequencer<TSnapshot, TOp> owner, in Submission<TOp> submission, bool continueOnWorker, CancellationToken cancellationToken)
         {
             Kind = WorkKind.Submit;
             _owner = owner;
-            _core.RunContinuationsAsynchronously = owner._options.RunContinuationsAsynchronously;
+            _core.RunContinuationsAsynchronously = !continueOnWorker && owner._options.RunContinuationsAsynchronously;
             Submission = submission;
             CancellationToken = cancellationToken;
         }

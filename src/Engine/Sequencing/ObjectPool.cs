@@ -5,12 +5,15 @@ namespace Collab.Engine.Sequencing;
 /// Interlocked.CompareExchange. Unlike a linked free list it has no ABA hazard, and it never allocates: when it is empty
 /// the caller creates an object, when it is full the returned object is dropped for the GC.
 /// </summary>
-internal sealed class ObjectPool<T>(int size)
+/// <typeparam name="T">The pooled object's type.</typeparam>
+/// <param name="size">Objects it keeps at most.</param>
+public sealed class ObjectPool<T>(int size)
     where T : class
 {
     private readonly T?[] _items = new T?[Math.Max(1, size - 1)];
     private T? _first;
 
+    /// <summary>An object from the pool, or null when it is empty (the caller creates one).</summary>
     public T? TryRent()
     {
         T? item = _first;
@@ -32,6 +35,7 @@ internal sealed class ObjectPool<T>(int size)
         return null;
     }
 
+    /// <summary>Puts <paramref name="item"/> back (reset by the caller); dropped when the pool is full.</summary>
     public void Return(T item)
     {
         if (_first is null && Interlocked.CompareExchange(ref _first, item, null) is null)

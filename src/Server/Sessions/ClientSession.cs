@@ -95,64 +95,103 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return ValueTask.CompletedTask;
         }
 
-        ClientMessage message;
-        try
+        // The hot message, a submit to a subscribed document, is read in place (SubmitView); everything else, and any
+        // submit the view does not take, goes through the generated parser.
+        Subscription? fastTarget = null;
+        SubmitView fast = default;
+        if (_clientId is not null && payload.IsSingleSegment && SubmitView.TryRead(payload.FirstSpan, out fast))
         {
-            message = ClientMessage.Parser.ParseFrom(payload);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            // An envelope that does not decode says the client's encoder is broken: answer why, then close (1007).
-            SendError(ErrorCode.BadMessage, "The message is not a valid ClientMessage: " + ex.Message, 0);
-            CloseFor(CloseCode.InvalidPayload, "undecodable message");
-            return ValueTask.CompletedTask;
+            fastTarget = FindSubmitTarget(fast.DocId);
         }
 
-        SessionMetrics.MessagesReceived.WithLabels(KindLabel(message.BodyCase)).Inc();
-        if (_clientId is null && message.BodyCase != ClientMessage.BodyOneofCase.Hello)
+        ClientMessage? message = null;
+        if (fastTarget is null)
         {
-            SendError(ErrorCode.NotHello, "The first message on a connection must be Hello.", message.RequestId);
+            try
+            {
+                message = ClientMessage.Parser.ParseFrom(payload);
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                // An envelope that does not decode says the client's encoder is broken: answer why, then close (1007).
+                SendError(ErrorCode.BadMessage, "The message is not a valid ClientMessage: " + ex.Message, 0);
+                CloseFor(CloseCode.InvalidPayload, "undecodable message");
+                return ValueTask.CompletedTask;
+            }
+        }
+
+        ClientMessage.BodyOneofCase kind = message?.BodyCase ?? ClientMessage.BodyOneofCase.Submit;
+        ulong requestId = message?.RequestId ?? fast.RequestId;
+        ReceivedCounter(kind).Inc();
+        if (_clientId is null && kind != ClientMessage.BodyOneofCase.Hello)
+        {
+            SendError(ErrorCode.NotHello, "The first message on a connection must be Hello.", requestId);
             CloseFor(CloseCode.ProtocolError, "no Hello");
             return ValueTask.CompletedTask;
         }
 
         if (_limiter.TryMessage(_security.Rates, _security.Time) is { } refused)
         {
-            OverLimit(refused, ErrorCode.RateLimited, $"More than {_security.Limits.MessagesPerSecond} messages per second; slow down and retry.", message.RequestId);
+            OverLimit(refused, ErrorCode.RateLimited, $"More than {_security.Limits.MessagesPerSecond} messages per second; slow down and retry.", requestId);
             return ValueTask.CompletedTask;
         }
 
         try
         {
-            switch (message.BodyCase)
+            if (message is null)
+            {
+                OnSubmit(fastTarget!.DocId, fastTarget, fast.ClientSeq, fast.BaseVersion, fast.Op, requestId);
+                return WaitForSubmitSlot();
+            }
+
+            switch (kind)
             {
                 case ClientMessage.BodyOneofCase.Hello:
-                    return OnHelloAsync(message.Hello, message.RequestId);
+                    return OnHelloAsync(message.Hello, requestId);
                 case ClientMessage.BodyOneofCase.Subscribe:
-                    return OnSubscribeAsync(message.Subscribe, message.RequestId);
+                    return OnSubscribeAsync(message.Subscribe, requestId);
                 case ClientMessage.BodyOneofCase.Unsubscribe:
-                    return OnUnsubscribeAsync(message.Unsubscribe, message.RequestId);
+                    return OnUnsubscribeAsync(message.Unsubscribe, requestId);
                 case ClientMessage.BodyOneofCase.Submit:
-                    OnSubmit(message.Submit, message.RequestId);
+                    OnSubmit(message.Submit.DocId, Find(message.Submit.DocId), message.Submit.ClientSeq, message.Submit.BaseVersion, message.Submit.Op.Span, requestId);
                     return WaitForSubmitSlot();
                 case ClientMessage.BodyOneofCase.Presence:
-                    return OnPresenceAsync(message.Presence, message.RequestId);
+                    return OnPresenceAsync(message.Presence, requestId);
                 case ClientMessage.BodyOneofCase.Ping:
-                    SendOwned(ServerFrames.Build(new ServerMessage { RequestId = message.RequestId, Pong = new Pong { Nonce = message.Ping.Nonce } }));
+                    SendOwned(ServerFrames.Build(new ServerMessage { RequestId = requestId, Pong = new Pong { Nonce = message.Ping.Nonce } }));
                     return ValueTask.CompletedTask;
                 case ClientMessage.BodyOneofCase.FetchOps:
-                    return OnFetchOpsAsync(message.FetchOps, message.RequestId);
+                    return OnFetchOpsAsync(message.FetchOps, requestId);
                 case ClientMessage.BodyOneofCase.Reauth:
-                    return OnReauthenticateAsync(message.Reauth, message.RequestId);
+                    return OnReauthenticateAsync(message.Reauth, requestId);
                 default:
-                    return ProtocolError(ErrorCode.UnknownMessage, "Unknown message kind (a newer protocol?); it was ignored.", message.RequestId);
+                    return ProtocolError(ErrorCode.UnknownMessage, "Unknown message kind (a newer protocol?); it was ignored.", requestId);
             }
         }
         catch (Exception ex)
         {
             _services.Log.MessageFailed(_connection.Id, ex);
-            SendError(ErrorCode.Internal, "The server failed to handle the message.", message.RequestId);
+            SendError(ErrorCode.Internal, "The server failed to handle the message.", requestId);
             return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>
+    /// The subscription a submit read in place names, or null (not subscribed, or not a valid doc id: the parser's path
+    /// answers those). Doc ids are ASCII (DocumentId.Rule), so the bytes convert to chars one to one.
+    /// </summary>
+    private Subscription? FindSubmitTarget(ReadOnlySpan<byte> docId)
+    {
+        if (docId.IsEmpty || docId.Length > DocumentId.MaxLength || !System.Text.Ascii.IsValid(docId))
+        {
+            return null;
+        }
+
+        Span<char> chars = stackalloc char[docId.Length];
+        System.Text.Ascii.ToUtf16(docId, chars, out _);
+        lock (_gate)
+        {
+            return _subscriptions.TryGetValue(chars, out Subscription? subscription) ? subscription : null;
         }
     }
 
@@ -429,20 +468,18 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         SendOwned(ServerFrames.Unsubscribed(unsubscribe.DocId, requestId));
     }
 
-    private void OnSubmit(Submit submit, ulong requestId)
+    private void OnSubmit(string docId, Subscription? subscription, ulong rawClientSeq, long baseVersion, ReadOnlySpan<byte> op, ulong requestId)
     {
         long started = Stopwatch.GetTimestamp(); // received: the start of its stages (Hosting.LatencyMetrics)
         SessionMetrics.OpsSubmitted.Inc();
-        string docId = submit.DocId;
-        long clientSeq = submit.ClientSeq > long.MaxValue ? 0 : (long)submit.ClientSeq;
-        Subscription? subscription = Find(docId);
+        long clientSeq = rawClientSeq > long.MaxValue ? 0 : (long)rawClientSeq;
         if (subscription is null)
         {
             SendError(ErrorCode.NotSubscribed, $"Subscribe to document '{docId}' before submitting to it.", requestId, docId, clientSeq);
             return;
         }
 
-        if (clientSeq <= 0 || submit.BaseVersion < 0)
+        if (clientSeq <= 0 || baseVersion < 0)
         {
             ProtocolError(ErrorCode.BadMessage, "client_seq must be positive and base_version not negative.", requestId, docId, clientSeq).Forget(_services.Log.Logger, "protocol error reply");
             return;
@@ -462,18 +499,18 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             return;
         }
 
-        if (submit.Op.Length > _services.Options.MaxOpBytes)
+        if (op.Length > _services.Options.MaxOpBytes)
         {
-            OverLimit(LimitKind.OpSize, ErrorCode.OpTooLarge, $"The op is {submit.Op.Length} bytes; the limit is {_services.Options.MaxOpBytes}.", requestId, docId, clientSeq);
+            OverLimit(LimitKind.OpSize, ErrorCode.OpTooLarge, $"The op is {op.Length} bytes; the limit is {_services.Options.MaxOpBytes}.", requestId, docId, clientSeq);
             return;
         }
 
-        ValueTask<SubmitOutcome> pending;
+        PendingSubmit pending;
         try
         {
             // The hub decodes and checks the op with the document's type (OtException: nothing was submitted), then calls
             // OnSubmitAccepted before it submits.
-            pending = subscription.Hub.SubmitEncodedAsync(subscription, clientSeq, submit.BaseVersion, submit.Op.Span, started);
+            pending = subscription.Hub.SubmitEncoded(subscription, clientSeq, baseVersion, op, started);
         }
         catch (OtException ex)
         {
@@ -485,13 +522,14 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
             WakeSubmitSlotWaiter(submitCompleted: true); // no outcome will come for it
             throw;
         }
-        if (pending.IsCompletedSuccessfully)
+
+        if (pending.IsCompleted)
         {
-            OnSubmitted(subscription, clientSeq, requestId, pending.Result, started);
+            FinishSubmit(pending, subscription, clientSeq, requestId, started);
         }
         else
         {
-            AwaitSubmittedAsync(pending, subscription, clientSeq, requestId, started).Forget(_services.Log.Logger, "submit");
+            SubmitContinuation.Rent().Await(this, pending, subscription, clientSeq, requestId, started);
         }
     }
 
@@ -508,12 +546,13 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
     }
 
-    private async Task AwaitSubmittedAsync(ValueTask<SubmitOutcome> pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+    /// <summary>Takes a submit's outcome (known by now) and answers it; a submit that failed asks the client to resend.</summary>
+    private void FinishSubmit(in PendingSubmit pending, Subscription subscription, long clientSeq, ulong requestId, long started)
     {
         SubmitOutcome result;
         try
         {
-            result = await pending.ConfigureAwait(false);
+            result = pending.GetResult();
         }
         catch (Exception ex)
         {
@@ -524,6 +563,62 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         OnSubmitted(subscription, clientSeq, requestId, result, started);
+    }
+
+    /// <summary>
+    /// The wait for one submit's outcome, pooled: an async method here cost a state machine box, and the conversion of the
+    /// sequencer's result another, per op (~350 B and a task continuation; docs/PERFORMANCE.md, "Submit path
+    /// allocations"). The continuation delegate is made once per pooled object.
+    /// </summary>
+    private sealed class SubmitContinuation
+    {
+        private static readonly ObjectPool<SubmitContinuation> s_pool = new(256);
+
+        private readonly Action _onCompleted;
+        private ClientSession? _session;
+        private PendingSubmit _pending;
+        private Subscription? _subscription;
+        private long _clientSeq;
+        private ulong _requestId;
+        private long _started;
+
+        private SubmitContinuation() => _onCompleted = OnCompleted;
+
+        public static SubmitContinuation Rent() => s_pool.TryRent() ?? new SubmitContinuation();
+
+        public void Await(ClientSession session, PendingSubmit pending, Subscription subscription, long clientSeq, ulong requestId, long started)
+        {
+            _session = session;
+            _pending = pending;
+            _subscription = subscription;
+            _clientSeq = clientSeq;
+            _requestId = requestId;
+            _started = started;
+            pending.OnCompleted(_onCompleted);
+        }
+
+        private void OnCompleted()
+        {
+            ClientSession session = _session!;
+            PendingSubmit pending = _pending;
+            Subscription subscription = _subscription!;
+            long clientSeq = _clientSeq;
+            ulong requestId = _requestId;
+            long started = _started;
+            _session = null;
+            _pending = default;
+            _subscription = null;
+            s_pool.Return(this);
+            try
+            {
+                session.FinishSubmit(pending, subscription, clientSeq, requestId, started);
+            }
+            catch (Exception ex)
+            {
+                // Nothing above the continuation would see it (it may run on a document's worker).
+                session._services.Log.MessageFailed(session._connection.Id, ex);
+            }
+        }
     }
 
     /// <summary>
@@ -1079,6 +1174,26 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         {
             subscription.Hub.ReleaseRef();
         }
+    }
+
+    /// <summary>The received-messages counter of a message kind, looked up once: WithLabels per message cost a label array and a lookup.</summary>
+    private static Prometheus.Counter.Child ReceivedCounter(ClientMessage.BodyOneofCase kind) =>
+        ((uint)kind < (uint)s_receivedByKind.Length ? s_receivedByKind[(int)kind] : null) ?? SessionMetrics.MessagesReceived.WithLabels(KindLabel(kind));
+
+    private static readonly Prometheus.Counter.Child?[] s_receivedByKind = ReceivedCounters();
+
+    private static Prometheus.Counter.Child?[] ReceivedCounters()
+    {
+        var children = new Prometheus.Counter.Child?[32];
+        foreach (ClientMessage.BodyOneofCase kind in Enum.GetValues<ClientMessage.BodyOneofCase>())
+        {
+            if ((int)kind < children.Length)
+            {
+                children[(int)kind] = SessionMetrics.MessagesReceived.WithLabels(KindLabel(kind));
+            }
+        }
+
+        return children;
     }
 
     private static string KindLabel(ClientMessage.BodyOneofCase kind) => kind switch

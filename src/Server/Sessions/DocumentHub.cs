@@ -113,11 +113,12 @@ internal abstract class DocumentHub
 
     /// <summary>
     /// A client's submit (op bytes as received): decoded and checked with the document's type, then sequenced here or
-    /// forwarded (see <see cref="DocumentHub{TSnapshot, TOp}.SubmitAsync"/>). Throws <see cref="Engine.OtException"/>
+    /// forwarded (see <see cref="DocumentHub{TSnapshot, TOp}.SubmitEncoded"/>). Throws <see cref="Engine.OtException"/>
     /// (nothing else done) when the bytes are not a valid op of the type; calls
-    /// <see cref="ClientSession.OnSubmitAccepted"/> between the check and the submit.
+    /// <see cref="ClientSession.OnSubmitAccepted"/> between the check and the submit. The outcome's continuation must be
+    /// quick and must not block: for a local submit it runs on the document's worker.
     /// </summary>
-    public abstract ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp);
+    public abstract PendingSubmit SubmitEncoded(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp);
 
     /// <summary>
     /// A submit forwarded by another node (or waiting to be forwarded when this node was promoted): decoded and checked,
@@ -262,33 +263,31 @@ internal sealed class DocumentHub<TSnapshot, TOp> : DocumentHub, ISequencerListe
 
     // ------------------------------------------------------------------ submit
 
-    /// <summary>
-    /// Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through
-    /// <see cref="OnCommitted"/>. One connection's submits keep their arrival order (docs/PROTOCOL.md §11): the local
-    /// sequencer takes them in order, and forwarded ones go through <paramref name="from"/>'s chain, one at a time,
-    /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
-    /// </summary>
-    public ValueTask<SubmitOutcome> SubmitAsync(Subscription from, Submission<TOp> submission)
-    {
-        if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
-        {
-            return from.SubmitInOrderAsync(this, submission);
-        }
-
-        return SubmitHereAsync(submission);
-    }
-
     /// <summary>One step of a subscription's chain: forwarded to the owner, or sequenced here if this node owns the document now.</summary>
     internal ValueTask<SubmitOutcome> SubmitOrForwardAsync(Submission<TOp> submission) =>
         _replication is { SequencesLocally: false } replication
             ? replication.ForwardAsync(new ForwardedSubmission(submission.ClientId, submission.ClientSeq, submission.BaseVersion, _kind.Encode(submission.Op), submission.Author))
             : SubmitHereAsync(submission);
 
-    public override ValueTask<SubmitOutcome> SubmitEncodedAsync(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp)
+    /// <summary>
+    /// Sequences a client's op here, or forwards it to the owner. The ack itself reaches the author through
+    /// <see cref="OnCommitted"/>. One connection's submits keep their arrival order (docs/PROTOCOL.md §11): the local
+    /// sequencer takes them in order, and forwarded ones go through the subscription's chain, one at a time,
+    /// through retries, failover and a promotion of this node, so a later submit never overtakes an earlier one.
+    /// </summary>
+    public override PendingSubmit SubmitEncoded(Subscription from, long clientSeq, long baseVersion, ReadOnlySpan<byte> op, long receivedTimestamp)
     {
         TOp decoded = _kind.DecodeSubmission(op);
         from.Session.OnSubmitAccepted(from, clientSeq);
-        return SubmitAsync(from, new Submission<TOp>(from.ClientId, clientSeq, baseVersion, decoded, from.Session.Author, receivedTimestamp));
+        var submission = new Submission<TOp>(from.ClientId, clientSeq, baseVersion, decoded, from.Session.Author, receivedTimestamp);
+        if (_replication is { SequencesLocally: false } || from.HasChainedSubmits)
+        {
+            return new PendingSubmit(from.SubmitInOrderAsync(this, submission));
+        }
+
+        // The session's continuation is bookkeeping (a histogram, its in-flight count; the ack itself left in OnCommitted):
+        // run on the worker, it saves a thread-pool work item and a wake-up per op.
+        return new PendingSubmit(Sequencer.SubmitContinuingOnWorkerAsync(submission));
     }
 
     public override ValueTask<SubmitResult> SubmitForwardedHereAsync(ForwardedSubmission submission) =>

@@ -26,6 +26,18 @@ internal struct SubscriptionSet
         return subscription is not null;
     }
 
+    /// <summary>The subscription of the document whose id is <paramref name="docId"/>, looked up without making a string of it.</summary>
+    public readonly bool TryGetValue(ReadOnlySpan<char> docId, [NotNullWhen(true)] out Subscription? subscription)
+    {
+        if (_many is not null)
+        {
+            return _many.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(docId, out subscription);
+        }
+
+        subscription = _single is not null && docId.SequenceEqual(_single.DocId) ? _single : null;
+        return subscription is not null;
+    }
+
     /// <summary>Adds the subscription, or replaces the one of the same document.</summary>
     public void Set(Subscription subscription)
     {

@@ -18,9 +18,6 @@ namespace Collab.Server.Storage;
 /// </remarks>
 public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 {
-    /// <summary>SQLITE_CONSTRAINT_PRIMARYKEY: the (doc_id, version) fence.</summary>
-    private const int SqliteConstraintPrimaryKey = 1555;
-
     private const int PruneDocsPerTransaction = 256;
 
     private static readonly Migration[] Migrations =
@@ -81,8 +78,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 
     // Writer state, guarded by _writeLock. Reopened after an infrastructure failure (the connection may be unusable).
     private SqliteConnection? _writer;
-    private SqliteCommand? _insertOp;
-    private SqliteCommand? _insertDocument;
+    private SqliteAppendStatements? _append;
     private SqliteCommand? _selectExisting;
     private bool _disposed;
 
@@ -169,36 +165,42 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using var transaction = writer.BeginTransaction(deferred: false);
-                _insertOp!.Transaction = transaction;
-                _insertDocument!.Transaction = transaction;
+                var append = _append!;
                 var failedAt = -1;
-                for (var i = 0; i < batch.Count; i++)
+                append.Begin();
+                try
                 {
-                    var record = batch[i];
-                    if (exclusions is not null && exclusions.Skip(record))
+                    for (var i = 0; i < batch.Count; i++)
                     {
-                        continue;
+                        var record = batch[i];
+                        if (exclusions is not null && exclusions.Skip(record))
+                        {
+                            continue;
+                        }
+
+                        if (!append.TryInsert(record))
+                        {
+                            failedAt = i;
+                            break;
+                        }
                     }
 
-                    if (!TryInsert(record))
+                    if (failedAt < 0)
                     {
-                        failedAt = i;
-                        break;
+                        append.Commit();
+                        _checkpointer?.OnCommitted(batch.Count);
+                        return BatchExclusions.ToResult(exclusions);
                     }
                 }
-
-                if (failedAt < 0)
+                finally
                 {
-                    transaction.Commit();
-                    _checkpointer?.OnCommitted(batch.Count);
-                    return BatchExclusions.ToResult(exclusions);
+                    // Whatever was not committed (a clash, an error) is rolled back before the lock is released.
+                    append.Rollback();
                 }
 
                 // A (doc, version) already exists. Roll back, look up every record of the batch that exists (not just
                 // the first clash), fence the documents another writer got to, skip records an earlier attempt of ours
                 // committed, and write the rest again. Each round excludes something more, so this terminates.
-                transaction.Rollback();
                 exclusions ??= new BatchExclusions();
                 ClassifyExisting(batch, exclusions);
                 if (!exclusions.TakeProgress() && !exclusions.ExcludeDuplicatesWithinBatch(batch))
@@ -528,37 +530,6 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
         }
     }
 
-    private bool TryInsert(in OpRecord record)
-    {
-        if (record.Version == 1)
-        {
-            // The first op creates the document's row; later ops never need to touch it.
-            var p = _insertDocument!.Parameters;
-            p[0].Value = record.DocId;
-            p[1].Value = record.TimestampMs;
-            _insertDocument.ExecuteNonQuery();
-        }
-
-        var parameters = _insertOp!.Parameters;
-        parameters[0].Value = record.DocId;
-        parameters[1].Value = record.Version;
-        parameters[2].Value = record.ClientId;
-        parameters[3].Value = record.ClientSeq;
-        parameters[4].Value = (object?)record.Author ?? DBNull.Value;
-        parameters[5].Value = StorageValidation.AsArray(record.Op);
-        parameters[6].Value = record.TimestampMs;
-        try
-        {
-            _insertOp.ExecuteNonQuery();
-            return true;
-        }
-        catch (SqliteException ex) when (ex.SqliteExtendedErrorCode == SqliteConstraintPrimaryKey)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>Reports every record of the batch that already exists (outside any transaction: the writer holds none now).</summary>
     private void ClassifyExisting(IReadOnlyList<OpRecord> batch, BatchExclusions exclusions)
     {
         var select = _selectExisting!;
@@ -683,23 +654,7 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
                 pragma.ExecuteNonQuery();
             }
 
-            _insertOp = connection.CreateCommand();
-            _insertOp.CommandText = """
-                INSERT INTO ops (doc_id, version, client_id, client_seq, author, op, ts_ms)
-                VALUES ($doc, $version, $client, $seq, $author, $op, $ts)
-                """;
-            _insertOp.Parameters.Add("$doc", SqliteType.Text);
-            _insertOp.Parameters.Add("$version", SqliteType.Integer);
-            _insertOp.Parameters.Add("$client", SqliteType.Text);
-            _insertOp.Parameters.Add("$seq", SqliteType.Integer);
-            _insertOp.Parameters.Add("$author", SqliteType.Text);
-            _insertOp.Parameters.Add("$op", SqliteType.Blob);
-            _insertOp.Parameters.Add("$ts", SqliteType.Integer);
-
-            _insertDocument = connection.CreateCommand();
-            _insertDocument.CommandText = "INSERT OR IGNORE INTO documents (id, created_ms) VALUES ($doc, $ts)";
-            _insertDocument.Parameters.Add("$doc", SqliteType.Text);
-            _insertDocument.Parameters.Add("$ts", SqliteType.Integer);
+            _append = new SqliteAppendStatements(connection);
 
             _selectExisting = connection.CreateCommand();
             _selectExisting.CommandText = "SELECT client_id, client_seq FROM ops WHERE doc_id = $doc AND version = $version";
@@ -766,10 +721,10 @@ public sealed partial class SqliteOpStore : IOpStore, IDocumentHistory
 
     private void DisposeCommands()
     {
-        _insertOp?.Dispose();
-        _insertDocument?.Dispose();
+        _append?.Dispose();
         _selectExisting?.Dispose();
-        _insertOp = _insertDocument = _selectExisting = null;
+        _append = null;
+        _selectExisting = null;
     }
 
     private sealed record Migration(int Version, string Description, string Sql);

@@ -24,7 +24,7 @@ public sealed partial class MetricsReferenceTests
         // this test process has or has not run (the cluster's only appear on a clustered node, for instance).
         _ = TransportMetrics.Instance;
         _ = new StorageMetrics();
-        foreach (Type holder in new[] { typeof(SessionMetrics), typeof(SecurityMetrics), typeof(ClusterMetrics), typeof(RetentionService), typeof(Collab.Server.Api.HistoryReader) })
+        foreach (Type holder in new[] { typeof(SessionMetrics), typeof(SecurityMetrics), typeof(ClusterMetrics), typeof(RetentionService), typeof(Collab.Server.Api.HistoryReader), typeof(Collab.Server.Hosting.LatencyMetrics) })
         {
             RuntimeHelpers.RunClassConstructor(holder.TypeHandle);
         }
