@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using Collab.Server.Hosting;
+using Collab.Testing;
 using Prometheus;
 
 namespace Collab.Integration.Tests.Deploy;

@@ -1,19 +1,19 @@
 using System.Runtime.CompilerServices;
-using Collab.Server.Hosting;
+using Collab.Server;
 using Collab.Server.Storage;
 
-namespace Collab.Integration.Tests.Deploy;
+namespace Collab.Testing;
 
 /// <summary>
 /// The server's metrics classes (docs/OPERATIONS.md, "Metrics in the code": every one is a class named <c>*Metrics</c>),
 /// found by reflection so that a new one is covered without being listed here, and touched so that their series exist
 /// in the default registry whatever else the test process has run (the cluster's only appear on a clustered node).
 /// </summary>
-internal static class MetricHolders
+public static class MetricHolders
 {
     public static IReadOnlyList<Type> TouchAll()
     {
-        Type[] holders = [.. typeof(MetricsDefaults).Assembly.GetTypes()
+        Type[] holders = [.. typeof(CollabServerHost).Assembly.GetTypes()
             .Where(static t => t.IsClass && t.Name.EndsWith("Metrics", StringComparison.Ordinal) && !t.IsNested)];
         foreach (Type holder in holders)
         {
