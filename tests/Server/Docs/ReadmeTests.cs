@@ -51,7 +51,7 @@ public sealed partial class ReadmeTests
     [Fact]
     public void Every_ts_block_is_a_browser_sdk_example_quoted_exactly()
     {
-        // The example itself runs in the browser SDK's tests (web/client/test/readme.test.ts binds it to two replicas).
+        // The examples run in the browser SDK's tests (readme.test.ts binds textarea.ts to two replicas, integration-rich.test.ts runs rich.ts against the server).
         CodeBlock[] ts = [.. s_blocks.Value.Where(b => b.Language == "ts")];
         Assert.NotEmpty(ts);
         foreach (CodeBlock block in ts)

@@ -23,6 +23,9 @@ const result = await build({
   platform: "browser",
   target: ["es2022", "chrome110", "firefox115", "safari16"],
   entryNames: "assets/[name]-[hash]",
+  // The rich-text editor (Quill) is a chunk the page imports only for a rich-text document.
+  splitting: true,
+  chunkNames: "assets/[name]-[hash]",
   assetNames: "assets/[name]-[hash]",
   outdir: staging,
   metafile: true,
@@ -31,8 +34,11 @@ const result = await build({
 });
 
 const outputs = Object.keys(result.metafile.outputs).map((p) => relative(staging, resolve(p)));
-const script = outputs.find((p) => p.endsWith(".js"));
-const style = outputs.find((p) => p.endsWith(".css"));
+const entry = Object.entries(result.metafile.outputs).find(([p, o]) => p.endsWith(".js") && o.entryPoint !== undefined);
+const script = entry && relative(staging, resolve(entry[0]));
+const style = entry?.[1].cssBundle && relative(staging, resolve(entry[1].cssBundle));
+const chunks = outputs.filter((p) => p.endsWith(".js") && p !== script);
+const staticImports = entry[1].imports.filter((i) => i.kind === "import-statement").map((i) => relative(staging, resolve(i.path)));
 if (!script || !style) {
   throw new Error(`esbuild produced no script or stylesheet: ${outputs.join(", ")}`);
 }
@@ -44,7 +50,10 @@ writeFileSync(join(staging, icon), iconBytes);
 const html = readFileSync(join(app, "src", "index.html"), "utf8")
   .replace("{{script}}", `/${script}`)
   .replace("{{style}}", `/${style}`)
-  .replace("{{icon}}", `/${icon}`);
+  .replace("{{icon}}", `/${icon}`)
+  // The chunks the script imports statically (the code it shares with the rich editor's chunk) are fetched at once,
+  // not after the script has been parsed.
+  .replace("{{preload}}", staticImports.map((p) => `    <link rel="modulepreload" href="/${p}" />`).join("\n"));
 writeFileSync(join(staging, "index.html"), html);
 writeFileSync(join(staging, "robots.txt"), "User-agent: *\nDisallow: /d/\n");
 
@@ -62,3 +71,6 @@ const size = (file) => {
   return `${(bytes.length / 1024).toFixed(1)} KB min, ${(gzipSync(bytes, { level: 9 }).length / 1024).toFixed(1)} KB gzip`;
 };
 console.log(`page built in ${relative(process.cwd(), outdir) || "."}: ${script} (${size(script)}), ${style} (${size(style)})`);
+for (const chunk of chunks) {
+  console.log(`  chunk ${chunk} (${size(chunk)})`);
+}

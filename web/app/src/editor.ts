@@ -8,14 +8,17 @@ import {
   type CollabDocument,
   CollabServerError,
   type ConnectionState,
+  DocumentTypeError,
   ErrorCode,
+  TEXT_TYPE_NAME,
   UndoManager,
 } from "@collab/client";
+import type { RichDocument } from "@collab/client/rich";
 import { collabBinding, type Peer } from "./binding.js";
 import { avatar, identity, identityChip, onIdentityChange } from "./chrome.js";
 import { documentIdProblem } from "./docid.js";
 import { h, logo } from "./dom.js";
-import { rememberDocument } from "./recent.js";
+import { recentDocuments, rememberDocument } from "./recent.js";
 
 /** What the page exposes for the browser console and the end-to-end tests (read it; do not build on it). */
 export interface PageHandle {
@@ -27,11 +30,21 @@ export interface PageHandle {
 
 declare global {
   interface Window {
+    /** A plain-text document's page. (A rich-text one sets `__collabRich`, richeditor.ts.) */
     __collab?: PageHandle;
+    /** The page's client, whatever the document's type. */
+    __collabClient?: CollabClient;
   }
 }
 
 const MAX_AVATARS = 5;
+
+/**
+ * The rich-text type's name (`@collab/client/rich` has it, but everything rich stays in the richeditor chunk, loaded on
+ * demand: a plain-text page never fetches Quill or quill-delta).
+ */
+const RICH_TEXT_TYPE_NAME = "rich-text";
+const richModule = (): Promise<typeof import("./richeditor.js")> => import("./richeditor.js");
 
 /**
  * CodeMirror's standard keys for a plain-text document: Enter inserts a bare newline (no language, so no
@@ -79,7 +92,7 @@ function describeFailure(error: unknown): { title: string; detail: string } {
       case ErrorCode.INVALID_DOC_ID:
         return { title: "That is not a valid document name", detail: "Names use letters, digits and . _ : / - (up to 128)." };
       case ErrorCode.TYPE_MISMATCH:
-        return { title: "This document can't be opened here", detail: "It is a rich-text document; this editor edits plain text." };
+        return { title: "This document can't be opened here", detail: "Its type is not one this page edits." };
       default:
         return { title: "The document could not be opened", detail: error.message };
     }
@@ -145,7 +158,7 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
   }
 
   let client: CollabClient;
-  let doc: CollabDocument;
+  let opened: Opened;
   try {
     client = await connectWithRetry((message) => {
       const loading = paper.querySelector("#loading");
@@ -153,15 +166,20 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
         loading.textContent = message;
       }
     });
-    doc = await client.openDocument(docId);
+    opened = await openWithItsType(client, docId, wantedType(docId));
   } catch (error) {
     showFailure(error);
     return;
   }
-  rememberDocument(docId);
+  const rich = opened.rich !== undefined;
+  const doc = opened.rich ?? opened.text!;
+  rememberDocument(docId, rich ? RICH_TEXT_TYPE_NAME : TEXT_TYPE_NAME);
+  if (new URLSearchParams(location.search).has("type")) {
+    // The type only matters when the document is created: the shared link is the plain one.
+    history.replaceState(null, "", location.pathname);
+  }
+  document.body.dataset.docType = rich ? "rich-text" : "text";
 
-  const undo = new UndoManager(doc);
-  const editable = new Compartment();
   let peers: readonly Peer[] = [];
   let noticeTimer: ReturnType<typeof setTimeout> | undefined;
   const notice = (message: string): void => {
@@ -170,51 +188,43 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => (banner.hidden = true), 8000);
   };
-  const binding = collabBinding({
-    document: doc,
-    undoManager: undo,
-    identity,
-    onPeers: (list) => ((peers = list), paintPeers()),
-    onRefused: (error) =>
-      notice(
-        error instanceof RangeError
-          ? `That edit is too large to send at once (the server accepts ${Math.floor(client.limits.maxOpBytes / 1024)} KB per edit): paste it in parts.`
-          : `That edit could not be applied: ${error instanceof Error ? error.message : String(error)}`,
-      ),
-  });
-  const view = new EditorView({
-    parent: editorHost,
-    state: EditorState.create({
-      doc: doc.text,
-      extensions: [
-        binding.extension,
-        drawSelection(),
-        highlightActiveLine(),
-        EditorView.lineWrapping,
-        // The page's selection colours (a theme: CodeMirror's own selectors are more specific than a stylesheet's).
-        EditorView.theme({
-          ".cm-selectionLayer .cm-selectionBackground": { background: "#e5e7eb" },
-          "&.cm-focused > .cm-scroller > .cm-selectionLayer .cm-selectionBackground": { background: "#bfdbfe" },
-        }),
-        placeholder("Start typing… Everyone with this page's link sees your text as you write."),
-        keymap.of(plainTextKeymap),
-        editable.of(EditorView.editable.of(true)),
-        EditorView.contentAttributes.of({ "aria-label": `Document ${docId}`, spellcheck: "true" }),
-        EditorView.updateListener.of((update) => {
-          if (update.docChanged) {
-            scheduleCounts();
-          }
-        }),
-      ],
-    }),
-  });
-  paper.replaceChildren(editorHost);
-  view.focus();
-  window.__collab = { client, doc, view, undo };
+  const onRefused = (error: unknown): void =>
+    notice(
+      error instanceof RangeError
+        ? `That edit is too large to send at once (the server accepts ${Math.floor(client.limits.maxOpBytes / 1024)} KB per edit): paste it in parts.`
+        : `That edit could not be applied: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  const onPeers = (list: readonly Peer[]): void => ((peers = list), paintPeers());
+  const placeholderText = "Start typing… Everyone with this page's link sees your text as you write.";
+  const surface: Surface =
+    opened.rich !== undefined
+      ? await mountRich(editorHost, paper, client, opened.rich, { onPeers, onRefused, placeholder: placeholderText, label: `Document ${docId}` })
+      : mountText(editorHost, paper, client, opened.text!, { onPeers, onRefused, placeholder: placeholderText, label: `Document ${docId}`, onDocChanged: () => scheduleCounts() });
+  const undo = surface.undo;
+  const openDoc = doc;
+  if (opened.rich !== undefined) {
+    opened.rich.on("change", () => scheduleCounts());
+    opened.rich.on("localChange", () => scheduleCounts());
+  }
+  surface.focus();
 
-  onIdentityChange(() => binding.publish(view));
-  undoButton.addEventListener("click", () => (undo.undo(), view.focus()));
-  redoButton.addEventListener("click", () => (undo.redo(), view.focus()));
+  onIdentityChange(() => surface.publish());
+  undoButton.addEventListener("click", () => {
+    try {
+      undo.undo();
+    } catch (error) {
+      onRefused(error);
+    }
+    surface.focus();
+  });
+  redoButton.addEventListener("click", () => {
+    try {
+      undo.redo();
+    } catch (error) {
+      onRefused(error);
+    }
+    surface.focus();
+  });
 
   function paintPeers(): void {
     const shown = peers.slice(0, MAX_AVATARS).map((p) => avatar(p, "peer"));
@@ -229,9 +239,9 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
       countsQueued = true;
       requestAnimationFrame(() => {
         countsQueued = false;
-        const text = doc.text;
+        const text = openDoc.text;
         const words = text.match(/[\p{L}\p{N}][\p{L}\p{N}'’-]*/gu)?.length ?? 0;
-        countsLabel.textContent = `${words.toLocaleString()} ${words === 1 ? "word" : "words"} · ${doc.length.toLocaleString()} characters`;
+        countsLabel.textContent = `${words.toLocaleString()} ${words === 1 ? "word" : "words"} · ${openDoc.length.toLocaleString()} characters`;
       });
     }
   }
@@ -244,11 +254,11 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
     connection.dataset.state = offline ? "offline" : state;
     connection.querySelector(".label")!.textContent = offline ? "Offline" : stateLabels[state];
     connection.title = state === "connected" ? `Connected to ${client.serverId ?? "the server"}` : "Your edits are kept and sent when the connection is back.";
-    saveState.textContent = doc.closed ? "" : doc.hasPendingOps ? (state === "connected" ? "Saving…" : "Edits kept offline") : "All changes saved";
-    saveState.dataset.pending = String(doc.hasPendingOps);
-    versionLabel.textContent = `Version ${doc.version.toLocaleString()}`;
-    undoButton.disabled = !undo.canUndo || doc.closed;
-    redoButton.disabled = !undo.canRedo || doc.closed;
+    saveState.textContent = openDoc.closed ? "" : openDoc.hasPendingOps ? (state === "connected" ? "Saving…" : "Edits kept offline") : "All changes saved";
+    saveState.dataset.pending = String(openDoc.hasPendingOps);
+    versionLabel.textContent = `Version ${openDoc.version.toLocaleString()}`;
+    undoButton.disabled = !undo.canUndo || openDoc.closed;
+    redoButton.disabled = !undo.canRedo || openDoc.closed;
   }
   // Coalesced per frame: a burst of remote ops repaints the chrome once.
   let paintQueued = false;
@@ -262,7 +272,7 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
     }
   }
   for (const event of ["change", "localChange", "ack"] as const) {
-    doc.on(event, queuePaint);
+    (openDoc as CollabDocument).on(event, queuePaint);
   }
   client.on("state", queuePaint);
   window.addEventListener("online", queuePaint);
@@ -271,14 +281,14 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
 
   const readOnly = (message: string): void => {
     clearTimeout(noticeTimer);
-    view.dispatch({ effects: editable.reconfigure(EditorView.editable.of(false)) });
+    surface.setEditable(false);
     banner.textContent = message;
     banner.hidden = false;
     peers = [];
     paintPeers();
     queuePaint();
   };
-  doc.on("closed", ({ error }) => {
+  openDoc.on("closed", ({ error }) => {
     if (error instanceof CollabServerError && error.code === ErrorCode.DOC_DELETED) {
       readOnly("This document was deleted. What you see is its last text; it can no longer be edited.");
     } else if (error !== null && client.state !== "closed") {
@@ -291,9 +301,109 @@ export async function renderEditor(root: HTMLElement, docId: string): Promise<vo
     }
   });
   window.addEventListener("beforeunload", (event) => {
-    if (doc.hasPendingOps) {
+    if (openDoc.hasPendingOps) {
       // Unsent edits would be lost with the page (they are kept across reconnects, not across a closed tab).
       event.preventDefault();
     }
   });
+}
+
+/** The editor of the open document, as the page's chrome drives it. */
+interface Surface {
+  undo: UndoManager<any, any>;
+  setEditable(editable: boolean): void;
+  focus(): void;
+  /** Re-sends this user's selection (after a change of name or colour). */
+  publish(): void;
+}
+
+interface SurfaceOptions {
+  onPeers: (peers: readonly Peer[]) => void;
+  onRefused: (error: unknown) => void;
+  placeholder: string;
+  label: string;
+}
+
+/** The type to open the document as: `?type=` (set by the picker's "New" buttons), else what it was here last time. */
+function wantedType(docId: string): string {
+  const asked = new URLSearchParams(location.search).get("type");
+  if (asked === RICH_TEXT_TYPE_NAME || asked === TEXT_TYPE_NAME) {
+    return asked;
+  }
+  return recentDocuments().find((d) => d.id === docId)?.type ?? TEXT_TYPE_NAME;
+}
+
+/**
+ * Opens the document as `type` (which creates it with that type if it is new); a document of the other type is
+ * refused by the server (DocumentTypeError) and opened with its own.
+ */
+async function openWithItsType(client: CollabClient, docId: string, type: string): Promise<Opened> {
+  const open = async (rich: boolean): Promise<Opened> => (rich ? { rich: await (await richModule()).openRich(client, docId) } : { text: await client.openDocument(docId) });
+  try {
+    return await open(type === RICH_TEXT_TYPE_NAME);
+  } catch (error) {
+    if (error instanceof DocumentTypeError) {
+      return open(type !== RICH_TEXT_TYPE_NAME);
+    }
+    throw error;
+  }
+}
+
+/** The open document: one of the two. */
+interface Opened {
+  text?: CollabDocument;
+  rich?: RichDocument;
+}
+
+/** Quill for a rich-text document: its module (and Quill) is fetched only now. */
+async function mountRich(editorHost: HTMLElement, paper: HTMLElement, client: CollabClient, doc: RichDocument, options: SurfaceOptions): Promise<Surface> {
+  const { mountRichEditor } = await richModule();
+  paper.replaceChildren(editorHost);
+  paper.classList.add("rich");
+  const editor = mountRichEditor({ host: editorHost, document: doc, identity, ...options });
+  window.__collabRich = { doc, quill: editor.quill, undo: editor.undo };
+  window.__collabClient = client;
+  return editor;
+}
+
+/** CodeMirror for a plain-text document. */
+function mountText(editorHost: HTMLElement, paper: HTMLElement, client: CollabClient, doc: CollabDocument, options: SurfaceOptions & { onDocChanged: () => void }): Surface {
+  const undo = new UndoManager(doc);
+  const editable = new Compartment();
+  const binding = collabBinding({ document: doc, undoManager: undo, identity, onPeers: options.onPeers, onRefused: options.onRefused });
+  const view = new EditorView({
+    parent: editorHost,
+    state: EditorState.create({
+      doc: doc.text,
+      extensions: [
+        binding.extension,
+        drawSelection(),
+        highlightActiveLine(),
+        EditorView.lineWrapping,
+        // The page's selection colours (a theme: CodeMirror's own selectors are more specific than a stylesheet's).
+        EditorView.theme({
+          ".cm-selectionLayer .cm-selectionBackground": { background: "#e5e7eb" },
+          "&.cm-focused > .cm-scroller > .cm-selectionLayer .cm-selectionBackground": { background: "#bfdbfe" },
+        }),
+        placeholder(options.placeholder),
+        keymap.of(plainTextKeymap),
+        editable.of(EditorView.editable.of(true)),
+        EditorView.contentAttributes.of({ "aria-label": options.label, spellcheck: "true" }),
+        EditorView.updateListener.of((update) => {
+          if (update.docChanged) {
+            options.onDocChanged();
+          }
+        }),
+      ],
+    }),
+  });
+  paper.replaceChildren(editorHost);
+  window.__collab = { client, doc, view, undo };
+  window.__collabClient = client;
+  return {
+    undo,
+    setEditable: (on) => view.dispatch({ effects: editable.reconfigure(EditorView.editable.of(on)) }),
+    focus: () => view.focus(),
+    publish: () => binding.publish(view),
+  };
 }

@@ -4,6 +4,28 @@ import { h, logo, relativeTime } from "./dom.js";
 import { identityChip } from "./chrome.js";
 import { forgetDocument, recentDocuments } from "./recent.js";
 
+const TEXT_TYPE = "text-unicode";
+const RICH_TYPE = "rich-text";
+
+/**
+ * "New rich-text document": the type is chosen here, at creation (a document's type is fixed then). The document is
+ * created through the HTTP API holding one newline, Quill's empty document, so that every editor opening it starts
+ * from the same contents; where the API is off or refuses, the page creates it when it subscribes (`?type=`).
+ */
+async function newRichDocument(): Promise<void> {
+  const id = newDocumentId();
+  try {
+    await fetch(`/v1/docs/${id}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ type: RICH_TYPE, content: [{ insert: "\n" }] }),
+    });
+  } catch {
+    // The page creates it.
+  }
+  location.assign(`${documentPath(id)}?type=${RICH_TYPE}`);
+}
+
 interface ServerDocument {
   id: string;
   type: string;
@@ -47,7 +69,13 @@ export function renderPicker(root: HTMLElement): void {
         h(
           "li",
           {},
-          h("a", { href: documentPath(d.id), class: "doc-link" }, h("span", { class: "doc-icon", "aria-hidden": "true" }), h("span", { class: "doc-name" }, d.id)),
+          h(
+            "a",
+            { href: documentPath(d.id), class: "doc-link", "data-type": d.type ?? TEXT_TYPE },
+            h("span", { class: d.type === RICH_TYPE ? "doc-icon rich" : "doc-icon", "aria-hidden": "true" }),
+            h("span", { class: "doc-name" }, d.id),
+            d.type === RICH_TYPE ? h("span", { class: "doc-kind" }, "rich text") : null,
+          ),
           h("span", { class: "doc-meta" }, relativeTime(d.openedAt)),
           h(
             "button",
@@ -88,7 +116,8 @@ export function renderPicker(root: HTMLElement): void {
         h(
           "div",
           { class: "hero-actions" },
-          h("button", { class: "button primary", id: "new-doc", onclick: () => location.assign(documentPath(newDocumentId())) }, "New document"),
+          h("button", { class: "button primary", id: "new-doc", title: "A plain-text document", onclick: () => location.assign(documentPath(newDocumentId())) }, "New document"),
+          h("button", { class: "button", id: "new-rich-doc", title: "A formatted document: headings, bold, lists, links, images", onclick: () => void newRichDocument() }, "New rich-text document"),
           h("form", { class: "open-form", onsubmit: open }, input, h("button", { class: "button", type: "submit" }, "Open")),
         ),
         problem,
@@ -105,7 +134,7 @@ async function loadServerDocuments(list: HTMLElement, section: HTMLElement): Pro
       throw new Error(String(response.status));
     }
     const body = (await response.json()) as { documents?: ServerDocument[] };
-    const documents = (body.documents ?? []).filter((d) => d.type === "text-unicode" || d.type === undefined);
+    const documents = (body.documents ?? []).filter((d) => d.type === undefined || d.type === TEXT_TYPE || d.type === RICH_TYPE);
     if (documents.length === 0) {
       list.replaceChildren(h("li", { class: "empty" }, "No documents yet."));
       return;
@@ -115,7 +144,13 @@ async function loadServerDocuments(list: HTMLElement, section: HTMLElement): Pro
         h(
           "li",
           {},
-          h("a", { href: documentPath(d.id), class: "doc-link" }, h("span", { class: "doc-icon", "aria-hidden": "true" }), h("span", { class: "doc-name" }, d.id)),
+          h(
+            "a",
+            { href: documentPath(d.id), class: "doc-link", "data-type": d.type ?? TEXT_TYPE },
+            h("span", { class: d.type === RICH_TYPE ? "doc-icon rich" : "doc-icon", "aria-hidden": "true" }),
+            h("span", { class: "doc-name" }, d.id),
+            d.type === RICH_TYPE ? h("span", { class: "doc-kind" }, "rich text") : null,
+          ),
           h("span", { class: "doc-meta" }, `${d.version} ${d.version === 1 ? "edit" : "edits"}`),
         ),
       ),

@@ -5,6 +5,8 @@ const MAX = 30;
 export interface RecentDocument {
   id: string;
   openedAt: number;
+  /** The document's OT type (`text-unicode`, `rich-text`), as it was when opened here; absent in older entries. */
+  type?: string;
 }
 
 export function recentDocuments(): RecentDocument[] {
@@ -29,8 +31,8 @@ function save(list: RecentDocument[]): void {
   }
 }
 
-export function rememberDocument(id: string): void {
-  save([{ id, openedAt: Date.now() }, ...recentDocuments().filter((d) => d.id !== id)]);
+export function rememberDocument(id: string, type: string): void {
+  save([{ id, openedAt: Date.now(), type }, ...recentDocuments().filter((d) => d.id !== id)]);
 }
 
 export function forgetDocument(id: string): void {

@@ -341,7 +341,18 @@ describe("the page as the server serves it", () => {
     assert.equal(html.headers.get("cache-control"), "no-store");
     const body = await html.text();
     const assets = [...body.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
-    assert.equal(assets.length, 3, body);
+    // Icon, stylesheet, script, and the chunk the script shares with the rich-text editor (preloaded).
+    assert.equal(assets.length, 4, body);
+    // The chunks the scripts import, the rich-text editor's among them (loaded on demand): hashed and immutable too.
+    for (const script of assets.filter((a) => a.endsWith(".js"))) {
+      const code = await (await fetch(`${base}${script}`)).text();
+      for (const m of code.matchAll(/"\.\/([A-Za-z]+-[A-Z0-9]{8}\.js)"/g)) {
+        if (!assets.includes(`/assets/${m[1]}`)) {
+          assets.push(`/assets/${m[1]}`);
+        }
+      }
+    }
+    assert.ok(assets.some((a) => /\/richeditor-[A-Z0-9]{8}\.js$/.test(a)), `the rich-text editor's chunk is not referenced: ${assets.join(", ")}`);
     const types: Record<string, string> = { js: "text/javascript", css: "text/css", svg: "image/svg+xml" };
     for (const asset of assets) {
       assert.match(asset, /-[A-Z0-9]{8}\.(js|css|svg)$/);

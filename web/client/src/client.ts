@@ -6,7 +6,8 @@
  */
 import type { ServerMessage, Welcome } from "./gen/collab/v1/collab_pb.js";
 import { backoffDelay, type ReconnectPolicy, type ResolvedReconnectPolicy, resolveReconnectPolicy } from "./backoff.js";
-import { CollabDocument, type DocumentHost, type OpenDocumentOptions } from "./document.js";
+import { CollabDocument } from "./document.js";
+import type { AnyDocument, DocumentHost, OpenDocumentOptions } from "./sync.js";
 import { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
 import { Emitter, EventQueue } from "./events.js";
 import {
@@ -223,7 +224,7 @@ export class CollabClient extends Emitter<ClientEvents> {
   private readonly onNetworkChange = (online: boolean): void => this.queue.run(() => this.networkChanged(online));
   private readonly onOnline = (): void => this.onNetworkChange(true);
   private readonly onOffline = (): void => this.onNetworkChange(false);
-  private readonly documents = new Map<string, CollabDocument>();
+  private readonly documents = new Map<string, AnyDocument>();
 
   private currentState: ConnectionState = "connecting";
   private session: Session | null = null;
@@ -305,11 +306,21 @@ export class CollabClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Subscribes to a document and resolves once its snapshot arrived (while disconnected, the subscription is made
-   * when the connection is back). Rejects with {@link CollabServerError} when the server refuses (forbidden, invalid
-   * id, too many subscriptions), and throws when the document is already open on this client.
+   * Subscribes to a text document (`text-unicode`) and resolves once its snapshot arrived (while disconnected, the
+   * subscription is made when the connection is back). A document that does not exist yet is created as a text
+   * document. Rejects with {@link DocumentTypeError} when it is a rich-text document (open it with
+   * `openRichDocument(client, docId)`), with {@link CollabServerError} when the server refuses (forbidden, invalid id, too many
+   * subscriptions), and throws when the document is already open on this client.
    */
   openDocument(docId: string, options?: OpenDocumentOptions): Promise<CollabDocument> {
+    return this.openWith(docId, (host, queue) => new CollabDocument(host, docId, queue, options));
+  }
+
+  /**
+   * @internal Opens a document of the class `create` makes (the typed open functions: {@link openDocument} here,
+   * `openRichDocument` in richdocument.ts, which stays out of a bundle that does not use it).
+   */
+  openWith<T extends AnyDocument>(docId: string, create: (host: DocumentHost, queue: EventQueue) => T): Promise<T> {
     if (typeof docId !== "string" || docId.length === 0) {
       throw new TypeError("A document id is a non-empty string.");
     }
@@ -319,18 +330,18 @@ export class CollabClient extends Emitter<ClientEvents> {
     if (this.documents.has(docId)) {
       throw new Error(`Document '${docId}' is already open on this client.`);
     }
-    const document = new CollabDocument(this.host, docId, this.queue, options);
+    const document = create(this.host, this.queue);
     this.documents.set(docId, document);
     this.queue.run(() => {
       if (this.session !== null) {
         document.onSessionStarted(this.session, this.generation);
       }
     });
-    return document.opened;
+    return document.opened as Promise<T>;
   }
 
-  /** The open document with this id, if any. */
-  getDocument(docId: string): CollabDocument | undefined {
+  /** The open document with this id, if any (a {@link CollabDocument}, or a `RichDocument`). */
+  getDocument(docId: string): AnyDocument | undefined {
     return this.documents.get(docId);
   }
 

@@ -2,7 +2,7 @@
  * Errors the SDK reports.
  * @module
  */
-import { type ErrorCode, errorCodeName } from "./protocol.js";
+import { ErrorCode, errorCodeName } from "./protocol.js";
 
 /** An `Error` message from the server (PROTOCOL.md section 9). */
 export class CollabServerError extends Error {
@@ -49,4 +49,32 @@ export class CollabConnectionError extends Error {
 /** The document or its client was closed. */
 export class DocumentClosedError extends Error {
   override name = "DocumentClosedError";
+}
+
+/**
+ * The document exists with another OT type than the one it was opened as (decision P6): the server refused the
+ * subscribe with `TYPE_MISMATCH`, or (a server from before P6) sent a snapshot of another type, which this client then
+ * refused. Open it with the class of its type ({@link CollabClient.openDocument} for `text-unicode`,
+ * `openRichDocument(client, id)` for `rich-text`). Not retryable.
+ */
+export class DocumentTypeError extends CollabServerError {
+  override name = "DocumentTypeError";
+
+  /** @internal */
+  constructor(
+    docId: string,
+    /** The type the document was opened as. */
+    readonly requestedType: string,
+    /** The document's type, when the client learnt it (a snapshot named it); `null` when the server refused. */
+    readonly documentType: string | null,
+    message?: string,
+  ) {
+    super(
+      ErrorCode.TYPE_MISMATCH,
+      message ?? `Document '${docId}' is a ${documentType ?? "different"} document; it was opened as ${requestedType}.`,
+      false,
+      docId,
+      0,
+    );
+  }
 }

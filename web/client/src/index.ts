@@ -10,6 +10,9 @@
  * doc.insert(0, "Hello");
  * await doc.whenSynced();
  * ```
+ *
+ * Rich-text documents (Quill's Delta) are in `@collab/client/rich` (`openRichDocument(client, id)`), so that a page
+ * editing plain text never bundles quill-delta.
  * @module
  */
 export { CollabClient, resolveRedirect } from "./client.js";
@@ -34,9 +37,10 @@ export type {
   PresenceEvent,
   RemotePresence,
 } from "./document.js";
+export type { SyncDocument, SyncDocumentEvents } from "./sync.js";
 export { UndoManager } from "./undo.js";
 export type { UndoManagerOptions } from "./undo.js";
-export { CollabConnectionError, CollabServerError, DocumentClosedError } from "./errors.js";
+export { CollabConnectionError, CollabServerError, DocumentClosedError, DocumentTypeError } from "./errors.js";
 export type { Unsubscribe } from "./events.js";
 export { backoffDelay } from "./backoff.js";
 export type { ReconnectPolicy } from "./backoff.js";

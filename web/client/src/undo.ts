@@ -4,8 +4,9 @@
  * transforms it, so that when it is finally applied it removes exactly what the user did, where it now is.
  * @module
  */
-import type { CollabDocument } from "./document.js";
-import { compose, invert, type TextOp, transform } from "./text.js";
+import type { OtType } from "./ottype.js";
+import type { SyncDocument } from "./sync.js";
+import type { TextOp } from "./text.js";
 
 /** Settings of an {@link UndoManager}. */
 export interface UndoManagerOptions {
@@ -21,16 +22,18 @@ export interface UndoManagerOptions {
 }
 
 /**
- * Undo/redo history of one document's local edits. Edits made through the document by the application are
+ * Undo/redo history of one document's local edits (a text or a rich-text document: steps are inverted, composed and
+ * transformed by the document's own type). Edits made through the document by the application are
  * recorded; remote changes move the history along; {@link undo} and {@link redo} submit the inverse as a new edit.
  *
  * Stack discipline (ot.js / ShareDB): the top step applies to the current text, each step below it to the text after
  * the step above it was undone. A new op `r` applied to the text transforms the top step `u` into `u' = T(u, r)`, and
  * carries on down the stack as `r' = T(r, u)`.
  */
-export class UndoManager {
-  private readonly undoStack: TextOp[] = [];
-  private readonly redoStack: TextOp[] = [];
+export class UndoManager<D = string, O = TextOp> {
+  private readonly undoStack: O[] = [];
+  private readonly redoStack: O[] = [];
+  private readonly type: OtType<D, O>;
   private readonly captureTimeoutMs: number;
   private readonly maxSteps: number;
   private readonly now: () => number;
@@ -38,9 +41,10 @@ export class UndoManager {
   private lastEditAt = Number.NEGATIVE_INFINITY;
 
   constructor(
-    private readonly document: CollabDocument,
+    private readonly document: SyncDocument<D, O, any, any>,
     options?: UndoManagerOptions,
   ) {
+    this.type = document.type;
     this.captureTimeoutMs = options?.captureTimeoutMs ?? 500;
     this.maxSteps = options?.maxSteps ?? 500;
     this.now = options?.now ?? Date.now;
@@ -48,8 +52,8 @@ export class UndoManager {
     // the document's text, not the text of the event being delivered.
     this.unsubscribe = document.observe((op, previousText, local, origin) => {
       if (!local) {
-        transformStack(this.undoStack, op);
-        transformStack(this.redoStack, op);
+        this.transformStack(this.undoStack, op);
+        this.transformStack(this.redoStack, op);
       } else if (origin !== "undo" && origin !== "redo") {
         this.record(op, previousText);
       }
@@ -94,35 +98,35 @@ export class UndoManager {
     this.clear();
   }
 
-  private step(from: TextOp[], to: TextOp[], origin: "undo" | "redo"): boolean {
+  private step(from: O[], to: O[], origin: "undo" | "redo"): boolean {
     // A step that others' edits have emptied (they deleted everything it would touch) is skipped, not replayed as a
     // keypress that visibly does nothing.
     for (let op = from.pop(); op !== undefined; op = from.pop()) {
-      if (op.length === 0) {
+      if (this.type.isNoop(op)) {
         continue;
       }
-      const before = this.document.text;
+      const before = this.document.current;
       try {
-        this.document.submitOp(op, origin);
+        this.document.submitInternal(op, origin);
       } catch (error) {
         from.push(op);
         throw error;
       }
-      to.push(invert(op, before));
+      to.push(this.type.invert(op, before));
       this.stopCapturing();
       return true;
     }
     return false;
   }
 
-  private record(op: TextOp, previousText: string): void {
-    const inverse = invert(op, previousText);
+  private record(op: O, previous: D): void {
+    const inverse = this.type.invert(op, previous);
     this.redoStack.length = 0;
     const now = this.now();
     const top = this.undoStack[this.undoStack.length - 1];
     if (top !== undefined && now - this.lastEditAt < this.captureTimeoutMs) {
       // Merge: undoing both is undoing the new edit, then the older one.
-      this.undoStack[this.undoStack.length - 1] = compose(inverse, top);
+      this.undoStack[this.undoStack.length - 1] = this.type.compose(inverse, top);
     } else {
       this.undoStack.push(inverse);
       if (this.undoStack.length > this.maxSteps) {
@@ -131,13 +135,13 @@ export class UndoManager {
     }
     this.lastEditAt = now;
   }
-}
 
-function transformStack(stack: TextOp[], op: TextOp): void {
-  let r = op;
-  for (let i = stack.length - 1; i >= 0 && r.length > 0; i--) {
-    const u = stack[i]!;
-    stack[i] = transform(u, r, "left");
-    r = transform(r, u, "right");
+  private transformStack(stack: O[], op: O): void {
+    let r = op;
+    for (let i = stack.length - 1; i >= 0 && !this.type.isNoop(r); i--) {
+      const u = stack[i]!;
+      stack[i] = this.type.transform(u, r, "left");
+      r = this.type.transform(r, u, "right");
+    }
   }
 }
