@@ -675,10 +675,10 @@ public sealed class CollabClient : IAsyncDisposable
             case ServerMessage.BodyOneofCase.Redirect:
                 session.Redirect = ResolveRedirect(session.Uri, message.Redirect);
                 Log.Redirected(_logger, session.Redirect.Uri, message.Redirect.RetryAfterMs, session.Redirect.Reason);
-                _ = session.CloseAsync(WebSocketCloseStatus.NormalClosure, "redirected");
+                session.CloseAsync(WebSocketCloseStatus.NormalClosure, "redirected").Forget(_logger, "close on redirect");
                 break;
             case ServerMessage.BodyOneofCase.AuthExpiring:
-                _ = ReauthenticateAsync(session);
+                ReauthenticateAsync(session).Forget(_logger, "reauthenticate");
                 break;
             case ServerMessage.BodyOneofCase.Pong:
             case ServerMessage.BodyOneofCase.Unsubscribed:

@@ -53,45 +53,12 @@ public static class CollabServerHost
         configure?.Invoke(builder.Configuration);
         ConfigurationManager config = builder.Configuration;
 
-        // Every section is checked key by key before it binds (SettingsBinder), then validated; a typo, a value of the
-        // wrong type or an invalid combination is reported with all the others at once (Program prints one line each
-        // and exits 2), never an ignored key or an unhandled exception.
-        var invalid = new List<string>();
-        TransportOptions transport = Load(() => TransportOptions.FromConfiguration(config), t => t.Validate(), invalid);
-        StorageOptions storage = Load(
-            () =>
-            {
-                StorageOptions bound = SettingsBinder.Bind<StorageOptions>(config, StorageOptions.Section);
-                if (!string.IsNullOrEmpty(bound.PostgresConnectionString) && config[$"{StorageOptions.Section}:Provider"] is null)
-                {
-                    bound.Provider = StorageProvider.Postgres; // --postgres alone selects PostgreSQL
-                }
-
-                return bound;
-            },
-            s => s.Validate(), invalid);
-        DocumentOptions documents = Load(() => SettingsBinder.Bind<DocumentOptions>(config, DocumentOptions.Section), d => d.Validate(), invalid);
-        NodeOptions node = Load(() => SettingsBinder.Bind<NodeOptions>(config, NodeOptions.Section), n => n.Validate(), invalid);
-        AuthOptions auth = Load(() => SettingsBinder.Bind<AuthOptions>(config, AuthOptions.Section), a => a.ValidateWithOrigins(transport.AllowedOrigins), invalid);
-        LimitsOptions limits = Load(() => SettingsBinder.Bind<LimitsOptions>(config, LimitsOptions.Section), l => l.Validate(), invalid);
-        ApiOptions api = Load(() => SettingsBinder.Bind<ApiOptions>(config, ApiOptions.Section), a => a.Validate(storage.SnapshotEveryOps), invalid);
-        WebOptions web = Load(() => SettingsBinder.Bind<WebOptions>(config, WebOptions.Section), _ => { }, invalid);
-        ClusterOptions cluster = Load(
-            () =>
-            {
-                ClusterOptions bound = SettingsBinder.Bind<ClusterOptions>(config, ClusterOptions.Section);
-                if (config[$"{ClusterOptions.Section}:NatsUrl"] is not null && config[$"{ClusterOptions.Section}:Enabled"] is null)
-                {
-                    bound.Enabled = true; // --nats alone (or Cluster:NatsUrl) selects cluster mode
-                }
-
-                return bound;
-            },
-            c => c.Validate(), invalid);
-        if (invalid.Count > 0)
-        {
-            throw new OptionsValidationException("Collab", typeof(CollabServerHost), invalid);
-        }
+        // Every section is bound with the options pattern and checked key by key before it binds (SettingsBinder), then
+        // validated (CollabSettings); a typo, a value of the wrong type or an invalid combination is reported with all the
+        // others at once (Program prints one line each and exits 2), never an ignored key or an unhandled exception. The
+        // values are read here because they decide what the server is composed of.
+        (TransportOptions transport, StorageOptions storage, DocumentOptions documents, NodeOptions node, AuthOptions auth,
+            LimitsOptions limits, ApiOptions api, WebOptions web, ClusterOptions cluster) = CollabSettings.Read(config);
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -100,6 +67,7 @@ public static class CollabServerHost
         });
 
         IServiceCollection services = builder.Services;
+        services.AddCollabSettings(config);
         services.AddSingleton(storage);
         services.AddSingleton(documents);
         services.AddSingleton(node);
@@ -157,23 +125,6 @@ public static class CollabServerHost
         }
 
         return app;
-    }
-
-    /// <summary>Binds and validates one options class; its invalid settings go to <paramref name="invalid"/> (defaults are returned then).</summary>
-    private static T Load<T>(Func<T> bind, Action<T> validate, List<string> invalid)
-        where T : class, new()
-    {
-        try
-        {
-            T options = bind();
-            validate(options);
-            return options;
-        }
-        catch (OptionsValidationException ex)
-        {
-            invalid.AddRange(ex.Failures);
-            return new T();
-        }
     }
 
     /// <summary>

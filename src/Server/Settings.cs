@@ -65,6 +65,18 @@ public static class SettingsBinder
     public static T Bind<T>(IConfiguration configuration, string section)
         where T : class, new()
     {
+        var options = new T();
+        BindInto(configuration, section, options);
+        return options;
+    }
+
+    /// <summary>
+    /// Binds <paramref name="section"/> of <paramref name="configuration"/> into <paramref name="options"/> (the
+    /// options pattern's configure step); throws <see cref="OptionsValidationException"/> listing every bad key.
+    /// </summary>
+    public static void BindInto<T>(IConfiguration configuration, string section, T options)
+        where T : class
+    {
         IConfigurationSection root = configuration.GetSection(section);
         var errors = new SettingErrors(section, typeof(T));
         Dictionary<string, PropertyInfo> settings = typeof(T)
@@ -84,7 +96,6 @@ public static class SettingsBinder
             Check(entry, property.PropertyType, errors);
         }
 
-        var options = new T();
         if (errors.HasErrors)
         {
             errors.ThrowIfAny();
@@ -100,8 +111,6 @@ public static class SettingsBinder
             errors.Add("*", ex.Message);
             errors.ThrowIfAny();
         }
-
-        return options;
     }
 
     /// <summary>

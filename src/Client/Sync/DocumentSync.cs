@@ -289,7 +289,7 @@ internal sealed partial class DocumentSync<TSnapshot, TOp> : IDocumentSync, IUnd
 
         TimeSpan delay = _client.Options.Reconnect.GetDelay(Math.Min(++_retryAttempt, 30));
         long generation = _generation;
-        _ = RetryAfterAsync(delay, session, generation, action);
+        RetryAfterAsync(delay, session, generation, action).Forget(_client.Logger, "retry after a delay");
     }
 
     private async Task RetryAfterAsync(TimeSpan delay, ServerLink session, long generation, Action action)

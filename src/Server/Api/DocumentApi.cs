@@ -56,16 +56,10 @@ internal sealed class DocumentApi
 
     public async Task<IResult> GetAsync(HttpContext context, string id, long? version, string? at)
     {
-        (string docId, IResult? refusal) = await AuthorizeAsync(context, id, write: false).ConfigureAwait(false);
+        (string docId, DocumentInfo? info, IResult? refusal) = await AuthorizeAndFindAsync(context, id, write: false).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
-        }
-
-        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
-        if (missing is not null)
-        {
-            return missing;
         }
 
         ReadTarget target = await ResolveAsync(docId, version, at, context.RequestAborted).ConfigureAwait(false);
@@ -90,16 +84,10 @@ internal sealed class DocumentApi
 
     public async Task<IResult> ExportAsync(HttpContext context, string id, string? format, long? version, string? at)
     {
-        (string docId, IResult? refusal) = await AuthorizeAsync(context, id, write: false).ConfigureAwait(false);
+        (string docId, DocumentInfo? info, IResult? refusal) = await AuthorizeAndFindAsync(context, id, write: false).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
-        }
-
-        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
-        if (missing is not null)
-        {
-            return missing;
         }
 
         DocumentKind kind = KindOf(info!);
@@ -157,16 +145,10 @@ internal sealed class DocumentApi
 
     public async Task<IResult> GetOpsAsync(HttpContext context, string id, long? from, long? to, int? limit, string? format)
     {
-        (string docId, IResult? refusal) = await AuthorizeAsync(context, id, write: false).ConfigureAwait(false);
+        (string docId, DocumentInfo? info, IResult? refusal) = await AuthorizeAndFindAsync(context, id, write: false).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
-        }
-
-        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
-        if (missing is not null)
-        {
-            return missing;
         }
 
         DocumentKind kind = KindOf(info!);
@@ -407,16 +389,10 @@ internal sealed class DocumentApi
 
     public async Task<IResult> DeleteAsync(HttpContext context, string id)
     {
-        (string docId, IResult? refusal) = await AuthorizeAsync(context, id, write: true).ConfigureAwait(false);
+        (string docId, _, IResult? refusal) = await AuthorizeAndFindAsync(context, id, write: true).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
-        }
-
-        (_, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
-        if (missing is not null)
-        {
-            return missing;
         }
 
         if (!await Catalog.DeleteDocumentAsync(docId, _time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted).ConfigureAwait(false))
@@ -608,6 +584,19 @@ internal sealed class DocumentApi
         (SessionPrincipal? principal, IResult? refusal) = await _caller.AuthorizeAsync(context, docId, write).ConfigureAwait(false);
         context.Items[typeof(SessionPrincipal)] = principal;
         return (docId, refusal);
+    }
+
+    /// <summary>The prologue of every request on one existing document: the id checked, the caller authorized, the document found (not deleted).</summary>
+    private async ValueTask<(string DocId, DocumentInfo? Info, IResult? Problem)> AuthorizeAndFindAsync(HttpContext context, string id, bool write)
+    {
+        (string docId, IResult? refusal) = await AuthorizeAsync(context, id, write).ConfigureAwait(false);
+        if (refusal is not null)
+        {
+            return (docId, null, refusal);
+        }
+
+        (DocumentInfo? info, IResult? missing) = await FindAsync(docId, context.RequestAborted).ConfigureAwait(false);
+        return (docId, info, missing);
     }
 
     private async ValueTask<(DocumentInfo? Info, IResult? Problem)> FindAsync(string docId, CancellationToken cancellationToken)

@@ -1,7 +1,6 @@
 using Collab.Engine.Sequencing;
 using Collab.Server.Sessions;
 using Collab.Server.Storage;
-using Prometheus;
 
 namespace Collab.Server.Api;
 
@@ -14,18 +13,6 @@ namespace Collab.Server.Api;
 /// </summary>
 internal sealed partial class HistoryReader
 {
-    private static readonly Counter s_reads = Metrics.CreateCounter(
-        "collab_api_history_reads_total", "Reads of a past document version by the HTTP API, by the store that served them.", "source");
-
-    private static readonly Counter.Child s_fromPrimary = s_reads.WithLabels("primary");
-    private static readonly Counter.Child s_fromReplica = s_reads.WithLabels("replica");
-    private static readonly Counter s_replicaFailures = Metrics.CreateCounter(
-        "collab_api_replica_failures_total", "Reads of a past version that the read replica could not serve (unreachable or failing), answered from the primary.");
-
-    private static readonly Histogram s_replayed = Metrics.CreateHistogram(
-        "collab_api_history_replayed_ops", "Ops replayed on a snapshot to read one past version.",
-        new HistogramConfiguration { Buckets = [0, 10, 100, 500, 1_000, 2_000, 5_000, 10_000] });
-
     private readonly IOpStore _store;
     private readonly IDocumentHistory _history;
     private readonly IDocumentHistory? _replica;
@@ -88,7 +75,7 @@ internal sealed partial class HistoryReader
                     PastRead fromReplica = await ReadAsync(_replica, _replicaOps, docId, kind, version, applied, cancellationToken).ConfigureAwait(false);
                     if (fromReplica.Content is not null)
                     {
-                        s_fromReplica.Inc();
+                        ApiMetrics.HistoryReadsFromReplica.Inc();
                         return fromReplica;
                     }
 
@@ -97,12 +84,12 @@ internal sealed partial class HistoryReader
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                s_replicaFailures.Inc();
+                ApiMetrics.ReplicaFailures.Inc();
                 LogReplicaFailed(docId, version, ex);
             }
         }
 
-        s_fromPrimary.Inc();
+        ApiMetrics.HistoryReadsFromPrimary.Inc();
         return await ReadAsync(_history, _store, docId, kind, version, bounds, cancellationToken).ConfigureAwait(false);
     }
 
@@ -142,7 +129,7 @@ internal sealed partial class HistoryReader
             }
         }
 
-        s_replayed.Observe(version - from);
+        ApiMetrics.HistoryReplayedOps.Observe(version - from);
         return PastRead.Read(document.ToText(), version - from);
     }
 

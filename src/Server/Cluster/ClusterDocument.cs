@@ -116,9 +116,9 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     public async Task SubscribeAsync(CancellationToken cancellationToken)
     {
         _opsSub = await _node.Nats.SubscribeCoreAsync(_opsSubject, serializer: ProtobufNatsSerializer<DocOps>.Instance, cancellationToken: cancellationToken).ConfigureAwait(false);
-        _ = RunOpsLoopAsync(_opsSub);
+        RunOpsLoopAsync(_opsSub).Forget(_node.Log.Logger, "follow ops");
         _presenceSub = await _node.Nats.SubscribeCoreAsync(_presenceSubject, serializer: ProtobufNatsSerializer<ClusterPresence>.Instance, cancellationToken: cancellationToken).ConfigureAwait(false);
-        _ = RunPresenceLoopAsync(_presenceSub);
+        RunPresenceLoopAsync(_presenceSub).Forget(_node.Log.Logger, "follow presence");
     }
 
     /// <summary>Takes the lease before the first load (this node is the preferred owner, or was asked to own it).</summary>
@@ -152,7 +152,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             _node.Log.Owning(DocId, Epoch, version);
             ClusterMetrics.OwnershipChanges.WithLabels("acquired").Inc();
             ClusterMetrics.OwnedDocuments.Inc();
-            _ = StartServingAsync();
+            StartServingAsync().Forget(_node.Log.Logger, "start serving");
         }
         else
         {
@@ -259,7 +259,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
     {
         if (Hub is { } hub)
         {
-            _ = hub.ClearRemotePresenceAsync(nodeId);
+            hub.ClearRemotePresenceAsync(nodeId).Forget(_node.Log.Logger, "clear a gone node's presence");
         }
     }
 
@@ -461,7 +461,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         }
         else
         {
-            _ = ReplyWhenDoneAsync(msg, pending);
+            ReplyWhenDoneAsync(msg, pending).Forget(_node.Log.Logger, "forwarded submit reply");
         }
     }
 
@@ -495,6 +495,8 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
         if (!reply.IsCompletedSuccessfully)
         {
+            // Not FireAndForget: a lost reply is no error to log (the requester times out and resends, and the op is
+            // deduplicated), so ObserveAsync consumes the task and swallows its failure itself; it never faults.
             _ = ObserveAsync(reply);
         }
 
@@ -670,7 +672,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
 
         if (!WritesLog && version > Volatile.Read(ref _fedVersion) && Interlocked.Exchange(ref _gapCheckScheduled, 1) == 0)
         {
-            _ = CheckBehindAsync(urgent ? TimeSpan.Zero : _node.Options.ReplicaGapGrace);
+            CheckBehindAsync(urgent ? TimeSpan.Zero : _node.Options.ReplicaGapGrace).Forget(_node.Log.Logger, "replica gap check");
         }
     }
 
@@ -875,7 +877,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
             ClusterMetrics.OwnershipChanges.WithLabels("acquired").Inc();
             ClusterMetrics.OwnedDocuments.Inc();
             ClusterMetrics.ReplicaDocuments.Dec();
-            _ = StartServingAsync();
+            StartServingAsync().Forget(_node.Log.Logger, "start serving");
             return true;
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !_lifetime.IsCancellationRequested)
@@ -914,7 +916,7 @@ internal sealed class ClusterDocument : IDocumentReplication, IDurabilityStage
         _node.LeaseTable.Remove(DocId, epoch);
         _node.Log.LeaseLost(DocId, epoch);
         ClusterMetrics.LeasesLost.Inc();
-        _ = DemoteAsync(release: false, "lease lost");
+        DemoteAsync(release: false, "lease lost").Forget(_node.Log.Logger, "demote after lease loss");
     }
 
     private async Task DemoteAsync(bool release, string reason)

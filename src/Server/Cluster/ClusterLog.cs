@@ -5,6 +5,9 @@ internal sealed partial class ClusterLog(ILogger logger)
 {
     private readonly ILogger _logger = logger;
 
+    /// <summary>The logger behind these messages, for <see cref="FireAndForget"/>.</summary>
+    public ILogger Logger => _logger;
+
     [LoggerMessage(3000, LogLevel.Information, "Cluster node {NodeId} joining through NATS at {NatsUrl}")]
     public partial void Starting(string nodeId, string natsUrl);
 

@@ -156,22 +156,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             publish = ValueTask.FromException(ex);
         }
 
-        if (!publish.IsCompletedSuccessfully)
-        {
-            _ = ObserveAsync(publish);
-        }
-
-        async Task ObserveAsync(ValueTask pending)
-        {
-            try
-            {
-                await pending.ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                Log.LoopFailed("publish client claim", ex);
-            }
-        }
+        publish.Forget(Log.Logger, "publish client claim");
     }
 
     /// <summary>
@@ -278,7 +263,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         string? preferred = Rendezvous.Choose(document.DocId, Membership.Eligible());
         if (preferred is not null && !string.Equals(preferred, NodeId, StringComparison.Ordinal))
         {
-            _ = RequestOpenAsync(preferred, document.DocId, Options.ForwardTimeout);
+            RequestOpenAsync(preferred, document.DocId, Options.ForwardTimeout).Forget(Log.Logger, "open hint");
         }
     }
 
@@ -466,7 +451,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
         }
     }, token);
 
-    private Task RunOpenRequestsAsync(CancellationToken token) => ConsumeAsync<OpenRequest>(ClusterSubjects.Open(NodeId), "open requests", msg => _ = ServeOpenAsync(msg), token);
+    private Task RunOpenRequestsAsync(CancellationToken token) => ConsumeAsync<OpenRequest>(ClusterSubjects.Open(NodeId), "open requests", msg => ServeOpenAsync(msg).Forget(Log.Logger, "serve open request"), token);
 
     private Task RunClientClaimsAsync(CancellationToken token) => ConsumeAsync<ClientClaim>(ClusterSubjects.ClientClaims, "client claims", msg =>
     {
@@ -660,7 +645,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             bool mine = string.Equals(preferred, NodeId, StringComparison.Ordinal);
             if (document.IsOwner && !mine && document.OwnedFor >= Options.JoinGracePeriod)
             {
-                _ = document.HandOffAsync($"node {preferred} owns it now");
+                document.HandOffAsync($"node {preferred} owns it now").Forget(Log.Logger, "hand off");
             }
             else if (!document.IsOwner && mine && document.IsStarted)
             {
@@ -679,7 +664,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             // Take it when nobody holds a live lease, or its holder is gone (the acquire only succeeds once it expired).
             if (!leases.TryGetValue(document.DocId, out LeaseRow lease) || !lease.Live || !Membership.IsLive(lease.Owner))
             {
-                _ = document.TryPromoteAsync();
+                document.TryPromoteAsync().Forget(Log.Logger, "promote");
             }
         }
     }
@@ -745,7 +730,7 @@ internal sealed class ClusterNode : IDocumentReplicator, IAsyncDisposable
             document.RequestPresenceSync();
         }
 
-        _ = CatchUpReplicasAsync();
+        CatchUpReplicasAsync().Forget(Log.Logger, "replica catch-up");
         return ValueTask.CompletedTask;
     }
 

@@ -36,7 +36,7 @@ internal sealed class CollabConnectionMiddleware
         if (!_services.Registry.TryEnterHandshake(remote, out ConnectionRegistry.PendingSlot? slot, out ConnectionRejection rejection))
         {
             // Refused before reading anything: a flood of slow handshakes must not cost a request parse each.
-            _services.Metrics.Rejected(rejection).Inc();
+            TransportMetrics.Rejected(rejection).Inc();
             return RefuseAsync(connection, rejection);
         }
 

@@ -66,7 +66,6 @@ public static class CollabTransportHostingExtensions
     {
         TransportOptions options = app.Services.GetRequiredService<TransportOptions>();
         ConnectionRegistry registry = app.Services.GetRequiredService<ConnectionRegistry>();
-        TransportMetrics metrics = TransportMetrics.Instance;
         app.Use(async (context, next) =>
         {
             if (registry.IsShuttingDown)
@@ -79,7 +78,7 @@ public static class CollabTransportHostingExtensions
             string endpoint = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText?.TrimStart('/') is { Length: > 0 } pattern
                 ? pattern
                 : context.Response.StatusCode == StatusCodes.Status404NotFound ? "not_found" : "other";
-            metrics.HttpRequests.WithLabels(endpoint).Inc();
+            TransportMetrics.HttpRequests.WithLabels(endpoint).Inc();
         });
         ProbeEndpoints.Map(app, options);
         PipelineWebSocketEndpoint.Map(app, options);

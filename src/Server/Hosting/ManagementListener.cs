@@ -159,13 +159,13 @@ internal sealed class ManagementListener : IHostedService, IDisposable
 
             if (replaced is not null)
             {
-                TransportMetrics.Instance.ManagementConnectionsDropped(idle: true).Inc();
+                TransportMetrics.ManagementConnectionsDropped(idle: true).Inc();
                 replaced.Drop();
             }
 
             if (!admitted)
             {
-                TransportMetrics.Instance.ManagementConnectionsDropped(idle: false).Inc();
+                TransportMetrics.ManagementConnectionsDropped(idle: false).Inc();
                 TrySend(client, Response(503, "text/plain; charset=utf-8", "too many management connections\n"u8.ToArray(), head: false));
                 client.Dispose();
                 continue;

@@ -59,11 +59,13 @@ internal static partial class MetricsDefaults
         // first document loads or token failures after a start would be missing from rates, the dashboard and the
         // alerts (deploy/prometheus; tests/Integration/Deploy). The collab_cluster_* series stay for cluster mode to
         // create: on a single node they would read as a NATS connection that is down.
+        // (StorageMetrics is created with the group-commit stage, at start-up too.)
+        RuntimeHelpers.RunClassConstructor(typeof(Transport.TransportMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(SessionMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(LatencyMetrics).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(SecurityMetrics).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(RetentionService).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(Api.HistoryReader).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(RetentionMetrics).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(Api.ApiMetrics).TypeHandle);
     }
 
     /// <summary>

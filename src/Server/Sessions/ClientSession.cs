@@ -249,7 +249,7 @@ internal sealed class ClientSession : IWebSocketSession, ISecuredSession
         }
 
         bool resumed = hello.ClientId.Length > 0;
-        if (resumed && !Sessions.ClientId.IsValid(hello.ClientId))
+        if (resumed && !ClientIdRule.IsValid(hello.ClientId))
         {
             SendError(ErrorCode.BadMessage, "client_id must be 1-64 characters of [A-Za-z0-9_-].", requestId);
             Abort("invalid client id");

@@ -539,13 +539,13 @@ internal sealed class DocumentHub<TSnapshot, TOp> : DocumentHub, ISequencerListe
         {
             // Transforming needs the committed view, which the listener does not get: share them right after this batch.
             _aheadReleaseQueued = true;
-            _ = ReleaseAheadPresenceAsync();
+            ReleaseAheadPresenceAsync().Forget(_registry.Log.Logger, "release ahead presence");
         }
 
         // Only the sequencing node writes snapshots; a replica's would be the same document.
         if (local && batch.Version - Volatile.Read(ref _lastSnapshotVersion) >= _snapshotEveryOps && Interlocked.Exchange(ref _snapshotQueued, 1) == 0)
         {
-            _ = PeriodicSnapshotAsync();
+            PeriodicSnapshotAsync().Forget(_registry.Log.Logger, "periodic snapshot");
         }
     }
 

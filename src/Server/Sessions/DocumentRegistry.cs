@@ -267,7 +267,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             Log.RecoveryFailed(hub.DocId, ex);
         }
 
-        _ = RecoverAsync(hub, subscribers);
+        RecoverAsync(hub, subscribers).Forget(Log.Logger, "recover a failed document");
     }
 
     private async Task RecoverAsync(DocumentHub hub, List<FailedSubscriber> subscribers)
@@ -312,7 +312,7 @@ internal sealed class DocumentRegistry : IAsyncDisposable
             if (hub.TryBeginClose(now, idleMs) && _documents.TryRemove(KeyValuePair.Create(docId, entry)))
             {
                 SessionMetrics.DocumentsOpen.Dec();
-                _ = CloseHubAsync(hub);
+                CloseHubAsync(hub).Forget(Log.Logger, "close an idle document");
             }
         }
     }

@@ -1,5 +1,3 @@
-using Prometheus;
-
 namespace Collab.Server.Storage;
 
 /// <summary>
@@ -10,9 +8,6 @@ namespace Collab.Server.Storage;
 /// </summary>
 internal sealed partial class RetentionService(IOpStore store, StorageOptions options, ILogger<RetentionService> logger, TimeProvider time) : BackgroundService
 {
-    private static readonly Counter s_pruned = Metrics.CreateCounter("collab_storage_pruned_ops_total", "Ops removed from the op log by retention.");
-    private static readonly Counter s_purged = Metrics.CreateCounter("collab_storage_purged_documents_total", "Deleted documents whose data retention removed.");
-
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.PruneInterval, time);
@@ -30,7 +25,7 @@ internal sealed partial class RetentionService(IOpStore store, StorageOptions op
             try
             {
                 long removed = await store.PruneAsync(retention, cancellationToken).ConfigureAwait(false);
-                s_pruned.Inc(removed);
+                RetentionMetrics.PrunedOps.Inc(removed);
                 LogPruned(removed, retention);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
@@ -46,7 +41,7 @@ internal sealed partial class RetentionService(IOpStore store, StorageOptions op
             {
                 long cutoff = (time.GetUtcNow() - options.DeletedDocumentRetention).ToUnixTimeMilliseconds();
                 int purged = await history.PurgeDeletedAsync(cutoff, cancellationToken).ConfigureAwait(false);
-                s_purged.Inc(purged);
+                RetentionMetrics.PurgedDocuments.Inc(purged);
                 if (purged > 0)
                 {
                     LogPurged(purged, options.DeletedDocumentRetention);

@@ -2,7 +2,13 @@ using Prometheus;
 
 namespace Collab.Server.Storage;
 
-/// <summary>Prometheus metrics of the group-commit stage. One instance per registry; the default uses the process-wide registry.</summary>
+/// <summary>
+/// Prometheus metrics of the group-commit stage (prefix collab_storage_). Declared like every metrics class of the server
+/// (one class per concern, names, help and labels in one place; docs/OPERATIONS.md, "Metrics in the code"), with one
+/// difference: an instance per stage and registry (the server's one stage uses the process-wide registry), because its
+/// series describe one stage (collab_storage_ready is that stage's health) and a process may hold several stages (the
+/// storage tests, the benchmarks), each of which must be observable alone.
+/// </summary>
 public sealed class StorageMetrics
 {
     /// <summary>Creates (or reuses) the storage metrics in <paramref name="registry"/> (default: <see cref="Metrics.DefaultRegistry"/>).</summary>

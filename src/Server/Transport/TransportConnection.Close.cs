@@ -18,7 +18,7 @@ internal sealed partial class TransportConnection
     {
         // The peer does not read fast enough: drop what is queued rather than grow server memory. 1013 (try again
         // later), not 1008: a client on a slow link did nothing wrong and should reconnect and resume.
-        _services.Metrics.SlowConsumerCloses.Inc();
+        TransportMetrics.SlowConsumerCloses.Inc();
         TransportLog.SlowConsumer(_services.Logger, Id, Volatile.Read(ref _queuedBytes), _options.MaxOutboundBytesPerConnection);
         StartClose(WebSocketCloseCodes.TryAgainLater, "slow consumer", ConnectionEndReason.SlowConsumer, _services.CloseTimeoutMs, dropQueued: true);
     }
@@ -116,7 +116,7 @@ internal sealed partial class TransportConnection
             await _input.CompleteAsync().ConfigureAwait(false);
             LeaveHandshakePhase();
             _services.Registry.Remove(Id);
-            _services.Metrics.TcpConnectionsOpen.Dec();
+            TransportMetrics.TcpConnectionsOpen.Dec();
             if (_holdsSlot)
             {
                 _holdsSlot = false;
@@ -126,8 +126,8 @@ internal sealed partial class TransportConnection
             ConnectionEndReason reason = (ConnectionEndReason)Volatile.Read(ref _endReason);
             if (wasWebSocket)
             {
-                _services.Metrics.ConnectionsOpen.Dec();
-                _services.Metrics.Closed(reason).Inc();
+                TransportMetrics.ConnectionsOpen.Dec();
+                TransportMetrics.Closed(reason).Inc();
                 TransportLog.ConnectionClosed(_services.Logger, Id, reason);
                 try
                 {

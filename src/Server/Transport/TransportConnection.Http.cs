@@ -55,7 +55,7 @@ internal sealed partial class TransportConnection
                 {
                     _input.AdvanceTo(buffer.End);
                     bool tooLarge = status == HttpParseStatus.HeadersTooLarge;
-                    _services.Metrics.HandshakeFailed(tooLarge ? HandshakeFailure.HeadersTooLarge : HandshakeFailure.BadRequest).Inc();
+                    TransportMetrics.HandshakeFailed(tooLarge ? HandshakeFailure.HeadersTooLarge : HandshakeFailure.BadRequest).Inc();
                     await WriteErrorAsync(tooLarge ? 431 : 400, tooLarge ? "request head too large" : "malformed request").ConfigureAwait(false);
                     return null;
                 }
@@ -109,7 +109,7 @@ internal sealed partial class TransportConnection
 
         if (!_services.Registry.TryAcquireWebSocket(out ConnectionRejection rejection))
         {
-            _services.Metrics.Rejected(rejection).Inc();
+            TransportMetrics.Rejected(rejection).Inc();
             await WriteErrorAsync(503, rejection == ConnectionRejection.ShuttingDown ? "server shutting down" : "too many connections", "Retry-After: 1\r\n").ConfigureAwait(false);
             return false;
         }
@@ -159,7 +159,7 @@ internal sealed partial class TransportConnection
 
         if (_services.Registry.IsShuttingDown)
         {
-            _services.Metrics.Rejected(ConnectionRejection.ShuttingDown).Inc();
+            TransportMetrics.Rejected(ConnectionRejection.ShuttingDown).Inc();
             await WriteErrorAsync(503, "server shutting down", "Retry-After: 1\r\n").ConfigureAwait(false);
             return false;
         }
@@ -186,8 +186,8 @@ internal sealed partial class TransportConnection
             }
         }
 
-        _services.Metrics.ConnectionsOpen.Inc();
-        _services.Metrics.ConnectionsTotal.Inc();
+        TransportMetrics.ConnectionsOpen.Inc();
+        TransportMetrics.ConnectionsTotal.Inc();
         TransportLog.ConnectionOpened(_services.Logger, Id, RemoteEndPoint);
         long now = Environment.TickCount64;
         Volatile.Write(ref _lastReceive, now);
@@ -222,7 +222,7 @@ internal sealed partial class TransportConnection
 
     private async ValueTask<bool> RejectAsync(HandshakeFailure failure, int statusCode, string message, string? extraHeaders = null)
     {
-        _services.Metrics.HandshakeFailed(failure).Inc();
+        TransportMetrics.HandshakeFailed(failure).Inc();
         if (_holdsSlot)
         {
             _holdsSlot = false;

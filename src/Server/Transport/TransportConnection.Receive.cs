@@ -475,7 +475,7 @@ internal sealed partial class TransportConnection
     private void Fail(ushort code)
     {
         _failed = true;
-        _services.Metrics.Violation(code).Inc();
+        TransportMetrics.Violation(code).Inc();
         ConnectionEndReason reason = code switch
         {
             WebSocketCloseCodes.InvalidPayload => ConnectionEndReason.InvalidPayload,

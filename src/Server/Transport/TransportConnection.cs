@@ -161,7 +161,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// </summary>
     public async Task<TransportOutcome> RunAsync()
     {
-        _services.Metrics.TcpConnectionsOpen.Inc();
+        TransportMetrics.TcpConnectionsOpen.Inc();
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         bool handedOff = false;
         try
@@ -214,12 +214,12 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             finally
             {
                 LeaveHandshakePhase();
-                _services.Metrics.TcpConnectionsOpen.Dec();
+                TransportMetrics.TcpConnectionsOpen.Dec();
             }
         }
         else if (handedOff)
         {
-            _services.Metrics.TcpConnectionsOpen.Dec();
+            TransportMetrics.TcpConnectionsOpen.Dec();
         }
 
         return handedOff ? TransportOutcome.HandedOff : TransportOutcome.Completed;
@@ -280,14 +280,14 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             {
                 // The application required a first message (a Hello) within the handshake timeout: a normal close,
                 // the stream itself is fine.
-                _services.Metrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
+                TransportMetrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
                 StartClose(WebSocketCloseCodes.ProtocolError, "no message within the handshake timeout", ConnectionEndReason.HandshakeTimeout, _services.CloseTimeoutMs, dropQueued: false);
                 return;
             }
 
             if (phase == PhaseHttp)
             {
-                _services.Metrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
+                TransportMetrics.HandshakeFailed(HandshakeFailure.Timeout).Inc();
             }
 
             Abort(phase == PhaseHttp ? ConnectionEndReason.HandshakeTimeout : ConnectionEndReason.ConnectionReset);
@@ -309,14 +309,14 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         {
             // The tick has sent its share (ConnectionRegistry.PingBudget): this one is due again next tick, and a
             // missed pong is only counted when its ping (or the close) actually goes out.
-            _services.Metrics.PingsDeferred.Inc();
+            TransportMetrics.PingsDeferred.Inc();
             return;
         }
 
         pingBudget--;
         if (_pingOutstanding)
         {
-            _services.Metrics.PongsMissed.Inc();
+            TransportMetrics.PongsMissed.Inc();
             if (++_missedPongs >= _options.MaxMissedPongs)
             {
                 StartClose(WebSocketCloseCodes.GoingAway, "ping timeout", ConnectionEndReason.IdleTimeout, _services.CloseTimeoutMs, dropQueued: true);
@@ -332,7 +332,7 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         // while open (a closing connection has sent its Close, after which no ping may follow).
         if (TrySend(ping))
         {
-            _services.Metrics.PingsSent.Inc();
+            TransportMetrics.PingsSent.Inc();
         }
     }
 
@@ -379,13 +379,12 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
 
         lock (_sync)
         {
-            TransportMetrics metrics = _services.Metrics;
-            Publish(metrics.FramesReceived, Volatile.Read(ref _framesIn), ref _framesInPublished);
-            Publish(metrics.MessagesReceived, Volatile.Read(ref _messagesIn), ref _messagesInPublished);
-            Publish(metrics.BytesReceived, Volatile.Read(ref _bytesIn), ref _bytesInPublished);
-            Publish(metrics.FramesSent, Volatile.Read(ref _framesOut), ref _framesOutPublished);
-            Publish(metrics.BytesSent, Volatile.Read(ref _bytesOut), ref _bytesOutPublished);
-            Publish(metrics.Flushes, Volatile.Read(ref _flushes), ref _flushesPublished);
+            Publish(TransportMetrics.FramesReceived, Volatile.Read(ref _framesIn), ref _framesInPublished);
+            Publish(TransportMetrics.MessagesReceived, Volatile.Read(ref _messagesIn), ref _messagesInPublished);
+            Publish(TransportMetrics.BytesReceived, Volatile.Read(ref _bytesIn), ref _bytesInPublished);
+            Publish(TransportMetrics.FramesSent, Volatile.Read(ref _framesOut), ref _framesOutPublished);
+            Publish(TransportMetrics.BytesSent, Volatile.Read(ref _bytesOut), ref _bytesOutPublished);
+            Publish(TransportMetrics.Flushes, Volatile.Read(ref _flushes), ref _flushesPublished);
         }
 
         static void Publish(Prometheus.Counter counter, long total, ref long published)

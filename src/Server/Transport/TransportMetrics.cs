@@ -25,37 +25,37 @@ internal enum ConnectionRejection
 }
 
 /// <summary>
-/// The transport's Prometheus metrics (prometheus-net default registry, so every server instance in a
-/// process shares them). Labelled children are resolved once here: hot paths index arrays and never
-/// allocate label arrays. Per-message counters are updated once per read or write batch, not per frame.
+/// The transport's Prometheus metrics (prefixes collab_ws_, collab_tcp_, collab_http_, collab_management_), declared
+/// like every metrics class of the server (docs/OPERATIONS.md, "Metrics in the code"): a static class per concern, in the
+/// prometheus-net default registry, so every server instance in a process shares them. Labelled children are resolved
+/// once here: hot paths index arrays and never allocate label arrays. Per-message counters are updated once per read or
+/// write batch, not per frame.
 /// </summary>
-internal sealed class TransportMetrics
+internal static class TransportMetrics
 {
-    private static readonly Lazy<TransportMetrics> s_instance = new(() => new TransportMetrics());
+    private static readonly Counter.Child[] s_closed;
+    private static readonly Counter.Child[] s_handshakeFailures;
+    private static readonly Counter.Child[] s_rejected;
+    private static readonly Counter.Child s_protocolError;
+    private static readonly Counter.Child s_invalidPayload;
+    private static readonly Counter.Child s_messageTooBig;
+    private static readonly Counter.Child s_managementIdle;
+    private static readonly Counter.Child s_managementRefused;
 
-    private readonly Counter.Child[] _closed;
-    private readonly Counter.Child[] _handshakeFailures;
-    private readonly Counter.Child[] _rejected;
-    private readonly Counter.Child _protocolError;
-    private readonly Counter.Child _invalidPayload;
-    private readonly Counter.Child _messageTooBig;
-    private readonly Counter.Child _managementIdle;
-    private readonly Counter.Child _managementRefused;
-
-    private TransportMetrics()
+    static TransportMetrics()
     {
         ConnectionsOpen = Metrics.CreateGauge("collab_ws_connections_open", "WebSocket connections currently open.");
         ConnectionsTotal = Metrics.CreateCounter("collab_ws_connections_total", "WebSocket connections accepted (101 sent).");
         TcpConnectionsOpen = Metrics.CreateGauge("collab_tcp_connections_open", "TCP connections currently handled (any phase).");
 
         Counter rejected = Metrics.CreateCounter("collab_ws_connections_rejected_total", "Connections refused for capacity: valid upgrades over capacity or during shutdown (503), new connections over the server-wide pending-handshake bound (503) or over their address's share of it (429).", "reason");
-        _rejected = Children(rejected, Enum.GetValues<ConnectionRejection>(), Snake);
+        s_rejected = Children(rejected, Enum.GetValues<ConnectionRejection>(), Snake);
 
         Counter handshake = Metrics.CreateCounter("collab_ws_handshake_failures_total", "Requests to the WebSocket endpoint answered with an HTTP error, or connections that sent no request head in time.", "reason");
-        _handshakeFailures = Children(handshake, Enum.GetValues<HandshakeFailure>(), Snake);
+        s_handshakeFailures = Children(handshake, Enum.GetValues<HandshakeFailure>(), Snake);
 
         Counter closed = Metrics.CreateCounter("collab_ws_connections_closed_total", "WebSocket connections ended, by the one recorded reason.", "reason");
-        _closed = Children(closed, Enum.GetValues<ConnectionEndReason>(), Snake);
+        s_closed = Children(closed, Enum.GetValues<ConnectionEndReason>(), Snake);
 
         FramesReceived = Metrics.CreateCounter("collab_ws_frames_received_total", "Frames received (data and control).");
         FramesSent = Metrics.CreateCounter("collab_ws_frames_sent_total", "Frames written to sockets.");
@@ -68,60 +68,58 @@ internal sealed class TransportMetrics
         PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
         PingsDeferred = Metrics.CreateCounter("collab_ws_pings_deferred_total", "Due keep-alive pings left to a later heartbeat tick, so that one tick does not ping thousands of connections at once.");
         Counter managementDropped = Metrics.CreateCounter("collab_management_connections_dropped_total", "Management-port connections dropped: 'idle' ones (no request yet) replaced by a newer connection, 'refused' ones answered 503 because every slot they could take was answering a request.", "reason");
-        _managementIdle = managementDropped.WithLabels("idle");
-        _managementRefused = managementDropped.WithLabels("refused");
+        s_managementIdle = managementDropped.WithLabels("idle");
+        s_managementRefused = managementDropped.WithLabels("refused");
         Counter violations = Metrics.CreateCounter("collab_ws_protocol_violations_total", "Connections failed for breaking RFC 6455, by close code.", "code");
-        _protocolError = violations.WithLabels("1002");
-        _invalidPayload = violations.WithLabels("1007");
-        _messageTooBig = violations.WithLabels("1009");
+        s_protocolError = violations.WithLabels("1002");
+        s_invalidPayload = violations.WithLabels("1007");
+        s_messageTooBig = violations.WithLabels("1009");
         HttpRequests = Metrics.CreateCounter("collab_http_requests_total", "HTTP requests served by the public port's HTTP pipeline, by endpoint (the route pattern without its leading slash, e.g. healthz or v1/docs/{id}; not_found; other).", "endpoint");
     }
 
-    public static TransportMetrics Instance => s_instance.Value;
+    public static Gauge ConnectionsOpen { get; }
 
-    public Gauge ConnectionsOpen { get; }
+    public static Gauge TcpConnectionsOpen { get; }
 
-    public Gauge TcpConnectionsOpen { get; }
+    public static Counter ConnectionsTotal { get; }
 
-    public Counter ConnectionsTotal { get; }
+    public static Counter FramesReceived { get; }
 
-    public Counter FramesReceived { get; }
+    public static Counter FramesSent { get; }
 
-    public Counter FramesSent { get; }
+    public static Counter MessagesReceived { get; }
 
-    public Counter MessagesReceived { get; }
+    public static Counter BytesReceived { get; }
 
-    public Counter BytesReceived { get; }
+    public static Counter BytesSent { get; }
 
-    public Counter BytesSent { get; }
+    public static Counter Flushes { get; }
 
-    public Counter Flushes { get; }
-
-    public Counter SlowConsumerCloses { get; }
+    public static Counter SlowConsumerCloses { get; }
 
     /// <summary>A management-port connection dropped: an idle one replaced, or a new one refused (503).</summary>
-    public Counter.Child ManagementConnectionsDropped(bool idle) => idle ? _managementIdle : _managementRefused;
+    public static Counter.Child ManagementConnectionsDropped(bool idle) => idle ? s_managementIdle : s_managementRefused;
 
-    public Counter PingsSent { get; }
+    public static Counter PingsSent { get; }
 
-    public Counter PongsMissed { get; }
+    public static Counter PongsMissed { get; }
 
-    public Counter PingsDeferred { get; }
+    public static Counter PingsDeferred { get; }
 
-    public Counter HttpRequests { get; }
+    public static Counter HttpRequests { get; }
 
-    public Counter.Child Closed(ConnectionEndReason reason) => _closed[(int)reason];
+    public static Counter.Child Closed(ConnectionEndReason reason) => s_closed[(int)reason];
 
-    public Counter.Child HandshakeFailed(HandshakeFailure reason) => _handshakeFailures[(int)reason];
+    public static Counter.Child HandshakeFailed(HandshakeFailure reason) => s_handshakeFailures[(int)reason];
 
-    public Counter.Child Rejected(ConnectionRejection reason) => _rejected[(int)reason];
+    public static Counter.Child Rejected(ConnectionRejection reason) => s_rejected[(int)reason];
 
     /// <summary>The violation counter for a failure close code (1002, 1007 or 1009).</summary>
-    public Counter.Child Violation(ushort closeCode) => closeCode switch
+    public static Counter.Child Violation(ushort closeCode) => closeCode switch
     {
-        WebSocketCloseCodes.InvalidPayload => _invalidPayload,
-        WebSocketCloseCodes.MessageTooBig => _messageTooBig,
-        _ => _protocolError,
+        WebSocketCloseCodes.InvalidPayload => s_invalidPayload,
+        WebSocketCloseCodes.MessageTooBig => s_messageTooBig,
+        _ => s_protocolError,
     };
 
     /// <summary>PascalCase enum name to the snake_case label value Prometheus conventions expect.</summary>

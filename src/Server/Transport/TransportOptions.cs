@@ -113,7 +113,15 @@ public sealed class TransportOptions
     /// </summary>
     public static TransportOptions FromConfiguration(IConfiguration configuration)
     {
-        TransportOptions options = SettingsBinder.Bind<TransportOptions>(configuration, Section);
+        var options = new TransportOptions();
+        BindInto(configuration, options);
+        return options;
+    }
+
+    /// <summary>Binds configuration into <paramref name="options"/> as <see cref="FromConfiguration"/> does (the options pattern's configure step).</summary>
+    internal static void BindInto(IConfiguration configuration, TransportOptions options)
+    {
+        SettingsBinder.BindInto(configuration, Section, options);
         string? port = configuration["port"] ?? configuration["COLLAB_PORT"];
         if (!string.IsNullOrWhiteSpace(port))
         {
@@ -124,8 +132,6 @@ public sealed class TransportOptions
 
             options.Port = value;
         }
-
-        return options;
     }
 
     /// <summary>Throws <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every invalid setting.</summary>

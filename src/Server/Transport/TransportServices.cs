@@ -32,7 +32,6 @@ internal sealed class TransportServices
         Registry = registry;
         Logger = logger ?? NullLogger.Instance;
         InlineOutput = inlineOutput;
-        Metrics = TransportMetrics.Instance;
         PingIntervalMs = (long)options.PingInterval.TotalMilliseconds;
         HandshakeTimeoutMs = (long)options.HandshakeTimeout.TotalMilliseconds;
         CloseTimeoutMs = (long)options.CloseTimeout.TotalMilliseconds;
@@ -48,8 +47,6 @@ internal sealed class TransportServices
     public FrozenSet<string> AllowedOrigins { get; }
 
     public ILogger Logger { get; }
-
-    public TransportMetrics Metrics { get; }
 
     /// <summary>
     /// Write queued frames on the thread that queued them instead of a thread-pool work item. Only

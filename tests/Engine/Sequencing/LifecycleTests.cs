@@ -1,4 +1,5 @@
 using Collab.Engine.Sequencing;
+using Collab.Server.Tests.Security.Infrastructure;
 using static Collab.Engine.Tests.Sequencing.DocumentSequencerTests;
 
 namespace Collab.Engine.Tests.Sequencing;
@@ -212,18 +213,18 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Last_activity_follows_the_time_provider()
     {
-        var time = new ManualTime(DateTimeOffset.FromUnixTimeMilliseconds(1_000_000));
+        var time = new ManualTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(1_000_000));
         var options = new SequencerOptions();
         var stage = new RecordingDurabilityStage();
         await using var sequencer = new DocumentSequencer<string, ListOp>(
             "doc", TestListType.Instance, DocumentState.Empty(TestListType.Instance, options), stage, null, new RecordingListener<string, ListOp>(), options, time);
-        Assert.Equal(time.Now, sequencer.LastActivity);
+        Assert.Equal(time.GetUtcNow(), sequencer.LastActivity);
 
-        time.Now = time.Now.AddMinutes(5);
+        time.Advance(TimeSpan.FromMinutes(5));
         await sequencer.SubmitAsync(Sub("a", 1, 0, Ins(0, 'a'))).WithTimeout();
 
-        Assert.Equal(time.Now, sequencer.LastActivity);
-        Assert.Equal(time.Now.ToUnixTimeMilliseconds(), Assert.Single(stage.OpsAfter("doc", 0)).TimestampMs);
+        Assert.Equal(time.GetUtcNow(), sequencer.LastActivity);
+        Assert.Equal(time.GetUtcNow().ToUnixTimeMilliseconds(), Assert.Single(stage.OpsAfter("doc", 0)).TimestampMs);
     }
 
     private sealed class ThrowingFenceListener : ISequencerListener<string, ListOp>
@@ -242,12 +243,5 @@ public sealed class LifecycleTests
     private sealed class ThrowingStage : IDurabilityStage
     {
         public ValueTask CommitAsync(OpRecord op, CancellationToken cancellationToken) => throw new InvalidOperationException("synchronous failure");
-    }
-
-    private sealed class ManualTime(DateTimeOffset now) : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = now;
-
-        public override DateTimeOffset GetUtcNow() => Now;
     }
 }

@@ -1,12 +1,7 @@
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.RegularExpressions;
-using Collab.Server.Cluster;
 using Collab.Server.Hosting;
-using Collab.Server.Security;
-using Collab.Server.Sessions;
-using Collab.Server.Storage;
-using Collab.Server.Transport;
+using Collab.Testing;
 using Prometheus;
 
 namespace Collab.Integration.Tests.Deploy;
@@ -22,12 +17,7 @@ internal static partial class RegisteredMetrics
     public static async Task<IReadOnlySet<string>> SampleNamesAsync()
     {
         MetricsDefaults.Apply();
-        _ = TransportMetrics.Instance;
-        _ = new StorageMetrics();
-        foreach (Type holder in new[] { typeof(SessionMetrics), typeof(SecurityMetrics), typeof(ClusterMetrics), typeof(RetentionService) })
-        {
-            RuntimeHelpers.RunClassConstructor(holder.TypeHandle);
-        }
+        MetricHolders.TouchAll();
 
         var names = new HashSet<string>(StringComparer.Ordinal);
         // The runtime's observable meters are published once the meter adapter has seen them, which can take a

@@ -114,7 +114,7 @@ public sealed class HeartbeatTests
 
         try
         {
-            double deferredBefore = TransportMetrics.Instance.PingsDeferred.Value;
+            double deferredBefore = TransportMetrics.PingsDeferred.Value;
             await Task.Delay(600);
             var pingedIn = new int[connections.Length];
             for (int tick = 1; tick <= 4; tick++)
@@ -141,7 +141,7 @@ public sealed class HeartbeatTests
 
             // Three were deferred by the first tick and one by the second; a deferral is not a missed pong, so no
             // connection was closed.
-            Assert.True(TransportMetrics.Instance.PingsDeferred.Value - deferredBefore >= 4);
+            Assert.True(TransportMetrics.PingsDeferred.Value - deferredBefore >= 4);
             Assert.Equal(0, app.ClosedCount);
         }
         finally

@@ -8,7 +8,7 @@ namespace Collab.Integration.Tests.Infrastructure;
 /// A bare protocol client (ClientWebSocket + protobuf envelopes, no SDK logic) for tests that must send
 /// exactly the bytes they mean, including wrong ones, and read exactly what the server answers.
 /// </summary>
-internal sealed class RawProtocolClient : IAsyncDisposable
+public sealed class RawProtocolClient : IAsyncDisposable
 {
     private readonly ClientWebSocket _socket = new();
     private readonly byte[] _buffer = new byte[1 << 20];

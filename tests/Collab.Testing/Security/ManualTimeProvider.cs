@@ -9,8 +9,17 @@ public sealed class ManualTimeProvider : TimeProvider
 {
     private readonly Lock _gate = new();
     private readonly List<ManualTimer> _timers = [];
-    private DateTimeOffset _now = DateTimeOffset.UtcNow;
+    private DateTimeOffset _now;
     private long _timestamp = 1_000_000;
+
+    /// <summary>A clock at the real current time.</summary>
+    public ManualTimeProvider()
+        : this(DateTimeOffset.UtcNow)
+    {
+    }
+
+    /// <summary>A clock at <paramref name="start"/> (whole milliseconds, for code that keeps Unix milliseconds).</summary>
+    public ManualTimeProvider(DateTimeOffset start) => _now = start;
 
     public override DateTimeOffset GetUtcNow()
     {

@@ -2,7 +2,7 @@ namespace Collab.Testing;
 
 /// <summary>
 /// Files of the repository the tests check or run (docs, README, Dockerfile, build outputs), found from the test binaries
-/// upwards. Compiled into every test project from tests/Shared (tests/Directory.Build.props).
+/// upwards. In tests/Collab.Testing, which every test project references (tests/Directory.Build.props).
 /// </summary>
 public static class RepositoryFiles
 {

@@ -1,7 +1,11 @@
 namespace Collab.Server.Sessions;
 
-/// <summary>The client id alphabet a Hello may use (what <see cref="ClientIdIssuer"/> issues is 32 of these; any other id in it is answered with a fresh one).</summary>
-public static class ClientId
+/// <summary>
+/// The client id alphabet a Hello may use (what <see cref="ClientIdIssuer"/> issues is 32 of these; any other id in it is
+/// answered with a fresh one). Named a rule, not <c>ClientId</c>, so it does not read as the id itself (the SDK's and the
+/// wire's <c>ClientId</c> properties).
+/// </summary>
+public static class ClientIdRule
 {
     public const int MaxLength = 64;
 

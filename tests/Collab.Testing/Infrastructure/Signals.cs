@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Collab.Integration.Tests.Infrastructure;
 
 /// <summary>POSIX signals for harnesses of processes that are not the server (nats-server).</summary>
-internal static partial class Signals
+public static partial class Signals
 {
     public const int SigTerm = 15;
     public const int SigCont = 18;
