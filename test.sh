@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first (PostgreSQL, nats-server, Node and the SDK's npm packages).
 # Usage: ./test.sh [extra dotnet test arguments, e.g. --filter FullyQualifiedName~Engine]
-#        ./test.sh --fast   the in-process subset (Engine and Server tests without [Trait("Category", "Slow")]: no
+#        ./test.sh --fast   the in-process subset (Engine, Server, SDK and load-tool tests without [Trait("Category", "Slow")]: no
 #                           PostgreSQL, NATS, Node or browser; a couple of minutes), for the edit-build-test loop.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,7 +17,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 if $fast; then
   status=0
-  for project in tests/Engine/Collab.Engine.Tests.csproj tests/Server/Collab.Server.Tests.csproj; do
+  for project in tests/Engine/Collab.Engine.Tests.csproj tests/Server/Collab.Server.Tests.csproj \
+      tests/Client/Collab.Client.Tests.csproj tests/LoadTest/Collab.LoadTest.Tests.csproj; do
     dotnet test "$project" -c Release -nologo --filter "Category!=Slow" "$@" || status=$?
   done
   exit $status

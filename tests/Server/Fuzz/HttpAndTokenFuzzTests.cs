@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using Collab.Server.Security;
 using Collab.Server.Tests.Security.Infrastructure;
+using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
 using CsCheck;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -46,7 +47,7 @@ public sealed class HttpAndTokenFuzzTests
     internal static void AssertSplitParsesLikeWhole(byte[] head, int[] splits)
     {
         HttpParseStatus whole = HttpRequestParser.TryParse(new ReadOnlySequence<byte>(head), MaxHeaderBytes, out HttpRequestHead? expected, out SequencePosition consumedWhole);
-        ReadOnlySequence<byte> segmented = Segments(head, splits);
+        ReadOnlySequence<byte> segmented = Segments.Cut(head, splits);
         HttpParseStatus split = HttpRequestParser.TryParse(segmented, MaxHeaderBytes, out HttpRequestHead? actual, out SequencePosition consumedSplit);
 
         Assert.Equal(whole, split);
@@ -109,38 +110,4 @@ public sealed class HttpAndTokenFuzzTests
 
     private static string Describe(HttpRequestHead h) =>
         $"{h.Method}|{h.Path}|{h.Query}|{h.IsHttp11}|{h.Host}|{h.Upgrade}|{h.Connection}|{h.SecWebSocketKey}|{h.SecWebSocketKeyCount}|{h.SecWebSocketVersion}|{h.SecWebSocketProtocol}|{h.Origin}|{h.Authorization}|{h.HasBody}";
-
-    private static ReadOnlySequence<byte> Segments(byte[] bytes, int[] splits)
-    {
-        int[] cuts = [0, .. splits.Where(s => s > 0 && s < bytes.Length).Distinct().Order(), bytes.Length];
-        if (cuts.Length == 2)
-        {
-            return new ReadOnlySequence<byte>(bytes);
-        }
-
-        var first = new Segment(bytes.AsMemory(cuts[0], cuts[1] - cuts[0]), 0);
-        Segment last = first;
-        for (int i = 1; i + 1 < cuts.Length; i++)
-        {
-            last = last.Append(bytes.AsMemory(cuts[i], cuts[i + 1] - cuts[i]));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
-    }
 }

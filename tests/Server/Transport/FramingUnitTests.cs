@@ -58,7 +58,7 @@ public sealed class FramingUnitTests
             // Split across two segments at every position: same result.
             for (int split = 1; split < header.Length; split++)
             {
-                ReadOnlySequence<byte> sequence = TwoSegments(header, split);
+                ReadOnlySequence<byte> sequence = Segments.TwoSegments(header, split);
                 Assert.True(WebSocketFrame.TryParseHeader(sequence, out FrameHeader fromSequence));
                 Assert.Equal(parsed.PayloadLength, fromSequence.PayloadLength);
                 Assert.Equal(parsed.MaskKey, fromSequence.MaskKey);
@@ -208,28 +208,5 @@ public sealed class FramingUnitTests
 
         header.AddRange(key);
         return header.ToArray();
-    }
-
-    internal static ReadOnlySequence<byte> TwoSegments(byte[] data, int split)
-    {
-        var first = new Segment(data.AsMemory(0, split), 0);
-        Segment last = first.Append(data.AsMemory(split));
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    internal sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }

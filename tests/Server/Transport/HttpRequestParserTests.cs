@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
 
 namespace Collab.Server.Tests.Transport;
@@ -91,8 +92,8 @@ public sealed class HttpRequestParserTests
             return ReadOnlySequence<byte>.Empty;
         }
 
-        var first = new FramingUnitTests.Segment(new[] { bytes[0] }, 0);
-        FramingUnitTests.Segment last = first;
+        var first = new Segments.Segment(new[] { bytes[0] }, 0);
+        Segments.Segment last = first;
         for (int i = 1; i < bytes.Length; i++)
         {
             last = last.Append(new[] { bytes[i] });
