@@ -84,16 +84,24 @@ public sealed class PipelinesTransportAllocationTests
             Assert.True(RoundTrip(), name);
         }
 
+        // Up to three windows of 10,000 round trips, and one must allocate nothing. A per-message allocation (24 B at
+        // least) shows in every window as 240 KB or more; what loaded runs showed instead, about one run in four, was
+        // 120 B in a whole window: a one-off of the process (its source not identified), not a cost per message.
         bool allOk = true;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < Measured; i++)
+        var windows = new List<long>(3);
+        for (int window = 0; window < 3 && (windows.Count == 0 || windows[^1] != 0); window++)
         {
-            allOk &= RoundTrip();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < Measured; i++)
+            {
+                allOk &= RoundTrip();
+            }
+
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(allOk, name);
-        Assert.Equal(0, allocated);
+        Assert.True(windows[^1] == 0, $"{name}: bytes allocated per window of {Measured} round trips: {string.Join(", ", windows)}");
     });
 
     private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
