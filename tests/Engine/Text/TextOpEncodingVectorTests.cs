@@ -14,8 +14,7 @@ namespace Collab.Engine.Tests.Text;
 /// </summary>
 public sealed class TextOpEncodingVectorTests
 {
-    private const string UpdateVariable = "COLLAB_UPDATE_VECTORS";
-    private static readonly string[] RelativePath = ["tests", "vectors", "text-op-encoding.json"];
+    private const string FileName = "text-op-encoding.json";
 
     /// <summary>Hand-picked ops: the documented examples, every boundary of the varint and of UTF-8, the orders that normal form keeps.</summary>
     private static readonly string[] ChosenOps =
@@ -72,23 +71,13 @@ public sealed class TextOpEncodingVectorTests
     [Fact]
     public void VectorsFileIsWhatTheCodecProduces()
     {
-        string expected = Render();
-        string path = VectorsPath();
-        if (Environment.GetEnvironmentVariable(UpdateVariable) == "1")
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            File.WriteAllText(path, expected);
-        }
-
-        Assert.True(File.Exists(path), $"{path} is missing: run this test with {UpdateVariable}=1 to write it.");
-        string actual = File.ReadAllText(path).ReplaceLineEndings("\n");
-        Assert.True(expected == actual, $"{path} differs from what the C# codec produces: run this test with {UpdateVariable}=1 and review the diff.");
+        VectorFiles.AssertFileIs(FileName, Render());
     }
 
     [Fact]
     public void EveryVectorInTheFileRoundTrips()
     {
-        using JsonDocument file = JsonDocument.Parse(File.ReadAllText(VectorsPath()));
+        using JsonDocument file = VectorFiles.Load(FileName);
         JsonElement valid = file.RootElement.GetProperty("valid");
         Assert.True(valid.GetArrayLength() > ChosenOps.Length);
         foreach (JsonElement vector in valid.EnumerateArray())
@@ -103,7 +92,7 @@ public sealed class TextOpEncodingVectorTests
     [Fact]
     public void EveryMalformedVectorInTheFileIsRejected()
     {
-        using JsonDocument file = JsonDocument.Parse(File.ReadAllText(VectorsPath()));
+        using JsonDocument file = VectorFiles.Load(FileName);
         JsonElement malformed = file.RootElement.GetProperty("malformed");
         Assert.Equal(MalformedCases.Length, malformed.GetArrayLength());
         foreach (JsonElement vector in malformed.EnumerateArray())
@@ -258,18 +247,5 @@ public sealed class TextOpEncodingVectorTests
         var buffer = new ArrayBufferWriter<byte>();
         TextOpCodec.Encode(op, buffer);
         return buffer.WrittenSpan.ToArray();
-    }
-
-    private static string VectorsPath()
-    {
-        for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Collab.sln")))
-            {
-                return Path.Combine([directory.FullName, .. RelativePath]);
-            }
-        }
-
-        throw new InvalidOperationException($"No Collab.sln above {AppContext.BaseDirectory}.");
     }
 }

@@ -6,12 +6,10 @@
  * bundle, and an API-only bundle carries no protobuf or socket code.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { build } from "esbuild";
 import { SignJWT } from "jose";
 import { CollabApiError, CollabHttpClient, type CollabHttpClientOptions } from "../src/api.js";
-import { repoRoot } from "./paths.js";
+import { bundleForBrowser } from "./browser-bundle.js";
 import { ServerProcess } from "./server.js";
 
 const ISSUER = "https://idp.test/";
@@ -274,19 +272,8 @@ describe("the HTTP API client against a server in Jwt mode", { timeout: 120_000 
 
 describe("bundles", () => {
   async function bundle(source: string): Promise<{ bytes: number; inputs: string[] }> {
-    const client = join(repoRoot(), "web", "client");
-    const result = await build({
-      stdin: { contents: source, resolveDir: join(client, "test"), loader: "ts" },
-      bundle: true,
-      minify: true,
-      format: "esm",
-      platform: "browser",
-      target: "es2022",
-      write: false,
-      metafile: true,
-      logLevel: "silent",
-    });
-    return { bytes: result.outputFiles[0]!.contents.length, inputs: Object.keys(result.metafile.outputs).flatMap((o) => Object.keys(result.metafile.outputs[o]!.inputs)) };
+    const { code, metafile } = await bundleForBrowser(source);
+    return { bytes: code.length, inputs: Object.values(metafile.outputs).flatMap((o) => Object.keys(o.inputs)) };
   }
 
   it("leaves the API client out of a page that uses only the socket client, and the socket client out of an API-only page", async (t) => {

@@ -5,32 +5,19 @@
  * docs/PERFORMANCE.md quotes both figures.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { it } from "node:test";
-import { build } from "esbuild";
-import { repoRoot } from "./paths.js";
+import { bundleForBrowser } from "./browser-bundle.js";
 
 const BUDGET_BYTES = 40 * 1024;
 const FULL_BUDGET_BYTES = 56 * 1024;
 
 /** A text page's imports: the client, a text document and its undo (everything the CodeMirror page uses). */
-const TEXT_PAGE_ENTRY = `export { CollabClient, CollabDocument, UndoManager, CollabServerError, ErrorCode } from "./src/index.ts";`;
+const TEXT_PAGE_ENTRY = `export { CollabClient, CollabDocument, UndoManager, CollabServerError, ErrorCode } from "../src/index.ts";`;
 
 it("bundles a text page's SDK for the browser, dependencies included, under 40 KB min+gzip, without rich text", async (t) => {
-  const client = join(repoRoot(), "web", "client");
-  const result = await build({
-    stdin: { contents: TEXT_PAGE_ENTRY, resolveDir: client, loader: "ts" },
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    metafile: true,
-    logLevel: "silent",
-  });
-  const code = result.outputFiles[0]!.contents;
+  const result = await bundleForBrowser(TEXT_PAGE_ENTRY);
+  const code = result.code;
   const gzipped = gzipSync(code, { level: 9 }).length;
   const inputs = Object.keys(result.metafile.inputs);
   // The dependencies are in the bundle, not left as imports the page would have to resolve.
@@ -49,19 +36,8 @@ it("bundles a text page's SDK for the browser, dependencies included, under 40 K
 });
 
 it("bundles the whole SDK, rich text included, under 56 KB min+gzip", async (t) => {
-  const client = join(repoRoot(), "web", "client");
-  const result = await build({
-    stdin: { contents: `export * from "./src/index.ts"; export * from "./src/rich-index.ts";`, resolveDir: client, loader: "ts" },
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    metafile: true,
-    logLevel: "silent",
-  });
-  const code = result.outputFiles[0]!.contents;
+  const result = await bundleForBrowser(`export * from "../src/index.ts"; export * from "../src/rich-index.ts";`);
+  const code = result.code;
   const gzipped = gzipSync(code, { level: 9 }).length;
   const inputs = Object.keys(result.metafile.inputs);
   assert.ok(inputs.some((i) => i.includes("node_modules/quill-delta/")), "quill-delta is not bundled");
