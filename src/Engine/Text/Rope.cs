@@ -22,8 +22,13 @@ namespace Collab.Engine.Text;
 /// </remarks>
 public sealed class Rope : IEquatable<Rope>
 {
-    /// <summary>Largest chunk, in UTF-16 units. A small edit copies one chunk: 1 KiB chars is 2 KiB, a couple of cache-friendly memcpy's.</summary>
-    internal const int MaxLeaf = 1024;
+    /// <summary>
+    /// Largest chunk, in UTF-16 units. A small edit copies one chunk (192 chars on average, ~400 B) and the path above it
+    /// (~56 B a level). 256 measured best per edit with the structure's memory still small beside the text (one leaf and
+    /// one inner node, ~150 B, per ~190 chars): 1,024 copied 2 KB per keystroke (1.2–2.2 KB per edit against 0.6–1.2 KB;
+    /// 128 saved another 0.1 KB at twice the nodes). docs/PERFORMANCE.md, "Engine: the rope's leaf size".
+    /// </summary>
+    internal const int MaxLeaf = 256;
 
     /// <summary>Chunk size when building from a string: room left for edits before the first split.</summary>
     internal const int BuildLeaf = MaxLeaf * 3 / 4;
