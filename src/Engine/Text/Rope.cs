@@ -39,9 +39,10 @@ public sealed class Rope : IEquatable<Rope>
     /// <summary>Largest document in UTF-16 units: the longest string .NET can allocate, so <see cref="ToString"/> always succeeds.</summary>
     public const int MaxUtf16Length = 0x3FFFFFDF;
 
-    private readonly Rope? _left;
+    // A leaf holds its chunk (a string) in _item and has no right child; an inner node holds its left child (a Rope) in
+    // _item. One field where there were two keeps a node at 48 B instead of 56, 8 B less for every node an edit copies.
+    private readonly object _item;
     private readonly Rope? _right;
-    private readonly string? _text;
     private readonly int _length;
     private readonly int _utf16Length;
     private readonly int _height;
@@ -51,7 +52,7 @@ public sealed class Rope : IEquatable<Rope>
 
     private Rope(string text, int codePoints)
     {
-        _text = text;
+        _item = text;
         _length = codePoints;
         _utf16Length = text.Length;
     }
@@ -59,7 +60,7 @@ public sealed class Rope : IEquatable<Rope>
     private Rope(Rope left, Rope right)
     {
         Debug.Assert(left._utf16Length > 0 && right._utf16Length > 0);
-        _left = left;
+        _item = left;
         _right = right;
         _length = left._length + right._length;
         _utf16Length = left._utf16Length + right._utf16Length;
@@ -77,7 +78,13 @@ public sealed class Rope : IEquatable<Rope>
 
     [MemberNotNullWhen(true, nameof(_text))]
     [MemberNotNullWhen(false, nameof(_left), nameof(_right))]
-    private bool IsLeaf => _text is not null;
+    private bool IsLeaf => _right is null;
+
+    /// <summary>A leaf's chunk (null for an inner node).</summary>
+    private string? _text => _right is null ? Unsafe.As<string>(_item) : null;
+
+    /// <summary>An inner node's left child (null for a leaf).</summary>
+    private Rope? _left => _right is null ? null : Unsafe.As<Rope>(_item);
 
     internal int Height => _height;
 
