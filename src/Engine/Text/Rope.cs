@@ -24,9 +24,10 @@ public sealed class Rope : IEquatable<Rope>
 {
     /// <summary>
     /// Largest chunk, in UTF-16 units. A small edit copies one chunk (192 chars on average, ~400 B) and the path above it
-    /// (~56 B a level). 256 measured best per edit with the structure's memory still small beside the text (one leaf and
-    /// one inner node, ~150 B, per ~190 chars): 1,024 copied 2 KB per keystroke (1.2–2.2 KB per edit against 0.6–1.2 KB;
-    /// 128 saved another 0.1 KB at twice the nodes). docs/PERFORMANCE.md, "Engine: the rope's leaf size".
+    /// (48 B a level). 256 measured best per edit with the structure's memory still modest beside the text (a leaf node,
+    /// a string header and an inner node, ~120 B, per ~192 chars): 1,024 copied up to 2 KB per keystroke (1.2–2.2 KB per
+    /// edit against 0.56–1.08 KB; 128 saved another 0.1 KB at twice the nodes). docs/PERFORMANCE.md, "Engine: the rope's
+    /// leaf size and node size".
     /// </summary>
     internal const int MaxLeaf = 256;
 
