@@ -21,6 +21,9 @@ public sealed class RopeTests
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
+    [InlineData(192)]
+    [InlineData(256)]
+    [InlineData(257)]
     [InlineData(700)]
     [InlineData(1024)]
     [InlineData(1025)]
@@ -96,6 +99,51 @@ public sealed class RopeTests
 
         rope.CheckInvariants();
         Assert.Equal(model, rope.ToString());
+    }
+
+    [Fact]
+    public void EveryVersionOfAnEditingSessionKeepsItsText()
+    {
+        // The sequencer hands every version to readers (snapshots, the committed view) while it edits the next one: each
+        // version must read as the plain-string model said when it was made, however many edits follow it.
+        string model = Mixed(2_000, 31);
+        Rope rope = Rope.FromString(model);
+        var random = new Random(17);
+        var versions = new List<(Rope Rope, string Text)> { (rope, model) };
+        for (int i = 0; i < 1_500; i++)
+        {
+            int length = TextGen.CodePointCount(model);
+            TextOp op;
+            int step = i % 40;
+            if (step < 20)
+            {
+                // A typing burst of 16 at one cursor, then 4 backspaces: edits landing in one leaf one after another.
+                int cursor = Math.Min((i / 40 * 7_919 % (length + 1)) + (step < 16 ? step : 32 - step), length);
+                op = step < 16 ? TextOp.Insert(cursor, i % 5 == 0 ? "😀" : "k") : TextOp.Delete(cursor - 1, 1);
+            }
+            else
+            {
+                int start = random.Next(0, length + 1);
+                int removed = random.Next(0, Math.Min(length - start, i % 100 == 0 ? 600 : 3) + 1);
+                op = TextOp.Replace(start, removed, Mixed(random.Next(0, i % 50 == 0 ? 400 : 3), i));
+            }
+
+            rope = TextType.Apply(rope, op);
+            model = TextType.Apply(model, op);
+            versions.Add((rope, model));
+        }
+
+        foreach ((Rope version, string text) in versions)
+        {
+            version.CheckInvariants();
+            Assert.Equal(text, version.ToString());
+            Assert.Equal(text, string.Concat(EnumerateChunks(version)));
+            int length = version.Length;
+            int from = length / 3;
+            int[] starts = RuneStarts(text);
+            int count = Math.Min(length - from, 300);
+            Assert.Equal(text[starts[from]..starts[from + count]], version.Slice(from, count));
+        }
     }
 
     [Fact]
