@@ -19,8 +19,12 @@ namespace Collab.Engine.RichText;
 /// </remarks>
 public sealed class RichDocument : IEquatable<RichDocument>
 {
-    /// <summary>Largest leaf in units: a small edit copies at most one leaf's segment array and one text run.</summary>
-    internal const int MaxLeaf = 1024;
+    /// <summary>
+    /// Largest leaf in units: a small edit copies at most one leaf's segment array and one text run. 256, as the rope's
+    /// chunk: with 1,024 a one-character insert allocated 2.1 KB in the sequencer, with 256 1.1 KB (docs/PERFORMANCE.md,
+    /// "Engine: the rope's leaf size and node size").
+    /// </summary>
+    internal const int MaxLeaf = 256;
 
     /// <summary>Leaf size when building from scratch: room left for edits before the first split.</summary>
     internal const int BuildLeaf = MaxLeaf * 3 / 4;
