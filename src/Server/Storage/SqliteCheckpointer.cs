@@ -28,8 +28,8 @@ internal sealed class SqliteCheckpointer : IDisposable
     /// Ops committed since the last checkpoint that trigger the next one before the interval is up. Appends spread over
     /// many documents dirty about a page per op, and a round copies each dirty page once however often it changed, so
     /// rounds far apart copy fewer pages per op: at 1,000 ops (SQLite's own automatic checkpoint is every 1,000 pages)
-    /// the checkpoint thread took 6 % of the core at 10,000 ops/s in small rooms, and 10,000 cut the server's CPU per
-    /// acked op from 87 to 78 µs (docs/PERFORMANCE.md, "Small rooms: CPU per op"). At 10,000 ops/s this checkpoints
+    /// the checkpoint thread took 4.3 % of the server's samples at 10,000 ops/s in small rooms, at 10,000 ops 0.7 %
+    /// (docs/PERFORMANCE.md, "Small rooms: where the CPU per op goes"). At 10,000 ops/s this checkpoints
     /// about once a second (up to ~40 MB of log, below the restart size), at light load once per interval, and an
     /// idle store not at all. A fixed 100 ms period checkpointed ten times a second even at light load, and each round
     /// fsyncs the database file, which a commit's WAL fsync may queue behind (one A/B pair at 1,000 ops/s: ack p90
