@@ -15,8 +15,12 @@ public sealed class ContinueOnWorkerTests
     {
         var listener = new ThreadRecordingListener();
         var options = new SequencerOptions { RunContinuationsAsynchronously = true };
+        // The test completes each commit by hand, after it has registered the continuation: with a stage that commits
+        // at once, the worker could publish before the registration (a loaded machine delays the test thread), and a
+        // continuation registered on a completed submit runs on the registering thread, as it should.
+        var stage = new ControllableDurabilityStage();
         await using var sequencer = new DocumentSequencer<Rope, TextOp>(
-            "inline", TextType.Instance, DocumentState.Empty(TextType.Instance, options), new NoopDurabilityStage(), null, listener, options);
+            "inline", TextType.Instance, DocumentState.Empty(TextType.Instance, options), stage, null, listener, options);
 
         for (long seq = 1; seq <= 200; seq++)
         {
@@ -30,6 +34,10 @@ public sealed class ContinueOnWorkerTests
                 bool inPublish = new System.Diagnostics.StackTrace().GetFrames().Any(static f => f.GetMethod()?.Name == "FlushPublish");
                 continued.SetResult((Environment.CurrentManagedThreadId, Volatile.Read(ref listener.LastThread), inPublish));
             });
+            Assert.False(pending.IsCompleted);
+            await sequencer.BarrierAsync();
+            Assert.Equal(seq, stage.CallCount);
+            stage[(int)seq - 1].Complete();
 
             (int thread, int publishedOn, bool inPublish) = await continued.Task;
             Assert.Equal(publishedOn, thread);
