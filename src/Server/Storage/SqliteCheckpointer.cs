@@ -25,14 +25,17 @@ namespace Collab.Server.Storage;
 internal sealed class SqliteCheckpointer : IDisposable
 {
     /// <summary>
-    /// Ops committed since the last checkpoint that trigger the next one before the interval is up. SQLite's own
-    /// automatic checkpoint is every 1,000 pages, and appends spread over many documents dirty about a page per op:
-    /// at 10,000 ops/s this checkpoints every ~100 ms (a few MB each), at light load about once per interval, and an
+    /// Ops committed since the last checkpoint that trigger the next one before the interval is up. Appends spread over
+    /// many documents dirty about a page per op, and a round copies each dirty page once however often it changed, so
+    /// rounds far apart copy fewer pages per op: at 1,000 ops (SQLite's own automatic checkpoint is every 1,000 pages)
+    /// the checkpoint thread took 4.3 % of the server's samples at 10,000 ops/s in small rooms, at 10,000 ops 0.7 %
+    /// (docs/PERFORMANCE.md, "Small rooms: where the CPU per op goes"). At 10,000 ops/s this checkpoints
+    /// about once a second (up to ~40 MB of log, below the restart size), at light load once per interval, and an
     /// idle store not at all. A fixed 100 ms period checkpointed ten times a second even at light load, and each round
     /// fsyncs the database file, which a commit's WAL fsync may queue behind (one A/B pair at 1,000 ops/s: ack p90
     /// 1.0 ms with a round per second, 2.3 ms with one every 100 ms).
     /// </summary>
-    internal const int OpsPerCheckpoint = 1000;
+    internal const int OpsPerCheckpoint = 10_000;
 
     private readonly string _connectionString;
     private readonly TimeSpan _interval;

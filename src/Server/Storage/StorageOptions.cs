@@ -54,7 +54,7 @@ public sealed class StorageOptions
 
     /// <summary>
     /// A background thread copies the SQLite write-ahead log into the database file (a PASSIVE checkpoint, which never
-    /// blocks commits) after every 1,000 committed ops, and at least this often while anything is committed. 0 =
+    /// blocks commits) after every 10,000 committed ops, and at least this often while anything is committed. 0 =
     /// SQLite's own automatic checkpoint inside the commit that passes 1,000 pages, which stalls that commit and every
     /// ack behind it. Default 1 s.
     /// </summary>
