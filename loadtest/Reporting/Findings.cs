@@ -82,7 +82,7 @@ internal static class Findings
 
                 break;
             case ScenarioKind.Idle when report.Idle is { } idle:
-                f.Add(string.Create(s_inv, $"target idle <= 4 KiB server RSS per connection (at 19k): {idle.ServerRssPerConnectionKb:F2} KiB at {idle.Connections:N0} connections held {idle.HeldSeconds:F0} s ({idle.ServerRssPerConnectionAfterConnectKb:F2} KiB right after connecting) - {(idle.ServerRssPerConnectionKb <= 4 ? "met" : "NOT met")}{(idle.Connections < 19_000 ? " (fewer connections than the target's 19k)" : string.Empty)}."));
+                f.Add(string.Create(s_inv, $"target idle <= 7 KiB server RSS per connection (at 19k, issue 16): {idle.ServerRssPerConnectionKb:F2} KiB at {idle.Connections:N0} connections held {idle.HeldSeconds:F0} s ({idle.ServerRssPerConnectionAfterConnectKb:F2} KiB right after connecting) - {(idle.ServerRssPerConnectionKb <= 7 ? "met" : "NOT met")}{(idle.Connections < 19_000 ? " (fewer connections than the target's 19k)" : string.Empty)}."));
                 if (idle.HeldSeconds < 65)
                 {
                     f.Add(string.Create(s_inv, $"idle: held only {idle.HeldSeconds:F0} s, less than two keep-alive rounds at the default 30 s ping interval; memory per connection settles later (use the default hold of 70 s)."));

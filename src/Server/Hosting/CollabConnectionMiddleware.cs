@@ -27,7 +27,7 @@ internal sealed class CollabConnectionMiddleware
     }
 
     /// <summary>
-    /// Not an async method: the connection's one asynchronous frame is <c>TransportConnection.RunAsync</c>, which
+    /// Not an async method: the connection's one asynchronous frame is <c>TransportConnection.RunCoreAsync</c>, which
     /// also awaits the pipeline for a handed-off connection (an idle WebSocket's memory is counted per byte).
     /// </summary>
     public Task OnConnectedAsync(ConnectionContext connection)

@@ -10,20 +10,33 @@ namespace Collab.Server.Transport;
 /// </summary>
 internal sealed class ConnectionRegistry : IDisposable
 {
-    private readonly ConcurrentDictionary<long, TransportConnection> _connections = new();
+    private readonly ConcurrentDictionary<long, TransportConnection> _connections;
     private readonly ConcurrentDictionary<UInt128, AddressCount> _pendingByAddress = new();
     private readonly TransportOptions _options;
     private Timer? _timer;
+    private Timer? _sliceTimer;
     private long _lastId;
     private int _webSockets;
     private int _pendingHandshakes;
     private int _count;
     private int _ticking;
+
+    // The tick in progress (only while _ticking is 1): a tick runs in slices, see BeginTick and TickSlice.
+    private IEnumerator<KeyValuePair<long, TransportConnection>>? _tickCursor;
+    private long _tickNow;
+    private int _tickBudget;
+    private int _tickSlicePings;
+    private OutboundMessage? _tickPing;
     private volatile bool _shuttingDown;
 
     public ConnectionRegistry(TransportOptions options)
     {
         _options = options;
+
+        // Sized for MaxConnections up front (8 B a bucket; at most 64 Ki buckets, which each tick walks): growing by
+        // doubling re-creates every entry's node, and at 19,000 connections that left ~0.8 MB of dead nodes that only
+        // a full collection frees (an idle server runs none).
+        _connections = new ConcurrentDictionary<long, TransportConnection>(Environment.ProcessorCount, Math.Clamp(options.MaxConnections, 31, 1 << 16));
     }
 
     /// <summary>TCP connections currently handled (any phase).</summary>
@@ -203,7 +216,19 @@ internal sealed class ConnectionRegistry : IDisposable
     /// <summary>Starts the heartbeat that enforces handshake, ping and close deadlines.</summary>
     public void Start()
     {
-        _timer ??= new Timer(static state => ((ConnectionRegistry)state!).Tick(), this, _options.HeartbeatInterval, _options.HeartbeatInterval);
+        _sliceTimer ??= new Timer(static state => ((ConnectionRegistry)state!).ContinueTick(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _timer ??= new Timer(
+            static state =>
+            {
+                var registry = (ConnectionRegistry)state!;
+                if (registry.BeginTick())
+                {
+                    registry.ContinueTick();
+                }
+            },
+            this,
+            _options.HeartbeatInterval,
+            _options.HeartbeatInterval);
     }
 
     /// <summary>
@@ -250,7 +275,11 @@ internal sealed class ConnectionRegistry : IDisposable
         }
     }
 
-    public void Dispose() => _timer?.Dispose();
+    public void Dispose()
+    {
+        _timer?.Dispose();
+        _sliceTimer?.Dispose();
+    }
 
     /// <summary>Below this many, every due ping goes out in the tick that finds it due (internal: tests lower it).</summary>
     internal int MinPingsPerTick { get; init; } = 256;
@@ -272,30 +301,112 @@ internal sealed class ConnectionRegistry : IDisposable
         return (int)Math.Min(int.MaxValue, Math.Max(MinPingsPerTick, Math.Ceiling(perTick)));
     }
 
-    /// <summary>One heartbeat: every connection's deadlines and keep-alive ping (internal: tests drive it directly).</summary>
+    /// <summary>The slices a tick's pings are spread over, <see cref="SliceGapDivisor"/>-ths of the heartbeat apart.</summary>
+    internal const int SlicesPerTick = 8;
+
+    /// <summary>The gap between two slices of a tick: the heartbeat interval divided by this (the slices end within it).</summary>
+    private const int SliceGapDivisor = 10;
+
+    /// <summary>Fewest pings a slice writes, however few are due (internal: tests lower it).</summary>
+    internal int MinPingsPerSlice { get; init; } = 32;
+
+    /// <summary>How many pings one slice of a tick may write: the tick's budget over <see cref="SlicesPerTick"/>.</summary>
+    internal int PingsPerSlice(int budget) => Math.Max(MinPingsPerSlice, (budget + SlicesPerTick - 1) / SlicesPerTick);
+
+    /// <summary>One heartbeat, all at once: every connection's deadlines and keep-alive ping (internal: tests drive it directly).</summary>
     internal void Tick()
     {
-        // A slow tick (thousands of connections on a loaded box) must not overlap the next one.
-        if (Interlocked.Exchange(ref _ticking, 1) != 0)
+        if (!BeginTick())
         {
             return;
         }
 
-        OutboundMessage? ping = null;
+        while (TickSlice())
+        {
+        }
+    }
+
+    /// <summary>
+    /// Starts a tick: its time, its ping budget, a cursor over the connections. False when the previous tick is still
+    /// running (a slow tick, thousands of connections on a loaded box, must not overlap the next one).
+    /// </summary>
+    internal bool BeginTick()
+    {
+        if (Interlocked.Exchange(ref _ticking, 1) != 0)
+        {
+            return false;
+        }
+
+        _tickNow = Environment.TickCount64;
+        _tickBudget = PingBudget(Count);
+        _tickSlicePings = PingsPerSlice(_tickBudget);
+        _tickCursor = _connections.GetEnumerator();
+        return true;
+    }
+
+    /// <summary>One slice of the tick in progress, and the next one armed a fraction of the interval later.</summary>
+    private void ContinueTick()
+    {
+        if (TickSlice())
+        {
+            try
+            {
+                _sliceTimer?.Change(_options.HeartbeatInterval / SliceGapDivisor, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed meanwhile (shutdown): the tick's remaining connections are being closed anyway.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs one slice of the tick <see cref="BeginTick"/> started: deadlines and keep-alive pings of the next
+    /// connections until <see cref="PingsPerSlice"/> pings went out. True when the tick has more connections to visit;
+    /// false when it is done (or none is in progress).
+    /// </summary>
+    /// <remarks>
+    /// A ping's pong comes back as a burst with all the others written in the same go: the socket threads receive them
+    /// all (a 4 KiB block from Kestrel's pinned pool each) before the connections' read loops, queued behind them on
+    /// the thread pool, consume any. The pool keeps its high-water mark: pinging a tick's whole budget (1,267 at
+    /// 19,000 connections) at once left 1,280 blocks (5 MB, 0.27 KiB per idle connection) in the pool for good.
+    /// Written in slices a tenth of the interval apart, each slice's pongs are in and consumed before the next slice
+    /// goes out. The deadlines of one tick are all judged against the tick's start time.
+    /// </remarks>
+    internal bool TickSlice()
+    {
+        if (_tickCursor is null)
+        {
+            return false;
+        }
+
+        bool more = false;
         try
         {
-            long now = Environment.TickCount64;
-            int pingBudget = PingBudget(Count);
-            foreach (KeyValuePair<long, TransportConnection> entry in _connections)
+            int sliceEnd = _tickBudget - _tickSlicePings;
+            while (_tickCursor.MoveNext())
             {
-                entry.Value.OnHeartbeat(now, ref ping, ref pingBudget);
+                _tickCursor.Current.Value.OnHeartbeat(_tickNow, ref _tickPing, ref _tickBudget);
+                if (_tickBudget <= sliceEnd && _tickBudget > 0)
+                {
+                    more = true;
+                    break;
+                }
             }
         }
         finally
         {
-            // Drops the tick's own reference: the frame is recycled once the last pinged connection has written it.
-            ping?.Dispose();
-            Volatile.Write(ref _ticking, 0);
+            if (!more)
+            {
+                // Drops the tick's own reference: the frame is recycled once the last pinged connection has written it.
+                _tickPing?.Dispose();
+                _tickPing = null;
+                _tickCursor.Dispose();
+                _tickCursor = null;
+                Volatile.Write(ref _ticking, 0);
+            }
         }
+
+        return more;
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
@@ -159,21 +160,142 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
     /// unconsumed in the pipe and <see cref="TransportOutcome.HandedOff"/> is returned, and the caller passes the
     /// connection on to the HTTP pipeline. Never throws.
     /// </summary>
-    public async Task<TransportOutcome> RunAsync()
+    public Task<TransportOutcome> RunAsync() => RunCoreAsync(upgradeRequest: null);
+
+    /// <summary>
+    /// Runs a WebSocket upgrade that reached the HTTP pipeline (see the constructor taking an <see cref="IUpgradeResponse"/>)
+    /// to completion. Never throws.
+    /// </summary>
+    internal Task RunUpgradeAsync(HttpRequestHead request) => RunCoreAsync(request);
+
+    /// <summary>
+    /// The connection's one asynchronous frame, from the routing peek (or the pipeline's upgrade request) to the end:
+    /// the read loop is written out here rather than awaited as a method of its own, because every idle connection
+    /// is parked in it and each async method awaiting another keeps a state machine of its own alive (184 B a
+    /// connection).
+    /// </summary>
+    private async Task<TransportOutcome> RunCoreAsync(HttpRequestHead? upgradeRequest)
     {
-        TransportMetrics.TcpConnectionsOpen.Inc();
+        if (upgradeRequest is null)
+        {
+            TransportMetrics.TcpConnectionsOpen.Inc();
+        }
+
         Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
         bool handedOff = false;
         try
         {
-            HttpRequestHead? request = await ReadWebSocketRequestAsync().ConfigureAwait(false);
+            HttpRequestHead? request = upgradeRequest ?? await ReadWebSocketRequestAsync().ConfigureAwait(false);
             if (request is null)
             {
                 handedOff = _handOff;
             }
             else if (await HandleUpgradeAsync(request).ConfigureAwait(false))
             {
-                await RunWebSocketAsync().ConfigureAwait(false);
+                // The read loop (framing and delivery: TransportConnection.Receive.cs).
+                    while (true)
+                    {
+                        ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
+                        if (result.IsCanceled)
+                        {
+                            if (IsAborted)
+                            {
+                                goto ReadLoopEnd;
+                            }
+
+                            continue;
+                        }
+
+                        ReadOnlySequence<byte> buffer = result.Buffer;
+                        long startLength = buffer.Length;
+                        if (startLength > 0)
+                        {
+                            // Any inbound traffic proves the peer alive, not only pongs.
+                            Volatile.Write(ref _lastReceive, Environment.TickCount64);
+                            _missedPongs = 0;
+                            _pingOutstanding = false;
+                        }
+
+                        bool stop = false;
+                        long messages = 0;
+                        BeginBatch();
+                        try
+                        {
+                            while (true)
+                            {
+                                ReadStep step = ProcessFrames(ref buffer, out ReadOnlySequence<byte> message, out bool isText);
+                                if (step == ReadStep.NeedMoreData)
+                                {
+                                    break;
+                                }
+
+                                if (step == ReadStep.Stop)
+                                {
+                                    stop = true;
+                                    break;
+                                }
+
+                                messages++;
+                                if (_awaitingFirstMessage)
+                                {
+                                    FirstMessageArrived();
+                                }
+
+                                try
+                                {
+                                    if (!_discarding && _session is not null)
+                                    {
+                                        ValueTask handled = _session.OnMessageAsync(message, isText);
+                                        if (!handled.IsCompletedSuccessfully)
+                                        {
+                                            // The application goes asynchronous (e.g. waits for a commit): what it queued
+                                            // so far must not wait for it, and nothing else should be deferred meanwhile.
+                                            EndBatch();
+                                            await handled.ConfigureAwait(false);
+                                            BeginBatch();
+                                        }
+                                    }
+                                }
+                                catch (Exception ex) when (!IsConnectionFailure(ex))
+                                {
+                                    TransportLog.ApplicationFailure(_services.Logger, Id, ex);
+                                    StartClose(WebSocketCloseCodes.InternalError, "internal error", ConnectionEndReason.InternalError, _services.CloseTimeoutMs, dropQueued: true);
+                                }
+                                finally
+                                {
+                                    if (step == ReadStep.DeliverAssembled)
+                                    {
+                                        ReturnAssembly();
+                                    }
+                                }
+                            }
+                        }
+                        finally
+                        {
+                            // One flush for everything this batch of frames produced (echoes, pongs, acks).
+                            EndBatch();
+                            Volatile.Write(ref _messagesIn, _messagesIn + messages);
+                            Volatile.Write(ref _framesIn, _framesIn + _framesInBatch);
+                            Volatile.Write(ref _bytesIn, _bytesIn + (startLength - buffer.Length));
+                            _framesInBatch = 0;
+                            _input.AdvanceTo(buffer.Start, buffer.End);
+                        }
+
+                        if (stop || IsAborted)
+                        {
+                            goto ReadLoopEnd;
+                        }
+
+                        if (result.IsCompleted)
+                        {
+                            // EOF without a Close frame: abnormal closure (1006) from our side's point of view.
+                            RecordEnd(ConnectionEndReason.ConnectionReset);
+                            goto ReadLoopEnd;
+                        }
+                    }
+
+            ReadLoopEnd:
+                ;
             }
         }
         catch (Exception ex)
@@ -223,30 +345,6 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
         }
 
         return handedOff ? TransportOutcome.HandedOff : TransportOutcome.Completed;
-    }
-
-    /// <summary>
-    /// Runs a WebSocket upgrade that reached the HTTP pipeline (see the constructor taking an <see cref="IUpgradeResponse"/>)
-    /// to completion. Never throws.
-    /// </summary>
-    internal async Task RunUpgradeAsync(HttpRequestHead request)
-    {
-        Volatile.Write(ref _deadline, Environment.TickCount64 + _services.HandshakeTimeoutMs);
-        try
-        {
-            if (await HandleUpgradeAsync(request).ConfigureAwait(false))
-            {
-                await RunWebSocketAsync().ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex)
-        {
-            RecordFailure(ex);
-        }
-        finally
-        {
-            await FinishAsync().ConfigureAwait(false);
-        }
     }
 
     /// <summary>The end reason of an exception that escaped the connection's run: the peer went away, or a bug (logged).</summary>

@@ -161,6 +161,102 @@ public sealed class HeartbeatTests
         Assert.Equal(66_667, registry.PingBudget(1_000_000));
     }
 
+    [Fact]
+    public async Task A_tick_writes_its_pings_in_slices_each_connection_once()
+    {
+        // Budget 6 (the floor), slices of 2: five due connections are pinged 2, 2, 1, and the tick ends with the last
+        // slice. Nobody is pinged twice, nobody is deferred to the next tick.
+        var options = new TransportOptions { PingInterval = TimeSpan.FromMilliseconds(500), HeartbeatInterval = TimeSpan.FromMilliseconds(50) };
+        using var registry = new ConnectionRegistry(options) { MinPingsPerTick = 6, MinPingsPerSlice = 2 };
+        Assert.Equal(2, registry.PingsPerSlice(registry.PingBudget(5)));
+        var app = new TestApplication();
+        InMemoryConnection[] connections = OpenWebSockets(5, app, options, registry);
+        try
+        {
+            await Task.Delay(600);
+            double deferredBefore = TransportMetrics.PingsDeferred.Value;
+            Assert.False(registry.TickSlice()); // no tick in progress: nothing to do
+            Assert.True(registry.BeginTick());
+            Assert.False(registry.BeginTick()); // one tick at a time
+            var pingedIn = new int[connections.Length];
+            bool[] more = new bool[3];
+            for (int slice = 1; slice <= 3; slice++)
+            {
+                more[slice - 1] = registry.TickSlice();
+                int pinged = 0;
+                for (int i = 0; i < connections.Length; i++)
+                {
+                    byte[] written = connections[i].ReadAll();
+                    if (written.Length > 0)
+                    {
+                        Assert.Equal(0x89, written[0]);
+                        Assert.Equal(0, pingedIn[i]);
+                        pingedIn[i] = slice;
+                        pinged++;
+                    }
+                }
+
+                Assert.Equal(slice == 3 ? 1 : 2, pinged);
+            }
+
+            Assert.Equal([true, true, false], more);
+            Assert.All(pingedIn, slice => Assert.InRange(slice, 1, 3));
+            Assert.Equal(deferredBefore, TransportMetrics.PingsDeferred.Value);
+            Assert.True(registry.BeginTick()); // the sliced tick has ended
+            Assert.False(registry.TickSlice());
+        }
+        finally
+        {
+            await DisposeAllAsync(connections);
+        }
+    }
+
+    [Fact]
+    public async Task The_running_heartbeat_reaches_every_connection_through_its_slices()
+    {
+        // Started for real: slices of one ping each, armed by the slice timer a tenth of the interval apart.
+        var options = new TransportOptions
+        {
+            PingInterval = TimeSpan.FromMilliseconds(300),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(100),
+        };
+        using var registry = new ConnectionRegistry(options) { MinPingsPerSlice = 1 };
+        var app = new TestApplication();
+        InMemoryConnection[] connections = OpenWebSockets(6, app, options, registry);
+        try
+        {
+            registry.Start();
+            var pinged = new bool[connections.Length];
+            long deadline = Environment.TickCount64 + 10_000;
+            while (pinged.Contains(false) && Environment.TickCount64 < deadline)
+            {
+                await Task.Delay(20);
+                for (int i = 0; i < connections.Length; i++)
+                {
+                    byte[] written = connections[i].ReadAll();
+                    pinged[i] |= written.Length > 0 && written[0] == 0x89;
+                }
+            }
+
+            Assert.All(pinged, Assert.True);
+        }
+        finally
+        {
+            registry.Dispose();
+            await DisposeAllAsync(connections);
+        }
+    }
+
+    [Fact]
+    public void A_ticks_slices_share_its_budget_eight_ways()
+    {
+        var options = new TransportOptions { PingInterval = TimeSpan.FromSeconds(30), HeartbeatInterval = TimeSpan.FromSeconds(1) };
+        using var registry = new ConnectionRegistry(options);
+        Assert.Equal(159, registry.PingsPerSlice(registry.PingBudget(19_000))); // 1,267 / 8, rounded up
+        Assert.Equal(32, registry.PingsPerSlice(registry.PingBudget(0))); // 256 / 8
+        Assert.Equal(32, registry.PingsPerSlice(100)); // the floor
+    }
+
     /// <summary>Connections of one (never started) registry, each past its WebSocket handshake.</summary>
     private static InMemoryConnection[] OpenWebSockets(int count, TestApplication app, TransportOptions options, ConnectionRegistry registry)
     {

@@ -3,10 +3,15 @@ using Collab.Server.Storage;
 
 namespace Collab.Server.Tests.Security.Infrastructure;
 
-/// <summary>A real store whose appends wait while the gate is closed.</summary>
+/// <summary>A real store whose appends wait while the gate is closed (and document loads while the load gate is).</summary>
 public sealed class GatedStore(IOpStore inner) : IOpStore
 {
     private volatile TaskCompletionSource _gate = Opened();
+    private volatile TaskCompletionSource _loadGate = Opened();
+
+    public void CloseLoads() => _loadGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void OpenLoads() => _loadGate.TrySetResult();
 
     public void Close() => _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -20,7 +25,11 @@ public sealed class GatedStore(IOpStore inner) : IOpStore
         return await inner.AppendAsync(batch, cancellationToken);
     }
 
-    public ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken) => inner.LoadAsync(docId, cancellationToken);
+    public async ValueTask<DocumentLoad?> LoadAsync(string docId, CancellationToken cancellationToken)
+    {
+        await _loadGate.Task.WaitAsync(cancellationToken);
+        return await inner.LoadAsync(docId, cancellationToken);
+    }
 
     public ValueTask<IReadOnlyList<OpRecord>> ReadOpsAsync(string docId, long afterVersion, long toVersion, int limit, CancellationToken cancellationToken) =>
         inner.ReadOpsAsync(docId, afterVersion, toVersion, limit, cancellationToken);

@@ -153,6 +153,7 @@ public sealed class FakeConnection : IWebSocketConnection
     private readonly ConcurrentQueue<ServerMessage> _received = new();
     private readonly SemaphoreSlim _signal = new(0);
     private int _cursor;
+    private int _closedReads;
 
     public FakeConnection(long id)
     {
@@ -163,7 +164,17 @@ public sealed class FakeConnection : IWebSocketConnection
 
     public IPEndPoint? RemoteEndPoint { get; } = new(IPAddress.Loopback, 40000);
 
-    public CancellationToken Closed => _closed.Token;
+    public CancellationToken Closed
+    {
+        get
+        {
+            Interlocked.Increment(ref _closedReads);
+            return _closed.Token;
+        }
+    }
+
+    /// <summary>How often the session asked for <see cref="Closed"/> (on the real transport the first ask creates its source).</summary>
+    public int ClosedReads => Volatile.Read(ref _closedReads);
 
     internal ClientSession Session { get; private set; } = null!;
 
