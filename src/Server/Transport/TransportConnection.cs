@@ -192,110 +192,103 @@ internal sealed partial class TransportConnection : IWebSocketConnection, IThrea
             }
             else if (await HandleUpgradeAsync(request).ConfigureAwait(false))
             {
-                // The read loop (framing and delivery: TransportConnection.Receive.cs).
-                    while (true)
+                // The read loop; framing and delivery are in TransportConnection.Receive.cs.
+                bool reading = true;
+                while (reading)
+                {
+                    ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
+                    if (result.IsCanceled)
                     {
-                        ReadResult result = await _input.ReadAsync().ConfigureAwait(false);
-                        if (result.IsCanceled)
-                        {
-                            if (IsAborted)
-                            {
-                                goto ReadLoopEnd;
-                            }
-
-                            continue;
-                        }
-
-                        ReadOnlySequence<byte> buffer = result.Buffer;
-                        long startLength = buffer.Length;
-                        if (startLength > 0)
-                        {
-                            // Any inbound traffic proves the peer alive, not only pongs.
-                            Volatile.Write(ref _lastReceive, Environment.TickCount64);
-                            _missedPongs = 0;
-                            _pingOutstanding = false;
-                        }
-
-                        bool stop = false;
-                        long messages = 0;
-                        BeginBatch();
-                        try
-                        {
-                            while (true)
-                            {
-                                ReadStep step = ProcessFrames(ref buffer, out ReadOnlySequence<byte> message, out bool isText);
-                                if (step == ReadStep.NeedMoreData)
-                                {
-                                    break;
-                                }
-
-                                if (step == ReadStep.Stop)
-                                {
-                                    stop = true;
-                                    break;
-                                }
-
-                                messages++;
-                                if (_awaitingFirstMessage)
-                                {
-                                    FirstMessageArrived();
-                                }
-
-                                try
-                                {
-                                    if (!_discarding && _session is not null)
-                                    {
-                                        ValueTask handled = _session.OnMessageAsync(message, isText);
-                                        if (!handled.IsCompletedSuccessfully)
-                                        {
-                                            // The application goes asynchronous (e.g. waits for a commit): what it queued
-                                            // so far must not wait for it, and nothing else should be deferred meanwhile.
-                                            EndBatch();
-                                            await handled.ConfigureAwait(false);
-                                            BeginBatch();
-                                        }
-                                    }
-                                }
-                                catch (Exception ex) when (!IsConnectionFailure(ex))
-                                {
-                                    TransportLog.ApplicationFailure(_services.Logger, Id, ex);
-                                    StartClose(WebSocketCloseCodes.InternalError, "internal error", ConnectionEndReason.InternalError, _services.CloseTimeoutMs, dropQueued: true);
-                                }
-                                finally
-                                {
-                                    if (step == ReadStep.DeliverAssembled)
-                                    {
-                                        ReturnAssembly();
-                                    }
-                                }
-                            }
-                        }
-                        finally
-                        {
-                            // One flush for everything this batch of frames produced (echoes, pongs, acks).
-                            EndBatch();
-                            Volatile.Write(ref _messagesIn, _messagesIn + messages);
-                            Volatile.Write(ref _framesIn, _framesIn + _framesInBatch);
-                            Volatile.Write(ref _bytesIn, _bytesIn + (startLength - buffer.Length));
-                            _framesInBatch = 0;
-                            _input.AdvanceTo(buffer.Start, buffer.End);
-                        }
-
-                        if (stop || IsAborted)
-                        {
-                            goto ReadLoopEnd;
-                        }
-
-                        if (result.IsCompleted)
-                        {
-                            // EOF without a Close frame: abnormal closure (1006) from our side's point of view.
-                            RecordEnd(ConnectionEndReason.ConnectionReset);
-                            goto ReadLoopEnd;
-                        }
+                        reading = !IsAborted;
+                        continue;
                     }
 
-            ReadLoopEnd:
-                ;
+                    ReadOnlySequence<byte> buffer = result.Buffer;
+                    long startLength = buffer.Length;
+                    if (startLength > 0)
+                    {
+                        // Any inbound traffic proves the peer alive, not only pongs.
+                        Volatile.Write(ref _lastReceive, Environment.TickCount64);
+                        _missedPongs = 0;
+                        _pingOutstanding = false;
+                    }
+
+                    bool stop = false;
+                    long messages = 0;
+                    BeginBatch();
+                    try
+                    {
+                        while (true)
+                        {
+                            ReadStep step = ProcessFrames(ref buffer, out ReadOnlySequence<byte> message, out bool isText);
+                            if (step == ReadStep.NeedMoreData)
+                            {
+                                break;
+                            }
+
+                            if (step == ReadStep.Stop)
+                            {
+                                stop = true;
+                                break;
+                            }
+
+                            messages++;
+                            if (_awaitingFirstMessage)
+                            {
+                                FirstMessageArrived();
+                            }
+
+                            try
+                            {
+                                if (!_discarding && _session is not null)
+                                {
+                                    ValueTask handled = _session.OnMessageAsync(message, isText);
+                                    if (!handled.IsCompletedSuccessfully)
+                                    {
+                                        // The application goes asynchronous (e.g. waits for a commit): what it queued
+                                        // so far must not wait for it, and nothing else should be deferred meanwhile.
+                                        EndBatch();
+                                        await handled.ConfigureAwait(false);
+                                        BeginBatch();
+                                    }
+                                }
+                            }
+                            catch (Exception ex) when (!IsConnectionFailure(ex))
+                            {
+                                TransportLog.ApplicationFailure(_services.Logger, Id, ex);
+                                StartClose(WebSocketCloseCodes.InternalError, "internal error", ConnectionEndReason.InternalError, _services.CloseTimeoutMs, dropQueued: true);
+                            }
+                            finally
+                            {
+                                if (step == ReadStep.DeliverAssembled)
+                                {
+                                    ReturnAssembly();
+                                }
+                            }
+                        }
+                    }
+                    finally
+                    {
+                        // One flush for everything this batch of frames produced (echoes, pongs, acks).
+                        EndBatch();
+                        Volatile.Write(ref _messagesIn, _messagesIn + messages);
+                        Volatile.Write(ref _framesIn, _framesIn + _framesInBatch);
+                        Volatile.Write(ref _bytesIn, _bytesIn + (startLength - buffer.Length));
+                        _framesInBatch = 0;
+                        _input.AdvanceTo(buffer.Start, buffer.End);
+                    }
+
+                    if (stop || IsAborted)
+                    {
+                        reading = false;
+                    }
+                    else if (result.IsCompleted)
+                    {
+                        // EOF without a Close frame: abnormal closure (1006) from our side's point of view.
+                        RecordEnd(ConnectionEndReason.ConnectionReset);
+                        reading = false;
+                    }
+                }
             }
         }
         catch (Exception ex)
