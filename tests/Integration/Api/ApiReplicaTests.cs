@@ -11,8 +11,16 @@ namespace Collab.Integration.Tests.Api;
 /// versions come from the standby only when it has applied them (replay paused with pg_wal_replay_pause() forces the
 /// lag), everything newer and the live head from the primary, and a standby that is gone costs nothing but a metric.
 /// </summary>
+/// <remarks>
+/// Alone, never beside other tests: it counts reads through collab_api_history_reads_total, a process-wide counter that
+/// the other API test classes' in-process servers also move (a CI run saw six of their reads land in its window).
+/// </remarks>
+[Collection(ApiReplicaTests.Alone)]
 public sealed partial class ApiReplicaTests
 {
+    /// <summary>The collection that runs this class with parallelization off: after every other test, on its own.</summary>
+    public const string Alone = "ApiReplicaTests, alone";
+
     [Fact]
     public async Task Past_versions_come_from_the_replica_only_when_it_has_applied_them()
     {
@@ -114,3 +122,7 @@ public sealed partial class ApiReplicaTests
         Assert.Fail("timed out waiting for the standby");
     }
 }
+
+/// <summary>See <see cref="ApiReplicaTests"/>'s remarks.</summary>
+[CollectionDefinition(ApiReplicaTests.Alone, DisableParallelization = true)]
+public sealed class ApiReplicaTestsCollection;
