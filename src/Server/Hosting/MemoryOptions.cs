@@ -34,14 +34,6 @@ public sealed class MemoryOptions
     /// <summary>How often the traffic counters and the heap are sampled.</summary>
     public TimeSpan CheckInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>
-    /// <see cref="CompactionMode.Aggressive"/>: <c>GC.Collect(2, GCCollectionMode.Aggressive, blocking: true,
-    /// compacting: true)</c>, which also compacts the large object heap and decommits the free space it leaves;
-    /// <see cref="CompactionMode.Compacting"/>: a forced compacting full collection with the large object heap compacted
-    /// once (<c>GCSettings.LargeObjectHeapCompactionMode</c>), which keeps the runtime's gen-0 budget and free regions.
-    /// </summary>
-    public CompactionMode Mode { get; set; } = CompactionMode.Aggressive;
-
     public void Validate()
     {
         var errors = new SettingErrors(Section, typeof(MemoryOptions));
@@ -59,21 +51,6 @@ public sealed class MemoryOptions
             errors.Add(nameof(CheckInterval), $"({CheckInterval}) must not be longer than {Section}:{nameof(QuietPeriod)} ({QuietPeriod}): quiet is judged check by check.");
         }
 
-        if (!Enum.IsDefined(Mode))
-        {
-            errors.Add(nameof(Mode), $"must be one of {string.Join(", ", Enum.GetNames<CompactionMode>())} (was {Mode}).");
-        }
-
         errors.ThrowIfAny();
     }
-}
-
-/// <summary>Which full collection <see cref="QuietCompactionService"/> runs.</summary>
-public enum CompactionMode
-{
-    /// <summary><c>GCCollectionMode.Aggressive</c>: compacts every generation and the large object heap, decommits free space.</summary>
-    Aggressive,
-
-    /// <summary><c>GCCollectionMode.Forced</c>, compacting, with <c>GCLargeObjectHeapCompactionMode.CompactOnce</c>.</summary>
-    Compacting,
 }

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Runtime;
+using System.Runtime.InteropServices;
 using Collab.Server.Sessions;
 using Collab.Server.Transport;
 
@@ -20,7 +20,7 @@ namespace Collab.Server.Hosting;
 /// core), which is why it never runs while traffic flows: a latency-sensitive client would see the pause in its p99.
 /// </para>
 /// </summary>
-internal sealed class QuietCompactionService : BackgroundService
+internal sealed partial class QuietCompactionService : BackgroundService
 {
     private readonly MemoryOptions _options;
     private readonly TimeProvider _time;
@@ -93,7 +93,7 @@ internal sealed class QuietCompactionService : BackgroundService
 
         long committedBefore = GC.GetGCMemoryInfo().TotalCommittedBytes;
         long started = Stopwatch.GetTimestamp();
-        Collect(_options.Mode);
+        Collect();
         TimeSpan pause = Stopwatch.GetElapsedTime(started);
         long heapAfter = GC.GetTotalMemory(forceFullCollection: false);
         long committedAfter = GC.GetGCMemoryInfo().TotalCommittedBytes;
@@ -104,23 +104,46 @@ internal sealed class QuietCompactionService : BackgroundService
         MemoryMetrics.PauseSeconds.Observe(pause.TotalSeconds);
         MemoryMetrics.ReleasedBytes.Inc(Math.Max(0, committedBefore - committedAfter));
         HostingLog.QuietCompaction(
-            _logger, _options.Mode, heap, heapAfter, committedBefore, committedAfter, pause.TotalMilliseconds, decision.GrowthBytes, decision.Quiet.TotalSeconds);
+            _logger, heap, heapAfter, committedBefore, committedAfter, pause.TotalMilliseconds, decision.GrowthBytes, decision.Quiet.TotalSeconds);
         return true;
     }
 
-    private static void Collect(CompactionMode mode)
+    /// <summary>
+    /// The collection: <c>GCCollectionMode.Aggressive</c> compacts every generation and the large object heap and
+    /// decommits the free space it leaves (at 19,000 idle connections the GC's committed bytes went 138.7 → 114.1 MB;
+    /// a forced compacting collection with the large object heap compacted once, 136.0 → 134.2 MB, gave back almost
+    /// nothing: it keeps the free regions and the gen-0 budget committed). Then the C library returns the free pages of
+    /// its malloc arenas (the runtime's and the sockets' native allocations of the burst), which no collection touches.
+    /// </summary>
+    private static void Collect()
     {
-        if (mode == CompactionMode.Aggressive)
+        // Aggressive requires the oldest generation, blocking and compacting.
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        TrimNativeHeap();
+    }
+
+    private static int s_mallocTrim = OperatingSystem.IsLinux() ? 1 : 0;
+
+    private static void TrimNativeHeap()
+    {
+        if (Volatile.Read(ref s_mallocTrim) == 0)
         {
-            // Aggressive requires the oldest generation, blocking and compacting; it also decommits what it frees.
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            return;
         }
-        else
+
+        try
         {
-            GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            _ = MallocTrim(0);
+        }
+        catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
+        {
+            // Not glibc (musl has no malloc_trim): nothing to trim this way.
+            Volatile.Write(ref s_mallocTrim, 0);
         }
     }
+
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
 }
 
 /// <summary>
