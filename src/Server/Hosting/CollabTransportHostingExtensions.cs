@@ -78,7 +78,7 @@ public static class CollabTransportHostingExtensions
             string endpoint = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText?.TrimStart('/') is { Length: > 0 } pattern
                 ? pattern
                 : context.Response.StatusCode == StatusCodes.Status404NotFound ? "not_found" : "other";
-            TransportMetrics.HttpRequests.WithLabels(endpoint).Inc();
+            TransportMetrics.CountHttpRequest(endpoint);
         });
         ProbeEndpoints.Map(app, options);
         PipelineWebSocketEndpoint.Map(app, options);

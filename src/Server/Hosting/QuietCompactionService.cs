@@ -48,11 +48,13 @@ internal sealed partial class QuietCompactionService : BackgroundService
 
     /// <summary>
     /// The server's activity so far: WebSocket messages received (published by the transport's heartbeat), connections
-    /// accepted, ops committed (the HTTP API's included). Control frames (keep-alive pings and pongs) are not counted:
-    /// an idle server with thousands of connections answers hundreds of them a second and is still idle.
+    /// accepted, HTTP requests served (API reads, probes and scrapes), ops committed (the HTTP API's included). Control
+    /// frames (keep-alive pings and pongs) are not counted: an idle server with thousands of connections answers hundreds
+    /// of them a second and is still idle.
     /// </summary>
     internal static long ServerEvents() =>
-        (long)(TransportMetrics.MessagesReceived.Value + TransportMetrics.ConnectionsTotal.Value + SessionMetrics.OpsCommitted.Value);
+        (long)(TransportMetrics.MessagesReceived.Value + TransportMetrics.ConnectionsTotal.Value + SessionMetrics.OpsCommitted.Value)
+        + TransportMetrics.HttpRequestsServed;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

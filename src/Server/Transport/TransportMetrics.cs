@@ -108,6 +108,21 @@ internal static class TransportMetrics
 
     public static Counter HttpRequests { get; }
 
+    /// <summary>
+    /// HTTP requests served so far, all endpoints together (the labelled <see cref="HttpRequests"/> has no total to read
+    /// cheaply): part of the activity that keeps <see cref="Hosting.QuietCompactionService"/> from pausing the server.
+    /// </summary>
+    public static long HttpRequestsServed => Volatile.Read(ref s_httpRequestsServed);
+
+    private static long s_httpRequestsServed;
+
+    /// <summary>Counts one HTTP request served (<see cref="HttpRequests"/> for <paramref name="endpoint"/> and <see cref="HttpRequestsServed"/>).</summary>
+    public static void CountHttpRequest(string endpoint)
+    {
+        HttpRequests.WithLabels(endpoint).Inc();
+        Interlocked.Increment(ref s_httpRequestsServed);
+    }
+
     public static Counter.Child Closed(ConnectionEndReason reason) => s_closed[(int)reason];
 
     public static Counter.Child HandshakeFailed(HandshakeFailure reason) => s_handshakeFailures[(int)reason];

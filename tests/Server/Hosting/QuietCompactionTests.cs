@@ -1,6 +1,7 @@
 using Collab.Integration.Tests.Infrastructure;
 using Collab.Protocol.V1;
 using Collab.Server.Hosting;
+using Collab.Server.Transport;
 using Collab.Server.Tests.Security.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -209,6 +210,19 @@ public sealed class QuietCompactionTests
         }
 
         await WaitUntilAsync(() => QuietCompactionService.ServerEvents() >= before + 4, "the connection, its Hello and Subscribe and the op");
+
+        // HTTP requests count as traffic too (an HTTP-only client reading the API must not meet a pause either).
+        long beforeHttp = TransportMetrics.HttpRequestsServed;
+        using (var http = new HttpClient { BaseAddress = server.HttpUri })
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                using HttpResponseMessage response = await http.GetAsync(new Uri("healthz", UriKind.Relative));
+                Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            }
+        }
+
+        Assert.True(TransportMetrics.HttpRequestsServed >= beforeHttp + 3, $"{TransportMetrics.HttpRequestsServed - beforeHttp} HTTP requests counted");
 
         // Then quiet, with a heap that grew since start: one compaction, and only one within the floor.
         await WaitUntilAsync(() => MemoryMetrics.Compactions.Value >= runsBefore + 1, "a quiet-time compaction");
