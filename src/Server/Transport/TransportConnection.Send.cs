@@ -39,6 +39,21 @@ internal sealed partial class TransportConnection
     /// <summary>The connection's socket once output goes to it directly (see the class summary); null on the pipe path.</summary>
     private Socket? _socket;
 
+    /// <summary>Whether frames go straight to the socket (true) or through the connection's pipe (for tests and diagnostics).</summary>
+    internal bool WritesToSocket => _socket is not null;
+
+    /// <summary>Bytes queued and not yet taken by a drain (for tests).</summary>
+    internal long QueuedBytes
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _queuedBytes;
+            }
+        }
+    }
+
     // Outbound: a ring of frame references guarded by _sync, drained by one worker at a time.
     private OutboundMessage?[]? _queue;
     private int _queueHead;
@@ -491,19 +506,25 @@ internal sealed partial class TransportConnection
                 return;
             }
 
-            int total = 0;
-            for (int i = 0; i < count; i++)
-            {
-                ArraySegment<byte> frame = batch[i]!.FrameSegment;
-                segments.Add(frame);
-                total += frame.Count;
-            }
-
             int sent;
             SocketError error;
             try
             {
-                sent = socket.Send(segments, SocketFlags.None, out error);
+                if (count == 1)
+                {
+                    // One frame (most drains below saturation): a plain send, its buffer pinned by `fixed` rather than
+                    // by the GC handle the gathered send takes per segment.
+                    sent = socket.Send(batch[0]!.Frame.Span, SocketFlags.None, out error);
+                }
+                else
+                {
+                    for (int i = 0; i < count; i++)
+                    {
+                        segments.Add(batch[i]!.FrameSegment);
+                    }
+
+                    sent = socket.Send(segments, SocketFlags.None, out error);
+                }
             }
             catch (ObjectDisposedException)
             {
