@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net.WebSockets;
 using Collab.Server.Tests.Transport.Infrastructure;
 using Collab.Server.Transport;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Collab.Server.Tests.Transport;
 
@@ -149,6 +150,89 @@ public sealed class DirectSendTests
         Assert.True(expected > 0 && expected < sent, $"read {expected} of {sent} frames before the Close");
         await client.SendCloseAsync(1013);
         Assert.Equal(ConnectionEndReason.SlowConsumer, await app.NextClosedAsync());
+    }
+
+    [Fact]
+    public Task Direct_sends_allocate_nothing_per_message() => Task.Run(async () =>
+    {
+        // Inline output (as in the in-memory allocation tests): each TrySend drains on this thread, so every byte the
+        // direct send path allocates is counted here and nothing else is. The clients read with one buffer each.
+        var app = new TestApplication();
+        var options = new TransportOptions();
+        await using TestTransportServer server = await TestTransportServer.StartAsync(app, options, services =>
+            services.AddSingleton(sp => new TransportServices(options, app, sp.GetRequiredService<ConnectionRegistry>(), inlineOutput: true)));
+        using var reading = new CancellationTokenSource();
+        var clients = new System.Net.Sockets.Socket[4];
+        var readers = new Task[clients.Length];
+        var connections = new TransportConnection[clients.Length];
+        for (int i = 0; i < clients.Length; i++)
+        {
+            clients[i] = await UpgradeAsync(server.Port);
+            connections[i] = (TransportConnection)await app.NextOpenedAsync();
+            Assert.True(connections[i].WritesToSocket);
+            readers[i] = DiscardAsync(clients[i], reading.Token);
+        }
+
+        byte[] payload = new byte[200];
+        void Broadcast()
+        {
+            using OutboundMessage message = OutboundMessage.CreateBinary(payload);
+            foreach (TransportConnection connection in connections)
+            {
+                connection.TrySend(message);
+            }
+        }
+
+        for (int i = 0; i < 2_000; i++)
+        {
+            Broadcast();
+        }
+
+        const int measured = 10_000;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < measured; i++)
+        {
+            Broadcast();
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        int frames = measured * clients.Length;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated over {frames} frames sent straight to sockets ({(double)allocated / frames:F2} per frame)");
+        reading.Cancel();
+        foreach (System.Net.Sockets.Socket client in clients)
+        {
+            client.Dispose();
+        }
+
+        await Task.WhenAll(readers.Select(r => r.ContinueWith(_ => { }, TaskScheduler.Default)));
+    });
+
+    /// <summary>A plain socket with a completed upgrade (the allocation test reads it with one buffer).</summary>
+    private static async Task<System.Net.Sockets.Socket> UpgradeAsync(int port)
+    {
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+        await socket.SendAsync(System.Text.Encoding.ASCII.GetBytes(
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+        var head = new List<byte>();
+        byte[] one = new byte[1];
+        while (head.Count < 4 || head[^1] != '\n' || head[^2] != '\r' || head[^3] != '\n' || head[^4] != '\r')
+        {
+            Assert.Equal(1, await socket.ReceiveAsync(one));
+            head.Add(one[0]);
+        }
+
+        Assert.StartsWith("HTTP/1.1 101 ", System.Text.Encoding.ASCII.GetString(head.ToArray()));
+        return socket;
+    }
+
+    private static async Task DiscardAsync(System.Net.Sockets.Socket socket, CancellationToken cancellationToken)
+    {
+        byte[] buffer = new byte[64 * 1024];
+        while (await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, cancellationToken) > 0)
+        {
+        }
     }
 
     /// <summary>A binary frame whose payload is its number repeated: a frame cut or spliced anywhere fails the check.</summary>
