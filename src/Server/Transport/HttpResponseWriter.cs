@@ -11,22 +11,40 @@ internal static class HttpResponseWriter
 {
     private static ReadOnlySpan<byte> WebSocketGuid => "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"u8;
 
-    /// <summary>Writes the 101 response; the accept key is computed on the stack.</summary>
+    private static ReadOnlySpan<byte> SwitchingProtocolsHead => "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "u8;
+
+    private static ReadOnlySpan<byte> SubProtocolHeader => "\r\nSec-WebSocket-Protocol: "u8;
+
+    /// <summary>Writes the 101 response into the pipe.</summary>
     public static void WriteSwitchingProtocols(PipeWriter output, string key, string? subProtocol)
     {
-        Span<byte> accept = stackalloc byte[28];
-        AcceptKey(key, accept);
-        var builder = new Builder(output);
-        builder.Append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "u8);
-        builder.Append(accept);
+        int length = SwitchingProtocolsLength(subProtocol);
+        output.Advance(FormatSwitchingProtocols(output.GetSpan(length), key, subProtocol));
+    }
+
+    /// <summary>The length of the 101 response (the sub-protocol is ASCII: a validated token).</summary>
+    public static int SwitchingProtocolsLength(string? subProtocol) =>
+        SwitchingProtocolsHead.Length + 28 + (subProtocol is null ? 0 : SubProtocolHeader.Length + subProtocol.Length) + 4;
+
+    /// <summary>
+    /// Formats the 101 response into <paramref name="destination"/> (at least <see cref="SwitchingProtocolsLength"/>
+    /// bytes) and returns its length; the accept key is computed on the stack.
+    /// </summary>
+    public static int FormatSwitchingProtocols(Span<byte> destination, string key, string? subProtocol)
+    {
+        int written = SwitchingProtocolsHead.Length;
+        SwitchingProtocolsHead.CopyTo(destination);
+        AcceptKey(key, destination.Slice(written, 28));
+        written += 28;
         if (subProtocol is not null)
         {
-            builder.Append("\r\nSec-WebSocket-Protocol: "u8);
-            builder.AppendAscii(subProtocol);
+            SubProtocolHeader.CopyTo(destination.Slice(written));
+            written += SubProtocolHeader.Length;
+            written += Encoding.ASCII.GetBytes(subProtocol, destination.Slice(written));
         }
 
-        builder.Append("\r\n\r\n"u8);
-        builder.Commit();
+        "\r\n\r\n"u8.CopyTo(destination.Slice(written));
+        return written + 4;
     }
 
     /// <summary>The Sec-WebSocket-Accept value for a validated key (the HTTP pipeline's upgrade path).</summary>

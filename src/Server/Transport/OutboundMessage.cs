@@ -52,6 +52,9 @@ public sealed partial class OutboundMessage : IBufferWriter<byte>, IDisposable
     /// <summary>The whole frame (header and payload) once completed.</summary>
     internal ReadOnlyMemory<byte> Frame => _buffer.AsMemory(_frameStart, HeaderReserve - _frameStart + _payloadLength);
 
+    /// <summary>The whole frame as an array segment, for a gathered socket send (<c>Socket.Send(IList&lt;ArraySegment&lt;byte&gt;&gt;)</c>).</summary>
+    internal ArraySegment<byte> FrameSegment => new(_buffer, _frameStart, HeaderReserve - _frameStart + _payloadLength);
+
     /// <summary>Frame length in bytes (header and payload) once completed; what a connection's outbound bound counts.</summary>
     internal int FrameLength => HeaderReserve - _frameStart + _payloadLength;
 

@@ -178,11 +178,14 @@ internal sealed partial class TransportConnection
         }
         else
         {
-            HttpResponseWriter.WriteSwitchingProtocols(_output, request.SecWebSocketKey!, decision.SubProtocol);
-            FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
-            if (flush.IsCompleted || flush.IsCanceled)
+            // Straight to the socket where output goes there from now on (TransportConnection.Send.cs); else the pipe.
+            if (WriteSwitchingProtocols(request.SecWebSocketKey!, decision.SubProtocol))
             {
-                return false;
+                FlushResult flush = await _output.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    return false;
+                }
             }
         }
 

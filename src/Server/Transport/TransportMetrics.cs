@@ -62,7 +62,8 @@ internal static class TransportMetrics
         MessagesReceived = Metrics.CreateCounter("collab_ws_messages_received_total", "Complete messages delivered to the application.");
         BytesReceived = Metrics.CreateCounter("collab_ws_bytes_received_total", "Frame bytes (headers and payload) received after the handshake.");
         BytesSent = Metrics.CreateCounter("collab_ws_bytes_sent_total", "Frame bytes (headers and payload) written to sockets.");
-        Flushes = Metrics.CreateCounter("collab_ws_flushes_total", "Socket pipe flushes; frames_sent / flushes is the write coalescing factor.");
+        Flushes = Metrics.CreateCounter("collab_ws_flushes_total", "Socket writes (a gathered send, or a pipe flush under TLS); frames_sent / flushes is the write coalescing factor.");
+        SendBufferFull = Metrics.CreateCounter("collab_ws_send_buffer_full_total", "Direct socket sends that found the kernel's send buffer full and left the rest to an asynchronous send (a peer reading more slowly than the server writes).");
         SlowConsumerCloses = Metrics.CreateCounter("collab_ws_slow_consumer_closes_total", "Connections closed (1013) because their outbound queue passed the bound.");
         PingsSent = Metrics.CreateCounter("collab_ws_pings_sent_total", "Keep-alive pings sent to idle connections.");
         PongsMissed = Metrics.CreateCounter("collab_ws_pongs_missed_total", "Ping intervals that ended without a pong or any other frame.");
@@ -96,6 +97,8 @@ internal static class TransportMetrics
     public static Counter Flushes { get; }
 
     public static Counter SlowConsumerCloses { get; }
+
+    public static Counter SendBufferFull { get; }
 
     /// <summary>A management-port connection dropped: an idle one replaced, or a new one refused (503).</summary>
     public static Counter.Child ManagementConnectionsDropped(bool idle) => idle ? s_managementIdle : s_managementRefused;

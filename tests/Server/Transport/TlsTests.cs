@@ -40,6 +40,9 @@ public sealed class TlsTests : IAsyncLifetime
             certificate is not null && certificate.GetCertHashString() == _certificate.Certificate.GetCertHashString();
         await ws.ConnectAsync(_server.WebSocketUri, CancellationToken.None);
 
+        // Under TLS the frames go through the TLS layer's pipe, never straight to the socket.
+        Assert.False(((TransportConnection)await _app.NextOpenedAsync()).WritesToSocket);
+
         byte[] large = RandomNumberGenerator.GetBytes(300_000);
         await ws.SendAsync(large.AsMemory(0, 100_000), WebSocketMessageType.Binary, false, CancellationToken.None);
         await ws.SendAsync(large.AsMemory(100_000), WebSocketMessageType.Binary, true, CancellationToken.None);
