@@ -125,6 +125,15 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
     # SERVER_DLL=path: another build of the server (an A/B of a code change in one sitting).
     server_dll = env_extra.pop("SERVER_DLL", SERVER)
     sched = ["chrt", "-f", rt] if rt else ["nice", "-n", "-20"]
+    # NICE=N: the nice value of both processes when not in SCHED_FIFO (default -20, the tool's).
+    nice = env_extra.pop("NICE", None)
+    if nice is not None and not rt:
+        sched = ["nice", "-n", nice]
+    # GEN_ARGS=...: extra load-tool arguments (space-separated), e.g. the generator's scheduler slice.
+    gen_extra = env_extra.pop("GEN_ARGS", "").split()
+    # WRAP=cmd args: a command prefix for both processes (e.g. a tool that sets a scheduling attribute and execs).
+    wrap = env_extra.pop("WRAP", "").split()
+    sched = sched + wrap
     env.update(env_extra)
     cmd = ["taskset", "-c", "0"] + sched + ["dotnet", server_dll, f"--Transport:Port={port}",
            f"--Transport:ManagementPort={mport}", f"--Storage:DataDirectory={data}",
@@ -144,7 +153,7 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
         gen = ["taskset", "-c", "1"] + sched + ["dotnet", LOADTEST, "small", "--rate", "1",
                "--url", f"ws://127.0.0.1:{port}/ws", "--metrics", metrics, "--server-pid", str(server.pid),
                "--generator-cpus", "none", "--warmup", str(args.warmup), "--duration", str(args.duration),
-               "--submit", args.submit, "--json", report, "--no-chart", "--quiet"]
+               "--submit", args.submit, "--json", report, "--no-chart", "--quiet"] + gen_extra
         load_before = os.getloadavg()[0]
         generator = subprocess.Popen(gen, stdout=open(os.path.join(out_dir, f"{index:02d}-{variant}-gen.log"), "w"),
                                      stderr=subprocess.STDOUT)
