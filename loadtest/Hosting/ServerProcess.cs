@@ -148,7 +148,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         start.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
         start.Environment.Remove(Program.ReexecMarker);
 
-        var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{start.FileName}'.");
+        var process = GeneratorSlice.WithDefaultSlice(() => Process.Start(start)) ?? throw new InvalidOperationException($"Could not start '{start.FileName}'.");
         var log = new StreamWriter(logFile) { AutoFlush = true };
         process.OutputDataReceived += (_, e) => WriteLog(log, e.Data);
         process.ErrorDataReceived += (_, e) => WriteLog(log, e.Data);
