@@ -13,6 +13,10 @@ counters that resist a noisy shared machine, per op:
   p50/p99 of each stage over the window, from the bucket deltas;
 * the load tool's ack p50/p99, its scheduler lag and its CPU (from its JSON report).
 
+Variant keys besides environment variables: CHRT=N (both processes in SCHED_FIFO N), NICE=N (their nice value,
+default -20), SERVER_DLL=path (another build), GEN_ARGS=... (load-tool arguments, e.g. --generator-slice 100),
+WRAP=cmd (a prefix for both commands). Server arguments go after |, e.g. |--Server:SchedulerSlice=00:00:00.0001.
+
 Variants (--variant NAME=ENV;ENV...|ARGS) are run interleaved (A, B, A, B, ...), so a paired comparison sees the
 same background load. Usage:
 
