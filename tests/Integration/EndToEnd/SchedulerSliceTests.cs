@@ -63,6 +63,28 @@ public sealed partial class SchedulerSliceTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Without_the_setting_the_default_slice_is_applied_and_zero_keeps_the_kernels()
+    {
+        await using ServerProcess byDefault = await ServerProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Storage:DataDirectory"] = Path.Combine(_directory, "default"),
+            ["Logging:LogLevel:Collab.Server.Hosting.Scheduling"] = "Information",
+        });
+        bool supported = byDefault.Log().Contains("[5190] Scheduler slice of 100 µs applied to", StringComparison.Ordinal);
+        Assert.True(supported || byDefault.Log().Contains("[5191] Scheduler slice of 100 µs not applied", StringComparison.Ordinal), byDefault.Log());
+        Assert.All(ThreadSlices(byDefault.ProcessId!.Value).Values, slice => Assert.Equal(supported, slice == 100_000));
+
+        await using ServerProcess off = await ServerProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Storage:DataDirectory"] = Path.Combine(_directory, "off"),
+            ["Server:SchedulerSlice"] = "00:00:00",
+            ["Logging:LogLevel:Collab.Server.Hosting.Scheduling"] = "Information",
+        });
+        Assert.DoesNotContain("Scheduler slice", off.Log(), StringComparison.Ordinal);
+        Assert.DoesNotContain(ThreadSlices(off.ProcessId!.Value).Values, slice => slice == 100_000);
+    }
+
     /// <summary>Thread name and tid → se.slice of every thread of <paramref name="pid"/>.</summary>
     private static Dictionary<string, long> ThreadSlices(int pid)
     {

@@ -131,6 +131,10 @@ public sealed partial class SchedulerSliceTests
         Assert.Throws<ArgumentOutOfRangeException>(() => SchedulerSlice.Apply(options.SchedulerSlice, new FakeKernel([101]), new RecordingLogger()));
     }
 
+    [Fact]
+    public void The_default_is_the_kernels_minimum() =>
+        Assert.Equal(TimeSpan.FromMilliseconds(0.1), new SchedulingOptions().SchedulerSlice);
+
     [Theory]
     [InlineData("00:00:00")]
     [InlineData("00:00:00.0001")]
