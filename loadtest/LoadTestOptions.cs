@@ -75,7 +75,8 @@ internal sealed class LoadTestOptions
           --server-cpus LIST        taskset CPUs for the spawned server (default 0; "none" = unpinned)
           --generator-cpus LIST     re-run the generator under taskset (default 1 with --spawn-server; "none")
           --nice N                  run the spawned server and the re-run generator at nice N (e.g. -20 on a
-                                    machine shared with other work; needs root or CAP_SYS_NICE)
+                                    machine shared with other work; needs root or CAP_SYS_NICE; a larger CPU
+                                    share, not faster wake-ups: see --generator-slice)
           --generator-slice US      the EEVDF slice of the generator's scheduler and socket threads, 100..100000
                                     microseconds (Linux 6.12+; 0 = the kernel's default): a shorter slice lets
                                     them preempt other work on their CPU when they wake (spawned servers keep the
