@@ -32,7 +32,7 @@ public static class CollabServerHost
     private static readonly string[] s_sections =
     [
         TransportOptions.Section, StorageOptions.Section, DocumentOptions.Section, NodeOptions.Section, SchedulingOptions.Section,
-        AuthOptions.Section, LimitsOptions.Section, ClusterOptions.Section, "Logging",
+        AuthOptions.Section, LimitsOptions.Section, ClusterOptions.Section, MemoryOptions.Section, "Logging",
     ];
 
     /// <summary>Builds the server. <paramref name="configure"/> lets tests add configuration last (highest precedence).</summary>
@@ -58,7 +58,7 @@ public static class CollabServerHost
         // others at once (Program prints one line each and exits 2), never an ignored key or an unhandled exception. The
         // values are read here because they decide what the server is composed of.
         (TransportOptions transport, StorageOptions storage, DocumentOptions documents, NodeOptions node, _, AuthOptions auth,
-            LimitsOptions limits, ApiOptions api, WebOptions web, ClusterOptions cluster) = CollabSettings.Read(config);
+            LimitsOptions limits, ApiOptions api, WebOptions web, ClusterOptions cluster, MemoryOptions memory) = CollabSettings.Read(config);
 
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -104,6 +104,10 @@ public static class CollabServerHost
         services.AddCollabSecurity(auth, limits);
         services.AddSingleton<IReadinessCheck>(sp => new SigningKeysReadinessCheck(sp.GetRequiredService<SecurityServices>()));
         services.AddCollabTransport(transport);
+
+        // Gives memory back after a burst, once the server is quiet (Memory:CompactWhenQuiet).
+        services.AddSingleton(memory);
+        services.AddHostedService<QuietCompactionService>();
         if (api.Enabled)
         {
             services.AddCollabApi(api, storage);

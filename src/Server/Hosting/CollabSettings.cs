@@ -61,6 +61,7 @@ internal static class CollabSettings
                 }
             },
             _ => o => o.Validate());
+        Add<MemoryOptions>(services, Section<MemoryOptions>(MemoryOptions.Section), _ => o => o.Validate());
         services.TryAddSingleton(configuration);
         return services;
     }
@@ -83,7 +84,8 @@ internal static class CollabSettings
             Get<LimitsOptions>(provider, invalid),
             Get<ApiOptions>(provider, invalid),
             Get<WebOptions>(provider, invalid),
-            Get<ClusterOptions>(provider, invalid));
+            Get<ClusterOptions>(provider, invalid),
+            Get<MemoryOptions>(provider, invalid));
         if (invalid.Count > 0)
         {
             throw new OptionsValidationException("Collab", typeof(CollabServerHost), invalid);
@@ -143,7 +145,8 @@ internal static class CollabSettings
         LimitsOptions Limits,
         ApiOptions Api,
         WebOptions Web,
-        ClusterOptions Cluster);
+        ClusterOptions Cluster,
+        MemoryOptions Memory);
 }
 
 /// <summary>

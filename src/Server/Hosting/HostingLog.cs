@@ -14,4 +14,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(5112, LogLevel.Warning, "Management request failed")]
     public static partial void ManagementRequestFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(5120, LogLevel.Information, "Quiet-time compaction: heap {HeapBeforeBytes} -> {HeapAfterBytes} bytes, GC committed {CommittedBeforeBytes} -> {CommittedAfterBytes} bytes, resident {ResidentBeforeBytes} -> {ResidentAfterCollectionBytes} -> {ResidentAfterTrimBytes} bytes (after the collection, after trimming the native heap), paused {PauseMs:F1} ms (grown {GrowthBytes} bytes since the last compaction, quiet for {QuietSeconds:F0} s)")]
+    public static partial void QuietCompaction(ILogger logger, long heapBeforeBytes, long heapAfterBytes, long committedBeforeBytes, long committedAfterBytes, long residentBeforeBytes, long residentAfterCollectionBytes, long residentAfterTrimBytes, double pauseMs, long growthBytes, double quietSeconds);
 }

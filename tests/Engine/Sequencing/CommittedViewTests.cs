@@ -37,8 +37,13 @@ public sealed class CommittedViewTests
 
         const int Writers = 4;
         const int OpsPerWriter = 300;
+
+        // The writers wait for the first subscriber: on a loaded machine they could otherwise finish all their ops before
+        // the loop below attaches anyone, and the test would check nothing.
+        var firstAttached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task[] writers = [.. Enumerable.Range(0, Writers).Select(w => Task.Run(async () =>
         {
+            await firstAttached.Task;
             for (int i = 1; i <= OpsPerWriter; i++)
             {
                 SubmitResult r = await sequencer.SubmitAsync(Sub("w" + w, i, sequencer.CommittedVersion, Ins(0, (char)('A' + w))));
@@ -48,7 +53,7 @@ public sealed class CommittedViewTests
 
         var attached = new List<Subscriber>();
         var resumed = new List<Subscriber>();
-        while (!writers.All(w => w.IsCompleted) && attached.Count < 200)
+        do
         {
             attached.Add(await sequencer.RunExclusiveAsync(view =>
             {
@@ -56,6 +61,7 @@ public sealed class CommittedViewTests
                 subscribers.Add(s);
                 return s;
             }).WithTimeout());
+            firstAttached.TrySetResult();
 
             // Resume from an older subscriber's starting point with the ops after it (a reconnecting client).
             Subscriber from = attached[attached.Count / 2];
@@ -81,6 +87,7 @@ public sealed class CommittedViewTests
             resumed.Add(resume);
             await Task.Yield();
         }
+        while (!writers.All(w => w.IsCompleted) && attached.Count < 200);
 
         await Task.WhenAll(writers).WithTimeout();
         (string finalText, long finalVersion) = await sequencer.RunExclusiveAsync(view => (view.Snapshot, view.Version)).WithTimeout();

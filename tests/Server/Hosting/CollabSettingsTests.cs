@@ -33,7 +33,7 @@ public sealed class CollabSettingsTests
         Assert.Equal(50, provider.GetRequiredService<IOptions<StorageOptions>>().Value.SnapshotEveryOps);
         Assert.Equal(100, provider.GetRequiredService<IOptions<ApiOptions>>().Value.MaxReplayOps);
         Assert.Equal("n1", provider.GetRequiredService<IOptions<NodeOptions>>().Value.NodeId);
-        foreach (Type options in new[] { typeof(TransportOptions), typeof(StorageOptions), typeof(DocumentOptions), typeof(NodeOptions), typeof(AuthOptions), typeof(LimitsOptions), typeof(ApiOptions), typeof(ClusterOptions) })
+        foreach (Type options in new[] { typeof(TransportOptions), typeof(StorageOptions), typeof(DocumentOptions), typeof(NodeOptions), typeof(AuthOptions), typeof(LimitsOptions), typeof(ApiOptions), typeof(ClusterOptions), typeof(MemoryOptions) })
         {
             Assert.NotEmpty(provider.GetServices(typeof(IValidateOptions<>).MakeGenericType(options)));
         }
