@@ -75,7 +75,12 @@ internal sealed class LoadTestOptions
           --server-cpus LIST        taskset CPUs for the spawned server (default 0; "none" = unpinned)
           --generator-cpus LIST     re-run the generator under taskset (default 1 with --spawn-server; "none")
           --nice N                  run the spawned server and the re-run generator at nice N (e.g. -20 on a
-                                    machine shared with other work; needs root or CAP_SYS_NICE)
+                                    machine shared with other work; needs root or CAP_SYS_NICE; a larger CPU
+                                    share, not faster wake-ups: see --generator-slice)
+          --generator-slice US      the EEVDF slice of the generator's scheduler and socket threads, 100..100000
+                                    microseconds (Linux 6.12+; 0 = the kernel's default): a shorter slice lets
+                                    them preempt other work on their CPU when they wake (spawned servers keep the
+                                    default; give the server Server:SchedulerSlice with --server-arg)
           --postgres CONNSTR        spawned server uses PostgreSQL
           --server-arg ARG          extra Collab server argument (repeatable; not passed to ShareDB)
           --build-server            rebuild src/Server before spawning it
@@ -148,6 +153,9 @@ internal sealed class LoadTestOptions
 
     /// <summary>Nice value for the spawned server and the pinned generator (0: leave the priority alone).</summary>
     public int Nice { get; private set; }
+
+    /// <summary>EEVDF slice of the generator's threads in microseconds (<c>--generator-slice</c>; 0: the kernel's default).</summary>
+    public int GeneratorSliceMicros { get; private set; }
 
     public List<string> ServerArgs { get; } = [];
 
@@ -325,6 +333,11 @@ internal sealed class LoadTestOptions
                     options.Nice = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int nice) && nice is >= -20 and <= 19
                         ? nice
                         : throw new OptionsException("--nice takes -20..19.");
+                    break;
+                case "--generator-slice":
+                    options.GeneratorSliceMicros = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int slice) && (slice == 0 || slice is >= 100 and <= 100_000)
+                        ? slice
+                        : throw new OptionsException("--generator-slice takes 0 (the kernel's default) or 100..100000 microseconds.");
                     break;
                 case "--server-arg":
                     options.ServerArgs.Add(Value());

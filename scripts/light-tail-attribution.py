@@ -13,6 +13,11 @@ counters that resist a noisy shared machine, per op:
   p50/p99 of each stage over the window, from the bucket deltas;
 * the load tool's ack p50/p99, its scheduler lag and its CPU (from its JSON report).
 
+Variant keys besides environment variables: CHRT=N (both processes in SCHED_FIFO N), NICE=N (their nice value,
+default -20), SERVER_DLL=path (another build), GEN_ARGS=... (load-tool arguments, e.g. --generator-slice 100),
+WRAP=cmd (a prefix for both commands), AUTOGROUP=N (each process in its own session, whose
+autogroup gets nice N: between sessions only the groups' nice values count). Server arguments go after |, e.g. |--Server:SchedulerSlice=00:00:00.0001.
+
 Variants (--variant NAME=ENV;ENV...|ARGS) are run interleaved (A, B, A, B, ...), so a paired comparison sees the
 same background load. Usage:
 
@@ -114,6 +119,13 @@ def quantile(before, after, q):
     return les[-1]
 
 
+def set_autogroup(pid, nice):
+    """Gives the session led by pid an autogroup nice value (needs CAP_SYS_NICE to lower it)."""
+    if nice is not None:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+
+
 def run_one(variant, env_extra, server_args, args, out_dir, index):
     port, mport = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="collab-tail-")
@@ -125,13 +137,27 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
     # SERVER_DLL=path: another build of the server (an A/B of a code change in one sitting).
     server_dll = env_extra.pop("SERVER_DLL", SERVER)
     sched = ["chrt", "-f", rt] if rt else ["nice", "-n", "-20"]
+    # NICE=N: the nice value of both processes when not in SCHED_FIFO (default -20, the tool's).
+    nice = env_extra.pop("NICE", None)
+    if nice is not None and not rt:
+        sched = ["nice", "-n", nice]
+    # GEN_ARGS=...: extra load-tool arguments (space-separated), e.g. the generator's scheduler slice.
+    gen_extra = env_extra.pop("GEN_ARGS", "").split()
+    # WRAP=cmd args: a command prefix for both processes (e.g. a tool that sets a scheduling attribute and execs).
+    wrap = env_extra.pop("WRAP", "").split()
+    sched = sched + wrap
+    # AUTOGROUP=N: each process in its own session, whose autogroup gets nice N. With kernel.sched_autogroup_enabled=1
+    # a process's nice only counts inside its session's group; between sessions (other users' builds) the groups share
+    # the CPU at their own nice values, 0 unless set.
+    autogroup = env_extra.pop("AUTOGROUP", None)
     env.update(env_extra)
     cmd = ["taskset", "-c", "0"] + sched + ["dotnet", server_dll, f"--Transport:Port={port}",
            f"--Transport:ManagementPort={mport}", f"--Storage:DataDirectory={data}",
            f"--Storage:SqliteSynchronous={args.sync}", "--Logging:LogLevel:Default=Warning",
            f"--Limits:OpsPerSecond=1000"] + server_args
     log = open(os.path.join(out_dir, f"{index:02d}-{variant}-server.log"), "w")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=autogroup is not None)
+    set_autogroup(server.pid, autogroup)
     try:
         metrics = f"http://127.0.0.1:{mport}/metrics"
         for _ in range(200):
@@ -144,10 +170,11 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
         gen = ["taskset", "-c", "1"] + sched + ["dotnet", LOADTEST, "small", "--rate", "1",
                "--url", f"ws://127.0.0.1:{port}/ws", "--metrics", metrics, "--server-pid", str(server.pid),
                "--generator-cpus", "none", "--warmup", str(args.warmup), "--duration", str(args.duration),
-               "--submit", args.submit, "--json", report, "--no-chart", "--quiet"]
+               "--submit", args.submit, "--json", report, "--no-chart", "--quiet"] + gen_extra
         load_before = os.getloadavg()[0]
         generator = subprocess.Popen(gen, stdout=open(os.path.join(out_dir, f"{index:02d}-{variant}-gen.log"), "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, start_new_session=autogroup is not None)
+        set_autogroup(generator.pid, autogroup)
         # The tool connects and seeds the documents (one op each), then warms up, then measures: wait for the load to
         # start (more ops committed than the seeding), then take the window inside its measured part.
         key = 'collab_messages_received_total{kind="ping"}' if args.submit == "ping" else "collab_ops_committed_total"
@@ -215,6 +242,7 @@ def run_one(variant, env_extra, server_args, args, out_dir, index):
         b0, s0, c0 = hist(m0, "collab_storage_commit_seconds")
         b1, s1, c1 = hist(m1, "collab_storage_commit_seconds")
         row["store_commit_mean_us"] = (s1 - s0) / max(c1 - c0, 1) * 1e6
+        row["store_commit_p99_us"] = quantile(b0, b1, 0.99) * 1e6
     return row
 
 

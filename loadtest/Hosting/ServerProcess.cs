@@ -15,8 +15,10 @@ internal sealed record ServerLaunchOptions
     public string? Cpus { get; init; } = "0";
 
     /// <summary>
-    /// Scheduling priority for the server (nice -n; 0 leaves it alone). On a shared machine, -20 keeps other work
-    /// from taking the server's CPU in the middle of a measurement; needs root or CAP_SYS_NICE.
+    /// Scheduling priority for the server (nice -n; 0 leaves it alone); needs root or CAP_SYS_NICE. It gives the server
+    /// the larger share of its CPU against other work of the same session only: with autogroups (kernel.sched_autogroup_enabled)
+    /// other sessions compete as groups whatever the nice, and nice never shortens the wait for a running task's slice
+    /// (Collab's Server:SchedulerSlice does; docs/PERFORMANCE.md).
     /// </summary>
     public int Nice { get; init; }
 
@@ -148,7 +150,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         start.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
         start.Environment.Remove(Program.ReexecMarker);
 
-        var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{start.FileName}'.");
+        var process = GeneratorSlice.WithDefaultSlice(() => Process.Start(start)) ?? throw new InvalidOperationException($"Could not start '{start.FileName}'.");
         var log = new StreamWriter(logFile) { AutoFlush = true };
         process.OutputDataReceived += (_, e) => WriteLog(log, e.Data);
         process.ErrorDataReceived += (_, e) => WriteLog(log, e.Data);

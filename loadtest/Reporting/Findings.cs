@@ -29,6 +29,15 @@ internal static class Findings
                 f.Add(string.Create(s_inv, $"{step.Name}: the scheduler thread could not be given nice -20 (needs root or CAP_SYS_NICE), so it waited for the receive work's time slices (lag p99 {step.SendLag.P99:F2} ms, included in the latencies)."));
             }
 
+            if (step.GeneratorSliceMicroseconds > 0 && step.GeneratorSliceThreads == 0)
+            {
+                f.Add(string.Create(s_inv, $"{step.Name}: --generator-slice {step.GeneratorSliceMicroseconds} was not applied to any generator thread (Linux 6.12 or later is needed): its wake-ups wait for other work's time slices as before."));
+            }
+            else if (step.GeneratorSliceMicroseconds == 0 && step.SendLag.P99 >= 1)
+            {
+                f.Add(string.Create(s_inv, $"{step.Name}: the scheduler was late (lag p99 {step.SendLag.P99:F2} ms): other work's time slices delayed its wake-ups; --generator-slice 100 lets it preempt them (Linux 6.12+)."));
+            }
+
             if (step.Server.CpuPercent >= 90)
             {
                 f.Add(string.Create(s_inv, $"{step.Name}: the server used {step.Server.CpuPercent:F0} % CPU (100 % = one core): it was CPU-bound."));

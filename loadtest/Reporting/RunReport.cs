@@ -120,6 +120,12 @@ internal sealed record StepReport
     /// <summary>Whether the scheduler thread ran at nice -20; without it its lag p99 on a shared core is a time slice (~3 ms).</summary>
     public bool SchedulerPriorityRaised { get; init; }
 
+    /// <summary>The generator threads' EEVDF slice asked for (<c>--generator-slice</c>, µs; 0: the kernel's default).</summary>
+    public int GeneratorSliceMicroseconds { get; init; }
+
+    /// <summary>How many generator threads (scheduler, socket engine) run with that slice.</summary>
+    public int GeneratorSliceThreads { get; init; }
+
     public double DeliveriesPerSec { get; init; }
 
     public double MessagesReceivedPerSec { get; init; }

@@ -167,7 +167,9 @@ internal sealed class ScenarioRunner
         ctx.SendLag.ResetWindow();
         ctx.ResumeTime.ResetWindow();
 
-        var scheduler = new OpenLoopScheduler(fleet.Writers, rate, start, measureEnd, ctx.SendLag, ctx.Window, ctx.Seed ^ report.Steps.Count);
+        ulong slice = (ulong)_options.GeneratorSliceMicros * 1_000;
+        int sliceSocketThreads = GeneratorSlice.ApplyToSocketThreads(slice);
+        var scheduler = new OpenLoopScheduler(fleet.Writers, rate, start, measureEnd, ctx.SendLag, ctx.Window, ctx.Seed ^ report.Steps.Count, slice);
         sampler.Phase = "warmup";
         scheduler.Start();
 
@@ -228,6 +230,8 @@ internal sealed class ScenarioRunner
             Broadcast = broadcast,
             SendLag = lag,
             SchedulerPriorityRaised = scheduler.PriorityRaised,
+            GeneratorSliceMicroseconds = _options.GeneratorSliceMicros,
+            GeneratorSliceThreads = sliceSocketThreads + (scheduler.SliceApplied ? 1 : 0),
             DeliveriesPerSec = Math.Round(inWindow.DeliveredInWindow / seconds, 1),
             MessagesReceivedPerSec = Math.Round(during.MessagesReceived / seconds, 1),
             Errors = ctx.Errors.Since(errorsBefore),

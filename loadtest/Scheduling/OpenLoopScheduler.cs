@@ -25,6 +25,7 @@ internal sealed class OpenLoopScheduler
     private readonly LatencyMetric _lag;
     private readonly MeasurementWindow _window;
     private readonly Random _random;
+    private readonly ulong _sliceNanoseconds;
     private volatile bool _stop;
     private Thread? _thread;
 
@@ -35,7 +36,8 @@ internal sealed class OpenLoopScheduler
     /// <param name="lag">Records how late the thread handed each op over (the generator's own delay).</param>
     /// <param name="window">Decides which lag values belong to the step.</param>
     /// <param name="seed">Seeds the random phases.</param>
-    public OpenLoopScheduler(IReadOnlyList<IScheduleTarget> writers, double ratePerClient, long start, long end, LatencyMetric lag, MeasurementWindow window, int seed)
+    /// <param name="sliceNanoseconds">The EEVDF slice the thread asks for (<c>--generator-slice</c>; 0: the kernel's default).</param>
+    public OpenLoopScheduler(IReadOnlyList<IScheduleTarget> writers, double ratePerClient, long start, long end, LatencyMetric lag, MeasurementWindow window, int seed, ulong sliceNanoseconds = 0)
     {
         if (ratePerClient <= 0)
         {
@@ -49,10 +51,14 @@ internal sealed class OpenLoopScheduler
         _lag = lag;
         _window = window;
         _random = new Random(seed);
+        _sliceNanoseconds = sliceNanoseconds;
     }
 
     /// <summary>Whether the scheduler thread runs at nice -20 (see <see cref="Native.RaiseThreadPriority"/>); known once it started.</summary>
     public bool PriorityRaised { get; private set; }
+
+    /// <summary>Whether the scheduler thread runs with the shorter slice asked for; known once it started.</summary>
+    public bool SliceApplied { get; private set; }
 
     /// <summary>Ops handed to clients so far.</summary>
     public long Scheduled { get; private set; }
@@ -77,6 +83,7 @@ internal sealed class OpenLoopScheduler
     {
         Native.SetTightTimerSlack();
         PriorityRaised = Native.RaiseThreadPriority();
+        SliceApplied = GeneratorSlice.ApplyToCurrentThread(_sliceNanoseconds);
         var queue = new PriorityQueue<IScheduleTarget, long>(_writers.Count);
         foreach (IScheduleTarget writer in _writers)
         {

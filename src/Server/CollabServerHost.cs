@@ -31,7 +31,7 @@ public static class CollabServerHost
     /// <summary>The configuration sections the server reads; a command-line key outside them sets nothing.</summary>
     private static readonly string[] s_sections =
     [
-        TransportOptions.Section, StorageOptions.Section, DocumentOptions.Section, NodeOptions.Section,
+        TransportOptions.Section, StorageOptions.Section, DocumentOptions.Section, NodeOptions.Section, SchedulingOptions.Section,
         AuthOptions.Section, LimitsOptions.Section, ClusterOptions.Section, MemoryOptions.Section, "Logging",
     ];
 
@@ -57,7 +57,7 @@ public static class CollabServerHost
         // validated (CollabSettings); a typo, a value of the wrong type or an invalid combination is reported with all the
         // others at once (Program prints one line each and exits 2), never an ignored key or an unhandled exception. The
         // values are read here because they decide what the server is composed of.
-        (TransportOptions transport, StorageOptions storage, DocumentOptions documents, NodeOptions node, AuthOptions auth,
+        (TransportOptions transport, StorageOptions storage, DocumentOptions documents, NodeOptions node, _, AuthOptions auth,
             LimitsOptions limits, ApiOptions api, WebOptions web, ClusterOptions cluster, MemoryOptions memory) = CollabSettings.Read(config);
 
         builder.Logging.AddSimpleConsole(o =>

@@ -1,4 +1,5 @@
 using Collab.Server;
+using Collab.Server.Hosting;
 using Microsoft.Extensions.Options;
 
 // Collab server: single node with the embedded store by default (see README "Configuration").
@@ -8,6 +9,12 @@ try
 {
     // The authentication mode is logged at start-up by the security layer (loudly when anonymous).
     await using var app = CollabServerHost.Build(args);
+
+    // Before the host starts its listeners, sockets and workers: the threads that exist now get the scheduler slice, and
+    // every thread started later (thread pool, socket engine, commit loop) inherits it from its creator.
+    SchedulerSlice.Apply(
+        app.Services.GetRequiredService<IOptions<SchedulingOptions>>().Value.SchedulerSlice,
+        app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Collab.Server.Hosting.Scheduling"));
     await app.RunAsync();
     return 0;
 }

@@ -55,6 +55,22 @@ public sealed class FindingsTests
         Assert.Contains(report.Findings, static f => f.StartsWith("--submit ping", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void A_late_scheduler_without_a_slice_is_pointed_to_the_option_and_a_slice_that_did_not_take_is_said()
+    {
+        RunReport late = Report(Step(rate: 1, offered: 1_000, p99: 4, meetsSlo: true) with { SendLag = new LatencySummary(1_000, 0.05, 0.5, 2.5, 4, 5, 0.1) });
+        Findings.Add(late, LoadTestOptions.Parse(["small", "--rate", "1"]));
+        Assert.Contains(late.Findings, static f => f.Contains("--generator-slice 100 lets it preempt them", StringComparison.Ordinal));
+
+        RunReport notApplied = Report(Step(rate: 1, offered: 1_000, p99: 4, meetsSlo: true) with { GeneratorSliceMicroseconds = 100, GeneratorSliceThreads = 0 });
+        Findings.Add(notApplied, LoadTestOptions.Parse(["small", "--rate", "1", "--generator-slice", "100"]));
+        Assert.Contains(notApplied.Findings, static f => f.Contains("--generator-slice 100 was not applied", StringComparison.Ordinal));
+
+        RunReport applied = Report(Step(rate: 1, offered: 1_000, p99: 4, meetsSlo: true) with { GeneratorSliceMicroseconds = 100, GeneratorSliceThreads = 2 });
+        Findings.Add(applied, LoadTestOptions.Parse(["small", "--rate", "1", "--generator-slice", "100"]));
+        Assert.DoesNotContain(applied.Findings, static f => f.Contains("--generator-slice", StringComparison.Ordinal));
+    }
+
     private static RunReport Report(params StepReport[] steps)
     {
         var report = new RunReport

@@ -42,6 +42,7 @@ internal static class CollabSettings
             _ => o => o.Validate());
         Add<DocumentOptions>(services, Section<DocumentOptions>(DocumentOptions.Section), _ => o => o.Validate());
         Add<NodeOptions>(services, Section<NodeOptions>(NodeOptions.Section), _ => o => o.Validate());
+        Add<SchedulingOptions>(services, Section<SchedulingOptions>(SchedulingOptions.Section), _ => o => o.Validate());
 
         // Settings that span sections are checked against the other section's values, or its defaults when that section
         // is itself invalid (its own failures are reported once, by its own validator).
@@ -78,6 +79,7 @@ internal static class CollabSettings
             Get<StorageOptions>(provider, invalid),
             Get<DocumentOptions>(provider, invalid),
             Get<NodeOptions>(provider, invalid),
+            Get<SchedulingOptions>(provider, invalid),
             Get<AuthOptions>(provider, invalid),
             Get<LimitsOptions>(provider, invalid),
             Get<ApiOptions>(provider, invalid),
@@ -138,6 +140,7 @@ internal static class CollabSettings
         StorageOptions Storage,
         DocumentOptions Documents,
         NodeOptions Node,
+        SchedulingOptions Scheduling,
         AuthOptions Auth,
         LimitsOptions Limits,
         ApiOptions Api,
