@@ -7,6 +7,8 @@
 #   env: PARTS="light small big idle"  REPEAT=3  WARMUP=30  DURATION=20  NICE=-20 (0: default priority)
 #        SMALL_RATES=2,4,6,8,10,15,20  SMALL_REPEAT=2  BIG_RATES=0.5,1,2,5,10,20  BIG_REPEAT=2  IDLE_CONNECTIONS=19000
 #        SMALL_EXTRA / BIG_EXTRA: more loadtest options for those parts (e.g. --no-ramp-stop on a noisy machine)
+#        GENERATOR_SLICE=100: the generator's scheduler slice in µs (--generator-slice; 0: the kernel's default), so its
+#        own wake-ups are not what is measured (docs/PERFORMANCE.md "How it measures")
 #
 # light: 200 x 5 at 1 op/s (1,000 ops/s), Collab with SqliteSynchronous=Normal beside ShareDB, then Collab with the
 #        default Full (an fsync per commit). small: 200 x 5 ramp, each run stops after its first step over ack p99
@@ -33,7 +35,7 @@ cp -r loadtest/bin/Release/net10.0/. "$bin/"
 
 lt() {
   echo "### $(date -u +%H:%M:%S) load average $(cut -d' ' -f1-3 /proc/loadavg): loadtest $*" | tee -a "$out/sitting.log"
-  dotnet "$bin/Collab.LoadTest.dll" "$@" --spawn-server --nice "${NICE:--20}" --out-dir "$out" --no-chart --quiet 2>&1 | tee -a "$out/sitting.log"
+  dotnet "$bin/Collab.LoadTest.dll" "$@" --spawn-server --nice "${NICE:--20}" --generator-slice "${GENERATOR_SLICE:-100}" --out-dir "$out" --no-chart --quiet 2>&1 | tee -a "$out/sitting.log"
 }
 
 for part in $PARTS; do
