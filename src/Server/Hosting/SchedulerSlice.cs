@@ -115,6 +115,7 @@ internal static class SchedulerSlice
             : new(SchedulerSliceOutcome.Applied, applied, null);
     }
 }
+
 /// <summary>Source-generated log messages of the scheduling step at start-up, with stable event ids (5190–5199).</summary>
 internal static partial class SchedulingLog
 {
