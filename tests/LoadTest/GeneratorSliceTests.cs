@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Text.RegularExpressions;
+using Collab.Integration.Tests.Infrastructure;
 using Collab.LoadTest.Hosting;
 
 namespace Collab.LoadTest.Tests;
@@ -10,7 +9,7 @@ namespace Collab.LoadTest.Tests;
 /// a process spawned while generator threads have it, which must start with the kernel's default (a child inherits the
 /// slice of the thread that forks it, and a spawned server must be measured as it would run alone).
 /// </summary>
-public sealed partial class GeneratorSliceTests
+public sealed class GeneratorSliceTests
 {
     [Theory]
     [InlineData("0", 0)]
@@ -37,13 +36,13 @@ public sealed partial class GeneratorSliceTests
         var generator = new Thread(() =>
         {
             applied = GeneratorSlice.ApplyToCurrentThread(300_000);
-            own = SliceOf(File.ReadAllText("/proc/thread-self/sched"));
+            own = KernelSlice.OfCurrentThread();
             spawned = GeneratorSlice.WithDefaultSlice(() =>
             {
                 using Process child = Process.Start(new ProcessStartInfo("cat", "/proc/self/sched") { RedirectStandardOutput = true })!;
                 string output = child.StandardOutput.ReadToEnd();
                 child.WaitForExit();
-                return SliceOf(output);
+                return KernelSlice.Parse(output);
             });
         });
         generator.Start();
@@ -61,13 +60,4 @@ public sealed partial class GeneratorSliceTests
             Assert.NotEqual(300_000, own);
         }
     }
-
-    private static long SliceOf(string sched)
-    {
-        Match slice = SliceLine().Match(sched);
-        return slice.Success ? long.Parse(slice.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
-    }
-
-    [GeneratedRegex(@"^se\.slice\s*:\s*(\d+)", RegexOptions.Multiline)]
-    private static partial Regex SliceLine();
 }

@@ -28,7 +28,7 @@ public sealed class SchedulingOptions
     public TimeSpan SchedulerSlice { get; set; } = DefaultSlice;
 
     /// <summary>The default <see cref="SchedulerSlice"/>: the kernel's minimum.</summary>
-    public static TimeSpan DefaultSlice => TimeSpan.FromMilliseconds(0.1);
+    public static TimeSpan DefaultSlice => MinSlice;
 
     public void Validate()
     {

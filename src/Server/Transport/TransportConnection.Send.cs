@@ -315,9 +315,7 @@ internal sealed partial class TransportConnection
 
                 if (frames == 0 || _outputFailed)
                 {
-                    _draining = false;
-                    drained = _drained;
-                    _drained = null;
+                    drained = EndDrainLocked();
                     idle = true;
                 }
             }
@@ -355,6 +353,15 @@ internal sealed partial class TransportConnection
             ObserveFlush(flush);
             Hosting.LatencyMetrics.ObserveWritten(acks[..ackCount], System.Diagnostics.Stopwatch.GetTimestamp());
         }
+    }
+
+    /// <summary>Ends the drain (under <c>_sync</c>): returns whoever waits for the queue to empty (<see cref="WaitForDrainAsync"/>), to be completed outside the lock.</summary>
+    private TaskCompletionSource? EndDrainLocked()
+    {
+        _draining = false;
+        TaskCompletionSource? drained = _drained;
+        _drained = null;
+        return drained;
     }
 
     private void OnFlushCompleted()
@@ -494,9 +501,7 @@ internal sealed partial class TransportConnection
 
                 if (count == 0)
                 {
-                    _draining = false;
-                    drained = _drained;
-                    _drained = null;
+                    drained = EndDrainLocked();
                 }
             }
 

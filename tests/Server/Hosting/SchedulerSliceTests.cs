@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text.RegularExpressions;
+using Collab.Integration.Tests.Infrastructure;
 using Collab.Server.Hosting;
 using Collab.Server.Tests.Security.Infrastructure;
 
@@ -11,7 +11,7 @@ namespace Collab.Server.Tests.Hosting;
 /// machine's real kernel, that a thread started by a thread with the slice inherits it (what makes setting it once at
 /// start-up enough). The whole server process is checked in the integration test <c>SchedulerSliceTests</c>.
 /// </summary>
-public sealed partial class SchedulerSliceTests
+public sealed class SchedulerSliceTests
 {
     private static readonly TimeSpan Slice = TimeSpan.FromMilliseconds(0.3);
 
@@ -156,8 +156,8 @@ public sealed partial class SchedulerSliceTests
         var parent = new Thread(() =>
         {
             set = ThreadSlice.Set(LinuxSchedulerCalls.Instance, 0, 300_000);
-            parentSlice = OwnSlice();
-            var child = new Thread(() => childSlice = OwnSlice());
+            parentSlice = KernelSlice.OfCurrentThread();
+            var child = new Thread(() => childSlice = KernelSlice.OfCurrentThread());
             child.Start();
             child.Join();
         });
@@ -175,20 +175,6 @@ public sealed partial class SchedulerSliceTests
             Assert.NotEqual(300_000, childSlice);
         }
     }
-
-    private static long OwnSlice()
-    {
-        int tid = LinuxThreadId();
-        Match slice = SliceLine().Match(File.ReadAllText($"/proc/self/task/{tid.ToString(CultureInfo.InvariantCulture)}/sched"));
-        return slice.Success ? long.Parse(slice.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
-    }
-
-    /// <summary>The calling thread's kernel id, from /proc/thread-self (a link to /proc/PID/task/TID).</summary>
-    private static int LinuxThreadId() =>
-        int.Parse(Path.GetFileName(new DirectoryInfo("/proc/thread-self").LinkTarget!), CultureInfo.InvariantCulture);
-
-    [GeneratedRegex(@"^se\.slice\s*:\s*(\d+)", RegexOptions.Multiline)]
-    private static partial Regex SliceLine();
 
     /// <summary>A kernel as <see cref="SchedulerSlice"/> sees it: threads with attributes, and the ways it can say no.</summary>
     private sealed class FakeKernel(int[] threads) : ISchedulerCalls
