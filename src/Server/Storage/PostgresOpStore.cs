@@ -164,7 +164,14 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
         {
             try
             {
-                await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                // A batch that is one COPY and nothing else runs as that statement alone, in autocommit: the COPY is
+                // atomic by itself and its CommandComplete comes back after the commit's WAL flush, so the batch costs
+                // two round trips (COPY ... FROM STDIN, then the data and CopyDone) instead of three with an explicit
+                // COMMIT, and the database backend and the committer wake one time fewer per batch. The lease check
+                // (cluster mode), a new document's row and the INSERT methods' several statements need the transaction.
+                await using var transaction = NeedsTransaction(batch, exclusions)
+                    ? await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false)
+                    : null;
                 Dictionary<string, long>? epochs = null;
                 if (WriteFence is { } fence)
                 {
@@ -172,7 +179,7 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
                     epochs = await CheckLeasesAsync(connection, batch, fence, exclusions, cancellationToken).ConfigureAwait(false);
                 }
 
-                if (await WriteBatchAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false) > 0)
+                if (await WriteBatchAsync(connection, batch, exclusions, epochs, cancellationToken).ConfigureAwait(false) > 0 && transaction is not null)
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
@@ -490,6 +497,29 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
     }
 
     private static bool Skip(in OpRecord record, BatchExclusions? exclusions) => exclusions is not null && exclusions.Skip(record);
+
+    /// <summary>
+    /// Whether the batch needs an explicit transaction around its statements: in cluster mode (the lease check and the
+    /// COPY must be one transaction), when it creates a document (its row and its first op commit together), and for the
+    /// INSERT methods (up to one statement per chunk or row).
+    /// </summary>
+    private bool NeedsTransaction(IReadOnlyList<OpRecord> batch, BatchExclusions? exclusions)
+    {
+        if (WriteFence is not null || AppendMethod != PostgresAppendMethod.BinaryCopy)
+        {
+            return true;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (batch[i].Version == 1 && !Skip(batch[i], exclusions))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Writes the batch minus skipped records inside the open transaction; returns the rows written.</summary>
     private async Task<int> WriteBatchAsync(
