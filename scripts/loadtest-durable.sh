@@ -45,7 +45,7 @@ cleanup() {
     echo "postgres: WAL (records, full-page images, bytes, writes, syncs, write ms, sync ms) and checkpoints:"
     psql_pg -At -c "SELECT wal_records, wal_fpi, wal_bytes, wal_write, wal_sync, round(wal_write_time), round(wal_sync_time) FROM pg_stat_wal" || true
     psql_pg -At -c "SELECT 'checkpoints timed ' || checkpoints_timed || ', requested ' || checkpoints_req || ', buffers ' || buffers_checkpoint FROM pg_stat_bgwriter" || true
-    psql_pg -At -c "SELECT 'op log: ' || sum(n_tup_ins) || ' rows, ' || sum(autovacuum_count) || ' autovacuums, ' || pg_size_pretty(sum(pg_total_relation_size(relid))) FROM pg_stat_user_tables WHERE relname LIKE 'ops%'" || true
+    psql_pg -At -c "SELECT 'op log: ' || coalesce(sum(n_tup_ins), 0) || ' rows, ' || coalesce(sum(autovacuum_count), 0) || ' autovacuums, ' || pg_size_pretty(coalesce(sum(pg_total_relation_size(relid)), 0)) FROM pg_stat_user_tables WHERE relname LIKE 'ops%'" || true
   fi
   as_pg pg_ctl -D "$ROOT/data" -m fast -w stop >/dev/null 2>&1 || true
   mkdir -p loadtest/results && cp "$ROOT/postgres.log" "loadtest/results/postgres-$(date -u +%Y%m%d-%H%M%S).log" 2>/dev/null || true
