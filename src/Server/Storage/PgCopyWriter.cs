@@ -57,42 +57,6 @@ internal sealed class PgCopyWriter : IDisposable
         return WriteOpSlowAsync(record, epoch, cancellationToken);
     }
 
-    /// <summary>
-    /// <see cref="WriteOpAsync"/> with blocking writes, for a caller on a thread of its own (the store's writer thread).
-    /// </summary>
-    public void WriteOp(in OpRecord record, long? epoch)
-    {
-        if (_length + FixedRowBytes + record.Op.Length > _buffer.Length)
-        {
-            Flush();
-            if (FixedRowBytes + record.Op.Length > _buffer.Length)
-            {
-                // An op larger than the buffer: the op itself is written to the stream directly.
-                EncodeUpToOp(record);
-                Flush();
-                _stream.Write(record.Op.Span);
-                EncodeTimestamp(record.TimestampMs);
-                EncodeEpoch(epoch);
-                return;
-            }
-        }
-
-        Encode(record, epoch);
-    }
-
-    /// <summary><see cref="CompleteAsync"/> with blocking writes.</summary>
-    public void Complete()
-    {
-        if (_length + 2 > _buffer.Length)
-        {
-            Flush();
-        }
-
-        BinaryPrimitives.WriteInt16BigEndian(_buffer.AsSpan(_length), -1);
-        _length += 2;
-        Flush();
-    }
-
     /// <summary>Writes the trailer and everything buffered.</summary>
     public async ValueTask CompleteAsync(CancellationToken cancellationToken)
     {
@@ -198,15 +162,6 @@ internal sealed class PgCopyWriter : IDisposable
     }
 
     private void EncodeTimestamp(long unixMs) => EncodeInt64((unixMs - PostgresEpochUnixMs) * 1000);
-
-    private void Flush()
-    {
-        if (_length > 0)
-        {
-            _stream.Write(_buffer, 0, _length);
-            _length = 0;
-        }
-    }
 
     private async ValueTask FlushAsync(CancellationToken cancellationToken)
     {

@@ -157,14 +157,6 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
             return AppendResult.Ok;
         }
 
-        // The common batch (later ops, single node) goes to the writer thread; a clash there comes back here, where the
-        // first attempt meets it again and sorts out which rows exist (a failover's rare path, one COPY more).
-        if (!NeedsTransaction(batch, exclusions: null)
-            && await AppendOnWriterThreadAsync(batch, cancellationToken).ConfigureAwait(false) == DirectAppend.Written)
-        {
-            return AppendResult.Ok;
-        }
-
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         BatchExclusions? exclusions = null;
         var fruitlessRounds = 0;
@@ -194,7 +186,8 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
 
                 return BatchExclusions.ToResult(exclusions);
             }
-            catch (PostgresException ex) when (IsOpLogClash(ex))
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation
+                                               && ex.TableName is not null && ex.TableName.StartsWith("ops", StringComparison.Ordinal))
             {
                 // The transaction is rolled back (disposed above). Look up every (doc, version) of the batch that exists
                 // now — not just the one in the error — fence the documents another writer got to, skip records an
@@ -384,7 +377,6 @@ public sealed partial class PostgresOpStore : IOpStore, IDocumentHistory
     /// <summary>Disposes the data source when the store created it.</summary>
     public async ValueTask DisposeAsync()
     {
-        StopWriter();
         if (_ownsDataSource)
         {
             await _dataSource.DisposeAsync().ConfigureAwait(false);
