@@ -248,7 +248,10 @@ internal sealed partial class TransportConnection
 
     private void ScheduleDrain()
     {
-        if (_services.InlineOutput)
+        // A direct drain never waits (a non-blocking send; a full send buffer leaves the rest to an asynchronous send), so
+        // the thread that queued the frame sends it: no thread-pool work item and no wake-up per frame. The pipe path's
+        // flush can wait on the peer, so it keeps its own work item.
+        if (_services.InlineOutput || _socket is not null)
         {
             Drain();
         }
