@@ -110,11 +110,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     /// <summary>False while commits are failing and being retried (readiness); true again after the next successful commit.</summary>
     public bool IsHealthy => _healthy;
 
-    /// <summary>Raised (on the commit loop) when <see cref="IsHealthy"/> changes.</summary>
+    /// <summary>Raised (on the commit loop, or the thread of a leader whose commit changed it) when <see cref="IsHealthy"/> changes.</summary>
     public event EventHandler? HealthChanged;
 
     /// <summary>
-    /// Called on the completion loop just before each call is completed (tests check the completion order with it: the
+    /// Called on the completion loop (or a leader's thread, never at the same time) just before each call is completed (tests check the completion order with it: the
     /// order in which awaiting continuations run is not observable, a late-registered one runs on the thread pool).
     /// </summary>
     internal Action<OpRecord>? CompletionObserver { get; set; }
