@@ -13,6 +13,9 @@ namespace Collab.Server.Storage;
 /// <see cref="StorageOptions.MaxBatchDelay"/>; at light load as soon as the previous commit is done. One batch is in
 /// flight at a time while the next one fills, so a document's later ops can never commit before its earlier ones; a
 /// second loop completes the callers of a committed batch (in call order) while the next batch is already being written.
+/// At light load with SQLite (<see cref="StorageOptions.InlineCommits"/>) an op that finds the stage idle is committed by
+/// its caller's own thread (the leader) and completed before <see cref="CommitAsync(OpRecord, CancellationToken)"/> returns; ops that arrive while the
+/// leader commits queue for the loops, which take them once the leader is done.
 /// </summary>
 /// <remarks>
 /// <para>A call completes successfully only after its op is committed. A store failure (database down, I/O error) keeps
@@ -45,6 +48,10 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private readonly TimeSpan _shutdownTimeout;
     private readonly ILogger _logger;
     private readonly StorageMetrics _metrics;
+    private readonly bool _inlineCommits;
+
+    /// <summary>The leader's batch (one op); only the thread that set <see cref="_leading"/> touches it.</summary>
+    private readonly CommitBatch _leaderBatch = new();
 
     // Everything below up to the signals is guarded by _gate.
     private readonly Lock _gate = new();
@@ -54,6 +61,12 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     private bool _closing;
     private bool _committerWaiting;
     private int _lastBatchOps;
+
+    // A leader's batch is in flight: the commit loop takes nothing until it is done (one batch in flight at a time).
+    private bool _leading;
+
+    // Batches the commit loop took that the completion loop has not finished: a leader waits for them (completion order).
+    private int _loopBatches;
 
     private readonly AsyncAutoResetSignal _workSignal = new();
     private readonly Timer _delayTimer;
@@ -81,6 +94,9 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         _logger = logger ?? NullLogger<GroupCommitStage>.Instance;
         _metrics = metrics ?? new StorageMetrics();
         _metrics.Ready.Set(1);
+
+        // SQLite commits synchronously on the calling thread; PostgreSQL's append is network I/O, which its loops overlap.
+        _inlineCommits = options.InlineCommits && options.Provider == StorageProvider.Sqlite;
         _delayTimer = new Timer(static state => ((AsyncAutoResetSignal)state!).Set(), _workSignal, Timeout.Infinite, Timeout.Infinite);
         for (var i = 0; i < BatchesInRotation; i++)
         {
@@ -94,11 +110,11 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     /// <summary>False while commits are failing and being retried (readiness); true again after the next successful commit.</summary>
     public bool IsHealthy => _healthy;
 
-    /// <summary>Raised (on the commit loop) when <see cref="IsHealthy"/> changes.</summary>
+    /// <summary>Raised (on the commit loop, or the thread of a leader whose commit changed it) when <see cref="IsHealthy"/> changes.</summary>
     public event EventHandler? HealthChanged;
 
     /// <summary>
-    /// Called on the completion loop just before each call is completed (tests check the completion order with it: the
+    /// Called on the completion loop (or a leader's thread, never at the same time) just before each call is completed (tests check the completion order with it: the
     /// order in which awaiting continuations run is not observable, a late-registered one runs on the thread pool).
     /// </summary>
     internal Action<OpRecord>? CompletionObserver { get; set; }
@@ -126,7 +142,8 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         }
 
         PendingCommit pending;
-        bool wake;
+        bool wake = false;
+        bool lead = false;
         lock (_gate)
         {
             if (_closing)
@@ -142,11 +159,100 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             // A call for a fenced document fails, but through the queue: its document's earlier calls may still be
             // waiting for their (failed) completion, and completions keep call order.
             pending.Fenced = _fenced.Count > 0 && _fenced.Contains(op.DocId);
-            _queue.Add(pending);
+            if (_inlineCommits && !_leading && _loopBatches == 0 && _queue.Count == 0 && !pending.Fenced
+                && (_maxBatchDelayTicks == 0 || _lastBatchOps < _batchDelayMinOps))
+            {
+                // The stage is idle and the loop would commit this op at once: commit it here instead of waking it.
+                _leading = true;
+                _lastBatchOps = 1;
+                lead = true;
+            }
+            else
+            {
+                _queue.Add(pending);
 
-            // Wake the committer only when it is parked and this op changes its decision: the queue became non-empty
-            // (start the delay) or full (commit now).
-            wake = _committerWaiting && (_queue.Count == 1 || _queue.Count >= _maxBatchOps);
+                // Wake the committer only when it is parked and this op changes its decision: the queue became non-empty
+                // (start the delay) or full (commit now).
+                wake = _committerWaiting && (_queue.Count == 1 || _queue.Count >= _maxBatchOps);
+                if (wake)
+                {
+                    _committerWaiting = false;
+                }
+            }
+        }
+
+        if (wake)
+        {
+            _workSignal.Set();
+        }
+
+        // The token is read before the op can complete (and, once its result is read, be pooled again).
+        var result = new ValueTask(pending, pending.Version);
+        if (lead)
+        {
+            Lead(pending);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Commits a lone op on the caller's thread. A synchronous success completes it before <see cref="CommitAsync(OpRecord, CancellationToken)"/>
+    /// returns (no thread hand-off at all); a store that goes asynchronous, or fails, finishes (and retries with back-off)
+    /// on the thread pool while the op stays pending and later calls queue behind it.
+    /// </summary>
+    private void Lead(PendingCommit pending)
+    {
+        var batch = _leaderBatch;
+        batch.Add(pending, Outcome.Commit);
+        var started = Stopwatch.GetTimestamp();
+        ValueTask<AppendResult> append;
+        try
+        {
+            append = _store.AppendAsync(batch.Records, _abort.Token);
+        }
+        catch (Exception ex)
+        {
+            append = ValueTask.FromException<AppendResult>(ex);
+        }
+
+        if (append.IsCompletedSuccessfully)
+        {
+            Committed(batch, append.Result, started);
+            EndLead(batch);
+        }
+        else
+        {
+            _ = FinishLeadAsync(batch, append, started);
+        }
+    }
+
+    private async Task FinishLeadAsync(CommitBatch batch, ValueTask<AppendResult> append, long started)
+    {
+        try
+        {
+            await CommitAsync(batch, append, started).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Only a bug gets here (store failures are retried): fail the leader's op rather than hang it and the queue.
+            StorageLog.CommitLoopFailed(_logger, ex);
+            batch.Aborted = true;
+        }
+
+        EndLead(batch);
+    }
+
+    /// <summary>Completes the leader's batch, then lets the commit loop take what queued meanwhile.</summary>
+    private void EndLead(CommitBatch batch)
+    {
+        Complete(batch);
+        batch.Clear();
+        bool wake;
+        lock (_gate)
+        {
+            _leading = false;
+            wake = _committerWaiting && (_queue.Count > 0 || _closing);
             if (wake)
             {
                 _committerWaiting = false;
@@ -157,8 +263,6 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         {
             _workSignal.Set();
         }
-
-        return new ValueTask(pending, pending.Version);
     }
 
     /// <summary>
@@ -251,7 +355,12 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             lock (_gate)
             {
                 var count = _queue.Count;
-                if (count > 0)
+                if (_leading)
+                {
+                    // One batch in flight at a time: the leader's ends by waking us if anything queued meanwhile.
+                    waitTicks = -1;
+                }
+                else if (count > 0)
                 {
                     // The delay is for load: a lone op after a small batch commits now.
                     var delayTicks = _lastBatchOps >= _batchDelayMinOps ? _maxBatchDelayTicks : 0;
@@ -259,6 +368,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                     if (_closing || count >= _maxBatchOps || waitTicks <= 0)
                     {
                         TakeBatch(batch);
+                        _loopBatches++;
                         _metrics.QueuedOps.Set(_queue.Count);
                         return true;
                     }
@@ -342,26 +452,21 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
         _queue.RemoveRange(kept, _queue.Count - kept);
     }
 
-    /// <summary>Appends the batch until it commits (or the stage is aborted), then fences conflicted documents.</summary>
-    private async Task CommitAsync(CommitBatch batch)
+    /// <summary>
+    /// Appends the batch until it commits (or the stage is aborted), then fences conflicted documents. A leader passes
+    /// its first attempt, already started.
+    /// </summary>
+    private async Task CommitAsync(CommitBatch batch, ValueTask<AppendResult>? firstAttempt = null, long firstStarted = 0)
     {
         for (var attempt = 0; ; attempt++)
         {
-            var started = Stopwatch.GetTimestamp();
+            var started = firstAttempt is null ? Stopwatch.GetTimestamp() : firstStarted;
             Exception failure;
             try
             {
-                var result = await _store.AppendAsync(batch.Records, _abort.Token).ConfigureAwait(false);
-                _metrics.CommitSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-                _metrics.BatchOps.Observe(batch.Records.Count);
-                _metrics.Batches.Inc();
-                _metrics.Ops.Inc(batch.Records.Count);
-                if (result.ConflictedDocs.Count > 0)
-                {
-                    Fence(batch, result.ConflictedDocs);
-                }
-
-                SetHealthy(true, null);
+                var append = firstAttempt ?? _store.AppendAsync(batch.Records, _abort.Token);
+                firstAttempt = null;
+                Committed(batch, await append.ConfigureAwait(false), started);
                 return;
             }
             catch (OperationCanceledException) when (_abort.IsCancellationRequested)
@@ -396,6 +501,21 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 return;
             }
         }
+    }
+
+    /// <summary>Records a successful append: metrics, fences for conflicted documents, readiness.</summary>
+    private void Committed(CommitBatch batch, AppendResult result, long started)
+    {
+        _metrics.CommitSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        _metrics.BatchOps.Observe(batch.Records.Count);
+        _metrics.Batches.Inc();
+        _metrics.Ops.Inc(batch.Records.Count);
+        if (result.ConflictedDocs.Count > 0)
+        {
+            Fence(batch, result.ConflictedDocs);
+        }
+
+        SetHealthy(true, null);
     }
 
     private void Fence(CommitBatch batch, IReadOnlyCollection<string> conflictedDocs)
@@ -463,12 +583,17 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             {
                 Complete(batch);
                 batch.Clear();
+                lock (_gate)
+                {
+                    _loopBatches--;
+                }
+
                 _freeBatches.Writer.TryWrite(batch);
             }
         }
     }
 
-    /// <summary>Completes the batch's calls in queue order; continuations run inline here, off the commit loop.</summary>
+    /// <summary>Completes the batch's calls in queue order; continuations run inline here (the completion loop, or the leader).</summary>
     private void Complete(CommitBatch batch)
     {
         var entries = batch.Entries;

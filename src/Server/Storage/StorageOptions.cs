@@ -265,4 +265,13 @@ public sealed class StorageOptions
 
         errors.ThrowIfAny();
     }
+
+    /// <summary>
+    /// At light load (the stage idle: no batch committing or completing, nothing queued, no batch delay due) the thread
+    /// that hands the stage an op commits it itself, synchronously, and completes it before returning, instead of waking
+    /// the commit loop and the completion loop (and the sequencer's worker a second time): three thread wake-ups fewer per
+    /// op. Ops arriving meanwhile queue and form the next batch as usual, so batching under load is unchanged. SQLite only
+    /// (its commit is synchronous); PostgreSQL keeps its commit loops. Default true.
+    /// </summary>
+    public bool InlineCommits { get; set; } = true;
 }

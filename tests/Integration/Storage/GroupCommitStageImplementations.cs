@@ -8,6 +8,8 @@ public sealed class SqliteGroupCommitStageTests : GroupCommitStageTests
 {
     private readonly string _directory = StorageTestData.TempDirectory();
 
+    protected override bool StoreCommitsSynchronously => true;
+
     protected override async Task<IOpStore> OpenInnerStoreAsync()
     {
         var store = new SqliteOpStore(new StorageOptions { DataDirectory = _directory });

@@ -27,6 +27,9 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
 
     protected virtual Task CleanupAsync() => Task.CompletedTask;
 
+    /// <summary>Whether the inner store's append completes on the calling thread (SQLite) rather than asynchronously.</summary>
+    protected virtual bool StoreCommitsSynchronously => false;
+
     public async Task InitializeAsync()
     {
         _inner = await OpenInnerStoreAsync();
@@ -373,6 +376,187 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         Assert.Null(await Inner.LoadAsync("doc", default));
     }
 
+    // ---- The leader: an op that finds the stage idle is committed by its caller's thread (StorageOptions.InlineCommits) ----
+
+    [Fact]
+    public async Task An_op_that_finds_the_stage_idle_is_committed_by_its_caller_before_the_call_returns()
+    {
+        var registry = Metrics.NewCustomRegistry();
+        var stage = CreateLeaderStage(registry: registry);
+
+        for (var v = 1; v <= 3; v++)
+        {
+            var commit = stage.CommitAsync(Op("lone", v), default);
+            if (StoreCommitsSynchronously)
+            {
+                // Done on this thread: no commit loop, no completion loop in between.
+                Assert.True(commit.IsCompletedSuccessfully, $"v{v} was not committed inline");
+            }
+
+            await commit.AsTask().WaitAsync(Timeout);
+            Assert.True(Store.Committed.ContainsKey(("lone", v)));
+        }
+
+        Assert.Equal([1, 1, 1], Store.BatchSizes);
+        Assert.Equal(3, registry.GetCounterValue("collab_storage_ops_total"));
+        Assert.Equal(3, registry.GetCounterValue("collab_storage_batches_total"));
+        AssertSame(Ops("lone", 1, 3), (await Inner.LoadAsync("lone", default))!.Ops);
+    }
+
+    [Fact]
+    public async Task Without_inline_commits_a_lone_op_goes_through_the_commit_loop()
+    {
+        var stage = CreateLeaderStage(o => o.InlineCommits = false);
+        Store.Hold(0);
+
+        var commit = stage.CommitAsync(Op("loop", 1), default);
+        Assert.False(commit.IsCompleted);
+        await Store.WaitForAppendsAsync();
+        Store.Release(0);
+        await commit.AsTask().WaitAsync(Timeout);
+        Assert.Equal([1], Store.BatchSizes);
+    }
+
+    [Fact]
+    public async Task Ops_queued_while_a_leader_commits_form_the_next_batch_in_call_order_and_never_overlap_it()
+    {
+        var stage = CreateLeaderStage();
+        var order = new ConcurrentQueue<(string DocId, long Version)>();
+        stage.CompletionObserver = record => order.Enqueue((record.DocId, record.Version));
+        Store.Hold(0);
+
+        var a1 = stage.CommitAsync(Op("a", 1), default).AsTask(); // the leader, held in the store
+        await Store.WaitForAppendsAsync();
+        var followers = new List<Task>
+        {
+            stage.CommitAsync(Op("a", 2), default).AsTask(),
+            stage.CommitAsync(Op("b", 1), default).AsTask(),
+            stage.CommitAsync(Op("a", 3), default).AsTask(),
+        };
+        await Task.Delay(50);
+        Assert.False(a1.IsCompleted);
+        Assert.DoesNotContain(followers, f => f.IsCompleted);
+        Assert.Equal([1], Store.BatchSizes); // the loop waits for the leader: one batch in flight at a time
+
+        Store.Release(0);
+        await Task.WhenAll(followers.Append(a1)).WaitAsync(Timeout);
+
+        Assert.Equal([1, 3], Store.BatchSizes);
+        Assert.Equal(1, Store.MaxConcurrentAppends);
+        Assert.Equal([("a", 1L), ("a", 2L), ("b", 1L), ("a", 3L)], order);
+        AssertSame(Ops("a", 1, 3), (await Inner.LoadAsync("a", default))!.Ops);
+
+        // The stage is idle again: the next lone op leads (a batch of one, not a third batch with the delay).
+        await stage.CommitAsync(Op("b", 2), default).AsTask().WaitAsync(Timeout);
+        Assert.Equal([1, 3, 1], Store.BatchSizes);
+    }
+
+    [Fact]
+    public async Task A_leaders_store_failure_is_retried_with_back_off_while_followers_wait_behind_it()
+    {
+        var registry = Metrics.NewCustomRegistry();
+        var stage = CreateLeaderStage(registry: registry);
+        var order = new ConcurrentQueue<(string DocId, long Version)>();
+        stage.CompletionObserver = record => order.Enqueue((record.DocId, record.Version));
+        var failing = 1;
+        Store.FailBefore = _ => Volatile.Read(ref failing) == 1 ? new IOException("the disk went away") : null;
+
+        var leader = stage.CommitAsync(Op("doc", 1), default);
+        Assert.False(leader.IsCompleted); // a failed inline attempt leaves the op pending, never failed
+        var leaderTask = leader.AsTask();
+        await WaitUntilAsync(() => !stage.IsHealthy);
+        var followers = new List<Task>
+        {
+            stage.CommitAsync(Op("doc", 2), default).AsTask(),
+            stage.CommitAsync(Op("other", 1), default).AsTask(),
+        };
+        await Store.WaitForAppendsAsync(3); // the inline attempt and at least two retries
+
+        Assert.False(leaderTask.IsCompleted);
+        Assert.DoesNotContain(followers, f => f.IsCompleted);
+        Assert.All(Store.BatchSizes, size => Assert.Equal(1, size)); // only the leader's op is retried; the others queue
+        Assert.True(registry.GetCounterValue("collab_storage_commit_failures_total") >= 2);
+
+        Volatile.Write(ref failing, 0);
+        await Task.WhenAll(followers.Append(leaderTask)).WaitAsync(Timeout);
+
+        Assert.True(stage.IsHealthy);
+        Assert.Equal([("doc", 1L), ("doc", 2L), ("other", 1L)], order);
+        Assert.Equal(2, Store.BatchSizes[^1]);
+        AssertSame(Ops("doc", 1, 2), (await Inner.LoadAsync("doc", default))!.Ops);
+    }
+
+    [Fact]
+    public async Task A_cancelled_follower_and_its_documents_later_ops_are_cancelled_while_the_leader_and_others_commit()
+    {
+        var stage = CreateLeaderStage();
+        Store.Hold(0);
+        var leader = stage.CommitAsync(Op("a", 1), default).AsTask();
+        await Store.WaitForAppendsAsync();
+        using var documentLifetime = new CancellationTokenSource();
+        var a2 = stage.CommitAsync(Op("a", 2), documentLifetime.Token).AsTask();
+        var b1 = stage.CommitAsync(Op("b", 1), default).AsTask();
+        var a3 = stage.CommitAsync(Op("a", 3), default).AsTask();
+        await documentLifetime.CancelAsync();
+        Store.Release(0);
+
+        await Task.WhenAll(leader, b1).WaitAsync(Timeout);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a2.WaitAsync(Timeout));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a3.WaitAsync(Timeout));
+        Assert.Equal([1L], (await Inner.LoadAsync("a", default))!.Ops.Select(o => o.Version));
+        Assert.Single((await Inner.LoadAsync("b", default))!.Ops);
+    }
+
+    [Fact]
+    public async Task A_leader_that_hits_a_rivals_version_is_fenced_like_a_batch()
+    {
+        var stage = CreateLeaderStage();
+        await Inner.AppendAsync(Ops("a", 1, 1, clientId: "rival"), default);
+
+        var conflict = await Assert.ThrowsAsync<VersionConflictException>(() => stage.CommitAsync(Op("a", 1), default).AsTask().WaitAsync(Timeout));
+        Assert.Equal(1, conflict.Version);
+        Assert.True(stage.IsFenced("a"));
+        await Assert.ThrowsAsync<VersionConflictException>(() => stage.CommitAsync(Op("a", 2), default).AsTask().WaitAsync(Timeout));
+        await stage.CommitAsync(Op("b", 1), default).AsTask().WaitAsync(Timeout);
+        Assert.Equal(["rival"], (await Inner.LoadAsync("a", default))!.Ops.Select(o => o.ClientId));
+    }
+
+    [Fact]
+    public async Task Dispose_waits_for_a_leader_mid_commit_then_flushes_its_followers()
+    {
+        var stage = CreateLeaderStage();
+        Store.Hold(0);
+        var leader = stage.CommitAsync(Op("doc", 1), default).AsTask();
+        await Store.WaitForAppendsAsync();
+        var follower = stage.CommitAsync(Op("doc", 2), default).AsTask();
+
+        var dispose = stage.DisposeAsync().AsTask();
+        await Task.Delay(100);
+        Assert.False(dispose.IsCompleted); // the store is still in the leader's hands
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => stage.CommitAsync(Op("late", 1), default).AsTask());
+
+        Store.Release(0);
+        await dispose.WaitAsync(Timeout);
+        await Task.WhenAll(leader, follower).WaitAsync(Timeout);
+        AssertSame(Ops("doc", 1, 2), (await Inner.LoadAsync("doc", default))!.Ops);
+    }
+
+    [Fact]
+    public async Task Dispose_cancels_a_leader_stuck_in_the_store_after_the_shutdown_timeout()
+    {
+        var stage = CreateLeaderStage(o => o.ShutdownTimeout = TimeSpan.FromMilliseconds(300));
+        Store.Close();
+        var leader = stage.CommitAsync(Op("doc", 1), default).AsTask();
+        await Store.WaitForAppendsAsync();
+        var follower = stage.CommitAsync(Op("doc", 2), default).AsTask();
+
+        await stage.DisposeAsync().AsTask().WaitAsync(Timeout);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leader);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => follower);
+        Assert.Null(await Inner.LoadAsync("doc", default));
+    }
+
     [Fact]
     public void Records_that_can_never_be_stored_are_rejected_at_the_door()
     {
@@ -399,6 +583,17 @@ public abstract class GroupCommitStageTests : IAsyncLifetime
         _stages.Add(stage);
         return stage;
     }
+
+    /// <summary>A stage whose lone ops commit inline (at light load: the delay applies only after 1,000-op batches).</summary>
+    private GroupCommitStage CreateLeaderStage(Action<StorageOptions>? configure = null, CollectorRegistry? registry = null) =>
+        CreateStage(
+            o =>
+            {
+                o.BatchDelayMinOps = 1_000;
+                o.InlineCommits = true;
+                configure?.Invoke(o);
+            },
+            registry);
 
     /// <summary>Queues <paramref name="total"/> ops spread round-robin over <paramref name="docs"/> documents (versions from 1).</summary>
     private static List<Task> QueueOps(GroupCommitStage stage, int docs, int total, string prefix = "doc")
