@@ -119,6 +119,12 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
     /// </summary>
     internal Action<OpRecord>? CompletionObserver { get; set; }
 
+    /// <summary>
+    /// How long the oldest queued op may wait for company (guarded by <see cref="_gate"/>). The delay is for load: after a
+    /// small batch a lone op commits at once, by the loop or, when the stage is idle, by a leader.
+    /// </summary>
+    private long BatchDelayTicks => _lastBatchOps >= _batchDelayMinOps ? _maxBatchDelayTicks : 0;
+
     /// <summary>Ops queued for the next batch.</summary>
     public int QueuedOps
     {
@@ -159,8 +165,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
             // A call for a fenced document fails, but through the queue: its document's earlier calls may still be
             // waiting for their (failed) completion, and completions keep call order.
             pending.Fenced = _fenced.Count > 0 && _fenced.Contains(op.DocId);
-            if (_inlineCommits && !_leading && _loopBatches == 0 && _queue.Count == 0 && !pending.Fenced
-                && (_maxBatchDelayTicks == 0 || _lastBatchOps < _batchDelayMinOps))
+            if (_inlineCommits && !_leading && _loopBatches == 0 && _queue.Count == 0 && !pending.Fenced && BatchDelayTicks == 0)
             {
                 // The stage is idle and the loop would commit this op at once: commit it here instead of waking it.
                 _leading = true;
@@ -362,9 +367,7 @@ public sealed class GroupCommitStage : IDurabilityStage, IAsyncDisposable
                 }
                 else if (count > 0)
                 {
-                    // The delay is for load: a lone op after a small batch commits now.
-                    var delayTicks = _lastBatchOps >= _batchDelayMinOps ? _maxBatchDelayTicks : 0;
-                    waitTicks = _queue[0].EnqueuedAt + delayTicks - Stopwatch.GetTimestamp();
+                    waitTicks = _queue[0].EnqueuedAt + BatchDelayTicks - Stopwatch.GetTimestamp();
                     if (_closing || count >= _maxBatchOps || waitTicks <= 0)
                     {
                         TakeBatch(batch);

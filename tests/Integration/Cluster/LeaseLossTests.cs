@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Collab.Integration.Tests.Infrastructure;
 using Collab.Server.Cluster;
 using Collab.Server.Storage;
@@ -59,25 +58,6 @@ public sealed class LeaseLossTests(PostgresFixture postgres)
         for (int i = 0; i < 100; i++)
         {
             document.OnLeaseLost(epoch);
-        }
-    }
-
-    private sealed class RecordingLoggerProvider : ILoggerProvider, ILogger
-    {
-        public ConcurrentQueue<(LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Entries.Enqueue((logLevel, eventId, formatter(state, exception)));
-
-        public void Dispose()
-        {
         }
     }
 }

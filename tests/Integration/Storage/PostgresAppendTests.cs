@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Collab.Engine.Sequencing;
 using Collab.Integration.Tests.Infrastructure;
 using Collab.Server.Storage;
@@ -20,7 +19,7 @@ public sealed class PostgresAppendTests(PostgresFixture postgres)
     public async Task Later_ops_are_written_without_an_explicit_transaction_and_a_clash_among_them_still_commits_nothing_of_that_document()
     {
         var options = new StorageOptions { Provider = StorageProvider.Postgres, PostgresPartitions = 4, PostgresConnectionString = await postgres.CreateDatabaseAsync("autocommit") };
-        var logs = new TransactionLog();
+        var logs = new RecordingLoggerProvider();
         using var factory = LoggerFactory.Create(builder => builder.AddProvider(logs).SetMinimumLevel(LogLevel.Debug));
         var builder = new NpgsqlDataSourceBuilder(options.PostgresConnectionString);
         builder.UseLoggerFactory(factory);
@@ -31,14 +30,14 @@ public sealed class PostgresAppendTests(PostgresFixture postgres)
         // First ops: the document rows and the ops in one transaction.
         logs.Clear();
         await store.AppendAsync([StorageTestData.Op("auto/a", 1), StorageTestData.Op("auto/b", 1)], default);
-        Assert.Equal(1, logs.Committed);
+        Assert.Equal(1, Transactions(logs, "CommittedTransaction"));
         Assert.Equal(2L, await CountAsync(dataSource, "SELECT count(*) FROM documents WHERE id LIKE 'auto/%'"));
 
         // Later ops only: one COPY, committed by itself.
         logs.Clear();
         List<OpRecord> later = [.. Enumerable.Range(2, 300).Select(v => StorageTestData.Op("auto/a", v)), StorageTestData.Op("auto/b", 2)];
         Assert.Empty((await store.AppendAsync(later, default)).ConflictedDocs);
-        Assert.Equal(0, logs.Started);
+        Assert.Equal(0, Transactions(logs, "StartedTransaction"));
         StorageTestData.AssertSame(later.Take(300).ToList(), await store.ReadOpsAsync("auto/a", 1, 1000, 1000, default));
 
         // Another writer took auto/a's version 303: the failed COPY leaves nothing behind, the retry writes auto/b's op
@@ -49,7 +48,7 @@ public sealed class PostgresAppendTests(PostgresFixture postgres)
         var result = await store.AppendAsync(clash, default);
 
         Assert.Equal(["auto/a"], result.ConflictedDocs);
-        Assert.Equal(0, logs.Started);
+        Assert.Equal(0, Transactions(logs, "StartedTransaction"));
         Assert.Empty(await store.ReadOpsAsync("auto/a", 301, 302, 10, default));
         StorageTestData.AssertSame([clash[1]], await store.ReadOpsAsync("auto/b", 2, 3, 10, default));
     }
@@ -60,37 +59,7 @@ public sealed class PostgresAppendTests(PostgresFixture postgres)
         return (long)(await command.ExecuteScalarAsync())!;
     }
 
-    /// <summary>Counts the transactions Npgsql starts and commits.</summary>
-    private sealed class TransactionLog : ILoggerProvider
-    {
-        private readonly ConcurrentQueue<string> _events = new();
-
-        public int Started => _events.Count(e => e == "StartedTransaction");
-
-        public int Committed => _events.Count(e => e == "CommittedTransaction");
-
-        public void Clear() => _events.Clear();
-
-        public ILogger CreateLogger(string categoryName) => new CategoryLogger(categoryName == "Npgsql.Transaction" ? _events : null);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class CategoryLogger(ConcurrentQueue<string>? events) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => events is not null;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (eventId.Name is { } name)
-                {
-                    events?.Enqueue(name);
-                }
-            }
-        }
-    }
+    /// <summary>How many transactions Npgsql logged with this event name since the last <c>Clear</c>.</summary>
+    private static int Transactions(RecordingLoggerProvider logs, string eventName) =>
+        logs.Entries.Count(e => e.Category == "Npgsql.Transaction" && e.Id.Name == eventName);
 }
